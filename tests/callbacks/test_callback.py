@@ -1,0 +1,62 @@
+from torchfit.callbacks import Callback
+
+
+class FakeModel:
+    pass
+
+
+def test_every_hook_exists_and_is_a_no_op():
+    callback = Callback()
+    for name in ("train", "test", "predict"):
+        assert getattr(callback, f"on_{name}_begin")({}) is None
+        assert getattr(callback, f"on_{name}_end")({}) is None
+        assert getattr(callback, f"on_{name}_batch_begin")(0, {}) is None
+        assert getattr(callback, f"on_{name}_batch_end")(0, {}) is None
+    assert callback.on_epoch_begin(0) is None
+    assert callback.on_epoch_end(0, {}) is None
+
+
+def test_train_batch_hooks_call_the_aliases():
+    calls = []
+
+    class Old(Callback):
+        def on_batch_begin(self, batch, logs=None):
+            calls.append(("begin", batch))
+
+        def on_batch_end(self, batch, logs=None):
+            calls.append(("end", batch))
+
+    callback = Old()
+    callback.on_train_batch_begin(3)
+    callback.on_train_batch_end(3, {"loss": 1.0})
+    callback.on_test_batch_end(3)
+    assert calls == [("begin", 3), ("end", 3)]
+    assert callback._overrides("on_train_batch_end")
+    assert not callback._overrides("on_test_batch_end")
+
+
+def test_set_model_and_params():
+    callback = Callback()
+    model = FakeModel()
+    callback.set_model(model)
+    callback.set_params({"verbose": 1, "epochs": 2, "steps": 5})
+    assert callback.model is model
+    assert callback.params == {"verbose": 1, "epochs": 2, "steps": 5}
+
+
+def test_model_unwraps_distributed_data_parallel():
+    inner = FakeModel()
+    DistributedDataParallel = type("DistributedDataParallel", (), {})
+    wrapper = DistributedDataParallel()
+    wrapper.module = inner
+    callback = Callback()
+    callback.set_model(wrapper)
+    assert callback.model is inner
+
+
+def test_overrides_sees_only_real_overrides():
+    class OnlyEpochs(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            pass
+
+    assert not any(OnlyEpochs()._overrides(h) for h in ("on_train_batch_end", "on_test_batch_begin"))

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+
+from torchfit.callbacks import CallbackList, EarlyStopping
+
+
+class FakeModel:
+    def __init__(self):
+        self.stop_training = False
+        self.metrics = []
+        self.weights = [np.zeros(2)]
+
+    def get_weights(self):
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        self.weights = [w.copy() for w in weights]
+
+
+def _run(callback, losses, model=None, key="val_loss"):
+    model = model or FakeModel()
+    callbacks = CallbackList([callback], model=model, verbose=0, epochs=len(losses), steps=1)
+    callbacks.on_train_begin()
+    stopped_at = None
+    for epoch, loss in enumerate(losses):
+        model.weights = [np.full(2, float(epoch))]
+        callbacks.on_epoch_end(epoch, {"loss": loss, key: loss})
+        if model.stop_training:
+            stopped_at = epoch
+            break
+    callbacks.on_train_end()
+    return stopped_at, model
+
+
+def test_patience_zero_stops_at_first_non_improvement():
+    assert _run(EarlyStopping(), [1.0, 0.9, 0.95, 0.5])[0] == 2
+
+
+def test_patience_counts_epochs_without_improvement():
+    assert _run(EarlyStopping(patience=2), [1.0, 1.1, 1.2, 0.5])[0] == 2
+    assert _run(EarlyStopping(patience=2), [1.0, 1.1, 0.5, 0.6, 0.7])[0] == 4
+
+
+def test_never_stops_at_epoch_zero():
+    assert _run(EarlyStopping(baseline=0.1), [1.0])[0] is None
+
+
+def test_baseline_must_be_beaten():
+    assert _run(EarlyStopping(baseline=0.5, patience=1), [0.9, 0.95, 0.7])[0] == 1
+
+
+def test_improving_above_baseline_keeps_training_as_in_keras():
+    assert _run(EarlyStopping(baseline=0.5, patience=1), [0.9, 0.8, 0.7])[0] is None
+
+
+def test_min_delta_is_absolute():
+    assert _run(EarlyStopping(min_delta=0.1), [1.0, 0.95])[0] == 1
+
+
+def test_max_mode_and_start_from_epoch():
+    stopper = EarlyStopping(monitor="val_acc", mode="max", start_from_epoch=2)
+    assert _run(stopper, [0.9, 0.1, 0.5, 0.4], key="val_acc")[0] == 3
+
+
+def test_restore_best_weights_at_train_end_even_without_stopping():
+    stopped, model = _run(EarlyStopping(patience=5, restore_best_weights=True), [1.0, 0.2, 0.4])
+    assert stopped is None
+    np.testing.assert_array_equal(model.weights[0], [1.0, 1.0])
+
+
+def test_verbose_messages(capsys):
+    _run(EarlyStopping(verbose=1, restore_best_weights=True), [1.0, 2.0])
+    out = capsys.readouterr().out
+    assert "Epoch 2: early stopping" in out
+    assert "Restoring model weights from the end of the best epoch: 1." in out
+
+
+def test_reusable_across_fits():
+    stopper = EarlyStopping()
+    assert _run(stopper, [1.0, 2.0])[0] == 1
+    assert _run(stopper, [5.0, 4.0, 3.0])[0] is None
+
+
+def test_unknown_monitor_fails_fast():
+    with pytest.raises(ValueError, match="Available keys"):
+        _run(EarlyStopping(monitor="los"), [1.0])

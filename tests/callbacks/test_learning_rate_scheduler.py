@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+import torch
+
+from torchfit.callbacks import CallbackList, History, LearningRateScheduler
+
+
+class RateOptimizer:
+    def __init__(self, learning_rate):
+        self.learning_rate = learning_rate
+
+
+class FakeModel:
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+
+def _fit(callback, optimizer, epochs=3):
+    history = History()
+    callbacks = CallbackList([callback, history], model=FakeModel(optimizer), verbose=0, epochs=epochs, steps=1)
+    callbacks.on_train_begin()
+    for epoch in range(epochs):
+        callbacks.on_epoch_begin(epoch)
+        callbacks.on_epoch_end(epoch, {"loss": 1.0})
+    return history.history["learning_rate"]
+
+
+def test_schedule_gets_epoch_and_current_rate():
+    rates = _fit(LearningRateScheduler(lambda epoch, lr: lr * 0.5 if epoch else lr), RateOptimizer(1.0))
+    assert rates == [1.0, 0.5, 0.25]
+
+
+def test_one_argument_schedule_and_numpy_floats():
+    rates = _fit(LearningRateScheduler(lambda epoch: np.float32(0.1 * (epoch + 1))), RateOptimizer(1.0))
+    assert rates == pytest.approx([0.1, 0.2, 0.3])
+
+
+def test_torch_optimizer_groups(capsys):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    _fit(LearningRateScheduler(lambda epoch, lr: 0.01, verbose=1), optimizer, epochs=1)
+    assert optimizer.param_groups[0]["lr"] == 0.01
+    assert "Epoch 1: LearningRateScheduler setting learning rate to 0.01." in capsys.readouterr().out
+
+
+def test_non_float_schedule_output_is_an_error():
+    with pytest.raises(ValueError, match="should be a float"):
+        _fit(LearningRateScheduler(lambda epoch, lr: "fast"), RateOptimizer(1.0))

@@ -1,0 +1,34 @@
+import math
+
+import pytest
+import torch
+
+from torchfit.callbacks import CallbackList, TerminateOnNaN
+from torchfit.logs import BatchLogs
+
+
+class FakeModel:
+    stop_training = False
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_stops_training_on_bad_loss(bad, capsys):
+    model = FakeModel()
+    callbacks = CallbackList([TerminateOnNaN()], model=model)
+    callbacks.on_train_batch_end(0, BatchLogs(lambda: {"loss": torch.tensor(1.0)}))
+    assert not model.stop_training
+    callbacks.on_train_batch_end(1, BatchLogs(lambda: {"loss": torch.tensor(bad)}))
+    assert model.stop_training
+    assert "Batch 1: Invalid loss, terminating training" in capsys.readouterr().out
+
+
+def test_raise_error_names_the_batch():
+    callbacks = CallbackList([TerminateOnNaN(raise_error=True)], model=FakeModel())
+    with pytest.raises(RuntimeError, match="at batch 7"):
+        callbacks.on_train_batch_end(7, {"loss": float("nan")})
+
+
+def test_no_loss_key_is_ignored():
+    model = FakeModel()
+    CallbackList([TerminateOnNaN()], model=model).on_train_batch_end(0, {"acc": math.nan})
+    assert not model.stop_training

@@ -1,0 +1,69 @@
+import math
+
+import pytest
+import torch
+
+from torchfit import metrics
+
+
+def test_binary_crossentropy_probabilities_and_logits_agree():
+    probs = metrics.binary_crossentropy([[1.0, 0.0]], [[0.8, 0.3]])
+    logits = metrics.binary_crossentropy(
+        [[1.0, 0.0]], torch.logit(torch.tensor([[0.8, 0.3]])), from_logits=True
+    )
+    assert float(probs) == pytest.approx(float(logits), rel=1e-5)
+
+
+def test_binary_crossentropy_label_smoothing():
+    value = metrics.binary_crossentropy([[1.0]], [[0.5]], label_smoothing=0.2)
+    assert float(value) == pytest.approx(math.log(2.0), rel=1e-6)
+
+
+def test_binary_crossentropy_matches_rank_one_labels():
+    metric = metrics.BinaryCrossentropy()
+    assert float(metric([1.0, 0.0], [[0.5], [0.5]])) == pytest.approx(math.log(2.0), rel=1e-6)
+
+
+def test_categorical_crossentropy_renormalizes_and_clips():
+    value = metrics.categorical_crossentropy([[0.0, 1.0]], [[2.0, 2.0]])
+    assert float(value) == pytest.approx(math.log(2.0), rel=1e-6)
+    clipped = metrics.categorical_crossentropy([[1.0, 0.0]], [[0.0, 1.0]])
+    assert float(clipped) == pytest.approx(-math.log(1e-7), rel=1e-4)
+
+
+def test_categorical_crossentropy_shape_mismatch_names_shapes():
+    with pytest.raises(ValueError, match="sparse_categorical_crossentropy"):
+        metrics.categorical_crossentropy([1, 0], [[0.5, 0.5], [0.5, 0.5]])
+
+
+def test_sparse_crossentropy_ignore_class_masks_weighted_entries():
+    metric = metrics.SparseCategoricalCrossentropy(ignore_class=0)
+    metric.update_state([0, 1], [[0.5, 0.5], [0.5, 0.5]], sample_weight=[1.0, 1.0])
+    assert float(metric.result()) == pytest.approx(math.log(2.0), rel=1e-6)
+
+
+def test_sparse_crossentropy_class_axis_first():
+    scores = torch.tensor([[0.2, 0.7], [0.8, 0.3]])  # classes on axis 0
+    value = metrics.sparse_categorical_crossentropy([1, 0], scores, axis=0)
+    expected = metrics.sparse_categorical_crossentropy([1, 0], scores.T)
+    assert torch.allclose(value, expected)
+
+
+def test_kl_divergence_and_poisson_values():
+    assert float(metrics.KLDivergence()([[0.5, 0.5]], [[0.5, 0.5]])) == 0.0
+    assert float(metrics.Poisson()([[0.0]], [[2.0]])) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs",
+    [
+        (metrics.BinaryCrossentropy, {"from_logits": True, "label_smoothing": 0.1}),
+        (metrics.CategoricalCrossentropy, {"from_logits": True, "label_smoothing": 0.1, "axis": 1}),
+        (metrics.SparseCategoricalCrossentropy, {"from_logits": True, "ignore_class": 3}),
+    ],
+)
+def test_config_round_trip_and_direction(cls, kwargs):
+    metric = cls(**kwargs)
+    clone = cls.from_config(metric.get_config())
+    assert clone.get_config() == metric.get_config()
+    assert clone._direction == "down"

@@ -1,0 +1,109 @@
+"""The event order of fit/evaluate/predict is a contract: Keras 3's, exactly."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import torchfit
+from torchfit.callbacks import Callback
+from torchfit.logs import BatchLogs
+
+HOOKS = [
+    "on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+    "on_test_begin", "on_test_end", "on_predict_begin", "on_predict_end",
+    "on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin", "on_test_batch_end",
+    "on_predict_batch_begin", "on_predict_batch_end",
+]
+
+
+class Recorder(Callback):
+    def __init__(self):
+        super().__init__()
+        self.events = []
+
+
+def _recording_hook(name):
+    def hook(self, *args, **kwargs):
+        index = [a for a in args if isinstance(a, int) and not isinstance(a, bool)]
+        self.events.append(f"{name}:{index[0]}" if index else name)
+    return hook
+
+
+for _name in HOOKS:
+    setattr(Recorder, _name, _recording_hook(_name))
+
+
+def _model():
+    torch.manual_seed(0)
+    model = torchfit.Model(nn.Linear(3, 1), device="cpu")
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+# Recorded from Keras 3.15 (torch backend) with the same fit call.
+KERAS_FIT_EVENTS = [
+    "on_train_begin", "on_epoch_begin:0", "on_train_batch_begin:0", "on_train_batch_end:0",
+    "on_train_batch_begin:1", "on_train_batch_end:1", "on_test_begin", "on_test_batch_begin:0",
+    "on_test_batch_end:0", "on_test_end", "on_epoch_end:0", "on_epoch_begin:1",
+    "on_train_batch_begin:0", "on_train_batch_end:0", "on_train_batch_begin:1",
+    "on_train_batch_end:1", "on_test_begin", "on_test_batch_begin:0", "on_test_batch_end:0",
+    "on_test_end", "on_epoch_end:1", "on_train_end",
+]
+
+
+def test_fit_with_validation_calls_every_hook_in_keras_order():
+    x = np.zeros((4, 3), "float32")
+    y = np.zeros((4, 1), "float32")
+    recorder = Recorder()
+    _model().fit(x, y, batch_size=2, epochs=2, validation_data=(x[:2], y[:2]),
+                 callbacks=[recorder], verbose=0)
+    assert recorder.events == KERAS_FIT_EVENTS
+
+
+def test_evaluate_and_predict_hook_order():
+    x = np.zeros((4, 3), "float32")
+    y = np.zeros((4, 1), "float32")
+    model = _model()
+    recorder = Recorder()
+    model.evaluate(x, y, batch_size=2, callbacks=[recorder], verbose=0)
+    assert recorder.events == [
+        "on_test_begin", "on_test_batch_begin:0", "on_test_batch_end:0",
+        "on_test_batch_begin:1", "on_test_batch_end:1", "on_test_end",
+    ]
+    recorder.events.clear()
+    model.predict(x, batch_size=4, callbacks=[recorder], verbose=0)
+    assert recorder.events == [
+        "on_predict_begin", "on_predict_batch_begin:0", "on_predict_batch_end:0", "on_predict_end",
+    ]
+
+
+def test_batch_logs_are_lazy_and_epoch_logs_are_floats():
+    seen = {}
+
+    class Peek(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.setdefault("batch", logs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen["epoch"] = logs
+
+    x = np.random.rand(8, 3).astype("float32")
+    y = np.random.rand(8, 1).astype("float32")
+    _model().fit(x, y, batch_size=4, callbacks=[Peek()], verbose=0)
+    assert isinstance(seen["batch"], BatchLogs)
+    assert isinstance(seen["epoch"]["loss"], float)
+
+
+def test_epoch_loss_is_batch_size_weighted_mean():
+    # With a zero learning rate the weights never move, so the epoch loss must
+    # equal the loss over all 5 samples, although the batches are 2, 2 and 1.
+    model = torchfit.Model(nn.Linear(3, 1), device="cpu")
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.0), loss="mse")
+    x = np.random.rand(5, 3).astype("float32")
+    y = np.random.rand(5, 1).astype("float32")
+    history = model.fit(x, y, batch_size=2, shuffle=False, verbose=0)
+    with torch.no_grad():
+        pred = model.module(torch.from_numpy(x))
+        expected = float(((pred - torch.from_numpy(y)) ** 2).mean())
+    assert history.history["loss"][0] == pytest.approx(expected, rel=1e-5)

@@ -1,0 +1,103 @@
+"""Sets the learning rate at the start of each epoch from a schedule.
+
+Owns `LearningRateScheduler` and the two helpers every learning-rate
+callback uses to read and write an optimizer's rate, whether it is a
+torchfit optimizer (`learning_rate` property) or a plain torch one
+(`param_groups[i]["lr"]`). Per-step schedules belong to
+`torchfit.optimizers.schedules`.
+"""
+
+from typing import Any, Callable
+
+import numpy as np
+
+from torchfit.callbacks.callback import Callback, Logs
+from torchfit.utils.progbar import print_msg
+
+__all__ = ["LearningRateScheduler"]
+
+
+def get_learning_rate(optimizer: Any) -> float:
+    """The optimizer's current learning rate as a Python float.
+
+    Raises:
+        ValueError: If the optimizer has neither `learning_rate` nor
+            `param_groups`.
+    """
+    if hasattr(optimizer, "learning_rate"):
+        value = optimizer.learning_rate
+        if hasattr(value, "detach"):
+            value = value.detach().cpu()
+        return float(value)
+    if hasattr(optimizer, "param_groups"):
+        return float(optimizer.param_groups[0]["lr"])
+    raise ValueError(
+        "The optimizer must have a `learning_rate` attribute or torch"
+        f" `param_groups`. Received an optimizer of type {type(optimizer).__name__}."
+    )
+
+
+def set_learning_rate(optimizer: Any, value: float) -> None:
+    """Sets the learning rate (every param group's, for a torch optimizer)."""
+    if hasattr(optimizer, "learning_rate"):
+        optimizer.learning_rate = value
+        return
+    if hasattr(optimizer, "param_groups"):
+        for group in optimizer.param_groups:
+            group["lr"] = value
+        return
+    raise ValueError(
+        "The optimizer must have a `learning_rate` attribute or torch"
+        f" `param_groups`. Received an optimizer of type {type(optimizer).__name__}."
+    )
+
+
+class LearningRateScheduler(Callback):
+    """Sets the learning rate from `schedule(epoch, lr)` before each epoch.
+
+    Also writes the rate into the epoch logs as `learning_rate`.
+
+    Args:
+        schedule: Function `(epoch, lr) -> new_lr` with `epoch` from 0 and
+            `lr` the current rate (a one-argument `schedule(epoch)` also
+            works), returning a float.
+        verbose: `1` prints each change. Defaults to `0`.
+
+    Example:
+    >>> def halve_after_two(epoch, lr):
+    ...     return lr if epoch < 2 else lr * 0.5
+    >>> callback = LearningRateScheduler(halve_after_two)
+    """
+
+    def __init__(self, schedule: Callable[..., float], verbose: int = 0):
+        super().__init__()
+        self.schedule = schedule
+        self.verbose = verbose
+
+    def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
+        optimizer = self.model.optimizer
+        current = get_learning_rate(optimizer)
+        try:
+            learning_rate = self.schedule(epoch, current)
+        except TypeError:
+            # Older schedules take only the epoch.
+            learning_rate = self.schedule(epoch)
+        if hasattr(learning_rate, "detach"):
+            learning_rate = float(learning_rate.detach().cpu())
+        if not isinstance(learning_rate, (float, int, np.floating, np.integer)) or isinstance(
+            learning_rate, bool
+        ):
+            raise ValueError(
+                "The output of the `schedule` function should be a float."
+                f" Received: {learning_rate!r} of type {type(learning_rate).__name__}."
+            )
+        set_learning_rate(optimizer, float(learning_rate))
+        if self.verbose > 0:
+            print_msg(
+                f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning"
+                f" rate to {float(learning_rate)}."
+            )
+
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
+        if logs is not None:
+            logs["learning_rate"] = get_learning_rate(self.model.optimizer)

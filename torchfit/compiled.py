@@ -1,0 +1,351 @@
+"""Applies the losses and metrics given to `compile()` to a model's outputs.
+
+Owns the mapping from `compile(loss=..., loss_weights=..., metrics=...,
+weighted_metrics=...)` onto the model's outputs, Keras 3's log names for them
+(`loss`, `<output>_loss`, `<output>_<metric>`, `_1` for duplicates,
+`weighted_` for collisions), and the resolution of `"accuracy"` and
+`"crossentropy"` from the shapes of the first batch. The numbers themselves
+belong to `losses/` and `metrics/`; the step that calls these belongs to
+`models/model.py`.
+"""
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
+
+import torch
+
+from torchfit import losses as losses_module
+from torchfit import metrics as metrics_module
+
+__all__ = ["CompileLoss", "CompileMetrics", "Outputs"]
+
+_SHAPE_RESOLVED = ("accuracy", "acc", "crossentropy", "ce")
+
+
+class Outputs:
+    """The model's outputs laid flat: one name per output, in order.
+
+    A single tensor is one unnamed output (its log keys get no prefix). A
+    tuple or list is named by `output_names`, else `output_1`, `output_2`, ...;
+    a dict by its keys.
+    """
+
+    def __init__(self, y_pred: Any, output_names: Optional[Sequence[str]] = None):
+        if isinstance(y_pred, Mapping):
+            self.kind = "dict"
+            self.names = list(y_pred.keys())
+        elif isinstance(y_pred, (list, tuple)) and len(y_pred) != 1:
+            self.kind = "list"
+            if output_names is not None and len(output_names) != len(y_pred):
+                raise ValueError(
+                    f"`output_names` has {len(output_names)} names but the model"
+                    f" returned {len(y_pred)} outputs. Received:"
+                    f" output_names={list(output_names)}."
+                )
+            self.names = (
+                list(output_names)
+                if output_names is not None
+                else [f"output_{index + 1}" for index in range(len(y_pred))]
+            )
+        else:
+            self.kind = "single"
+            self.names = list(output_names)[:1] if output_names else ["output"]
+
+    @property
+    def count(self) -> int:
+        return len(self.names)
+
+    def flatten(self, y_pred: Any) -> list:
+        """The model's predictions, one per output name."""
+        if self.kind == "dict":
+            return [y_pred[name] for name in self.names]
+        if self.kind == "list":
+            return list(y_pred)
+        if isinstance(y_pred, (list, tuple)):
+            return [y_pred[0]]
+        return [y_pred]
+
+    def match(self, value: Any, argument: str, *, broadcast: bool = False) -> list:
+        """Lays `value` (targets or sample weights) out per output.
+
+        Args:
+            value: `None`, one array for a single output, a list by position or
+                a dict by output name.
+            argument: The user-facing argument name, for errors.
+            broadcast: Whether one non-nested value serves every output (as a
+                1-D `sample_weight` does in Keras).
+        """
+        if value is None:
+            return [None] * self.count
+        if self.kind == "single":
+            if isinstance(value, Mapping):
+                if len(value) != 1:
+                    raise ValueError(
+                        f"`{argument}` is a dict with keys {sorted(value)} but the"
+                        " model has a single output."
+                    )
+                return list(value.values())
+            if isinstance(value, (list, tuple)) and len(value) == 1:
+                return [value[0]]
+            return [value]
+        if isinstance(value, Mapping):
+            unknown = sorted(set(value) - set(self.names))
+            if unknown:
+                raise ValueError(
+                    f"`{argument}` has keys {unknown} that are no output of the"
+                    f" model. Expected keys among: {self.names}."
+                )
+            return [value.get(name) for name in self.names]
+        if isinstance(value, (list, tuple)):
+            if len(value) != self.count:
+                raise ValueError(
+                    f"`{argument}` has {len(value)} entries but the model has"
+                    f" {self.count} outputs ({self.names}). Pass one entry per"
+                    " output, or a dict keyed by output name."
+                )
+            return list(value)
+        if broadcast:
+            return [value] * self.count
+        raise ValueError(
+            f"The model has {self.count} outputs ({self.names}) but `{argument}`"
+            f" is a single {type(value).__name__}. Pass a list with one entry"
+            " per output, or a dict keyed by output name."
+        )
+
+
+def _per_output(config: Any, outputs: Outputs, argument: str) -> list:
+    """Spreads a compile argument (one value, list or dict) over the outputs."""
+    if outputs.count == 1:
+        if isinstance(config, Mapping):
+            unknown = sorted(set(config) - set(outputs.names))
+            if len(config) > 1 or unknown and outputs.kind != "single":
+                raise ValueError(
+                    f"`{argument}` is a dict with keys {sorted(config)} but the"
+                    f" model has a single output named {outputs.names}."
+                )
+            return list(config.values())
+        if isinstance(config, (list, tuple)) and len(config) == 1 and argument == "loss":
+            return [config[0]]
+        return [config]
+    if isinstance(config, Mapping):
+        unknown = sorted(set(config) - set(outputs.names))
+        if unknown:
+            raise ValueError(
+                f"`{argument}` has keys {unknown} that are no output of the model."
+                f" Expected keys among: {outputs.names}."
+            )
+        return [config.get(name) for name in outputs.names]
+    if isinstance(config, (list, tuple)):
+        if len(config) != outputs.count:
+            raise ValueError(
+                f"`{argument}` has {len(config)} entries but the model has"
+                f" {outputs.count} outputs ({outputs.names}). Pass one entry per"
+                " output, or a dict keyed by output name."
+            )
+        return list(config)
+    return [config] * outputs.count
+
+
+def _batch_size(tensor: Any) -> int:
+    return int(tensor.shape[0]) if getattr(tensor, "ndim", 0) else 1
+
+
+class CompileLoss:
+    """The weighted sum of the compiled losses over the model's outputs.
+
+    Built on the first batch, when the outputs' structure and shapes are
+    known. With more than one loss it keeps a `<output>_loss` tracker per
+    output, logged before weighting, as Keras 3 does.
+    """
+
+    def __init__(self, loss: Any, loss_weights: Any = None, output_names=None):
+        self._loss_config = loss
+        self._weights_config = loss_weights
+        self._output_names = output_names
+        self.built = False
+        self.outputs: Optional[Outputs] = None
+        self.metrics: list = []
+        self._terms: list = []  # (index, loss_fn, weight, tracker)
+
+    def build(self, y_true: Any, y_pred: Any, device: torch.device) -> None:
+        self.outputs = Outputs(y_pred, self._output_names)
+        flat_pred = self.outputs.flatten(y_pred)
+        flat_true = self.outputs.match(y_true, "y")
+        configs = _per_output(self._loss_config, self.outputs, "loss")
+        weights = (
+            [1.0] * self.outputs.count
+            if self._weights_config is None
+            else _per_output(self._weights_config, self.outputs, "loss_weights")
+        )
+        terms = []
+        for index, config in enumerate(configs):
+            if config is None:
+                continue
+            if isinstance(config, str) and config in ("crossentropy", "ce"):
+                loss_fn = losses_module.resolve_crossentropy(flat_true[index], flat_pred[index])
+            else:
+                loss_fn = losses_module.get(config)
+            weight = 1.0 if weights[index] is None else float(weights[index])
+            terms.append([index, loss_fn, weight, None])
+        if len(terms) > 1:
+            for term in terms:
+                name = f"{self.outputs.names[term[0]]}_loss"
+                term[3] = metrics_module.Mean(name=name).to(device)
+                self.metrics.append(term[3])
+        self._terms = [tuple(term) for term in terms]
+        self.built = True
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None):
+        """Returns the total loss, or `None` when no output has a loss."""
+        outputs = self.outputs
+        if outputs.kind == "single" and len(self._terms) == 1 and not isinstance(y_true, (list, tuple, Mapping)):
+            # The common case, kept to one call: one output, one loss.
+            _, loss_fn, weight, _ = self._terms[0]
+            pred = y_pred[0] if isinstance(y_pred, (list, tuple)) else y_pred
+            sw = sample_weight[0] if isinstance(sample_weight, (list, tuple)) else sample_weight
+            _check_target(y_true, outputs.names[0], outputs)
+            value = loss_fn(y_true, pred, sample_weight=sw)
+            return value if weight == 1.0 else value * weight
+        flat_pred = outputs.flatten(y_pred)
+        flat_true = outputs.match(y_true, "y")
+        flat_weights = outputs.match(sample_weight, "sample_weight", broadcast=True)
+        total = None
+        for index, loss_fn, weight, tracker in self._terms:
+            _check_target(flat_true[index], outputs.names[index], outputs)
+            value = loss_fn(flat_true[index], flat_pred[index], sample_weight=flat_weights[index])
+            if tracker is not None:
+                tracker.update_state(value, sample_weight=_batch_size(flat_pred[index]))
+            if weight != 1.0:
+                value = value * weight
+            total = value if total is None else total + value
+        return total
+
+
+def _check_target(y_true: Any, name: str, outputs: Outputs) -> None:
+    if y_true is None:
+        where = "" if outputs.kind == "single" else f" for output `{name}`"
+        raise ValueError(
+            f"A loss was compiled{where} but no target `y` was given. Pass `y` to"
+            " fit/evaluate (or yield `(x, y)` batches), or compile without a loss"
+            " when the model adds its own with `add_loss`."
+        )
+
+
+class CompileMetrics:
+    """The compiled `metrics` and `weighted_metrics`, applied per output.
+
+    Each metric's `name` is set to its log key, so `model.metrics` reads
+    as the logs do.
+    """
+
+    def __init__(self, metrics: Any = None, weighted_metrics: Any = None, output_names=None):
+        self._metrics_config = metrics
+        self._weighted_config = weighted_metrics
+        self._output_names = output_names
+        self.built = False
+        self.outputs: Optional[Outputs] = None
+        self.metrics: list = []
+        self._unweighted: list = []  # (output index, metric)
+        self._weighted: list = []
+
+    def build(self, y_true: Any, y_pred: Any, device: torch.device) -> None:
+        self.outputs = Outputs(y_pred, self._output_names)
+        flat_pred = self.outputs.flatten(y_pred)
+        flat_true = self.outputs.match(y_true, "y")
+        seen: set[int] = set()
+        self._unweighted = self._build_set(self._metrics_config, "metrics", flat_true, flat_pred, seen)
+        self._weighted = self._build_set(self._weighted_config, "weighted_metrics", flat_true, flat_pred, seen)
+        self._name_metrics()
+        self.metrics = [metric for _, metric in self._unweighted + self._weighted]
+        for metric in self.metrics:
+            metric.to(device)
+        self.built = True
+
+    def _build_set(self, config, argument, flat_true, flat_pred, seen) -> list:
+        if config is None:
+            return []
+        if self.outputs.count == 1:
+            if isinstance(config, Mapping):
+                config = [m for value in config.values() for m in _as_list(value)]
+            if not isinstance(config, (list, tuple)):
+                raise TypeError(
+                    f"`{argument}` must be a list (or a dict keyed by output name)."
+                    f" Received: {argument} of type {type(config).__name__}."
+                )
+            per_output = [list(config)]
+        else:
+            per_output = [_as_list(value) for value in _per_output(config, self.outputs, argument)]
+        built = []
+        for index, identifiers in enumerate(per_output):
+            for identifier in identifiers:
+                if identifier is None:
+                    continue
+                metric = self._resolve(identifier, flat_true[index], flat_pred[index])
+                if id(metric) in seen:
+                    metric = copy.deepcopy(metric)
+                seen.add(id(metric))
+                built.append((index, metric))
+        return built
+
+    @staticmethod
+    def _resolve(identifier, y_true, y_pred):
+        if isinstance(identifier, str) and identifier in _SHAPE_RESOLVED:
+            if y_true is None:
+                raise ValueError(
+                    f"metrics={identifier!r} is chosen from the shapes of the"
+                    " targets, but no target `y` was given."
+                )
+            return metrics_module.resolve_accuracy(identifier, y_true, y_pred)
+        return metrics_module.get(identifier)
+
+    def _name_metrics(self) -> None:
+        names = self.outputs.names if self.outputs.count > 1 else None
+
+        def log_name(index: int, base: str) -> str:
+            return f"{names[index]}_{base}" if names else base
+
+        for index, metric in self._unweighted:
+            metric.name = log_name(index, metric.name)
+        taken = {metric.name for _, metric in self._unweighted}
+        for index, metric in self._weighted:
+            base = metric.name
+            if log_name(index, base) in taken:
+                base = f"weighted_{base}"
+            metric.name = log_name(index, base)
+        counts: dict[str, int] = {}
+        for _, metric in self._unweighted + self._weighted:
+            seen = counts.get(metric.name, 0)
+            counts[metric.name] = seen + 1
+            if seen:
+                metric.name = f"{metric.name}_{seen}"
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        if self.outputs.kind == "single" and not isinstance(y_true, (list, tuple, Mapping)):
+            # The common case: one output, no structure to walk.
+            pred = y_pred[0] if isinstance(y_pred, (list, tuple)) else y_pred
+            for _, metric in self._unweighted:
+                metric.update_state(y_true, pred)
+            if self._weighted:
+                sw = sample_weight[0] if isinstance(sample_weight, (list, tuple)) else sample_weight
+                for _, metric in self._weighted:
+                    metric.update_state(y_true, pred, sample_weight=sw)
+            return
+        flat_pred = self.outputs.flatten(y_pred)
+        flat_true = self.outputs.match(y_true, "y")
+        for index, metric in self._unweighted:
+            if flat_true[index] is not None:
+                metric.update_state(flat_true[index], flat_pred[index])
+        if self._weighted:
+            flat_weights = self.outputs.match(sample_weight, "sample_weight", broadcast=True)
+            for index, metric in self._weighted:
+                if flat_true[index] is not None:
+                    metric.update_state(flat_true[index], flat_pred[index], sample_weight=flat_weights[index])
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]

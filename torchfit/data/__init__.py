@@ -1,0 +1,189 @@
+"""Picks the data adapter for whatever `fit`, `evaluate` or `predict` received.
+
+Owns recognising the kind of input and rejecting arguments that kind cannot
+use (`y` with a DataLoader, `class_weight` with several outputs, ...). Each
+adapter batches its own kind; `EpochIterator` turns an adapter into epochs.
+"""
+
+import types
+import warnings
+from collections.abc import Iterable
+from typing import Any, Optional
+
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from torchfit.data import data_utils
+from torchfit.data.adapter import DataAdapter, check_positive_int, resolve_device
+from torchfit.data.array_adapter import ArrayDataAdapter
+from torchfit.data.data_utils import (
+    class_weight_to_sample_weights,
+    pack_x_y_sample_weight,
+    train_validation_split,
+    unpack_x_y_sample_weight,
+)
+from torchfit.data.epoch_iterator import EpochIterator
+from torchfit.data.generator_adapter import GeneratorDataAdapter
+from torchfit.data.sequence_adapter import SequenceAdapter
+from torchfit.data.torch_adapter import DataLoaderAdapter, DatasetAdapter
+from torchfit.utils.sequence import Sequence
+
+__all__ = [
+    "ArrayDataAdapter", "DataAdapter", "DataLoaderAdapter", "DatasetAdapter",
+    "EpochIterator", "GeneratorDataAdapter", "SequenceAdapter", "get_adapter",
+    "class_weight_to_sample_weights", "pack_x_y_sample_weight",
+    "train_validation_split", "unpack_x_y_sample_weight",
+]
+
+_PURPOSES = ("fit", "evaluate", "predict")
+_ACCEPTED = (
+    "NumPy arrays, torch tensors, pandas DataFrames/Series, lists/tuples/dicts"
+    " of those, a torch Dataset or DataLoader, a torchfit.utils.Sequence"
+    " (PyDataset), or a generator/iterable of batches"
+)
+
+
+def get_adapter(x: Any, y: Any = None, sample_weight: Any = None, *,
+                batch_size: Optional[int] = None, steps: Optional[int] = None,
+                shuffle: Any = False, class_weight: Optional[dict] = None,
+                device=None, purpose: str = "fit") -> DataAdapter:
+    """Returns the DataAdapter for `x` (and `y`, `sample_weight`).
+
+    Args:
+        x: The inputs: arrays or tensors (or lists/dicts of them), a torch
+            `Dataset` or `DataLoader`, a `Sequence`, a generator or iterable
+            of batches, or a `DataAdapter` (returned as is).
+        y: Targets, only with array inputs. Defaults to `None`.
+        sample_weight: Per-sample weights, only with array inputs.
+        batch_size: Samples per batch for arrays and Datasets. Defaults to 32.
+        steps: Batches per epoch (`steps_per_epoch`/`steps`); with arrays and
+            no `batch_size`, sets `batch_size = ceil(N / steps)`.
+        shuffle: `True`, `False` or `"batch"`. Ignored, with a warning, for
+            DataLoaders and generators, which set their own order.
+        class_weight: `{class_index: weight}` for a single-output model.
+        device: Where batches are delivered. Defaults to `None` (not moved).
+        purpose: "fit", "evaluate" or "predict", used in error messages.
+
+    Returns:
+        A `DataAdapter`.
+
+    Raises:
+        ValueError: for an unsupported kind of data, mismatched sample
+            counts, or arguments the kind of data cannot use.
+    """
+    if purpose not in _PURPOSES:
+        raise ValueError(f"`purpose` must be one of {_PURPOSES}. Received: {purpose!r}.")
+    if isinstance(x, DataAdapter):
+        return x
+    steps_name = "steps_per_epoch" if purpose == "fit" else "steps"
+    batch_size = check_positive_int("batch_size", batch_size)
+    steps = check_positive_int(steps_name, steps)
+    device = resolve_device(device)
+    if x is None:
+        raise ValueError(
+            f"`{purpose}()` needs data: `x` is None. Pass arrays, a Dataset,"
+            " a DataLoader, a Sequence or a generator."
+        )
+    if class_weight is not None and purpose != "fit":
+        raise ValueError(f"`class_weight` is only used by `fit()`, not `{purpose}()`.")
+
+    if data_utils.is_array_structure(x):
+        _check_arrays("y", y)
+        _check_arrays("sample_weight", sample_weight)
+        return ArrayDataAdapter(x, y, sample_weight, batch_size=batch_size, steps=steps,
+                                shuffle=shuffle, class_weight=class_weight, device=device)
+    if data_utils.is_nested(x):
+        _reject_mixed_structure(x)
+    kind = _kind_of(x)
+    _reject_arguments(kind, y, sample_weight)
+    if isinstance(x, Sequence):
+        return SequenceAdapter(x, shuffle=shuffle, class_weight=class_weight, device=device)
+    if isinstance(x, DataLoader):
+        if class_weight is not None:
+            raise ValueError(
+                "`class_weight` is not supported for a torch DataLoader, which"
+                " batches by itself. Return `(x, y, sample_weight)` from the"
+                " Dataset's `__getitem__`, or pass the Dataset itself with"
+                " `batch_size=` so torchfit batches it and applies `class_weight`."
+            )
+        _warn_shuffle_ignored(shuffle, "a torch DataLoader", "The DataLoader")
+        return DataLoaderAdapter(x, device=device)
+    if isinstance(x, TensorDataset):
+        return _tensor_dataset_adapter(x, batch_size, steps, shuffle, class_weight, device)
+    if isinstance(x, Dataset):
+        return DatasetAdapter(x, batch_size=batch_size, shuffle=shuffle,
+                              class_weight=class_weight, device=device)
+    if isinstance(x, types.GeneratorType) or _is_batch_iterable(x):
+        _warn_shuffle_ignored(shuffle, f"a {kind}", f"The {kind}")
+        return GeneratorDataAdapter(x, class_weight=class_weight, device=device)
+    raise ValueError(
+        f"Unrecognized data type for `x`: {type(x).__name__}. `{purpose}()` accepts"
+        f" {_ACCEPTED}."
+    )
+
+
+def _kind_of(x: Any) -> str:
+    if isinstance(x, Sequence):
+        return "Sequence"
+    if isinstance(x, DataLoader):
+        return "DataLoader"
+    if isinstance(x, Dataset):
+        return "Dataset"
+    if isinstance(x, types.GeneratorType):
+        return "generator"
+    return "iterable"
+
+
+def _is_batch_iterable(x: Any) -> bool:
+    return isinstance(x, Iterable) and not isinstance(x, (str, bytes))
+
+
+def _reject_mixed_structure(x: Any) -> None:
+    leaves = x.values() if isinstance(x, dict) else x
+    found = sorted({type(leaf).__name__ for leaf in leaves
+                    if not data_utils.is_array_structure(leaf) or leaf is None})
+    raise ValueError(
+        f"`x` is a {type(x).__name__} whose items are not all arrays or tensors"
+        f" (found {', '.join(found) or 'nothing: it is empty'}). Several inputs go"
+        " in a list or dict of arrays; a list of numbers needs `np.asarray(x)`."
+    )
+
+
+def _check_arrays(name: str, value: Any) -> None:
+    if not data_utils.is_array_structure(value):
+        raise ValueError(
+            f"`{name}` must be an array or tensor (or a list/dict of them) when `x`"
+            f" is arrays. Received: {name} of type {type(value).__name__}."
+        )
+
+
+def _reject_arguments(kind: str, y: Any, sample_weight: Any) -> None:
+    for name, value, what in (("y", y, "the targets"),
+                              ("sample_weight", sample_weight, "the sample weights")):
+        if value is not None:
+            raise ValueError(
+                f"When `x` is a {kind}, `{name}` should not be passed: {what} must"
+                f" come from the {kind}, as batches `(x, y)` or"
+                f" `(x, y, sample_weight)`. Received: {name} of type {type(value).__name__}."
+            )
+
+
+def _warn_shuffle_ignored(shuffle: Any, what: str, subject: str) -> None:
+    if shuffle:
+        warnings.warn(
+            f"`shuffle=True` was passed, but will be ignored since the data `x`"
+            f" was provided as {what}. {subject} is expected to yield"
+            " already-shuffled data.",
+            stacklevel=3,
+        )
+
+
+def _tensor_dataset_adapter(dataset, batch_size, steps, shuffle, class_weight, device):
+    tensors = dataset.tensors
+    if not 1 <= len(tensors) <= 3:
+        raise ValueError(
+            "A TensorDataset passed as `x` must hold 1 to 3 tensors: x, (x, y) or"
+            f" (x, y, sample_weight). Received {len(tensors)} tensors."
+        )
+    x, y, sample_weight = unpack_x_y_sample_weight(tuple(tensors))
+    return ArrayDataAdapter(x, y, sample_weight, batch_size=batch_size, steps=steps,
+                            shuffle=shuffle, class_weight=class_weight, device=device)

@@ -1,0 +1,480 @@
+"""Small helpers every data adapter shares.
+
+Owns the batch format (`x`, `(x,)`, `(x, y)`, `(x, y, sample_weight)`), the
+nested-structure helpers, turning array-likes into torch tensors, the
+`validation_split` cut and `class_weight` lookups. Batching, shuffling and
+device placement belong to the adapters.
+"""
+
+import math
+from collections.abc import Mapping
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+try:  # pandas is optional: only needed to recognise DataFrames and Series.
+    import pandas as _pandas
+except ImportError:  # pragma: no cover - pandas is installed in the test env
+    _pandas = None
+
+Batch = tuple  # `(x,)`, `(x, y)` or `(x, y, sample_weight)`, leaves are tensors.
+
+_FLOATX = torch.float32
+
+
+# ---------------------------------------------------------------------------
+# Batch format
+# ---------------------------------------------------------------------------
+
+
+def unpack_x_y_sample_weight(data: Any) -> tuple:
+    """Splits a batch into `(x, y, sample_weight)`.
+
+    A list is read as a tuple; anything that is not a tuple is `x` alone. This
+    is the helper to call first in a custom `train_step(data)`.
+
+    Args:
+        data: `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)`.
+
+    Returns:
+        `(x, y, sample_weight)`, with `None` for the parts not given.
+
+    Raises:
+        ValueError: if `data` is a tuple with more than three elements.
+
+    Example:
+        >>> x, y, sw = unpack_x_y_sample_weight((1, 2))
+        >>> (x, y, sw)
+        (1, 2, None)
+    """
+    if isinstance(data, list):
+        data = tuple(data)
+    if not isinstance(data, tuple):
+        return (data, None, None)
+    if len(data) == 1:
+        return (data[0], None, None)
+    if len(data) == 2:
+        return (data[0], data[1], None)
+    if len(data) == 3:
+        return (data[0], data[1], data[2])
+    raise ValueError(
+        "A batch must be `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)`."
+        f" Received a tuple of {len(data)} elements."
+        " Pass several inputs as a list or dict inside the first element:"
+        " `([x1, x2], y)`."
+    )
+
+
+def pack_x_y_sample_weight(x: Any, y: Any = None, sample_weight: Any = None) -> Any:
+    """Packs `x`, `y` and `sample_weight` into the batch format `fit` reads.
+
+    Args:
+        x: Model inputs.
+        y: Targets. Defaults to `None`.
+        sample_weight: Per-sample weights. Defaults to `None`.
+
+    Returns:
+        `x` itself when it is a single input and `y` is `None`, else `(x,)`,
+        `(x, y)` or `(x, y, sample_weight)`.
+
+    Example:
+        >>> pack_x_y_sample_weight(1, 2)
+        (1, 2)
+        >>> pack_x_y_sample_weight([1, 2])
+        ([1, 2],)
+    """
+    if y is None:
+        # A lone list/tuple x is wrapped so it is not read as (x, y).
+        return (x,) if isinstance(x, (list, tuple)) else x
+    if sample_weight is None:
+        return (x, y)
+    return (x, y, sample_weight)
+
+
+def standardize_batch(batch: Any) -> tuple:
+    """Puts one batch into tuple form: `(x,)`, `(x, y)` or `(x, y, sw)`.
+
+    Follows Keras: a list is read as a tuple, a dict or a single array is `x`.
+
+    Raises:
+        ValueError: if the batch is a tuple of more than three elements.
+    """
+    if isinstance(batch, list):
+        batch = tuple(batch)
+    if not isinstance(batch, tuple) or hasattr(batch, "_fields"):
+        return (batch,)  # a dict, an array or a namedtuple is x alone
+    if 1 <= len(batch) <= 3:
+        return batch
+    raise ValueError(
+        "A batch must be `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)`."
+        f" Received a tuple of {len(batch)} elements."
+        " Pass several inputs as a list or dict inside the first element:"
+        " `([x1, x2], y)`."
+    )
+
+
+# ---------------------------------------------------------------------------
+# Nested structures (tuples, lists, dicts; None is kept as is)
+# ---------------------------------------------------------------------------
+
+
+def is_nested(structure: Any) -> bool:
+    """Whether `structure` is a list, tuple or dict (rather than a leaf)."""
+    return isinstance(structure, (list, tuple, Mapping))
+
+
+def flatten(structure: Any) -> list:
+    """Returns the leaves of a nested structure, in order, skipping `None`."""
+    if structure is None:
+        return []
+    if isinstance(structure, Mapping):
+        return [leaf for key in structure for leaf in flatten(structure[key])]
+    if isinstance(structure, (list, tuple)):
+        return [leaf for item in structure for leaf in flatten(item)]
+    return [structure]
+
+
+def map_structure(fn: Callable, structure: Any) -> Any:
+    """Applies `fn` to every leaf, keeping lists, tuples, dicts and `None`."""
+    if structure is None:
+        return None
+    if isinstance(structure, Mapping):
+        return {key: map_structure(fn, value) for key, value in structure.items()}
+    if isinstance(structure, tuple):
+        items = [map_structure(fn, item) for item in structure]
+        return type(structure)(*items) if hasattr(structure, "_fields") else tuple(items)
+    if isinstance(structure, list):
+        return [map_structure(fn, item) for item in structure]
+    return fn(structure)
+
+
+# ---------------------------------------------------------------------------
+# Array-likes and tensors
+# ---------------------------------------------------------------------------
+
+
+def is_array_like(value: Any) -> bool:
+    """Whether `value` is one array: NumPy, torch, pandas or `__array__`."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return True
+    if _pandas is not None and isinstance(value, (_pandas.DataFrame, _pandas.Series)):
+        return True
+    return hasattr(value, "__array__") and not isinstance(value, (str, bytes))
+
+
+def is_array_structure(structure: Any) -> bool:
+    """Whether `structure` is an array or a non-empty list/tuple/dict of arrays."""
+    if structure is None:
+        return True
+    if is_array_like(structure):
+        return True
+    if not is_nested(structure):
+        return False
+    values = list(structure.values()) if isinstance(structure, Mapping) else structure
+    return len(values) > 0 and all(is_array_structure(item) for item in values)
+
+
+def _numpy_from(value: Any) -> np.ndarray:
+    if _pandas is not None and isinstance(value, (_pandas.DataFrame, _pandas.Series)):
+        array = value.to_numpy()
+        if array.dtype == object:  # mixed column dtypes: Keras casts to floatx
+            array = value.to_numpy(dtype=np.float32)
+        return array
+    return np.asarray(value)
+
+
+def to_tensor(value: Any, device: Optional[torch.device] = None) -> Any:
+    """Converts one leaf to a torch tensor, floats as float32 (Keras's floatx).
+
+    Integers and bools keep their dtype. Tensors already of the right dtype on
+    `device` are returned as they are (no copy).
+
+    Args:
+        value: A tensor, NumPy array, pandas object, array-like or Python number.
+            `None` is returned unchanged.
+        device: Where the tensor should live. Defaults to `None` (leave it).
+
+    Returns:
+        A `torch.Tensor` (or `None`).
+
+    Raises:
+        TypeError: if `value` holds strings or Python objects.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, torch.Tensor):
+        if isinstance(value, (bool, int, float)):
+            value = torch.tensor(value)
+        else:
+            array = _numpy_from(value)
+            if array.dtype == object or array.dtype.kind in "USV":
+                raise TypeError(
+                    "Data must be numeric to become a torch tensor."
+                    f" Received: an array of dtype {array.dtype} and shape {array.shape}."
+                    " Encode strings and Python objects as numbers first."
+                )
+            if not array.flags.writeable or any(s < 0 for s in array.strides):
+                array = np.array(array)  # torch cannot share read-only/negative-stride memory
+            value = torch.from_numpy(array)
+    if value.is_floating_point() and value.dtype != _FLOATX:
+        value = value.to(_FLOATX)
+    if device is not None and value.device != device:
+        value = value.to(device, non_blocking=True)
+    return value
+
+
+def structure_to_device(structure: Any, device: Optional[torch.device]) -> Any:
+    """Converts every leaf with `to_tensor` and moves it to `device`."""
+    return map_structure(lambda leaf: to_tensor(leaf, device), structure)
+
+
+def move_to_device(structure: Any, device: Optional[torch.device]) -> Any:
+    """Moves the tensors of a structure to `device` without changing dtypes."""
+    if device is None:
+        return structure
+
+    def move(leaf):
+        if isinstance(leaf, torch.Tensor) and leaf.device != device:
+            return leaf.to(device, non_blocking=True)
+        return leaf
+
+    return map_structure(move, structure)
+
+
+def num_samples(value: Any) -> int:
+    """Length of the first (batch) axis of one array-like."""
+    shape = getattr(value, "shape", None)
+    if shape is None:
+        shape = np.shape(value)
+    if len(shape) == 0:
+        raise ValueError(
+            "Every array needs a first (batch) axis."
+            f" Received a scalar of type {type(value).__name__}."
+        )
+    return int(shape[0])
+
+
+# ---------------------------------------------------------------------------
+# validation_split
+# ---------------------------------------------------------------------------
+
+
+def _slice_rows(value: Any, start: int, stop: int) -> Any:
+    if _pandas is not None and isinstance(value, (_pandas.DataFrame, _pandas.Series)):
+        return value.iloc[start:stop]
+    return value[start:stop]
+
+
+def train_validation_split(arrays: Any, validation_split: float) -> tuple:
+    """Cuts off the last `validation_split` fraction of the samples.
+
+    The cut is made before any shuffling, at `floor(N * (1 - validation_split))`.
+
+    Args:
+        arrays: A structure of arrays/tensors, usually `(x, y, sample_weight)`;
+            `None` entries are kept.
+        validation_split: Fraction of the samples, strictly between 0 and 1.
+
+    Returns:
+        `(train_arrays, validation_arrays)`, each with the structure of `arrays`.
+
+    Raises:
+        ValueError: if the data is not arrays or tensors, `validation_split` is
+            out of range, or either part would be empty.
+
+    Example:
+        >>> x = np.arange(10)
+        >>> (train,), (val,) = train_validation_split((x,), 0.2)
+        >>> train.tolist(), val.tolist()
+        ([0, 1, 2, 3, 4, 5, 6, 7], [8, 9])
+    """
+    if isinstance(validation_split, bool) or not 0.0 < float(validation_split) < 1.0:
+        raise ValueError(
+            "`validation_split` must be a float strictly between 0 and 1."
+            f" Received: validation_split={validation_split!r}."
+        )
+    if not is_array_structure(arrays):
+        kinds = sorted({type(leaf).__name__ for leaf in flatten(arrays) if not is_array_like(leaf)})
+        received = ", ".join(kinds) or type(arrays).__name__
+        raise ValueError(
+            "`validation_split` needs arrays or tensors: it takes the last fraction"
+            " of the samples before shuffling."
+            f" Received data of type {received}."
+            " Pass `validation_data=(x_val, y_val)` instead."
+        )
+    leaves = flatten(arrays)
+    if not leaves:
+        return arrays, arrays
+    total = num_samples(leaves[0])
+    split_at = int(math.floor(total * (1.0 - validation_split)))
+    if split_at == 0 or split_at == total:
+        raise ValueError(
+            f"The data has {total} samples, too few to split with"
+            f" `validation_split={validation_split}`: one part would be empty."
+            " Provide more data or a different `validation_split`."
+        )
+    train = map_structure(lambda leaf: _slice_rows(leaf, 0, split_at), arrays)
+    validation = map_structure(lambda leaf: _slice_rows(leaf, split_at, total), arrays)
+    return train, validation
+
+
+# ---------------------------------------------------------------------------
+# class_weight
+# ---------------------------------------------------------------------------
+
+
+def class_weight_lookup(class_weight: Mapping, device: Optional[torch.device] = None) -> tuple:
+    """Builds the lookup table `class_weight_to_sample_weights` indexes into.
+
+    Args:
+        class_weight: `{class_index: weight}`; keys are cast with `int(key)`.
+        device: Device of the table. Defaults to `None` (CPU).
+
+    Returns:
+        `(table, offset)`: `table[label - offset]` is the weight of `label`, and
+        the table's last entry (1.0) serves every class not in the dict.
+
+    Raises:
+        TypeError: if `class_weight` is not a dict.
+        ValueError: if a key is not an integer class index or a weight is not
+            a number.
+    """
+    if not isinstance(class_weight, Mapping):
+        raise TypeError(
+            "`class_weight` must be a dict mapping class indices to weights,"
+            f" e.g. {{0: 1.0, 1: 5.0}}. Received: type {type(class_weight).__name__}."
+        )
+    if not class_weight:
+        raise ValueError("`class_weight` is an empty dict. Pass `class_weight=None` instead.")
+    weights = {}
+    for key, value in class_weight.items():
+        try:
+            index = int(key)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                "`class_weight` keys must be integer class indices."
+                f" Received key {key!r} of type {type(key).__name__}."
+            ) from err
+        try:
+            weights[index] = float(value)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                "`class_weight` values must be numbers."
+                f" Received {type(value).__name__} for class {index}."
+            ) from err
+    offset = min(weights)
+    table = torch.ones(max(weights) - offset + 2, dtype=_FLOATX)
+    for index, weight in weights.items():
+        table[index - offset] = weight
+    return table.to(device) if device is not None else table, offset
+
+
+def labels_from_targets(y: torch.Tensor) -> torch.Tensor:
+    """Class indices from targets: argmax of one-hot, squeeze of `(N, 1)`, rounded."""
+    if y.ndim > 1:
+        y = y.argmax(dim=-1) if y.shape[-1] != 1 else y.squeeze(-1)
+    if y.is_floating_point():
+        y = torch.round(y)
+    return y.long()
+
+
+def class_weight_to_sample_weights(y: Any, class_weight: Any) -> torch.Tensor:
+    """Turns targets and `{class: weight}` into per-sample weights, as Keras does.
+
+    One-hot targets use their argmax, `(N, 1)` targets are squeezed, float
+    labels are rounded, and classes missing from the dict weigh 1.0. The lookup
+    runs on `y`'s device without a host sync.
+
+    Args:
+        y: Targets of one output: `(N,)`, `(N, 1)` or one-hot `(N, C)`.
+        class_weight: `{class_index: weight}`, or the `(table, offset)` pair
+            from `class_weight_lookup` to reuse a table across batches.
+
+    Returns:
+        A float32 tensor of shape `(N,)` on `y`'s device.
+
+    Example:
+        >>> class_weight_to_sample_weights(np.array([0, 1, 2]), {1: 3.0}).tolist()
+        [1.0, 3.0, 1.0]
+    """
+    y = to_tensor(y)
+    if isinstance(class_weight, tuple):
+        table, offset = class_weight
+    else:
+        table, offset = class_weight_lookup(class_weight)
+    if table.device != y.device:
+        table = table.to(y.device)
+    labels = labels_from_targets(y) - offset
+    last = table.shape[0] - 1  # weight 1.0 for classes outside the dict
+    in_range = (labels >= 0) & (labels < last)
+    return table[torch.where(in_range, labels, last)]
+
+
+def single_output(y: Any) -> Any:
+    """The one target tensor of `y`; raises when `y` has several outputs."""
+    leaves = flatten(y)
+    if len(leaves) != 1:
+        raise ValueError(
+            "`class_weight` is only supported for single-output models."
+            f" Received y with {len(leaves)} outputs."
+            " Pass per-output `sample_weight` arrays instead."
+        )
+    return leaves[0]
+
+
+def class_weight_for_targets(y: Any, class_weight: Any, table=None) -> Any:
+    """Sample weights for `y` from `class_weight`, in `y`'s structure."""
+    target = single_output(y)
+    if table is None:
+        table = class_weight_lookup(class_weight, target.device)
+    weights = class_weight_to_sample_weights(target, table)
+    return map_structure(lambda _: weights, y)
+
+
+class BatchConverter:
+    """Puts each batch of a generator, Dataset or Sequence into final form.
+
+    Standardizes the tuple (`standardize_batch`), converts leaves to tensors
+    (floats to float32 when `cast=True`), moves them to `device` with
+    `non_blocking=True`, and appends class weights when a table is given.
+
+    Args:
+        device: Target device, or `None` to leave tensors where they are.
+        cast: Convert NumPy/numbers and floats to float32 tensors. A user's
+            DataLoader is passed with `cast=False`: its tensors keep their dtype.
+        class_weight: `{class_index: weight}` or `None`.
+        source: How the data was given, for error messages ("generator").
+    """
+
+    def __init__(self, device=None, cast=True, class_weight=None, source="generator"):
+        self.device = device
+        self.cast = cast
+        self.source = source
+        self.table = None
+        if class_weight is not None:
+            self.table = class_weight_lookup(class_weight, device)
+
+    def __call__(self, batch: Any) -> tuple:
+        batch = standardize_batch(batch)
+        if self.cast:
+            batch = structure_to_device(batch, self.device)
+        else:
+            batch = move_to_device(batch, self.device)
+        if self.table is not None:
+            batch = self._add_class_weights(batch)
+        return batch
+
+    def _add_class_weights(self, batch: tuple) -> tuple:
+        if len(batch) == 3:
+            raise ValueError(
+                f"You cannot use `class_weight` when the {self.source} already"
+                " yields `(x, y, sample_weight)`: fold the class weights into"
+                " the sample weights instead."
+            )
+        if len(batch) == 1 or batch[1] is None:
+            raise ValueError(
+                f"`class_weight` needs targets, but the {self.source} yields"
+                " batches without `y`."
+            )
+        return (batch[0], batch[1], class_weight_for_targets(batch[1], None, self.table))

@@ -1,0 +1,138 @@
+"""Feeds torch `DataLoader`s as they are and batches map-style `Dataset`s.
+
+Owns wrapping a bare Dataset in a DataLoader (batch_size, shuffling with the
+same permutation the array adapter draws, pinned memory on CUDA) and moving
+each loader batch to the device. A `TensorDataset` never gets here:
+`get_adapter` sends its tensors down the faster array path.
+"""
+
+import math
+import warnings
+from typing import Iterator, Optional
+
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+
+from torchfit.data import data_utils
+from torchfit.data.adapter import DataAdapter
+from torchfit.data.array_adapter import check_shuffle, epoch_permutation
+
+
+class _EpochPermutationSampler(Sampler):
+    """Yields the order `epoch_permutation` drew for the coming epoch."""
+
+    def __init__(self, num_samples: int, batch_size: int, shuffle):
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.order = None
+
+    def draw(self) -> None:
+        """Draws the next epoch's order now, from the global torch RNG."""
+        self.order = epoch_permutation(self.num_samples, self.batch_size, self.shuffle)
+
+    def __iter__(self):
+        order, self.order = self.order, None
+        if order is None:
+            order = epoch_permutation(self.num_samples, self.batch_size, self.shuffle)
+        return iter(order.tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class DataLoaderAdapter(DataAdapter):
+    """Iterates a user's `DataLoader`, one pass per epoch, batches moved to `device`.
+
+    The loader keeps its own batching, shuffling and dtypes.
+
+    Args:
+        loader: A `torch.utils.data.DataLoader`.
+        class_weight: `{class_index: weight}`, applied per batch. Used for the
+            DataLoader this module builds around a Dataset; `get_adapter`
+            rejects it for a user's DataLoader, as Keras does.
+        device: Where batches are delivered. Defaults to `None`.
+        cast: Convert floats to float32. Defaults to `False` (keep dtypes).
+    """
+
+    def __init__(self, loader: DataLoader, *, class_weight=None, device=None, cast=False,
+                 source="DataLoader"):
+        self._loader = loader
+        self._convert = data_utils.BatchConverter(device, cast, class_weight, source)
+        self._num_batches = None
+        self._partial_batch_size = None
+        try:
+            self._num_batches = len(loader)
+            dataset_size = len(loader.dataset)
+        except TypeError:  # an IterableDataset without __len__
+            dataset_size = None
+        if loader.batch_size and dataset_size is not None and not loader.drop_last:
+            self._partial_batch_size = dataset_size % loader.batch_size or None
+
+    def get_iterator(self) -> Iterator[tuple]:
+        convert = self._convert
+        return (convert(batch) for batch in self._loader)
+
+    @property
+    def num_batches(self) -> Optional[int]:
+        return self._num_batches
+
+    @property
+    def batch_size(self) -> Optional[int]:
+        return self._loader.batch_size
+
+    @property
+    def has_partial_batch(self) -> Optional[bool]:
+        if self._num_batches is None:
+            return None
+        return self._partial_batch_size is not None
+
+    @property
+    def partial_batch_size(self) -> Optional[int]:
+        return self._partial_batch_size
+
+
+class DatasetAdapter(DataLoaderAdapter):
+    """Batches a map-style `Dataset` (or an `IterableDataset` of samples).
+
+    Items may be `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)`; they are
+    collated by torch's default collate, and floats become float32.
+
+    Args:
+        dataset: A `torch.utils.data.Dataset`.
+        batch_size: Samples per batch. Defaults to 32.
+        shuffle: `True`, `"batch"` or `False`; the order is drawn from the
+            global torch RNG exactly as the array adapter draws it.
+        class_weight: `{class_index: weight}`. Defaults to `None`.
+        device: Where batches are delivered. Defaults to `None`.
+    """
+
+    def __init__(self, dataset: Dataset, *, batch_size=None, shuffle=False,
+                 class_weight=None, device=None):
+        batch_size = batch_size or 32
+        shuffle = check_shuffle(shuffle)
+        self._sampler = None
+        if isinstance(dataset, IterableDataset):
+            if shuffle:
+                warnings.warn(
+                    "`shuffle=True` was passed, but will be ignored since the data"
+                    " `x` is an IterableDataset, which sets its own order.",
+                    stacklevel=3,
+                )
+        elif shuffle:
+            self._sampler = _EpochPermutationSampler(len(dataset), batch_size, shuffle)
+        pin_memory = device is not None and device.type == "cuda"
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=self._sampler,
+                            pin_memory=pin_memory)
+        super().__init__(loader, class_weight=class_weight, device=device, cast=True,
+                         source="Dataset")
+        if self._num_batches is None:
+            try:
+                self._num_batches = math.ceil(len(dataset) / batch_size)
+            except TypeError:
+                pass
+
+    def get_iterator(self) -> Iterator[tuple]:
+        if self._sampler is not None:
+            self._sampler.draw()  # now, so the draw order matches the array path
+        return super().get_iterator()

@@ -1,0 +1,119 @@
+"""Turns device-side metric results into the Python floats callbacks read.
+
+Owns the one place where log values cross from the device to the host. The
+training step hands out a `BatchLogs` that holds no numbers, only a way to
+compute them; the first reader (the progress bar at its redraw, a callback
+that reads a key, `History` at epoch end) pays for one copy, and nobody else
+does. Which hooks get called belongs to `callbacks/`; what the values are
+belongs to `compiled.py` and the metrics.
+"""
+
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["BatchLogs", "pythonify_logs"]
+
+
+def pythonify_logs(logs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Returns `logs` as a sorted dict of Python floats (or NumPy arrays).
+
+    All 0-d tensors are stacked and copied to the host together, so a dict of
+    ten metrics costs one device sync, not ten. A metric whose result is a
+    dict contributes its inner keys, as in Keras.
+
+    Args:
+        logs: Mapping of names to tensors, NumPy values or numbers.
+
+    Returns:
+        A new dict with keys sorted, as Keras 3 shows them.
+    """
+    flat: dict[str, Any] = {}
+    _flatten_into(flat, logs or {})
+    scalars = [
+        key
+        for key, value in flat.items()
+        if isinstance(value, torch.Tensor) and value.numel() == 1
+    ]
+    if scalars:
+        # One host copy for every scalar: this is the sync the whole design
+        # defers to here.
+        stacked = torch.stack(
+            [flat[key].detach().reshape(()).to(torch.float64) for key in scalars]
+        )
+        for key, value in zip(scalars, stacked.cpu().tolist()):
+            flat[key] = value
+    for key, value in flat.items():
+        if isinstance(value, torch.Tensor):
+            flat[key] = value.detach().cpu().numpy()
+        elif isinstance(value, np.ndarray) and value.size == 1:
+            flat[key] = float(value.reshape(()))
+        elif isinstance(value, np.generic):
+            flat[key] = value.item()
+    return dict(sorted(flat.items()))
+
+
+def _flatten_into(out: dict[str, Any], logs: Mapping[str, Any]) -> None:
+    for key, value in logs.items():
+        if isinstance(value, Mapping):
+            _flatten_into(out, value)
+        else:
+            out[key] = value
+
+
+class BatchLogs(MutableMapping):
+    """The logs of one batch, computed and copied to the host on first read.
+
+    Args:
+        compute: Zero-argument callable returning a mapping of log names to
+            tensors or numbers (usually the running metric results).
+
+    Example:
+    >>> logs = BatchLogs(lambda: {"loss": torch.tensor(0.25)})
+    >>> logs["loss"]
+    0.25
+    """
+
+    __slots__ = ("_compute", "_values")
+
+    def __init__(self, compute: Callable[[], Mapping[str, Any]]):
+        self._compute = compute
+        self._values: dict[str, Any] | None = None
+
+    @property
+    def materialized(self) -> bool:
+        """Whether some reader already paid for the host copy."""
+        return self._values is not None
+
+    def raw(self) -> Mapping[str, Any]:
+        """The values as the step produced them (tensors), without a sync."""
+        if self._values is not None:
+            return self._values
+        return self._compute()
+
+    def _get(self) -> dict[str, Any]:
+        if self._values is None:
+            self._values = pythonify_logs(self._compute())
+        return self._values
+
+    def __getitem__(self, key: str) -> Any:
+        return self._get()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._get()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __repr__(self) -> str:
+        if self._values is None:
+            return "BatchLogs(<not read yet>)"
+        return f"BatchLogs({self._values!r})"

@@ -1,0 +1,195 @@
+"""Runs epochs of steps and calls the callbacks' hooks in Keras's order.
+
+Owns the event order of fit, evaluate and predict (which hook, when, with
+which logs), validation inside fit, and where a step's logs stop being
+device tensors. Batching belongs to `data/`; what one step does belongs to
+the model's `train_step`/`test_step`/`predict_step`.
+"""
+
+from collections.abc import Mapping
+from typing import Any, Optional
+
+import torch
+
+from torchfit import tree
+from torchfit.logs import BatchLogs, pythonify_logs
+
+__all__ = ["MetricLogs", "Validation", "batch_size_of", "fit_loop", "evaluate_loop", "predict_loop"]
+
+
+class MetricLogs(BatchLogs):
+    """Batch logs that are exactly the model's metric results (the default steps)."""
+
+    __slots__ = ()
+
+
+def batch_size_of(x: Any) -> int:
+    """The number of samples in a batch: the first dimension of its first leaf."""
+    for leaf in tree.flatten(x):
+        shape = getattr(leaf, "shape", None)
+        if shape is not None and len(shape):
+            return int(shape[0])
+    return 1
+
+
+def _as_batch_logs(logs: Any) -> Any:
+    """Wraps a step's plain dict so that tensors in it are read lazily too."""
+    if logs is None or isinstance(logs, BatchLogs):
+        return logs
+    if isinstance(logs, Mapping):
+        return BatchLogs(lambda: logs)
+    return logs
+
+
+def _epoch_logs(model, step_logs: Any) -> dict:
+    """The logs at the end of an epoch: the metric results when the step
+    returned them, else the last step's own logs (a custom step), as Keras."""
+    if isinstance(step_logs, MetricLogs) and not step_logs.materialized:
+        return pythonify_logs(model.get_metrics_result())
+    if step_logs is None:
+        return pythonify_logs(model.get_metrics_result()) if model.metrics else {}
+    metric_logs = model.get_metrics_result()
+    raw = step_logs.raw() if isinstance(step_logs, BatchLogs) else step_logs
+    if isinstance(raw, Mapping) and set(raw.keys()) == set(metric_logs.keys()):
+        return pythonify_logs(metric_logs)
+    return pythonify_logs(raw)
+
+
+class Validation:
+    """The validation data of a fit: when it runs, and its cached iterator."""
+
+    def __init__(self, iterator, freq: Any):
+        if not isinstance(freq, (int, list, tuple)) or isinstance(freq, bool):
+            raise ValueError(
+                "`validation_freq` must be an int or a list of epochs (counted from 1)."
+                f" Received: validation_freq={freq!r}."
+            )
+        self.iterator = iterator
+        self.freq = freq
+
+    def due(self, epoch: int) -> bool:
+        if isinstance(self.freq, int):
+            return (epoch + 1) % self.freq == 0
+        return epoch + 1 in self.freq
+
+    def run(self, model, callbacks) -> dict:
+        logs = evaluate_loop(model, self.iterator, callbacks)
+        return {f"val_{key}": value for key, value in logs.items()}
+
+
+def fit_loop(model, train, callbacks, *, epochs: int, initial_epoch: int = 0,
+             validation: Optional[Validation] = None):
+    """Trains for `epochs` epochs, in Keras 3's event order."""
+    model.stop_training = False
+    callbacks.on_train_begin()
+    # BackupAndRestore may have moved the start in on_train_begin.
+    if model._initial_epoch is not None:
+        initial_epoch = model._initial_epoch
+    training_logs = None
+    model._track_added_metrics = True
+    try:
+        for epoch in range(initial_epoch, epochs):
+            model.reset_metrics()
+            callbacks.on_epoch_begin(epoch)
+            model.train()
+            epoch_logs = train_epoch(model, train, callbacks)
+            model.eval()
+            if validation is not None and validation.due(epoch):
+                epoch_logs.update(validation.run(model, callbacks))
+            callbacks.on_epoch_end(epoch, epoch_logs)
+            training_logs = epoch_logs
+            if model.stop_training or train.exhausted:
+                break
+    finally:
+        model._track_added_metrics = False
+    finalize = getattr(model.optimizer, "finalize_variable_values", None)
+    if finalize is not None and epochs > initial_epoch:
+        finalize()
+    # Only reached when training ends normally: after a crash, BackupAndRestore
+    # must still find its backup, so on_train_end is deliberately not in a finally.
+    callbacks.on_train_end(training_logs)
+    model._initial_epoch = None
+    return model.history
+
+
+def train_epoch(model, train, callbacks) -> dict:
+    """One epoch of training steps; returns the epoch's logs as floats."""
+    logs = None
+    step_function = model.train_step
+    # A resumed run (BackupAndRestore) replays the data order of an interrupted
+    # epoch and skips the batches that were already trained on.
+    resume, model._resume = model._resume, None
+    for step, batch in train.enumerate_epoch():
+        if resume is not None:
+            if step < resume.skip_batches:
+                continue
+            resume.on_resumed(batch)
+            resume = None
+        callbacks.on_train_batch_begin(step)
+        logs = _as_batch_logs(step_function(batch))
+        callbacks.on_train_batch_end(step, logs)
+        if model.stop_training:
+            break
+    return _epoch_logs(model, logs)
+
+
+def evaluate_loop(model, iterator, callbacks) -> dict:
+    """Runs the test steps over `iterator`; returns the logs as floats."""
+    model.eval()
+    model.stop_evaluating = False
+    callbacks.on_test_begin()
+    model.reset_metrics()
+    logs = None
+    tracking = model._track_added_metrics
+    model._track_added_metrics = True
+    try:
+        with torch.no_grad():
+            for step, batch in iterator.enumerate_epoch():
+                callbacks.on_test_batch_begin(step)
+                logs = _as_batch_logs(model.test_step(batch))
+                callbacks.on_test_batch_end(step, logs)
+                if model.stop_evaluating:
+                    break
+    finally:
+        model._track_added_metrics = tracking
+    epoch_logs = _epoch_logs(model, logs)
+    callbacks.on_test_end(epoch_logs)
+    return epoch_logs
+
+
+def predict_loop(model, iterator, callbacks) -> Any:
+    """Runs the predict steps; returns the outputs concatenated, on the host."""
+    model.eval()
+    model.stop_predicting = False
+    callbacks.on_predict_begin()
+    collected = []
+    with torch.no_grad():
+        for step, batch in iterator.enumerate_epoch():
+            callbacks.on_predict_batch_begin(step)
+            outputs = model.predict_step(batch)
+            collected.append(outputs)
+            callbacks.on_predict_batch_end(step, {"outputs": outputs})
+            if model.stop_predicting:
+                break
+    callbacks.on_predict_end()
+    return concatenate_outputs(collected)
+
+
+def concatenate_outputs(batches: list) -> Any:
+    """Joins per-batch outputs (tensors, lists or dicts of them) into NumPy arrays."""
+    if not batches:
+        raise ValueError(
+            "predict() received no batches: the input was empty. Check `x` and `steps`."
+        )
+    first = batches[0]
+    if isinstance(first, Mapping):
+        return {key: concatenate_outputs([batch[key] for batch in batches]) for key in first}
+    if isinstance(first, (list, tuple)):
+        return type(first)(
+            concatenate_outputs([batch[index] for batch in batches]) for index in range(len(first))
+        )
+    if isinstance(first, torch.Tensor):
+        # One copy to the host for the whole prediction, not one per batch.
+        joined = torch.cat([batch.detach() for batch in batches]) if first.dim() else torch.stack(batches)
+        return joined.cpu().numpy()
+    return batches

@@ -1,0 +1,496 @@
+"""`torchfit.Model`: Keras's training API on any `nn.Module`.
+
+Owns the model's state (device, compiled loss/metrics/optimizer, metric
+trackers, history), how inputs reach `forward`, and the overridable steps
+(`train_step`, `test_step`, `predict_step`, `compute_loss`,
+`compute_metrics`). The epoch loops and hook order belong to `loops.py`;
+turning user data into batches belongs to `data/`; what `compile` means per
+output belongs to `compiled.py`.
+"""
+
+import inspect
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from torchfit import layers, loops, tree
+from torchfit import metrics as metrics_module
+from torchfit import optimizers as optimizers_module
+from torchfit.compiled import CompileLoss, CompileMetrics
+from torchfit.data.data_utils import unpack_x_y_sample_weight
+from torchfit.models import saving, serialization
+from torchfit.models.trainer import Trainer
+
+__all__ = ["Model"]
+
+DeviceLike = Union[str, torch.device, None]
+
+
+def default_device() -> torch.device:
+    """CUDA if available, else MPS, else CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class _ForwardSignature:
+    """What `forward` accepts, read once: how to route list/dict inputs."""
+
+    def __init__(self, forward: Callable):
+        parameters = list(inspect.signature(forward).parameters.values())
+        kinds = inspect.Parameter
+        self.accepts_training = any(
+            p.name == "training" or p.kind == kinds.VAR_KEYWORD for p in parameters
+        )
+        self.var_keyword = any(p.kind == kinds.VAR_KEYWORD for p in parameters)
+        self.var_positional = any(p.kind == kinds.VAR_POSITIONAL for p in parameters)
+        self.names = [
+            p.name
+            for p in parameters
+            if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY) and p.name != "training"
+        ]
+        self.num_positional = sum(
+            1 for p in parameters
+            if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD) and p.name != "training"
+        )
+
+
+class Model(Trainer, nn.Module):
+    """Gives an `nn.Module` Keras's `compile`, `fit`, `evaluate` and `predict`.
+
+    Wrap any module, or subclass and write `forward`. The model is itself an
+    `nn.Module`; it trains the wrapped module in place, so the module's
+    `state_dict()` is the trained one.
+
+    Args:
+        module: The module to train. `None` when a subclass's own `forward`
+            is the model.
+        output_names: Names for the outputs of a module that returns a tuple
+            or list (used in log keys and in dict `loss`/`metrics`). Defaults
+            to `output_1`, `output_2`, ...
+        device: Where to run. Defaults to CUDA if available, else MPS, else
+            CPU. `model.to(...)` later is honoured too.
+
+    Example:
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    >>> model = Model(net, device="cpu")
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> history = model.fit(np.ones((8, 4)), np.zeros((8, 1)), epochs=2, verbose=0)
+    >>> len(history.history["loss"])
+    2
+    """
+
+    def __init__(
+        self,
+        module: Optional[nn.Module] = None,
+        *,
+        output_names: Optional[Sequence[str]] = None,
+        device: DeviceLike = None,
+        dtype_policy: Any = None,
+    ):
+        super().__init__()
+        if module is not None and not isinstance(module, nn.Module):
+            raise TypeError(
+                "`module` must be a torch.nn.Module (or None for a subclass that"
+                f" writes its own forward). Received: module of type {type(module).__name__}."
+            )
+        self.module = module
+        self.output_names = list(output_names) if output_names is not None else None
+        self._explicit_device = torch.device(device) if device is not None else None
+        self.dtype_policy = dtype_policy
+        self._reset_training_state()
+        if module is not None:
+            module.to(self.device)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Record each subclass's constructor arguments, so that `save` can
+        # describe how to rebuild it and `load_model` can without pickles.
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_torchfit_records_args", False):
+            cls.__init__ = serialization.record_init_arguments(init)
+
+    def _reset_training_state(self) -> None:
+        self.compiled = False
+        self.optimizer = None
+        self.stop_training = False
+        self.stop_evaluating = False
+        self.stop_predicting = False
+        self.history = None
+        self._compile_loss: Optional[CompileLoss] = None
+        self._compile_metrics: Optional[CompileMetrics] = None
+        self._compile_config: dict = {}
+        self._loss_tracker = None
+        self._added_metrics: dict = {}
+        self._callable_losses: list = []
+        self._callable_metrics: list = []
+        self._forward_losses: list = []
+        self._track_added_metrics = False
+        self._signature: Optional[_ForwardSignature] = None
+        self._example_inputs = None
+        self._initial_epoch = None
+        self._resume = None  # set by BackupAndRestore: see loops.train_epoch
+        self.steps_per_execution = 1
+        self.jit_compile = False
+        self.run_eagerly = False
+
+    # ----------------------------------------------------------------- device
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs: the explicit device, else the default one."""
+        return self._explicit_device if self._explicit_device is not None else default_device()
+
+    def to(self, *args, **kwargs):
+        device, _, _, _ = torch._C._nn._parse_to(*args, **kwargs)
+        if device is not None:
+            self._explicit_device = device
+        return super().to(*args, **kwargs)
+
+    def cuda(self, device=None):
+        self._explicit_device = torch.device("cuda", device if device is not None else torch.cuda.current_device())
+        return super().cuda(device)
+
+    def cpu(self):
+        self._explicit_device = torch.device("cpu")
+        return super().cpu()
+
+    def _place(self) -> None:
+        """Moves the parameters to `self.device` (a subclass builds its layers after __init__)."""
+        device = self.device
+        for tensor in self.parameters():
+            if tensor.device != device:
+                super().to(device)
+            break
+
+    # --------------------------------------------------------------- forward
+    def forward(self, *args, **kwargs):
+        if self.module is None:
+            raise NotImplementedError(
+                "A torchfit.Model built without a module must define forward()."
+                " Pass the module to train: torchfit.Model(my_module)."
+            )
+        return self.module(*args, **kwargs)
+
+    def _forward_function(self) -> Callable:
+        if type(self).forward is Model.forward and self.module is not None:
+            return self.module.forward
+        return self.forward
+
+    def __call__(self, *args, **kwargs):
+        """Runs forward, routing a list input to `forward(*xs)` and a dict to `forward(**xs)`."""
+        args, kwargs = self._route_inputs(args, kwargs)
+        if self._example_inputs is None:
+            self._example_inputs = (args, kwargs)
+        with layers.collect() as collection:
+            outputs = super().__call__(*args, **kwargs)
+        self._forward_losses = collection.losses
+        if self._track_added_metrics and (collection.metrics or self._callable_metrics):
+            added = collection.metrics + [(name, fn(), agg) for fn, name, agg in self._callable_metrics]
+            self._update_added_metrics(added)
+        return outputs
+
+    def _route_inputs(self, args: tuple, kwargs: dict) -> tuple:
+        signature = self._signature
+        if signature is None:
+            signature = self._signature = _ForwardSignature(self._forward_function())
+        if "training" in kwargs and not signature.accepts_training:
+            kwargs = {key: value for key, value in kwargs.items() if key != "training"}
+        if len(args) != 1:
+            return args, kwargs
+        (x,) = args
+        if isinstance(x, Mapping):
+            unknown = [key for key in x if key not in signature.names]
+            if unknown and not signature.var_keyword:
+                raise ValueError(
+                    f"The input dict has keys {sorted(unknown)} that are not parameters"
+                    f" of forward(). forward() accepts: {signature.names}."
+                    " Rename the keys to match, or pass a list of inputs."
+                )
+            return (), {**x, **kwargs}
+        if isinstance(x, (list, tuple)) and (signature.var_positional or signature.num_positional > 1):
+            return tuple(x), kwargs
+        return args, kwargs
+
+    # --------------------------------------------------------------- compile
+    def compile(
+        self,
+        optimizer: Any = "rmsprop",
+        loss: Any = None,
+        loss_weights: Any = None,
+        metrics: Any = None,
+        weighted_metrics: Any = None,
+        run_eagerly: bool = False,
+        steps_per_execution: int = 1,
+        jit_compile: Union[bool, str] = "auto",
+        auto_scale_loss: bool = True,
+    ) -> None:
+        """Configures the model for training, with Keras 3's arguments.
+
+        Args:
+            optimizer: A string id (`"rmsprop"`, `"adam"`, ...), a torchfit
+                optimizer, a `torch.optim.Optimizer` instance or class.
+                Defaults to `"rmsprop"`.
+            loss: A string id, a `torchfit.losses.Loss`, a `fn(y_true, y_pred)`,
+                a torch loss module (called in torch order), or a list/dict of
+                those for several outputs. Defaults to `None`: the model's
+                `add_loss` losses alone, or a custom `train_step`.
+            loss_weights: Per-output weights of the total loss (list or dict).
+            metrics: Metrics (string ids, objects, torchmetrics metrics) as a
+                list, a list of lists or a dict by output name.
+            weighted_metrics: Like `metrics`, weighted by the sample weights.
+            run_eagerly: Accepted for Keras compatibility; torchfit is eager
+                unless `jit_compile=True`.
+            steps_per_execution: Steps run per batch-hook call. Defaults to 1.
+            jit_compile: `True` compiles the module with `torch.compile`;
+                `"auto"` means off. Defaults to `"auto"`.
+            auto_scale_loss: Scale the loss under `mixed_float16`. Defaults
+                to `True`.
+        """
+        if not isinstance(steps_per_execution, int) or steps_per_execution < 1:
+            raise ValueError(
+                "`steps_per_execution` must be a positive integer."
+                f" Received: steps_per_execution={steps_per_execution!r}."
+            )
+        self._place()
+        self.optimizer = self._resolve_optimizer(optimizer)
+        self._compile_loss = CompileLoss(loss, loss_weights, self.output_names) if loss is not None else None
+        if loss is None and loss_weights is not None:
+            raise ValueError("`loss_weights` was given without a `loss` to weight.")
+        has_metrics = metrics is not None or weighted_metrics is not None
+        self._compile_metrics = (
+            CompileMetrics(metrics, weighted_metrics, self.output_names) if has_metrics else None
+        )
+        self._loss_tracker = metrics_module.Mean(name="loss").to(self.device)
+        self._added_metrics = {}
+        self.run_eagerly = run_eagerly
+        self.steps_per_execution = steps_per_execution
+        self.jit_compile = jit_compile is True
+        self.auto_scale_loss = auto_scale_loss
+        self._compile_config = {
+            "optimizer": optimizer, "loss": loss, "loss_weights": loss_weights,
+            "metrics": metrics, "weighted_metrics": weighted_metrics,
+            "run_eagerly": run_eagerly, "steps_per_execution": steps_per_execution,
+            "jit_compile": jit_compile, "auto_scale_loss": auto_scale_loss,
+        }
+        self.compiled = True
+
+    def _resolve_optimizer(self, optimizer: Any) -> torch.optim.Optimizer:
+        parameters = [p for p in self.parameters() if p.requires_grad]
+        if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
+            if issubclass(optimizer, optimizers_module.Optimizer):
+                optimizer = optimizer()
+            else:
+                return optimizer(parameters)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            optimizer = optimizers_module.get(optimizer)
+            if isinstance(optimizer, type):
+                return optimizer(parameters)
+        if isinstance(optimizer, optimizers_module.Optimizer) and not optimizer.built:
+            optimizer.build(parameters)
+        return optimizer
+
+    def _assert_compiled(self, method: str) -> None:
+        if not self.compiled:
+            raise ValueError(f"You must call `compile()` before calling `{method}()`.")
+
+    # --------------------------------------------------------------- metrics
+    @property
+    def metrics(self) -> list:
+        """Every metric the model tracks, flat: loss, compiled metrics, per-output
+        losses, metrics set as attributes, then `add_metric` trackers."""
+        own = [
+            value for key, value in self.__dict__.items()
+            if isinstance(value, metrics_module.Metric) and not key.startswith("_")
+        ]
+        result = []
+        if self._loss_tracker is not None and not any(m.name == "loss" for m in own):
+            result.append(self._loss_tracker)
+        if self._compile_metrics is not None:
+            result.extend(self._compile_metrics.metrics)
+        if self._compile_loss is not None:
+            result.extend(self._compile_loss.metrics)
+        result.extend(own)
+        result.extend(self._added_metrics.values())
+        return result
+
+    @property
+    def metrics_names(self) -> list:
+        """The log names of `self.metrics`, e.g. `["loss", "mean_squared_error"]`."""
+        return [metric.name for metric in self.metrics]
+
+    def reset_metrics(self) -> None:
+        for metric in self.metrics:
+            metric.reset_state()
+
+    def get_metrics_result(self) -> dict:
+        """The current results of `self.metrics`, as tensors (no host sync)."""
+        results = {}
+        for metric in self.metrics:
+            value = metric.result()
+            if isinstance(value, Mapping):
+                results.update(value)
+            else:
+                results[metric.name] = value
+        return results
+
+    def _update_added_metrics(self, added: list) -> None:
+        for name, value, aggregation in added:
+            tracker = self._added_metrics.get(name)
+            if tracker is None:
+                kind = metrics_module.Mean if aggregation == "mean" else metrics_module.Sum
+                tracker = self._added_metrics[name] = kind(name=name).to(self.device)
+            if isinstance(value, torch.Tensor):
+                value = value.detach()
+            tracker.update_state(value)
+
+    # ---------------------------------------------------------------- losses
+    @property
+    def losses(self) -> list:
+        """Losses added by the last forward pass, then `add_loss` callables."""
+        return list(self._forward_losses) + [fn() for fn in self._callable_losses]
+
+    def add_loss(self, loss: Any) -> None:
+        """Adds a loss: a zero-argument callable evaluated at every step, or a
+        tensor that joins the current forward pass's losses."""
+        if callable(loss) and not isinstance(loss, torch.Tensor):
+            self._callable_losses.append(loss)
+        else:
+            layers.add_loss(loss)
+
+    def add_metric(self, value: Any, name: str, aggregation: str = "mean") -> None:
+        """Logs `value` under `name`. A zero-argument callable is evaluated at
+        every step; a tensor joins the current forward pass."""
+        if callable(value) and not isinstance(value, torch.Tensor):
+            layers.check_added_metric(name, aggregation)
+            self._callable_metrics.append((value, name, aggregation))
+        else:
+            layers.add_metric(value, name=name, aggregation=aggregation)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss plus every added loss, as one scalar tensor.
+
+        Raises:
+            ValueError: When there is no compiled loss and nothing was added.
+        """
+        del x, training
+        total = None
+        if self._compile_loss is not None:
+            if not self._compile_loss.built:
+                self._compile_loss.build(y, y_pred, self.device)
+            total = self._compile_loss(y, y_pred, sample_weight)
+        for added in self.losses:
+            added = layers.as_loss_tensor(added, self.device)
+            total = added if total is None else total + added
+        if total is None:
+            raise ValueError(
+                "No loss to compute. Provide a `loss` argument in `compile()`, or"
+                " add one from the model with `add_loss`."
+            )
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Updates the compiled metrics and returns the logs of every metric.
+
+        The logs are computed lazily: reading them copies them from the device.
+        """
+        del x
+        if self._compile_metrics is not None:
+            if not self._compile_metrics.built:
+                self._compile_metrics.build(y, y_pred, self.device)
+            self._compile_metrics.update_state(y, y_pred, sample_weight)
+        return loops.MetricLogs(self.get_metrics_result)
+
+    def _ensure_built(self, batch) -> None:
+        """Builds the compiled loss and metrics from one batch, without training.
+
+        Runs a forward pass in eval mode without gradients, so no weights,
+        running statistics or random states change.
+        """
+        needs_loss = self._compile_loss is not None and not self._compile_loss.built
+        needs_metrics = self._compile_metrics is not None and not self._compile_metrics.built
+        if not (needs_loss or needs_metrics):
+            return
+        x, y, _ = unpack_x_y_sample_weight(batch)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                y_pred = self(x, training=False)
+        finally:
+            self.train(was_training)
+        if needs_loss:
+            self._compile_loss.build(y, y_pred, self.device)
+        if needs_metrics:
+            self._compile_metrics.build(y, y_pred, self.device)
+
+    # ----------------------------------------------------------------- steps
+    def train_step(self, data):
+        """One training step on one batch; returns the logs. Override freely."""
+        x, y, sample_weight = unpack_x_y_sample_weight(data)
+        y_pred = self(x, training=True)
+        loss = self.compute_loss(x, y, y_pred, sample_weight, training=True)
+        self._loss_tracker.update_state(loss.detach(), sample_weight=loops.batch_size_of(x))
+        self.optimizer.zero_grad(set_to_none=True)
+        if loss.requires_grad:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            warnings.warn("The model has no trainable weights: the loss has no gradient.", stacklevel=2)
+        return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def test_step(self, data):
+        """One evaluation step on one batch; returns the logs. Override freely."""
+        x, y, sample_weight = unpack_x_y_sample_weight(data)
+        y_pred = self(x, training=False)
+        loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
+        self._loss_tracker.update_state(loss, sample_weight=loops.batch_size_of(x))
+        return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def predict_step(self, data):
+        """The model's outputs for one batch. Override freely."""
+        x, _, _ = unpack_x_y_sample_weight(data)
+        return self(x, training=False)
+
+    # --------------------------------------------------------------- weights
+    def _weights_module(self) -> nn.Module:
+        return self.module if self.module is not None else self
+
+    def get_weights(self) -> list:
+        """The values of every parameter and buffer, as NumPy arrays."""
+        return [t.detach().cpu().numpy() for t in self._weights_module().state_dict().values()]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Sets every parameter and buffer from a list in `get_weights()` order."""
+        state = self._weights_module().state_dict()
+        if len(weights) != len(state):
+            raise ValueError(
+                f"`set_weights` expected a list of {len(state)} arrays, received {len(weights)}."
+            )
+        with torch.no_grad():
+            for (name, target), value in zip(state.items(), weights):
+                value = torch.as_tensor(np.asarray(value))
+                if tuple(value.shape) != tuple(target.shape):
+                    raise ValueError(
+                        f"Weight `{name}` has shape {tuple(target.shape)}, received an"
+                        f" array of shape {tuple(value.shape)}."
+                    )
+                target.copy_(value)
+
+    save_weights = saving.save_weights
+    load_weights = saving.load_weights
+    save = saving.save_model
+
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None) -> None:
+        """Prints the layers, their output shapes when known, and parameter counts."""
+        from torchfit.utils.summary import print_summary
+
+        print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn,
+                      expand_nested=expand_nested, show_trainable=show_trainable, layer_range=layer_range)

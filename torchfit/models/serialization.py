@@ -1,0 +1,517 @@
+"""Whole-model files: what `model.save` writes and how `load_model` rebuilds it.
+
+Owns the payload of `model.save` (weights, optimizer state, compile config,
+counters and a description of how to rebuild the module) and `load_model`.
+Rebuilding works without unpickling code: a `torchfit.Model` subclass is
+found by its import path and called with the constructor arguments it
+recorded (`record_init_arguments`), and a module made only of `torch.nn`
+layers is described by class names and constructor arguments read back from
+the layers. Writing files atomically and reading them with
+`weights_only=True` belong to `saving.py`.
+"""
+
+import functools
+import importlib
+import inspect
+import sys
+import warnings
+from collections import OrderedDict
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from torchfit import losses as losses_module
+from torchfit import metrics as metrics_module
+from torchfit import optimizers as optimizers_module
+from torchfit.models import saving
+
+__all__ = ["FORMAT", "VERSION", "describe_module", "build_module", "model_payload", "load_model",
+           "record_init_arguments"]
+
+FORMAT = "torchfit.model"
+VERSION = 1
+
+_CONTAINERS = {"Sequential", "ModuleList", "ModuleDict"}
+# torch.nn constructor arguments whose layer attribute is a tensor (or None):
+# the argument is whether the tensor exists.
+_PRESENCE_ARGUMENTS = {"bias"}
+# Recurrent layers take *args/**kwargs; these are their arguments, all attributes.
+_RECURRENT_ARGUMENTS = {
+    "RNN": ("input_size", "hidden_size", "num_layers", "nonlinearity", "bias", "batch_first",
+            "dropout", "bidirectional"),
+    "LSTM": ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
+             "bidirectional", "proj_size"),
+    "GRU": ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
+            "bidirectional"),
+}
+_MODULE_MARKER = "__torchfit_module__"
+_OBJECT_MARKER = "__torchfit_object__"
+
+
+class NotRebuildable(Exception):
+    """Raised internally when a module cannot be described; the message says why."""
+
+
+# ----------------------------------------------------------------- plain data
+
+def _is_plain(value: Any, tensors: bool = False) -> bool:
+    """Whether `value` is data `torch.load(weights_only=True)` reads back as is."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if tensors and isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(item, tensors) for item in value)
+    if isinstance(value, dict):
+        return all(
+            isinstance(key, (str, int)) and _is_plain(item, tensors) for key, item in value.items()
+        )
+    return False
+
+
+def record_init_arguments(init):
+    """Wraps a `Model` subclass's `__init__` to record its arguments.
+
+    The outermost constructor call records, so a subclass of a subclass
+    keeps its own arguments. Plain data and `nn.Module`s are kept (a module
+    is described when the model is saved); anything else makes the model
+    not rebuildable from its file, and the reason is kept instead.
+    """
+
+    @functools.wraps(init)
+    def recording_init(self, *args, **kwargs):
+        if "_init_args" not in self.__dict__:
+            object.__setattr__(self, "_init_args", _recordable(args, kwargs))
+        init(self, *args, **kwargs)
+
+    recording_init._torchfit_records_args = True
+    return recording_init
+
+
+def _recordable(args: tuple, kwargs: dict) -> Any:
+    for value in (*args, *kwargs.values()):
+        if not (_is_plain(value) or isinstance(value, nn.Module)):
+            return f"a constructor argument is a {type(value).__name__}"
+    return list(args), dict(kwargs)
+
+
+# ------------------------------------------------------ describing a module
+
+def _torch_nn_class(layer: nn.Module) -> Optional[str]:
+    cls = type(layer)
+    if getattr(nn, cls.__name__, None) is cls and cls.__module__.startswith("torch.nn."):
+        return cls.__name__
+    return None
+
+
+def _layer_arguments(layer: nn.Module, class_name: str) -> dict:
+    cls = type(layer)
+    names = _RECURRENT_ARGUMENTS.get(class_name)
+    if names is not None:
+        parameters = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in names]
+    else:
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        parameters = [
+            p for p in inspect.signature(cls.__init__).parameters.values()
+            if p.kind in kinds and p.name not in ("self", "device", "dtype")
+        ]
+    arguments = {}
+    for parameter in parameters:
+        if not hasattr(layer, parameter.name):
+            if parameter.default is inspect.Parameter.empty:
+                raise NotRebuildable(f"nn.{class_name} keeps no attribute `{parameter.name}`")
+            continue
+        value = getattr(layer, parameter.name)
+        if parameter.name in _PRESENCE_ARGUMENTS and (value is None or isinstance(value, torch.Tensor)):
+            value = value is not None
+        elif isinstance(value, torch.Size):
+            value = tuple(value)
+        if not _is_plain(value):
+            raise NotRebuildable(
+                f"nn.{class_name}.{parameter.name} is a {type(value).__name__}, not plain data"
+            )
+        arguments[parameter.name] = value
+    return arguments
+
+
+def _describe(module: nn.Module, where: str) -> dict:
+    from torchfit.models.model import Model
+
+    if isinstance(module, Model):
+        return _describe_model(module, where)
+    class_name = _torch_nn_class(module)
+    if class_name is None:
+        raise NotRebuildable(f"{where} is a {type(module).__name__}, not a torch.nn layer")
+    if class_name in _CONTAINERS:
+        children = [[name, _describe(child, f"{where}.{name}")] for name, child in module.named_children()]
+        return {"kind": "torch.nn", "class": class_name, "children": children}
+    return {"kind": "torch.nn", "class": class_name, "args": _layer_arguments(module, class_name)}
+
+
+def _describe_model(model, where: str) -> dict:
+    from torchfit.models.model import Model
+
+    cls = type(model)
+    if cls is Model:
+        if model.module is None:
+            raise NotRebuildable(f"{where} is a torchfit.Model without a module")
+        return {"kind": "torchfit.Model", "module": _describe(model.module, f"{where}.module"),
+                "output_names": model.output_names}
+    path = f"{cls.__module__}:{cls.__qualname__}"
+    if "<locals>" in cls.__qualname__:
+        raise NotRebuildable(f"{where} is a {cls.__qualname__}, defined inside a function")
+    recorded = model.__dict__.get("_init_args")
+    if recorded is None:
+        raise NotRebuildable(f"{where} ({cls.__name__}) recorded no constructor arguments")
+    if isinstance(recorded, str):
+        raise NotRebuildable(f"{where} ({cls.__name__}): {recorded}")
+    args, kwargs = recorded
+    return {
+        "kind": "class",
+        "path": path,
+        "args": [_describe_argument(value, f"{where} argument {i}") for i, value in enumerate(args)],
+        "kwargs": {key: _describe_argument(value, f"{where} argument {key}") for key, value in kwargs.items()},
+    }
+
+
+def _describe_argument(value: Any, where: str) -> Any:
+    if isinstance(value, nn.Module):
+        return {_MODULE_MARKER: _describe(value, where)}
+    return value
+
+
+def describe_module(module: nn.Module) -> dict:
+    """Describes how to rebuild `module` without pickled code.
+
+    The description is checked by rebuilding it on the `meta` device (no
+    memory is allocated): the rebuilt module must print the same and have
+    the same state_dict names and shapes.
+
+    Args:
+        module: A `torchfit.Model` or an `nn.Module` built from `torch.nn` layers.
+
+    Returns:
+        A dict of plain data; `build_module` turns it back into a module.
+
+    Raises:
+        NotRebuildable: With the reason, when `module` cannot be described.
+    """
+    spec = _describe(module, "the model" if _is_model(module) else "the module")
+    with torch.device("meta"):
+        try:
+            rebuilt = build_module(spec, safe_mode=True)
+        except Exception as err:  # noqa: BLE001 - any failure means "not rebuildable"
+            raise NotRebuildable(f"rebuilding it failed: {err}") from err
+    original, copy = _shapes(module), _shapes(rebuilt)
+    if original != copy or repr(_plain_module(rebuilt)) != repr(_plain_module(module)):
+        raise NotRebuildable("rebuilt from its description, it differs from the original")
+    return spec
+
+
+def _is_model(module) -> bool:
+    from torchfit.models.model import Model
+
+    return isinstance(module, Model)
+
+
+def _plain_module(module):
+    return module._weights_module() if _is_model(module) else module
+
+
+def _shapes(module) -> dict:
+    return {key: tuple(value.shape) for key, value in _plain_module(module).state_dict().items()}
+
+
+# ------------------------------------------------------- rebuilding a module
+
+def build_module(spec: dict, safe_mode: bool = True) -> nn.Module:
+    """Builds a new, untrained module from `describe_module`'s output.
+
+    Args:
+        spec: The description.
+        safe_mode: When `True`, a `torchfit.Model` subclass is only taken
+            from modules already imported; `False` lets this import its
+            module (which runs that module's code). Defaults to `True`.
+
+    Raises:
+        ValueError: If the description is unknown or its class cannot be found.
+    """
+    from torchfit.models.model import Model
+
+    kind = spec.get("kind") if isinstance(spec, dict) else None
+    if kind == "torch.nn":
+        cls = getattr(nn, str(spec.get("class")), None)
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise ValueError(f"Unknown torch.nn layer {spec.get('class')!r} in the model file.")
+        if spec["class"] in _CONTAINERS:
+            children = [(name, build_module(child, safe_mode)) for name, child in spec["children"]]
+            if spec["class"] == "ModuleList":
+                return cls([child for _, child in children])
+            return cls(OrderedDict(children))
+        return cls(**spec["args"])
+    if kind == "torchfit.Model":
+        return Model(build_module(spec["module"], safe_mode), output_names=spec.get("output_names"))
+    if kind == "class":
+        cls = _import_model_class(spec["path"], safe_mode)
+        args = [_build_argument(value, safe_mode) for value in spec["args"]]
+        kwargs = {key: _build_argument(value, safe_mode) for key, value in spec["kwargs"].items()}
+        return cls(*args, **kwargs)
+    raise ValueError(f"The model file describes its module in an unknown way (kind={kind!r}).")
+
+
+def _build_argument(value: Any, safe_mode: bool) -> Any:
+    if isinstance(value, dict) and set(value) == {_MODULE_MARKER}:
+        return build_module(value[_MODULE_MARKER], safe_mode)
+    return value
+
+
+def _import_model_class(path: str, safe_mode: bool) -> type:
+    from torchfit.models.model import Model
+
+    module_name, _, qualname = str(path).partition(":")
+    if module_name in sys.modules:
+        owner = sys.modules[module_name]
+    elif safe_mode:
+        raise ValueError(
+            f"The model file was saved from the class {path!r}, whose module"
+            f" {module_name!r} is not imported. In safe_mode, load_model only uses"
+            f" classes already imported: import {module_name!r} first, pass"
+            " `module=` (a model built the same way), or pass safe_mode=False to let"
+            " load_model import it (that runs the module's code)."
+        )
+    else:
+        owner = importlib.import_module(module_name)
+    cls = owner
+    for part in qualname.split("."):
+        cls = getattr(cls, part, None)
+    if not (isinstance(cls, type) and issubclass(cls, Model)):
+        raise ValueError(
+            f"The model file was saved from the class {path!r}, which was not found"
+            f" in {module_name!r} (or is not a torchfit.Model). Pass `module=`: a model"
+            " built the same way."
+        )
+    return cls
+
+
+# ------------------------------------------------------------ compile config
+
+def _serialize_object(value: Any, kind: str) -> Any:
+    """One compile entry (a loss, a metric) as plain data; raises TypeError if it cannot be."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_serialize_object(item, kind) for item in value]
+    if isinstance(value, dict):
+        return {key: _serialize_object(item, kind) for key, item in value.items()}
+    if kind == "loss" and isinstance(value, nn.Module) and not isinstance(value, losses_module.Loss):
+        try:
+            return {_OBJECT_MARKER: "torch_loss", "value": describe_module(value)}
+        except NotRebuildable as err:
+            raise TypeError(f"the torch loss {type(value).__name__} ({err})") from err
+    module = losses_module if kind == "loss" else metrics_module
+    try:
+        config = module.serialize(value)
+        module.deserialize(config) if isinstance(config, dict) else module.get(config)
+    except (TypeError, ValueError) as err:
+        name = getattr(value, "__name__", type(value).__name__)
+        raise TypeError(f"the {kind} {name!r}") from err
+    if not _is_plain(config):
+        raise TypeError(f"the {kind} {type(value).__name__} (its config is not plain data)")
+    return {_OBJECT_MARKER: kind, "value": config}
+
+
+def _deserialize_object(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_deserialize_object(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    kind = value.get(_OBJECT_MARKER)
+    if kind is None:
+        return {key: _deserialize_object(item) for key, item in value.items()}
+    if kind == "torch_loss":
+        return build_module(value["value"])
+    module = losses_module if kind == "loss" else metrics_module
+    config = value["value"]
+    return module.deserialize(config) if isinstance(config, dict) else config
+
+
+def _serialize_optimizer(optimizer) -> dict:
+    if isinstance(optimizer, optimizers_module.Optimizer):
+        config = optimizers_module.serialize(optimizer)
+        if not _is_plain(config):
+            raise TypeError(f"the optimizer {type(optimizer).__name__} (a callable learning rate)")
+        return {"torchfit": config}
+    cls = type(optimizer)
+    if getattr(torch.optim, cls.__name__, None) is cls and _is_plain(optimizer.defaults):
+        return {"torch": cls.__name__, "defaults": dict(optimizer.defaults)}
+    raise TypeError(f"the optimizer {cls.__name__}")
+
+
+def _deserialize_optimizer(config: dict, model):
+    if "torchfit" in config:
+        return optimizers_module.deserialize(config["torchfit"])
+    cls = getattr(torch.optim, config["torch"])
+    return cls([p for p in model.parameters() if p.requires_grad], **config["defaults"])
+
+
+def serialize_compile_config(model) -> tuple[dict, list]:
+    """The compile arguments as plain data, and what could not be saved."""
+    config = dict(model._compile_config)
+    missing = []
+    saved = {}
+    for key, value in config.items():
+        try:
+            if key == "optimizer":
+                saved[key] = _serialize_optimizer(model.optimizer)
+            elif key in ("loss", "metrics", "weighted_metrics"):
+                saved[key] = _serialize_object(value, "loss" if key == "loss" else "metric")
+            elif _is_plain(value):
+                saved[key] = value
+            else:
+                raise TypeError(f"`{key}` of type {type(value).__name__}")
+        except TypeError as err:
+            missing.append(f"{key}: {err}")
+    return saved, missing
+
+
+# ----------------------------------------------------------------- the file
+
+def model_payload(model) -> dict:
+    """Everything `model.save` writes, as plain data and tensors.
+
+    Keys: `format`, `version`, `weights` (the module's state_dict),
+    `optimizer` (`state`, and `config`), `compile_config`, `compile_missing`
+    (compile arguments that could not be saved, by name), `counters`
+    (`optimizer_iterations`, `epoch`) and `module` (how to rebuild it, or
+    `{"kind": "unknown", "reason": ...}`).
+    """
+    weights = {key: value.detach().cpu() for key, value in model._weights_module().state_dict().items()}
+    try:
+        module_spec = describe_module(model)
+    except NotRebuildable as err:
+        module_spec = {"kind": "unknown", "reason": str(err)}
+    compile_config, missing = ({}, [])
+    optimizer_state = None
+    if model.compiled:
+        compile_config, missing = serialize_compile_config(model)
+        state = model.optimizer.state_dict()
+        optimizer_state = state if _is_plain(state, tensors=True) else None
+    history = model.history
+    epochs = getattr(history, "epoch", None) or []
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "weights": weights,
+        "optimizer": optimizer_state,
+        "compiled": bool(model.compiled),
+        "compile_config": compile_config,
+        "compile_missing": missing,
+        "counters": {
+            "optimizer_iterations": int(getattr(model.optimizer, "iterations", 0) or 0) if model.compiled else 0,
+            "epoch": int(epochs[-1]) + 1 if epochs else 0,
+        },
+        "module": module_spec,
+    }
+
+
+def _check_payload(payload: Any, filepath: str) -> dict:
+    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+        if not isinstance(payload.get("version"), int) or payload["version"] > VERSION:
+            raise ValueError(
+                f"`filepath` {filepath!r} was written by a newer torchfit (file version"
+                f" {payload.get('version')!r}, this one reads up to {VERSION}). Upgrade torchfit."
+            )
+        return payload
+    if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        raise ValueError(
+            f"`filepath` {filepath!r} holds weights only (a state_dict, as `save_weights`"
+            " writes), not a whole model. Build the model and call `model.load_weights(path)`."
+        )
+    raise ValueError(
+        f"`filepath` {filepath!r} is not a torchfit model file (written by `model.save`)."
+        f" Received a file holding a {type(payload).__name__}."
+    )
+
+
+def _build_model(payload: dict, module: Any, safe_mode: bool, filepath: str):
+    from torchfit.models.model import Model
+
+    if module is not None:
+        if isinstance(module, Model):
+            return module
+        if isinstance(module, nn.Module):
+            spec = payload.get("module") or {}
+            return Model(module, output_names=spec.get("output_names"))
+        raise TypeError(
+            "`module` must be an nn.Module (or a torchfit.Model) built like the saved one."
+            f" Received: module of type {type(module).__name__}."
+        )
+    spec = payload.get("module") or {}
+    if spec.get("kind") == "unknown":
+        raise ValueError(
+            f"The model in {filepath!r} cannot be rebuilt from the file: {spec.get('reason')}."
+            " Pass `module=`: a module (or model) built the same way, e.g."
+            " `torchfit.models.load_model(path, module=MyNet())`."
+        )
+    model = build_module(spec, safe_mode=safe_mode)
+    return model if isinstance(model, Model) else Model(model)
+
+
+def _compile(model, payload: dict, filepath: str) -> None:
+    missing = payload.get("compile_missing") or []
+    config = dict(payload.get("compile_config") or {})
+    optimizer = _deserialize_optimizer(config.pop("optimizer"), model) if "optimizer" in config else "rmsprop"
+    if missing:
+        warnings.warn(
+            f"The model in {filepath!r} was loaded but not compiled: these compile"
+            f" arguments could not be saved: {'; '.join(missing)}. Call"
+            " `model.compile(...)` again with them.",
+            stacklevel=3,
+        )
+        return
+    for key in ("loss", "metrics", "weighted_metrics"):
+        if key in config:
+            config[key] = _deserialize_object(config[key])
+    model.compile(optimizer=optimizer, **config)
+    if payload.get("optimizer") is not None:
+        model.optimizer.load_state_dict(payload["optimizer"])
+
+
+def load_model(filepath, module: Optional[nn.Module] = None, compile: bool = True,
+               safe_mode: bool = True):
+    """Loads a model written by `model.save(filepath)`.
+
+    The file is read with `torch.load(weights_only=True)`: loading never
+    unpickles code. The module is rebuilt from the file's description: a
+    `torchfit.Model` subclass by its class (found among imported modules;
+    `safe_mode=False` lets it import the class's module) called with its
+    recorded constructor arguments, a module of `torch.nn` layers from its
+    structure. Compile arguments that were plain callables or unknown
+    objects are not saved; such a model is returned uncompiled, with a
+    warning naming them.
+
+    Args:
+        filepath: The file `model.save` wrote.
+        module: A module (or `torchfit.Model`) built like the saved one, to
+            load into instead of rebuilding. Defaults to `None`.
+        compile: Compile the model as it was, and restore the optimizer's
+            state and iterations. Defaults to `True`.
+        safe_mode: Only use model classes already imported. Defaults to `True`.
+
+    Returns:
+        A `torchfit.Model`.
+
+    Raises:
+        ValueError: For a corrupt or foreign file, a file that would run code,
+            a module that cannot be rebuilt (pass `module=`), or weights that
+            do not fit `module`.
+    """
+    filepath = str(filepath) if not hasattr(filepath, "__fspath__") else filepath.__fspath__()
+    payload = _check_payload(saving.read_torch_file(filepath), filepath)
+    model = _build_model(payload, module, safe_mode, filepath)
+    saving.load_state(model, payload["weights"], filepath)
+    model._place()
+    if compile and payload.get("compiled"):
+        _compile(model, payload, filepath)
+    return model

@@ -1,0 +1,260 @@
+"""The verbs of `torchfit.Model`: fit, evaluate, predict and the *_on_batch calls.
+
+Owns turning the user's arguments into an epoch iterator and a callback list,
+with Keras 3's defaults and checks. The loops themselves belong to
+`loops.py`; the steps they run belong to `models/model.py`.
+"""
+
+import sys
+from typing import Any
+
+import torch
+
+from torchfit import loops, tree
+from torchfit.callbacks import CallbackList
+from torchfit.data import get_adapter
+from torchfit.data.data_utils import (
+    class_weight_to_sample_weights,
+    train_validation_split,
+    unpack_x_y_sample_weight,
+)
+from torchfit.data.epoch_iterator import EpochIterator
+from torchfit.logs import pythonify_logs
+
+__all__ = ["Trainer"]
+
+
+def _resolve_verbose(verbose: Any) -> int:
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    if verbose not in (0, 1, 2):
+        raise ValueError(
+            f"`verbose` must be 0, 1, 2 or \"auto\". Received: verbose={verbose!r}."
+        )
+    return int(verbose)
+
+
+def _check_count(value: Any, name: str, *, allow_none: bool = True, minimum: int = 1) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}.")
+
+
+class Trainer:
+    """Keras 3's training verbs, mixed into `torchfit.Model`."""
+
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        validation_split=0.0,
+        validation_data=None,
+        shuffle=True,
+        class_weight=None,
+        sample_weight=None,
+        initial_epoch=0,
+        steps_per_epoch=None,
+        validation_steps=None,
+        validation_batch_size=None,
+        validation_freq=1,
+    ):
+        """Trains the model for `epochs` epochs; returns the `History`.
+
+        Args:
+            x: Inputs: arrays, tensors, pandas objects, lists/dicts of them, a
+                torch `Dataset`, a `DataLoader`, a generator or iterable of
+                batches, or a `torchfit.utils.Sequence`.
+            y: Targets, when `x` is arrays. Defaults to `None`.
+            batch_size: Samples per step for arrays and Datasets. Defaults to 32.
+            epochs: The index of the last epoch (see `initial_epoch`). Defaults to 1.
+            verbose: 0 (silent), 1 (progress bar), 2 (a line per epoch) or
+                `"auto"` (1 on a terminal, else 2). Defaults to `"auto"`.
+            callbacks: A list of `torchfit.callbacks.Callback`.
+            validation_split: Fraction of the arrays, taken from the end before
+                shuffling, held out for validation. Defaults to 0.
+            validation_data: `(x_val, y_val)`, `(x_val, y_val, sample_weight)`
+                or any data `x` accepts. Overrides `validation_split`.
+            shuffle: Reshuffle array data before each epoch (`"batch"`
+                shuffles within batch-sized chunks). Defaults to `True`.
+            class_weight: `{class_index: weight}` for a single-output model.
+            sample_weight: Per-sample (or per-timestep) loss weights.
+            initial_epoch: The epoch to start from (0-based). Defaults to 0.
+            steps_per_epoch: Steps per epoch. A finite iterable keeps being
+                drawn from across epochs; an endless generator needs this.
+            validation_steps: Steps of each validation run.
+            validation_batch_size: Batch size of validation arrays.
+                Defaults to `batch_size`.
+            validation_freq: Validate every N epochs, or at the listed epochs
+                (counted from 1). Defaults to 1.
+
+        Returns:
+            The `History` callback; `history.history` maps log keys to lists.
+        """
+        self._assert_compiled("fit")
+        _check_count(epochs, "epochs", allow_none=False, minimum=0)
+        _check_count(initial_epoch, "initial_epoch", allow_none=False, minimum=0)
+        _check_count(steps_per_epoch, "steps_per_epoch")
+        _check_count(validation_steps, "validation_steps")
+        verbose = _resolve_verbose(verbose)
+        self._place()
+        if validation_split and validation_data is None:
+            (x, y, sample_weight), validation_data = train_validation_split(
+                (x, y, sample_weight), validation_split=validation_split
+            )
+        train = EpochIterator(
+            get_adapter(x, y, sample_weight, batch_size=batch_size, steps=steps_per_epoch,
+                        shuffle=shuffle, class_weight=class_weight, device=self.device, purpose="fit"),
+            steps_per_epoch=steps_per_epoch,
+        )
+        validation = None
+        if validation_data is not None:
+            validation = loops.Validation(
+                self._evaluation_iterator(validation_data, validation_batch_size or batch_size,
+                                          validation_steps),
+                validation_freq,
+            )
+        callbacks = self._callback_list(callbacks, verbose=verbose, epochs=epochs, steps=train.num_batches)
+        return loops.fit_loop(self, train, callbacks, epochs=epochs, initial_epoch=initial_epoch,
+                              validation=validation)
+
+    def _evaluation_iterator(self, data, batch_size, steps) -> EpochIterator:
+        if isinstance(data, tuple):
+            if not 1 <= len(data) <= 3:
+                raise ValueError(
+                    "`validation_data` must be `(x_val, y_val)` or `(x_val, y_val,"
+                    f" sample_weight)`. Received: a tuple of length {len(data)}."
+                )
+            x, y, sample_weight = unpack_x_y_sample_weight(data)
+        else:
+            x, y, sample_weight = data, None, None
+        adapter = get_adapter(x, y, sample_weight, batch_size=batch_size, steps=steps, shuffle=False,
+                              device=self.device, purpose="evaluate")
+        return EpochIterator(adapter, steps_per_epoch=steps)
+
+    def _callback_list(self, callbacks, *, verbose: int, epochs: int, steps) -> CallbackList:
+        if isinstance(callbacks, CallbackList):
+            return callbacks
+        return CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
+                            verbose=verbose, epochs=epochs, steps=steps)
+
+    def evaluate(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        verbose="auto",
+        sample_weight=None,
+        steps=None,
+        callbacks=None,
+        return_dict=False,
+        **kwargs,
+    ):
+        """Returns the loss and metrics on the data (scalar, list or dict).
+
+        Args:
+            x, y, batch_size, sample_weight: As in `fit`.
+            verbose: 0, 1, 2 or `"auto"`. Defaults to `"auto"`.
+            steps: Steps to run; defaults to the whole data.
+            callbacks: A list of callbacks.
+            return_dict: Return `{name: value}` rather than a list.
+
+        Returns:
+            A scalar when there is one value, else a list in `metrics_names`
+            order, or a dict with `return_dict=True`.
+        """
+        if kwargs:
+            raise TypeError(f"evaluate() got unexpected keyword arguments: {sorted(kwargs)}.")
+        self._assert_compiled("evaluate")
+        _check_count(steps, "steps")
+        verbose = _resolve_verbose(verbose)
+        self._place()
+        adapter = get_adapter(x, y, sample_weight, batch_size=batch_size, steps=steps, shuffle=False,
+                              device=self.device, purpose="evaluate")
+        iterator = EpochIterator(adapter, steps_per_epoch=steps)
+        callbacks = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
+                                 epochs=1, steps=iterator.num_batches)
+        logs = loops.evaluate_loop(self, iterator, callbacks)
+        if return_dict:
+            return logs
+        return self._flatten_metrics_in_order(logs)
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """Returns the model's outputs as NumPy arrays (a list/dict for several outputs).
+
+        Args:
+            x: Inputs, any kind `fit` accepts (targets in batches are ignored).
+            batch_size: Defaults to 32.
+            verbose: 0, 1, 2 or `"auto"`. Defaults to `"auto"`.
+            steps: Steps to run; defaults to the whole data.
+            callbacks: A list of callbacks; `on_predict_batch_end` receives
+                `{"outputs": ...}`.
+        """
+        _check_count(steps, "steps")
+        verbose = _resolve_verbose(verbose)
+        self._place()
+        adapter = get_adapter(x, batch_size=batch_size, steps=steps, shuffle=False, device=self.device,
+                              purpose="predict")
+        iterator = EpochIterator(adapter, steps_per_epoch=steps)
+        callbacks = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
+                                 epochs=1, steps=iterator.num_batches)
+        return loops.predict_loop(self, iterator, callbacks)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """Runs one training step on one batch; metrics are reset first, as in Keras 3."""
+        self._assert_compiled("train_on_batch")
+        if class_weight is not None:
+            if sample_weight is not None:
+                raise ValueError(
+                    "`sample_weight` and `class_weight` cannot be given together."
+                    " Fold the class weights into `sample_weight`."
+                )
+            sample_weight = class_weight_to_sample_weights(y, class_weight)
+        self._place()
+        self.reset_metrics()
+        self.train()
+        logs = self.train_step(self._single_batch(x, y, sample_weight))
+        return self._batch_result(logs, return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """Evaluates one batch; metrics are reset first, as in Keras 3."""
+        self._assert_compiled("test_on_batch")
+        self._place()
+        self.reset_metrics()
+        self.eval()
+        with torch.no_grad():
+            logs = self.test_step(self._single_batch(x, y, sample_weight))
+        return self._batch_result(logs, return_dict)
+
+    def predict_on_batch(self, x):
+        """The model's outputs for one batch, as NumPy."""
+        self._place()
+        self.eval()
+        with torch.no_grad():
+            outputs = self.predict_step(self._single_batch(x, None, None))
+        return loops.concatenate_outputs([outputs])
+
+    def _single_batch(self, x, y, sample_weight) -> tuple:
+        batch = tree.move_to_device((x, y, sample_weight), self.device)
+        x, y, sample_weight = batch
+        if sample_weight is not None:
+            return (x, y, sample_weight)
+        return (x,) if y is None else (x, y)
+
+    def _batch_result(self, logs, return_dict: bool):
+        logs = pythonify_logs(loops._epoch_logs(self, logs))
+        if return_dict:
+            return logs
+        return self._flatten_metrics_in_order(logs)
+
+    def _flatten_metrics_in_order(self, logs: dict):
+        """A list of the logs in `metrics_names` order, other keys sorted after;
+        a single value alone."""
+        names = self.metrics_names
+        results = [logs[name] for name in names if name in logs]
+        results += [logs[key] for key in sorted(logs) if key not in names]
+        return results[0] if len(results) == 1 else results

@@ -1,0 +1,795 @@
+"""Keras's optimizer pipeline as a `torch.optim.Optimizer`.
+
+Owns what every optimizer shares: argument checks, the learning rate (a number
+or a schedule), the iteration counter, gradient accumulation, clipping,
+decoupled weight decay, the moving average of the weights (EMA), `state_dict`
+and config. Each update rule lives in its own module and only implements
+`_init_slots` and `_update_step`; string ids and (de)serialization belong to
+`__init__.py`.
+
+One call of `step()` (or `apply()`) runs, in Keras's order: unscale by
+`loss_scale_factor`, gradient accumulation, clipping, weight decay, the update
+rule, EMA, then counts the call. Everything per step is computed from Python
+ints and floats, so no step waits on the device.
+"""
+
+import difflib
+import inspect
+import re
+import warnings
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from numbers import Number
+from typing import Any, Optional, Union
+
+import torch
+
+from torchfit.optimizers import schedules
+
+__all__ = ["Optimizer"]
+
+LearningRate = Union[float, schedules.LearningRateSchedule, Callable[..., float]]
+# (group, params with a gradient, their gradients), one per param group.
+Batch = tuple[dict, list, list]
+
+_GROUP_KEYS = {"params", "lr", "weight_decay", "param_names", "initial_lr", "name"}
+_NAME_COUNTS: dict[str, int] = {}
+
+
+def _auto_name(class_name: str) -> str:
+    """Keras's snake_case name with a counter suffix: adam, adam_1, rm_sprop, ..."""
+    snake = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    snake = re.sub(r"([a-z])([A-Z])", r"\1_\2", snake).lower()
+    count = _NAME_COUNTS.get(snake, 0)
+    _NAME_COUNTS[snake] = count + 1
+    return snake if count == 0 else f"{snake}_{count}"
+
+
+def _to_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (Number, torch.Tensor)):
+        raise TypeError(
+            f"Argument `{name}` must be a number. Received: type {type(value).__name__}."
+        )
+    return float(value)
+
+
+def _is_learning_rate(value: Any) -> bool:
+    """True for what Keras accepts as a learning rate (number, schedule, callable)."""
+    if isinstance(value, bool) or isinstance(value, (torch.Tensor, torch.nn.Module)):
+        return False
+    return isinstance(value, Number) or callable(value)
+
+
+def _is_schedule(value: Any) -> bool:
+    """True for a schedule or `step -> lr` callable (a learning rate that changes)."""
+    return _is_learning_rate(value) and not isinstance(value, Number)
+
+
+def _param_ids(params: list) -> set[int]:
+    """Ids of the tensors in a list of tensors, (name, tensor) pairs or groups."""
+    ids = set()
+    for item in params:
+        if isinstance(item, dict):
+            ids |= _param_ids(list(item["params"]))
+        else:
+            ids.add(id(item[1] if isinstance(item, tuple) else item))
+    return ids
+
+
+def _takes_step(schedule: Callable) -> bool:
+    """Keras calls schedules with the step and plain callables with nothing."""
+    if isinstance(schedule, schedules.LearningRateSchedule):
+        return True
+    try:
+        parameters = inspect.signature(schedule).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+        for p in parameters
+    )
+
+
+class Optimizer(torch.optim.Optimizer):
+    """Base class of torchfit's Keras-exact optimizers.
+
+    Works both ways: Keras style, created without parameters and attached by
+    `build(params)` (what `Model.compile` does); or torch style, created with
+    `model.parameters()` (or `named_parameters()`, or param groups) and driven
+    by `zero_grad()` / `backward()` / `step()` in a plain loop.
+
+    Subclasses implement `_init_slots(param, state)` (create per-parameter
+    tensors in `state`) and `_update_step(params, grads, states, lr, step)`
+    (apply the rule to one param group with `torch._foreach_*` ops).
+
+    Args:
+        params: Parameters or param groups to optimize, or `None` to attach
+            them later with `build`. A number, schedule or callable here is
+            taken as the learning rate (Keras's positional style,
+            `RMSprop(1e-3)`). Param groups may override `lr` and
+            `weight_decay`. Defaults to `None`.
+        learning_rate: A float, a `LearningRateSchedule`, or a callable
+            `step -> float` (a zero-argument callable is called with nothing,
+            as in Keras). Defaults to `0.001`.
+        weight_decay: Decoupled weight decay: each step multiplies the weights
+            by `1 - weight_decay * lr` before the update. Defaults to `None`.
+        clipnorm: Clip each gradient to this L2 norm. Defaults to `None`.
+        clipvalue: Clip each gradient element to `[-clipvalue, clipvalue]`.
+            Defaults to `None`.
+        global_clipnorm: Clip all gradients together to this global L2 norm.
+            Defaults to `None`.
+        use_ema: Keep an exponential moving average of the weights. Defaults
+            to `False`.
+        ema_momentum: Momentum of that average. Defaults to `0.99`.
+        ema_overwrite_frequency: Every this many iterations, overwrite the
+            weights with their average; `None` never does (call
+            `finalize_variable_values()` at the end). Defaults to `None`.
+        loss_scale_factor: The loss is multiplied by this in `scale_loss` and
+            the gradients divided by it in `step`. Defaults to `None`.
+        gradient_accumulation_steps: Apply the mean gradient of this many
+            calls every this many calls (an int >= 2). Calls in between only
+            accumulate. Defaults to `None`.
+        name: Name of the optimizer. Defaults to the snake_case class name.
+
+    Raises:
+        ValueError: For out-of-range or conflicting arguments, each named.
+    """
+
+    def __init__(
+        self,
+        params: Any = None,
+        learning_rate: LearningRate = 0.001,
+        *,
+        weight_decay: Optional[float] = None,
+        clipnorm: Optional[float] = None,
+        clipvalue: Optional[float] = None,
+        global_clipnorm: Optional[float] = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: Optional[int] = None,
+        loss_scale_factor: Optional[float] = None,
+        gradient_accumulation_steps: Optional[int] = None,
+        name: Optional[str] = None,
+        **kwargs: Any,
+    ):
+        self._check_unknown_kwargs(kwargs)
+        if isinstance(params, torch.nn.Module):
+            raise TypeError(
+                "`params` must be an iterable of parameters or param groups."
+                f" Received: a module ({type(params).__name__})."
+                " Pass `module.parameters()` instead."
+            )
+        if _is_learning_rate(params):
+            if learning_rate != self._default_learning_rate():
+                raise TypeError(
+                    "The learning rate was passed twice: as the first positional"
+                    f" argument ({params!r:.40}) and as `learning_rate`. When the"
+                    " learning rate comes first, pass the other arguments by keyword."
+                )
+            params, learning_rate = None, params
+        self._check_common_args(
+            gradient_accumulation_steps, use_ema, ema_momentum, ema_overwrite_frequency,
+            clipnorm, clipvalue, global_clipnorm,
+        )
+        self.name = name if name is not None else _auto_name(type(self).__name__)
+        self.weight_decay = weight_decay
+        self.clipnorm = clipnorm
+        self.clipvalue = clipvalue
+        self.global_clipnorm = global_clipnorm
+        self.use_ema = use_ema
+        self.ema_momentum = ema_momentum
+        self.ema_overwrite_frequency = ema_overwrite_frequency
+        self.loss_scale_factor = loss_scale_factor
+        self.gradient_accumulation_steps = gradient_accumulation_steps
+        self._iterations = 0
+        self._built = False
+        self._exclude_ids: set[int] = set()
+        self._exclude_pattern: Optional[re.Pattern] = None
+        self._excluded_cache: Optional[set[int]] = None
+        self._group_index_cache: Optional[dict[int, int]] = None
+        self._set_learning_rate(learning_rate)
+        # Until `build`, look like an optimizer with no parameters, so that
+        # `zero_grad()` and `state_dict()` work on an unbuilt one.
+        self.defaults = {"lr": self._initial_group_lr(), "weight_decay": weight_decay}
+        self.state = defaultdict(dict)
+        self.param_groups = []
+        if params is not None:
+            self.build(params)
+
+    # ------------------------------------------------------------------ setup
+
+    @classmethod
+    def _default_learning_rate(cls) -> Any:
+        parameter = inspect.signature(cls.__init__).parameters.get("learning_rate")
+        return None if parameter is None else parameter.default
+
+    def _check_unknown_kwargs(self, kwargs: dict) -> None:
+        if kwargs.pop("decay", None) is not None:
+            warnings.warn("Argument `decay` is no longer supported and will be ignored.")
+        if not kwargs:
+            return
+        known = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        hints = []
+        for key in kwargs:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.4)
+            if key == "lr":
+                close = ["learning_rate"]
+            hints.append(f"{key}" + (f" (did you mean `{close[0]}`?)" if close else ""))
+        raise ValueError(
+            f"Argument(s) not recognized by {type(self).__name__}: {', '.join(hints)}."
+        )
+
+    @staticmethod
+    def _check_common_args(
+        accumulation, use_ema, ema_momentum, ema_frequency, clipnorm, clipvalue, global_clipnorm
+    ) -> None:
+        if accumulation is not None and (
+            isinstance(accumulation, bool) or not isinstance(accumulation, int) or accumulation < 2
+        ):
+            raise ValueError(
+                "`gradient_accumulation_steps` must be an integer >= 2."
+                f" Received: gradient_accumulation_steps={accumulation!r}"
+            )
+        if use_ema:
+            if not 0 <= ema_momentum <= 1:
+                raise ValueError(
+                    f"`ema_momentum` must be in the range [0, 1]. Received: {ema_momentum}"
+                )
+            if ema_frequency is not None and (not isinstance(ema_frequency, int) or ema_frequency < 1):
+                raise ValueError(
+                    "`ema_overwrite_frequency` must be an integer >= 1 or None."
+                    f" Received: ema_overwrite_frequency={ema_frequency!r}"
+                )
+        if sum(a is not None for a in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError(
+                "Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set."
+                f" Received: clipnorm={clipnorm}, clipvalue={clipvalue},"
+                f" global_clipnorm={global_clipnorm}"
+            )
+
+    def build(self, params: Iterable) -> None:
+        """Attaches the parameters to optimize (Keras's `optimizer.build(variables)`).
+
+        Args:
+            params: An iterable of parameters, of `(name, parameter)` pairs
+                (`module.named_parameters()`), or of param-group dicts.
+
+        Raises:
+            ValueError: If the list is empty, or the optimizer was already built
+                with other parameters.
+        """
+        if isinstance(params, torch.nn.Module):
+            raise TypeError(
+                f"`params` must be an iterable of parameters. Received: a module"
+                f" ({type(params).__name__}). Pass `module.parameters()` instead."
+            )
+        params = list(params)
+        if self._built:
+            current = {id(p) for g in self.param_groups for p in g["params"]}
+            if _param_ids(params) <= current:
+                return
+            raise ValueError(
+                f"Optimizer '{self.name}' is already built with {len(current)}"
+                f" parameters; `build` received {len(params)} others. Use"
+                " `add_param_group` to add parameters, or create a new optimizer."
+            )
+        if not params:
+            raise ValueError("`params` is empty: the optimizer needs at least one parameter.")
+        # torch's __init__ resets hook registries; keep any registered before build.
+        hooks = {k: v for k, v in vars(self).items() if k.startswith("_optimizer_")}
+        torch.optim.Optimizer.__init__(self, params, self.defaults)
+        for key, registry in hooks.items():
+            getattr(self, key).update(registry)
+        self._built = True
+
+    @property
+    def built(self) -> bool:
+        """Whether parameters are attached."""
+        return self._built
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Adds a param group (torch API); groups may set `lr` and `weight_decay`."""
+        unknown = sorted(set(param_group) - _GROUP_KEYS)
+        if unknown:
+            raise ValueError(
+                f"Param group keys {unknown} are not supported by {type(self).__name__}:"
+                " a group may only override `lr` and `weight_decay`. Set the other"
+                " hyperparameters on the optimizer."
+            )
+        super().add_param_group(param_group)
+        self._excluded_cache = None
+        self._group_index_cache = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # torch pickles only defaults/state/param_groups; keep our attributes too.
+        return {k: v for k, v in vars(self).items() if not k.startswith("_optimizer_")}
+
+    # ---------------------------------------------------------- learning rate
+
+    def _set_learning_rate(self, learning_rate: LearningRate) -> None:
+        if _is_schedule(learning_rate):
+            self._learning_rate = learning_rate
+            self._lr_takes_step = _takes_step(learning_rate)
+            self._is_scheduled = True
+        else:
+            self._learning_rate = _to_float("learning_rate", learning_rate)
+            self._is_scheduled = False
+
+    def _scheduled_lr(self, step: int) -> float:
+        value = self._learning_rate(step) if self._lr_takes_step else self._learning_rate()
+        return value if isinstance(value, float) else float(value)
+
+    def _initial_group_lr(self) -> float:
+        return self._scheduled_lr(self._iterations) if self._is_scheduled else self._learning_rate
+
+    def _sync_group_lr(self) -> None:
+        """Writes the scheduled rate into param_groups, for readers of `group["lr"]`."""
+        lr = self._scheduled_lr(self._iterations)
+        self.defaults["lr"] = lr
+        for group in self.param_groups:
+            group["lr"] = lr
+
+    @property
+    def learning_rate(self) -> float:
+        """The current learning rate; a schedule is evaluated at the current step.
+
+        Assigning a number sets it in every param group (torch LR schedulers
+        read and write the same `group["lr"]`). Assigning a schedule replaces
+        the rate. An optimizer built on a schedule raises `TypeError` when
+        given a number, as Keras does.
+        """
+        if self._is_scheduled:
+            return self._scheduled_lr(self._iterations)
+        if self.param_groups:
+            return self.param_groups[0]["lr"]
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate: LearningRate) -> None:
+        if self._is_scheduled and not _is_schedule(learning_rate):
+            raise TypeError(
+                "This optimizer was created with a schedule as its `learning_rate`,"
+                " hence its learning rate is not settable to a number. If you need"
+                " the learning rate to be settable, create the optimizer with a"
+                f" float `learning_rate`. Received: {learning_rate!r}"
+            )
+        self._set_learning_rate(learning_rate)
+        if self._is_scheduled:
+            self._sync_group_lr()
+            return
+        self.defaults["lr"] = self._learning_rate
+        for group in self.param_groups:
+            group["lr"] = self._learning_rate
+
+    @property
+    def iterations(self) -> int:
+        """Number of applied updates (calls // gradient_accumulation_steps)."""
+        if self.gradient_accumulation_steps:
+            return self._iterations // self.gradient_accumulation_steps
+        return self._iterations
+
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """Multiplies `loss` by `loss_scale_factor`, if set (Keras's `scale_loss`)."""
+        if self.loss_scale_factor is not None:
+            return loss * self.loss_scale_factor
+        return loss
+
+    # ----------------------------------------------------------- entry points
+
+    def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
+        """Applies one Keras optimizer call to every parameter's `.grad`.
+
+        Parameters whose `.grad` is `None` are skipped (torch's convention);
+        a call where no parameter has a gradient does nothing.
+
+        Args:
+            closure: Optional callable that re-evaluates the model and returns
+                the loss. Defaults to `None`.
+
+        Returns:
+            The closure's loss, or `None`.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self._require_built("step")
+        batches = []
+        for group in self.param_groups:
+            params, grads = [], []
+            for param in group["params"]:
+                if param.grad is not None:
+                    params.append(param)
+                    grads.append(param.grad)
+            if params:
+                batches.append((group, params, grads))
+        if batches:
+            with torch.no_grad():
+                self._apply(batches)
+        return loss
+
+    def apply(self, grads: Iterable, trainable_variables: Optional[Iterable] = None) -> None:
+        """Applies `grads` to `trainable_variables` (Keras's `optimizer.apply`).
+
+        Leaves every `.grad` untouched. Builds the optimizer on
+        `trainable_variables` if it is not built yet.
+
+        Args:
+            grads: Gradients, one per variable; `None` entries are skipped.
+            trainable_variables: The parameters, in the same order; `None`
+                means all parameters the optimizer holds, in group order.
+                Defaults to `None`.
+
+        Raises:
+            ValueError: If lengths or shapes differ, a variable is unknown, or
+                every gradient is `None`.
+        """
+        grads = list(grads)
+        if not grads:
+            return
+        if trainable_variables is None:
+            self._require_built("apply")
+            variables = [p for group in self.param_groups for p in group["params"]]
+        else:
+            variables = list(trainable_variables)
+            if not self._built:
+                self.build(variables)
+        if len(grads) != len(variables):
+            raise ValueError(
+                f"`grads` and `trainable_variables` must have the same length."
+                f" Received: {len(grads)} gradients for {len(variables)} variables."
+            )
+        with torch.no_grad():
+            batches = self._batches_from(grads, variables)
+            self._apply(batches)
+
+    def apply_gradients(self, grads_and_vars: Iterable) -> int:
+        """Applies `(gradient, variable)` pairs; returns `iterations` (tf.keras style)."""
+        pairs = list(grads_and_vars)
+        if pairs:
+            grads, variables = zip(*pairs)
+            self.apply(grads, variables)
+        return self.iterations
+
+    def _require_built(self, method: str) -> None:
+        if not self._built:
+            raise ValueError(
+                f"`{method}()` needs parameters, but optimizer '{self.name}' has none."
+                " Pass them at creation (`Adam(model.parameters())`) or call"
+                " `optimizer.build(model.parameters())` first."
+            )
+
+    def _group_index(self) -> dict[int, int]:
+        if self._group_index_cache is None:
+            self._group_index_cache = {
+                id(p): i for i, group in enumerate(self.param_groups) for p in group["params"]
+            }
+        return self._group_index_cache
+
+    def _batches_from(self, grads: list, variables: list) -> list[Batch]:
+        index = self._group_index()
+        per_group: dict[int, tuple[list, list]] = {}
+        missing = 0
+        for grad, param in zip(grads, variables):
+            if grad is None:
+                missing += 1
+                continue
+            position = index.get(id(param))
+            if position is None:
+                raise ValueError(
+                    f"Unknown variable of shape {tuple(param.shape)}: optimizer"
+                    f" '{self.name}' was built with other parameters. Pass the same"
+                    " parameters, or create a new optimizer."
+                )
+            if not isinstance(grad, torch.Tensor):
+                grad = torch.as_tensor(grad, dtype=param.dtype, device=param.device)
+            if grad.shape != param.shape:
+                raise ValueError(
+                    f"Gradient of shape {tuple(grad.shape)} does not match its variable"
+                    f" of shape {tuple(param.shape)}."
+                )
+            params, group_grads = per_group.setdefault(position, ([], []))
+            params.append(param)
+            group_grads.append(grad)
+        if not per_group:
+            raise ValueError("No gradients provided for any variable.")
+        if missing:
+            warnings.warn(f"Gradients do not exist for {missing} variable(s); they are skipped.")
+        return [(self.param_groups[i], *per_group[i]) for i in sorted(per_group)]
+
+    # --------------------------------------------------------------- pipeline
+
+    def _apply(self, batches: list[Batch]) -> None:
+        """Runs one Keras optimizer call on `batches` (under `torch.no_grad`)."""
+        calls = self._iterations
+        lr = self._scheduled_lr(calls) if self._is_scheduled else None
+        states = [self._states(params) for _, params, _ in batches]
+        if self.loss_scale_factor is not None:
+            batches = [(g, p, torch._foreach_div(d, self.loss_scale_factor)) for g, p, d in batches]
+        accumulation = self.gradient_accumulation_steps
+        if accumulation and (calls + 1) % accumulation != 0:
+            for (_, _, grads), group_states in zip(batches, states):
+                accumulators = [s["gradient_accumulator"] for s in group_states]
+                torch._foreach_add_(accumulators, grads)
+        else:
+            if accumulation:
+                batches = self._take_accumulated_mean(batches, states, accumulation)
+            batches = self._clip(batches)
+            step = self.iterations + 1
+            self._prepare_update(step)
+            for (group, params, grads), group_states in zip(batches, states):
+                group_lr = group["lr"] if lr is None else lr
+                self._apply_weight_decay(group, params, group_lr)
+                self._update_step(params, grads, group_states, group_lr, step)
+        if self.use_ema:
+            self._update_moving_average()
+        self._iterations += 1
+        if self._is_scheduled:
+            self._sync_group_lr()
+
+    def _states(self, params: list) -> list[dict]:
+        states = []
+        for param in params:
+            state = self.state[param]
+            if not state:
+                self._init_state(param, state)
+            states.append(state)
+        return states
+
+    def _init_state(self, param: torch.Tensor, state: dict) -> None:
+        if self.gradient_accumulation_steps:
+            state["gradient_accumulator"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        if self.use_ema:
+            state["average"] = param.detach().clone(memory_format=torch.preserve_format)
+        self._init_slots(param, state)
+
+    def _take_accumulated_mean(self, batches, states, accumulation) -> list[Batch]:
+        result = []
+        all_accumulators = []
+        for (group, params, grads), group_states in zip(batches, states):
+            accumulators = [s["gradient_accumulator"] for s in group_states]
+            mean = torch._foreach_add(grads, accumulators)
+            torch._foreach_div_(mean, float(accumulation))
+            result.append((group, params, mean))
+        # Keras resets every accumulator after an update, not only those that
+        # received a gradient this call.
+        for group in self.param_groups:
+            for param in group["params"]:
+                accumulator = self.state[param].get("gradient_accumulator")
+                if accumulator is not None:
+                    all_accumulators.append(accumulator)
+        torch._foreach_zero_(all_accumulators)
+        return result
+
+    def _clip(self, batches: list[Batch]) -> list[Batch]:
+        if self.clipnorm and self.clipnorm > 0:
+            clip = self._clip_each_norm
+        elif self.global_clipnorm and self.global_clipnorm > 0:
+            clip = self._clip_global_norm
+        elif self.clipvalue and self.clipvalue > 0:
+            clip = self._clip_value
+        else:
+            return batches
+        flat = clip([g for _, _, grads in batches for g in grads])
+        result, start = [], 0
+        for group, params, grads in batches:
+            result.append((group, params, flat[start : start + len(grads)]))
+            start += len(grads)
+        return result
+
+    def _clip_each_norm(self, grads: list) -> list:
+        # g * clipnorm / max(||g||, clipnorm): unchanged when the norm is small.
+        scales = torch._foreach_maximum(torch._foreach_norm(grads), self.clipnorm)
+        torch._foreach_reciprocal_(scales)
+        torch._foreach_mul_(scales, self.clipnorm)
+        return torch._foreach_mul(grads, scales)
+
+    def _clip_global_norm(self, grads: list) -> list:
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        clip = self.global_clipnorm
+        # As Keras: a non-finite norm makes the scale NaN instead of hiding it.
+        scale = clip * torch.clamp(norm.reciprocal(), max=1.0 / clip) + (norm - norm)
+        return torch._foreach_mul(grads, scale)
+
+    def _clip_value(self, grads: list) -> list:
+        clipped = torch._foreach_clamp_min(grads, -self.clipvalue)
+        torch._foreach_clamp_max_(clipped, self.clipvalue)
+        return clipped
+
+    # ----------------------------------------------------------- weight decay
+
+    def exclude_from_weight_decay(
+        self, var_list: Optional[Iterable] = None, var_names: Optional[Iterable[str]] = None
+    ) -> None:
+        """Exempts parameters from weight decay.
+
+        Args:
+            var_list: Parameters to exempt. Defaults to `None`.
+            var_names: Substrings (regular expressions); a parameter whose name
+                contains one is exempt, e.g. `["bias"]`. Names come from
+                `named_parameters()` passed to the constructor or `build`.
+                Defaults to `None`.
+        """
+        self._exclude_ids = {id(p) for p in var_list or ()}
+        names = list(var_names or ())
+        self._exclude_pattern = re.compile("|".join(names)) if names else None
+        self._excluded_cache = None
+
+    def _excluded(self) -> set[int]:
+        if self._excluded_cache is not None:
+            return self._excluded_cache
+        excluded = set(self._exclude_ids)
+        if self._exclude_pattern is not None:
+            for group in self.param_groups:
+                names = group.get("param_names")
+                if names is None:
+                    raise ValueError(
+                        "`exclude_from_weight_decay(var_names=...)` needs parameter"
+                        " names, but this optimizer was given unnamed parameters."
+                        " Build it with `module.named_parameters()`, or pass"
+                        " `var_list` instead."
+                    )
+                for name, param in zip(names, group["params"]):
+                    if self._exclude_pattern.search(name):
+                        excluded.add(id(param))
+        self._excluded_cache = excluded
+        return excluded
+
+    def _apply_weight_decay(self, group: dict, params: list, lr: float) -> None:
+        weight_decay = group["weight_decay"]
+        if not weight_decay:
+            return
+        excluded = self._excluded()
+        if excluded:
+            params = [p for p in params if id(p) not in excluded]
+        if params:
+            torch._foreach_mul_(params, 1.0 - weight_decay * lr)
+
+    # -------------------------------------------------------------------- EMA
+
+    def _all_params(self) -> list:
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def _update_moving_average(self) -> None:
+        params = self._all_params()
+        averages = [s["average"] for s in self._states(params)]
+        iterations = self.iterations
+        # Keras starts the average at the weights of the first call.
+        momentum = self.ema_momentum if iterations != 0 else 0.0
+        torch._foreach_mul_(averages, momentum)
+        torch._foreach_add_(averages, params, alpha=1.0 - momentum)
+        frequency = self.ema_overwrite_frequency
+        if frequency and (iterations + 1) % frequency == 0:
+            torch._foreach_copy_(params, averages)
+
+    def _ema_pairs(self, var_list: Optional[Iterable]) -> tuple[list, list]:
+        params = self._all_params() if var_list is None else list(var_list)
+        pairs = [(p, self.state[p]["average"]) for p in params if "average" in self.state.get(p, {})]
+        return [p for p, _ in pairs], [a for _, a in pairs]
+
+    @torch.no_grad()
+    def finalize_variable_values(self, var_list: Optional[Iterable] = None) -> None:
+        """With `use_ema`, overwrites the weights with their moving average.
+
+        Args:
+            var_list: Parameters to overwrite; `None` means all. Defaults to
+                `None`.
+        """
+        if not self.use_ema:
+            return
+        params, averages = self._ema_pairs(var_list)
+        if params:
+            torch._foreach_copy_(params, averages)
+
+    @torch.no_grad()
+    def swap_ema_weights(self, var_list: Optional[Iterable] = None) -> None:
+        """Swaps the weights with their moving average, in place.
+
+        Calling it twice restores the weights; the `SwapEMAWeights` callback
+        calls it before and after evaluation.
+
+        Args:
+            var_list: Parameters to swap; `None` means all. Defaults to `None`.
+
+        Raises:
+            ValueError: If the optimizer was not created with `use_ema=True`.
+        """
+        if not self.use_ema:
+            raise ValueError(
+                "`swap_ema_weights()` needs an optimizer created with `use_ema=True`."
+                f" Received: use_ema={self.use_ema} on '{self.name}'."
+            )
+        params, averages = self._ema_pairs(var_list)
+        if params:
+            weights = torch._foreach_add(params, 0.0)
+            torch._foreach_copy_(params, averages)
+            torch._foreach_copy_(averages, weights)
+
+    # --------------------------------------------------------- subclass hooks
+
+    def _init_slots(self, param: torch.Tensor, state: dict) -> None:
+        """Creates the rule's per-parameter tensors in `state`."""
+
+    def _prepare_update(self, step: int) -> None:
+        """Runs once per applied update, before the groups (Nadam's u_product)."""
+
+    def _update_step(self, params: list, grads: list, states: list, lr: float, step: int) -> None:
+        """Applies the update rule to one param group.
+
+        Args:
+            params: Parameters that have a gradient.
+            grads: Their processed gradients (never modify these in place).
+            states: Their state dicts, created by `_init_slots`.
+            lr: The learning rate as a Python float.
+            step: 1-based index of this update (`iterations + 1`), for bias
+                corrections.
+        """
+        for param, grad in zip(params, grads):
+            self.update_step(grad, param, lr)
+
+    def update_step(self, gradient: torch.Tensor, variable: torch.Tensor, learning_rate: float):
+        """Per-parameter update rule (Keras's hook); subclasses override this or `_update_step`."""
+        raise NotImplementedError(f"{type(self).__name__} must implement `_update_step`.")
+
+    def _extra_state(self) -> dict[str, Any]:
+        """Optimizer-wide state beyond per-parameter tensors (for `state_dict`)."""
+        return {}
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        """Restores what `_extra_state` returned."""
+
+    # ------------------------------------------------------- state and config
+
+    @property
+    def variables(self) -> list[torch.Tensor]:
+        """The optimizer's state tensors, parameter by parameter."""
+        return [t for s in self.state.values() for t in s.values() if isinstance(t, torch.Tensor)]
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's `state_dict` plus `"torchfit"`: the call counter and extras."""
+        state_dict = super().state_dict()
+        state_dict["torchfit"] = {"iterations": self._iterations, **self._extra_state()}
+        return state_dict
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restores `state_dict()`'s output, so training resumes exactly."""
+        self._require_built("load_state_dict")
+        state_dict = dict(state_dict)
+        extra = dict(state_dict.pop("torchfit", {}))
+        super().load_state_dict(state_dict)
+        self._iterations = int(extra.pop("iterations", 0))
+        self._load_extra_state(extra)
+        self._excluded_cache = None
+        self._group_index_cache = None
+        if self._is_scheduled:
+            self._sync_group_lr()
+
+    def get_config(self) -> dict[str, Any]:
+        """Returns the constructor arguments (Keras's keys) as a dict."""
+        if isinstance(self._learning_rate, schedules.LearningRateSchedule):
+            learning_rate = schedules.serialize(self._learning_rate)
+        elif self._is_scheduled:
+            learning_rate = self._learning_rate
+        else:
+            learning_rate = self.learning_rate
+        return {
+            "name": self.name,
+            "learning_rate": learning_rate,
+            "weight_decay": self.weight_decay,
+            "clipnorm": self.clipnorm,
+            "global_clipnorm": self.global_clipnorm,
+            "clipvalue": self.clipvalue,
+            "use_ema": self.use_ema,
+            "ema_momentum": self.ema_momentum,
+            "ema_overwrite_frequency": self.ema_overwrite_frequency,
+            "loss_scale_factor": self.loss_scale_factor,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Optional[dict] = None):
+        """Creates an unbuilt optimizer from `get_config()`'s output."""
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.deserialize(config["learning_rate"], custom_objects)
+        return cls(**config)

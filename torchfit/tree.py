@@ -1,0 +1,66 @@
+"""Walks the nested structures (tensors in lists, tuples and dicts) that flow
+through a step.
+
+Owns structure traversal only: what a leaf means belongs to the caller.
+"""
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["flatten", "map_structure", "is_nested", "move_to_device"]
+
+
+def is_nested(value: Any) -> bool:
+    """Whether `value` is a list, tuple or mapping (a structure, not a leaf)."""
+    return isinstance(value, (list, tuple, Mapping))
+
+
+def map_structure(fn: Callable[[Any], Any], structure: Any) -> Any:
+    """Applies `fn` to every leaf of `structure`, keeping its shape.
+
+    `None` leaves are passed through untouched.
+    """
+    if structure is None:
+        return None
+    if isinstance(structure, Mapping):
+        mapped = {key: map_structure(fn, value) for key, value in structure.items()}
+        return mapped if type(structure) is dict else type(structure)(mapped)
+    if isinstance(structure, tuple) and hasattr(structure, "_fields"):
+        return type(structure)(*(map_structure(fn, value) for value in structure))
+    if isinstance(structure, (list, tuple)):
+        return type(structure)(map_structure(fn, value) for value in structure)
+    return fn(structure)
+
+
+def flatten(structure: Any) -> list:
+    """Returns the leaves of `structure` in order (dicts in insertion order)."""
+    if isinstance(structure, Mapping):
+        return [leaf for value in structure.values() for leaf in flatten(value)]
+    if isinstance(structure, (list, tuple)):
+        return [leaf for value in structure for leaf in flatten(value)]
+    return [structure]
+
+
+def move_to_device(structure: Any, device: torch.device) -> Any:
+    """Moves every tensor (and NumPy array) leaf to `device`.
+
+    Tensors already there are returned as they are, so calling this on a batch
+    the data pipeline already placed costs a device comparison per leaf.
+    """
+
+    def move(leaf):
+        if isinstance(leaf, torch.Tensor):
+            if leaf.device != device:
+                return leaf.to(device, non_blocking=True)
+            return leaf
+        if isinstance(leaf, np.ndarray):
+            tensor = torch.from_numpy(leaf)
+            if tensor.dtype == torch.float64:
+                tensor = tensor.float()
+            return tensor.to(device, non_blocking=True)
+        return leaf
+
+    return map_structure(move, structure)

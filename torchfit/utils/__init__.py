@@ -1,0 +1,19 @@
+"""`torchfit.utils`: Sequence/PyDataset, the progress bar and small helpers."""
+
+from torchfit.utils.data_utils import get_file
+from torchfit.utils.numerical_utils import normalize, to_categorical
+from torchfit.utils.progbar import Progbar
+from torchfit.utils.rng_utils import set_random_seed
+from torchfit.utils.sequence import PyDataset, Sequence
+from torchfit.utils.summary import print_summary
+
+__all__ = [
+    "Progbar",
+    "PyDataset",
+    "Sequence",
+    "get_file",
+    "normalize",
+    "print_summary",
+    "set_random_seed",
+    "to_categorical",
+]
