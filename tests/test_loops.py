@@ -107,3 +107,62 @@ def test_epoch_loss_is_batch_size_weighted_mean():
         pred = model.module(torch.from_numpy(x))
         expected = float(((pred - torch.from_numpy(y)) ** 2).mean())
     assert history.history["loss"][0] == pytest.approx(expected, rel=1e-5)
+
+
+_HOST_CONVERSIONS = ["item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__"]
+
+
+def _count_host_conversions(monkeypatch, run):
+    counts = {"n": 0}
+    for name in _HOST_CONVERSIONS:
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _original=original, **kwargs):
+            counts["n"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    run()
+    monkeypatch.undo()
+    return counts["n"]
+
+
+@pytest.mark.parametrize("verbose", [0, 2])
+def test_training_steps_never_copy_values_to_the_host(monkeypatch, verbose, capsys):
+    # The number of tensor-to-host conversions of a fit must not grow with the
+    # number of steps: values cross only at epoch end (and at progress redraws,
+    # which verbose=2 does not do mid-epoch).
+    def fit(num_samples):
+        torch.manual_seed(0)
+        model = torchfit.Model(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)), device="cpu")
+        model.compile(optimizer="rmsprop",
+                      loss=torchfit.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+        x = np.random.rand(num_samples, 8).astype("float32")
+        y = np.random.randint(0, 3, num_samples)
+        # Build the metrics first so that one-off work is not counted.
+        model.fit(x[:4], y[:4], batch_size=4, verbose=0)
+        return lambda: model.fit(x, y, batch_size=4, epochs=1, verbose=verbose)
+
+    few = _count_host_conversions(monkeypatch, fit(16))
+    many = _count_host_conversions(monkeypatch, fit(400))
+    assert few == many
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_step_does_not_synchronize():
+    model = torchfit.Model(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)), device="cuda")
+    model.compile(optimizer="rmsprop",
+                  loss=torchfit.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    x = torch.rand(64, 8, device="cuda")
+    y = torch.randint(0, 3, (64,), device="cuda")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # builds metrics, optimizer state
+    iterator = iter([(x[i:i + 8], y[i:i + 8]) for i in range(0, 64, 8)])
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for batch in iterator:
+            model.train_step(batch)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

@@ -290,14 +290,12 @@ class CompileMetrics:
 
     @staticmethod
     def _resolve(identifier, y_true, y_pred):
-        if isinstance(identifier, str) and identifier in _SHAPE_RESOLVED:
-            if y_true is None:
-                raise ValueError(
-                    f"metrics={identifier!r} is chosen from the shapes of the"
-                    " targets, but no target `y` was given."
-                )
-            return metrics_module.resolve_accuracy(identifier, y_true, y_pred)
-        return metrics_module.get(identifier)
+        if isinstance(identifier, str) and identifier.lower() in _SHAPE_RESOLVED and y_true is None:
+            raise ValueError(
+                f"metrics={identifier!r} is chosen from the shapes of the"
+                " targets, but no target `y` was given."
+            )
+        return metrics_module.get_metric(identifier, y_true, y_pred)
 
     def _name_metrics(self) -> None:
         names = self.outputs.names if self.outputs.count > 1 else None

@@ -113,23 +113,37 @@ def fit_loop(model, train, callbacks, *, epochs: int, initial_epoch: int = 0,
 
 
 def train_epoch(model, train, callbacks) -> dict:
-    """One epoch of training steps; returns the epoch's logs as floats."""
+    """One epoch of training steps; returns the epoch's logs as floats.
+
+    With `steps_per_execution=N` the batch hooks run once per N steps, as in
+    Keras: `on_train_batch_begin` with the first step of the group and
+    `on_train_batch_end` with its last.
+    """
     logs = None
     step_function = model.train_step
+    per_execution = model.steps_per_execution
+    group_start = None
     # A resumed run (BackupAndRestore) replays the data order of an interrupted
     # epoch and skips the batches that were already trained on.
     resume, model._resume = model._resume, None
+    step = -1
     for step, batch in train.enumerate_epoch():
         if resume is not None:
             if step < resume.skip_batches:
                 continue
             resume.on_resumed(batch)
             resume = None
-        callbacks.on_train_batch_begin(step)
+        if group_start is None:
+            group_start = step
+            callbacks.on_train_batch_begin(step)
         logs = _as_batch_logs(step_function(batch))
-        callbacks.on_train_batch_end(step, logs)
+        if step - group_start + 1 == per_execution:
+            group_start = None
+            callbacks.on_train_batch_end(step, logs)
         if model.stop_training:
             break
+    if group_start is not None:
+        callbacks.on_train_batch_end(step, logs)
     return _epoch_logs(model, logs)
 
 

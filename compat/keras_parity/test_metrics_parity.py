@@ -16,6 +16,9 @@ keras = pytest.importorskip("keras")
 
 from torchfit import metrics  # noqa: E402
 
+# Keras's torch backend warns about NumPy 2's copy keyword on every conversion.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
 SEEDS = [0, 1, 2]
 BATCH_SIZES = (8, 5, 7)
 

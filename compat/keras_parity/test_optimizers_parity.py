@@ -17,6 +17,9 @@ keras = pytest.importorskip("keras")
 import torchfit.optimizers as optimizers  # noqa: E402
 from torchfit.optimizers import schedules  # noqa: E402
 
+# Keras's own torch backend converts through NumPy's legacy __array__ path.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 STEPS = 20
 SHAPES = [(3, 4), (4,), (2, 3, 2)]
 RTOL, ATOL = 1e-5, 1e-6
@@ -98,10 +101,10 @@ def _run_keras(name, options, weights, grads, schedule=None):
     if schedule is not None:
         kwargs["learning_rate"] = keras.optimizers.schedules.ExponentialDecay(**schedule)
     optimizer = getattr(keras.optimizers, name)(**kwargs)
-    variables = [keras.Variable(w) for w in weights]
+    variables = [keras.Variable(torch.tensor(w)) for w in weights]
     history = []
     for step_grads in grads:
-        optimizer.apply([keras.ops.convert_to_tensor(g) for g in step_grads], variables)
+        optimizer.apply([torch.tensor(g) for g in step_grads], variables)
         history.append([_numpy(v) for v in variables])
     averages = None
     if kwargs.get("use_ema"):
@@ -160,11 +163,11 @@ def test_finalize_variable_values_matches_keras():
     weights, grads = _data(seed=3)
     kwargs = {"learning_rate": 0.01, "use_ema": True, "ema_momentum": 0.9}
     keras_optimizer = keras.optimizers.Adam(**kwargs)
-    variables = [keras.Variable(w) for w in weights]
+    variables = [keras.Variable(torch.tensor(w)) for w in weights]
     params = [torch.nn.Parameter(torch.tensor(w)) for w in weights]
     optimizer = optimizers.Adam(params, **kwargs)
     for step_grads in grads:
-        keras_optimizer.apply([keras.ops.convert_to_tensor(g) for g in step_grads], variables)
+        keras_optimizer.apply([torch.tensor(g) for g in step_grads], variables)
         optimizer.apply([torch.tensor(g) for g in step_grads], params)
     keras_optimizer.finalize_variable_values(variables)
     optimizer.finalize_variable_values()

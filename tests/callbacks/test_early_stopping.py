@@ -84,3 +84,22 @@ def test_reusable_across_fits():
 def test_unknown_monitor_fails_fast():
     with pytest.raises(ValueError, match="Available keys"):
         _run(EarlyStopping(monitor="los"), [1.0])
+
+
+def test_real_fit_stops_and_restores_best_weights():
+    torch = pytest.importorskip("torch")
+    import torchfit
+
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).random((32, 3)).astype("float32")
+    y = x.sum(1, keepdims=True)
+    model = torchfit.Model(torch.nn.Sequential(torch.nn.Linear(3, 1)))
+    # A huge learning rate makes the loss blow up after the first epoch.
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=5.0), loss="mse")
+    stopper = EarlyStopping(monitor="loss", patience=1, restore_best_weights=True)
+    history = model.fit(x, y, epochs=20, batch_size=8, verbose=0, callbacks=[stopper])
+    assert len(history.history["loss"]) < 20
+    assert stopper.stopped_epoch > 0
+    best = int(np.argmin(history.history["loss"]))
+    assert stopper.best_epoch == best
+    np.testing.assert_allclose(model.get_weights()[0], stopper.best_weights[0])

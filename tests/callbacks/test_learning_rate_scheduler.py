@@ -45,3 +45,15 @@ def test_torch_optimizer_groups(capsys):
 def test_non_float_schedule_output_is_an_error():
     with pytest.raises(ValueError, match="should be a float"):
         _fit(LearningRateScheduler(lambda epoch, lr: "fast"), RateOptimizer(1.0))
+
+
+def test_real_fit_changes_torchfit_optimizer_rate():
+    import torchfit
+
+    x = np.ones((8, 2), "float32")
+    model = torchfit.Model(torch.nn.Sequential(torch.nn.Linear(2, 1)))
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.1), loss="mse")
+    history = model.fit(x, x[:, :1], epochs=3, batch_size=4, verbose=0,
+                        callbacks=[LearningRateScheduler(lambda epoch, lr: 0.1 / (epoch + 1))])
+    assert history.history["learning_rate"] == pytest.approx([0.1, 0.05, 0.1 / 3])
+    assert model.optimizer.learning_rate == pytest.approx(0.1 / 3)

@@ -103,3 +103,20 @@ def test_missing_placeholder_key(tmp_path):
 def test_directory_path_is_an_error(tmp_path):
     with pytest.raises(IsADirectoryError, match="directory"):
         _fit(ModelCheckpoint(str(tmp_path)), [{"val_loss": 1.0}])
+
+
+def test_real_fit_writes_loadable_weights(tmp_path):
+    import numpy as np
+    import torch
+
+    import torchfit
+
+    x = np.ones((8, 2), "float32")
+    model = torchfit.Model(torch.nn.Sequential(torch.nn.Linear(2, 1)))
+    model.compile(optimizer="sgd", loss="mse")
+    path = str(tmp_path / "w-{epoch}-{loss:.3f}.weights.h5")
+    model.fit(x, x[:, :1], epochs=2, batch_size=4, verbose=0, callbacks=[ModelCheckpoint(path, monitor="loss", save_weights_only=True)])
+    files = sorted(os.listdir(tmp_path))
+    assert len(files) == 2 and files[0].startswith("w-1-") and files[1].startswith("w-2-")
+    state = torch.load(tmp_path / files[1], weights_only=True)
+    torch.testing.assert_close(state["0.weight"], model.module[0].weight.detach())

@@ -151,3 +151,35 @@ def test_verbose_auto_resolves_by_terminal(monkeypatch):
     logger = ProgbarLogger()
     logger.set_params({"verbose": "auto", "epochs": 1, "steps": 1})
     assert logger.verbose == 2  # pytest captures stdout: not a terminal
+
+
+def test_real_fit_verbose_2_lines(capsys):
+    import numpy as np
+    import torch
+
+    import torchfit
+
+    x = np.ones((8, 2), "float32")
+    model = torchfit.Model(torch.nn.Sequential(torch.nn.Linear(2, 1)))
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, x[:, :1], epochs=2, batch_size=4, verbose=2, validation_data=(x, x[:, :1]))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Epoch 1/2" and lines[2] == "Epoch 2/2"
+    assert re.fullmatch(r"2/2 - \d+s - \d+(ms|us|s)/step - loss: \S+ - val_loss: \S+", lines[1])
+    assert len(lines) == 4  # validation inside fit prints nothing
+
+
+def test_real_evaluate_and_predict_verbose_1(capsys):
+    import numpy as np
+    import torch
+
+    import torchfit
+
+    x = np.ones((8, 2), "float32")
+    model = torchfit.Model(torch.nn.Sequential(torch.nn.Linear(2, 1)))
+    model.compile(optimizer="sgd", loss="mse")
+    model.evaluate(x, x[:, :1], batch_size=4, verbose=1)
+    model.predict(x, batch_size=4, verbose=1)
+    out = ANSI.sub("", capsys.readouterr().out)
+    assert re.search(r"2/2 ━{20} \d+s \d+(ms|us|s)/step - loss: \S+\n", out)
+    assert re.search(r"2/2 ━{20} \d+s \d+(ms|us|s)/step\n", out)

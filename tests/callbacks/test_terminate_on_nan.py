@@ -32,3 +32,16 @@ def test_no_loss_key_is_ignored():
     model = FakeModel()
     CallbackList([TerminateOnNaN()], model=model).on_train_batch_end(0, {"acc": math.nan})
     assert not model.stop_training
+
+
+def test_real_fit_raises_on_nan_input():
+    import numpy as np
+
+    import torchfit
+
+    x = np.ones((8, 2), "float32")
+    x[5] = np.nan
+    model = torchfit.Model(torch.nn.Sequential(torch.nn.Linear(2, 1)))
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(RuntimeError, match="batch 1"):
+        model.fit(x, x[:, :1], epochs=1, batch_size=4, shuffle=False, verbose=0, callbacks=[TerminateOnNaN(raise_error=True)])

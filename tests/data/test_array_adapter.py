@@ -172,9 +172,43 @@ def test_class_weight_single_entry_dict_target():
 
 
 def test_class_weight_rejects_multi_output_and_sample_weight():
-    with pytest.raises(ValueError, match="class_weight` is only supported for single-output models"):
+    with pytest.raises(ValueError, match="class_weight is only supported for single-output models"):
         ArrayDataAdapter(np.zeros(2), [np.zeros(2), np.zeros(2)], class_weight={0: 1.0})
     with pytest.raises(ValueError, match="class_weight.*sample_weight"):
         ArrayDataAdapter(np.zeros(2), np.zeros(2), np.ones(2), class_weight={0: 1.0})
     with pytest.raises(ValueError, match="needs targets"):
         ArrayDataAdapter(np.zeros(2), class_weight={0: 1.0})
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@needs_cuda
+def test_cuda_data_moved_once_and_batches_on_device():
+    device = torch.device("cuda")
+    adapter = ArrayDataAdapter(np.arange(10.0), np.arange(10), batch_size=4, device=device,
+                               class_weight={1: 2.0})
+    batches = _batches(adapter)
+    assert all(t.device.type == "cuda" for batch in batches for t in batch)
+    assert batches[0][2].tolist() == [1.0, 2.0, 1.0, 1.0]
+
+
+@needs_cuda
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_cuda_staged_pinned_path_matches_cpu(monkeypatch, shuffle):
+    import torchfit.data.array_adapter as array_adapter
+
+    monkeypatch.setattr(array_adapter, "DEVICE_MEMORY_FRACTION", 0.0)
+    x = torch.arange(30.0).reshape(15, 2)
+    staged = ArrayDataAdapter(x, torch.arange(15), batch_size=4, shuffle=shuffle,
+                              device=torch.device("cuda"))
+    reference = ArrayDataAdapter(x, torch.arange(15), batch_size=4, shuffle=shuffle)
+    assert not staged._on_device
+    for seed in (0, 1):  # two epochs reuse the pinned gather buffer
+        torch.manual_seed(seed)
+        got = [[t.cpu() for t in batch] for batch in _batches(staged)]
+        torch.manual_seed(seed)
+        expected = _batches(reference)
+        assert len(got) == len(expected) == 4
+        for (gx, gy), (ex, ey) in zip(got, expected):
+            assert torch.equal(gx, ex) and torch.equal(gy, ey)

@@ -111,3 +111,12 @@ def test_iterable_dataset_is_batched_and_shuffle_warns():
         adapter = DatasetAdapter(CountingIterable(), batch_size=2, shuffle=True)
     assert adapter.num_batches is None
     assert [b[1].tolist() for b in adapter.get_iterator()] == [[0, 1], [2, 3], [4]]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_dataset_on_cuda_is_pinned_and_moved():
+    adapter = DatasetAdapter(PairDataset(5), batch_size=2, device=torch.device("cuda"))
+    assert adapter._loader.pin_memory
+    batches = list(adapter.get_iterator())
+    assert all(t.device.type == "cuda" for batch in batches for t in batch)
+    assert batches[0][0].dtype == torch.float32

@@ -81,7 +81,9 @@ def test_focal_losses_reduce_to_cross_entropy_without_focusing():
 def test_segmentation_values():
     y_true, y_pred = torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 1.0]])
     approx(losses.Dice()(y_true, y_pred), 1 - 2 * 1 / 3)
-    approx(losses.Tversky(alpha=1.0, beta=0.0)(y_true, y_pred), 1 - 1 / 2)
+    # As in Keras, `beta` weighs sum(y_pred * (1 - y_true)) and `alpha` the other side.
+    approx(losses.Tversky(alpha=0.0, beta=1.0)(y_true, y_pred), 1 - 1 / 2)
+    approx(losses.Tversky(alpha=1.0, beta=0.0)(y_true, y_pred), 0.0)
     per_sample = losses.Dice(axis=1, reduction="none")(torch.tensor([[1.0, 0.0], [0.0, 0.0]]), torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
     assert per_sample.shape == (2,)
     approx(per_sample[1], 1.0)

@@ -1,9 +1,10 @@
 """Keras 3's callbacks for torchfit: `torchfit.callbacks.*`.
 
 Each callback lives in its own module; this package only gathers the public
-names. `BackupAndRestore` lives with the saving code.
+names.
 """
 
+from torchfit.callbacks.backup_and_restore import BackupAndRestore
 from torchfit.callbacks.callback import Callback
 from torchfit.callbacks.callback_list import CallbackList
 from torchfit.callbacks.csv_logger import CSVLogger
@@ -21,6 +22,7 @@ from torchfit.callbacks.tensorboard import TensorBoard
 from torchfit.callbacks.terminate_on_nan import TerminateOnNaN
 
 __all__ = [
+    "BackupAndRestore",
     "CSVLogger",
     "Callback",
     "CallbackList",

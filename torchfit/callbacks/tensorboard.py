@@ -65,6 +65,24 @@ def _weight_image(weight: torch.Tensor) -> Optional[torch.Tensor]:
     return (image - low) / (high - low).clamp_min(1e-12)
 
 
+def _split_example(example: Any) -> tuple[tuple, dict]:
+    """`model._example_inputs` as (args, kwargs).
+
+    The model keeps `(args, kwargs)` of its first forward call; a bare tensor
+    or a tuple of tensors is taken as the positional inputs.
+    """
+    if (
+        isinstance(example, tuple)
+        and len(example) == 2
+        and isinstance(example[0], (tuple, list))
+        and isinstance(example[1], dict)
+    ):
+        return tuple(example[0]), dict(example[1])
+    if isinstance(example, (tuple, list)):
+        return tuple(example), {}
+    return (example,), {}
+
+
 class TensorBoard(Callback):
     """Logs training to TensorBoard: scalars, histograms, graph, embeddings.
 
@@ -76,7 +94,7 @@ class TensorBoard(Callback):
             Defaults to `0`.
         write_graph: Whether to write the module graph, traced on the input
             the model keeps as `model._example_inputs` (skipped when the
-            model has none). Defaults to `True`.
+            model has none or takes keyword inputs). Defaults to `True`.
         write_images: Whether to write weights as images with the
             histograms. Defaults to `False`.
         write_steps_per_second: Whether to log steps per second
@@ -287,11 +305,17 @@ class TensorBoard(Callback):
         example = getattr(self.model, "_example_inputs", None)
         if module is None or example is None:
             return
-        if not isinstance(example, (tuple, list)):
-            example = (example,)
+        args, kwargs = _split_example(example)
+        if kwargs:
+            # `add_graph` traces positional inputs only.
+            return
         was_training = module.training
         try:
-            self._writer("train").add_graph(module, tuple(example))
+            with warnings.catch_warnings():
+                # add_graph traces with torch.jit, which now warns it is
+                # deprecated; the trace still works and is all TensorBoard reads.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self._writer("train").add_graph(module, args)
         except Exception as err:  # tracing fails on data-dependent control flow
             warnings.warn(
                 f"TensorBoard could not trace the module graph ({type(err).__name__}:"

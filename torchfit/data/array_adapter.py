@@ -200,7 +200,7 @@ class ArrayDataAdapter(DataAdapter):
             self._last_copy.synchronize()
         if self._pinned_buffer is None:
             self._pinned_buffer = data_utils.map_structure(
-                lambda t: torch.empty_like(t, pin_memory=True), inputs)
+                lambda t: torch.empty(t.shape, dtype=t.dtype, pin_memory=True), inputs)
         buffers = iter(data_utils.flatten(self._pinned_buffer))
 
         def gather(tensor):

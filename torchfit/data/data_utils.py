@@ -217,10 +217,11 @@ def to_tensor(value: Any, device: Optional[torch.device] = None) -> Any:
             if not array.flags.writeable or any(s < 0 for s in array.strides):
                 array = np.array(array)  # torch cannot share read-only/negative-stride memory
             value = torch.from_numpy(array)
-    if value.is_floating_point() and value.dtype != _FLOATX:
-        value = value.to(_FLOATX)
+    # Move before casting: a pinned float64 batch still copies asynchronously.
     if device is not None and value.device != device:
         value = value.to(device, non_blocking=True)
+    if value.is_floating_point() and value.dtype != _FLOATX:
+        value = value.to(_FLOATX)
     return value
 
 
@@ -416,8 +417,8 @@ def single_output(y: Any) -> Any:
     leaves = flatten(y)
     if len(leaves) != 1:
         raise ValueError(
-            "`class_weight` is only supported for single-output models."
-            f" Received y with {len(leaves)} outputs."
+            "class_weight is only supported for single-output models:"
+            f" received `y` with {len(leaves)} outputs."
             " Pass per-output `sample_weight` arrays instead."
         )
     return leaves[0]

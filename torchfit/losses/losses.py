@@ -13,14 +13,13 @@ fast path (`F.mse_loss`, ...) when called without weights.
 """
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from torchfit.losses.loss import (
-    Loss,
     LossFunctionWrapper,
     as_tensor,
     squeeze_or_expand_to_same_rank,
@@ -146,12 +145,16 @@ def dice(y_true: Any, y_pred: Any, axis=None) -> Tensor:
 
 
 def tversky(y_true: Any, y_pred: Any, alpha: float = 0.5, beta: float = 0.5, axis=None) -> Tensor:
-    """`1 - TP / (TP + alpha FP + beta FN + 1e-7)`, with soft counts over `axis`."""
+    """`1 - TP / (TP + alpha A + beta B + 1e-7)`, with soft counts over `axis`.
+
+    As in Keras, `A = sum((1 - y_pred) * y_true)` (Keras calls it false
+    positives; it counts missed positives) and `B = sum(y_pred * (1 - y_true))`.
+    """
     y_true, y_pred = _pair(y_true, y_pred)
     intersection = _sum(y_true * y_pred, axis)
-    false_positives = _sum((1.0 - y_pred) * y_true, axis)
-    false_negatives = _sum(y_pred * (1.0 - y_true), axis)
-    denominator = intersection + false_positives * alpha + false_negatives * beta + EPSILON
+    missed = _sum((1.0 - y_pred) * y_true, axis)
+    spurious = _sum(y_pred * (1.0 - y_true), axis)
+    denominator = intersection + missed * alpha + spurious * beta + EPSILON
     return 1.0 - intersection / denominator
 
 
@@ -232,8 +235,6 @@ class _MeanFastPath:
     then the mean over the last axis followed by the mean over the batch is
     the mean over all elements.
     """
-
-    _fast_fn = None
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if sample_weight is None and self.reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight"):
@@ -410,11 +411,14 @@ class Dice(LossFunctionWrapper):
 
 
 class Tversky(LossFunctionWrapper):
-    """Tversky loss: Dice with false positives weighted by `alpha`, false negatives by `beta`.
+    """Tversky loss: Dice with the two kinds of error weighted by `alpha` and `beta`.
+
+    Keras's convention is kept: `alpha` weighs `sum((1 - y_pred) * y_true)`
+    and `beta` weighs `sum(y_pred * (1 - y_true))`.
 
     Args:
-        alpha: Weight of false positives. Defaults to 0.5.
-        beta: Weight of false negatives. Defaults to 0.5.
+        alpha: Weight of `sum((1 - y_pred) * y_true)`. Defaults to 0.5.
+        beta: Weight of `sum(y_pred * (1 - y_true))`. Defaults to 0.5.
         reduction: See `Loss`. Defaults to `"sum_over_batch_size"`.
         name: Defaults to `"tversky"`.
         axis: Axes to sum over; `None` sums everything. Defaults to None.

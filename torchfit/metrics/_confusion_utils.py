@@ -1,32 +1,44 @@
 """Counts weighted true/false positives/negatives at many thresholds at once.
 
-Owns the one vectorised update shared by the confusion-matrix metrics
-(`TruePositives` ... `AUC`): aligning ranks and sample weights the way Keras
-does, `top_k` and `class_id` filtering, and the two counting strategies
-Keras uses (broadcast comparison against every threshold, or bucketing the
-predictions and a reverse cumulative sum when the thresholds are evenly
-spaced). What the counts mean (precision, AUC, ...) belongs to the metrics.
+Owns what the confusion-matrix metrics (`TruePositives` ... `AUC`) share: the
+one vectorised update (aligning ranks and sample weights the way Keras does,
+`top_k` and `class_id` filtering, and Keras's two counting strategies:
+broadcast comparison against every threshold, or bucketing the predictions
+and cumulative sums when the thresholds are evenly spaced), the AUC area
+formulas, argument checks, and `ThresholdedMetric`, which keeps the
+thresholds on the metric's device. What each metric reports belongs to
+`confusion_metrics.py`.
 
 Nothing here reads a tensor value on the host: counts are added in place to
 the state tensors with tensor ops only.
 """
 
+import difflib
 from collections.abc import Mapping, Sequence
 from typing import Optional
 
 import numpy as np
 import torch
 
+from torchfit.metrics.base import Metric
+
 __all__ = [
-    "NEG_INF",
+    "CURVES",
     "EPSILON",
-    "parse_thresholds",
-    "is_evenly_spaced",
+    "NEG_INF",
+    "SUMMATION_METHODS",
+    "ThresholdedMetric",
     "align_ranks",
-    "update_confusion_variables",
+    "check_fraction",
     "divide_no_nan",
+    "evenly_spaced_thresholds",
     "interpolated_pr_auc",
+    "is_evenly_spaced",
+    "is_int_at_least",
+    "parse_choice",
+    "parse_thresholds",
     "riemann_auc",
+    "update_confusion_variables",
 ]
 
 # Keras's stand-in for "below every threshold" when `top_k` masks predictions.
@@ -171,12 +183,14 @@ def update_confusion_variables(
     # Work on (samples, labels): one label column unless counting per label.
     columns = y_pred.shape[-1] if multi_label else 1
     y_pred = y_pred.reshape(-1, columns)
-    positive = (y_true != 0).to(y_pred.dtype).reshape(-1, columns)
+    positive = (y_true != 0).reshape(-1, columns)
     if weights is not None:
         weights = weights.reshape(-1, columns)
-        labels = torch.cat([positive * weights, (1 - positive) * weights], dim=1)
+        positive_weight = positive * weights
+        labels = torch.stack([positive_weight, weights - positive_weight], dim=1)
     else:
-        labels = torch.cat([positive, 1 - positive], dim=1)
+        # Bool labels: the broadcast counts stay exact integer sums.
+        labels = torch.stack([positive, ~positive], dim=1)
 
     if evenly_spaced:
         counts = _bucketed_counts(variables, y_pred, labels, thresholds.shape[0], with_epsilon)
@@ -188,17 +202,18 @@ def update_confusion_variables(
 
 
 def _broadcast_counts(variables, y_pred, labels, thresholds) -> dict:
-    """Counts by comparing every prediction with every threshold: O(T * N)."""
-    columns = y_pred.shape[1]
-    above = (y_pred.unsqueeze(0) > thresholds.view(-1, 1, 1)).to(labels.dtype)
+    """Counts by comparing every prediction with every threshold: O(T * N).
+
+    `labels` is `(N, 2, L)`: positive and negative weight (or flag) per value.
+    """
+    above = (y_pred.unsqueeze(0) > thresholds.view(-1, 1, 1)).unsqueeze(2)
     counts = {}
     if "tp" in variables or "fp" in variables:
-        # (T, N, 2L) after repeating the mask for the positive and negative halves.
-        summed = (above.repeat(1, 1, 2) * labels).sum(dim=1)
-        counts["tp"], counts["fp"] = summed[:, :columns], summed[:, columns:]
+        summed = (above * labels).sum(dim=1)
+        counts["tp"], counts["fp"] = summed[:, 0], summed[:, 1]
     if "tn" in variables or "fn" in variables:
-        summed = ((1 - above).repeat(1, 1, 2) * labels).sum(dim=1)
-        counts["fn"], counts["tn"] = summed[:, :columns], summed[:, columns:]
+        summed = (~above * labels).sum(dim=1)
+        counts["fn"], counts["tn"] = summed[:, 0], summed[:, 1]
     return {key: counts[key] for key in _KEYS if key in variables}
 
 
@@ -210,15 +225,14 @@ def _bucketed_counts(variables, y_pred, labels, num_thresholds, with_epsilon) ->
     the predictions below every threshold and is dropped.
     """
     columns = y_pred.shape[1]
-    y_pred = y_pred.clamp(0.0, 1.0)
-    buckets = torch.ceil(y_pred * (num_thresholds - 1)) - 1
+    labels = labels.to(y_pred.dtype).reshape(-1, 2 * columns)
+    buckets = torch.ceil(y_pred.clamp(0.0, 1.0) * (num_thresholds - 1)) - 1
     buckets = buckets.clamp(min=0.0 if with_epsilon else -1.0) + 1
     index = buckets.to(torch.int64).repeat(1, 2)
     bins = torch.zeros(num_thresholds + 1, 2 * columns, dtype=labels.dtype, device=labels.device)
     bins.scatter_add_(0, index, labels)
     above = bins[1:].flip(0).cumsum(0).flip(0)
-    tp, fp = above[:, :columns], above[:, columns:]
-    counts = {"tp": tp, "fp": fp}
+    counts = {"tp": above[:, :columns], "fp": above[:, columns:]}
     if "tn" in variables or "fn" in variables:
         # Row i of the forward cumsum holds everything at or below threshold i;
         # exact where `total - tp` would leave rounding residue.
@@ -292,3 +306,83 @@ def riemann_auc(tp, fp, tn, fn, curve: str, summation_method: str) -> torch.Tens
     else:
         heights = torch.maximum(y[:-1], y[1:])
     return ((x[:-1] - x[1:]) * heights).sum(dim=0)
+
+
+def evenly_spaced_thresholds(num_thresholds: int) -> list:
+    """`[0, 1/(n-1), ..., 1]`, computed as Keras does (so the floats match)."""
+    inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+    return [0.0] + inner + [1.0]
+
+
+def check_fraction(value, argument: str) -> None:
+    """Raises ValueError unless `value` is a number in `[0, 1]`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(
+            f"`{argument}` must be a number in [0, 1]. Received: {argument}={value!r}."
+        )
+
+
+def is_int_at_least(value, minimum: int) -> bool:
+    """Whether `value` is an int (not a bool) and `>= minimum`."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+CURVES = ("ROC", "PR", "PRGAIN")
+SUMMATION_METHODS = ("interpolation", "minoring", "majoring")
+
+
+def parse_choice(value, choices: tuple, argument: str) -> str:
+    """Returns the entry of `choices` that `value` names, ignoring case.
+
+    Raises:
+        ValueError: Naming `argument` and the closest valid choice.
+    """
+    # Keras also takes its enum members, whose `.value` is the string.
+    value = getattr(value, "value", value)
+    if isinstance(value, str):
+        for choice in choices:
+            if value.lower() == choice.lower():
+                return choice
+    close = difflib.get_close_matches(str(value), choices, n=3, cutoff=0.4)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(
+        f"`{argument}` must be one of {list(choices)}. Received: {argument}={value!r}.{hint}"
+    )
+
+
+class ThresholdedMetric(Metric):
+    """Holds a thresholds tensor on the metric's device and feeds the shared update."""
+
+    def _init_thresholds(self, thresholds: list, evenly_spaced: bool, with_epsilon: bool = False):
+        self._thresholds_list = list(thresholds)
+        self._thresholds_distributed_evenly = evenly_spaced
+        self._with_epsilon = with_epsilon
+        # A tensor attribute: `Metric.to` moves it along with the state.
+        self._threshold_values = torch.tensor(thresholds, dtype=self.dtype)
+
+    def _convert_inputs(self, y_true, y_pred, sample_weight):
+        # y_pred first: on a not-yet-pinned metric it decides the device.
+        y_pred = self._convert(y_pred, self.dtype)
+        y_true = self._convert(y_true, self.dtype)
+        if sample_weight is not None:
+            sample_weight = self._convert(sample_weight, self.dtype)
+        return y_true, y_pred, sample_weight
+
+    def _update(self, variables, y_true, y_pred, sample_weight=None, **options) -> None:
+        y_true, y_pred, sample_weight = self._convert_inputs(y_true, y_pred, sample_weight)
+        self._update_converted(variables, y_true, y_pred, sample_weight, **options)
+
+    def _update_converted(self, variables, y_true, y_pred, sample_weight=None, **options):
+        update_confusion_variables(
+            variables,
+            y_true,
+            y_pred,
+            self._threshold_values,
+            sample_weight=sample_weight,
+            evenly_spaced=self._thresholds_distributed_evenly,
+            with_epsilon=self._with_epsilon,
+            **options,
+        )
+
+    def _squeeze_single(self, values: torch.Tensor) -> torch.Tensor:
+        return values[0].clone() if len(self._thresholds_list) == 1 else values.clone()

@@ -84,13 +84,17 @@ def sparse_categorical_accuracy(y_true: Any, y_pred: Any) -> torch.Tensor:
     [1.0, 0.0]
     """
     y_pred = as_tensor(y_pred)
-    compare_dtype = y_pred.dtype if y_pred.is_floating_point() else _FLOATX
-    y_true = as_tensor(y_true, compare_dtype, y_pred.device)
+    y_true = as_tensor(y_true, device=y_pred.device)
+    predicted = torch.argmax(y_pred, dim=-1)
+    if y_true.is_floating_point():
+        # Keras compares in y_pred's float dtype; integer labels compare
+        # exactly as integers, which saves two casts per step.
+        compare_dtype = y_pred.dtype if y_pred.is_floating_point() else _FLOATX
+        y_true, predicted = y_true.to(compare_dtype), predicted.to(compare_dtype)
     original_shape = y_true.shape
     reshape_matches = y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1
     if reshape_matches:
         y_true = y_true.squeeze(-1)
-    predicted = torch.argmax(y_pred, dim=-1).to(compare_dtype)
     matches = (y_true == predicted).to(_FLOATX)
     if reshape_matches:
         matches = matches.reshape(original_shape)
@@ -112,7 +116,8 @@ def top_k_categorical_accuracy(y_true: Any, y_pred: Any, k: int = 5) -> torch.Te
     """Returns 1.0 where the one-hot target's class is among the `k` top scores.
 
     Example:
-    >>> top_k_categorical_accuracy([[0, 0, 1], [0, 1, 0]], [[0.1, 0.2, 0.7], [0.6, 0.3, 0.1]], k=1).tolist()
+    >>> y_pred = [[0.1, 0.2, 0.7], [0.6, 0.3, 0.1]]
+    >>> top_k_categorical_accuracy([[0, 0, 1], [0, 1, 0]], y_pred, k=1).tolist()
     [1.0, 0.0]
     """
     y_pred = as_tensor(y_pred)

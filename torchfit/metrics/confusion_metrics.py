@@ -7,14 +7,12 @@ The vectorised counting they share lives in `_confusion_utils.py`; state
 handling (devices, reset, configs) belongs to `base.Metric`.
 """
 
-import difflib
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from torchfit.metrics import _confusion_utils as utils
-from torchfit.metrics.base import Metric
 
 __all__ = [
     "AUC",
@@ -33,45 +31,7 @@ __all__ = [
 Thresholds = Union[None, float, Sequence[float]]
 
 
-class _ThresholdedMetric(Metric):
-    """Holds a thresholds tensor on the metric's device and feeds the shared update."""
-
-    def _init_thresholds(self, thresholds: list, evenly_spaced: bool, with_epsilon: bool = False):
-        self._thresholds_list = list(thresholds)
-        self._thresholds_distributed_evenly = evenly_spaced
-        self._with_epsilon = with_epsilon
-        # A tensor attribute: `Metric.to` moves it along with the state.
-        self._threshold_values = torch.tensor(thresholds, dtype=self.dtype)
-
-    def _convert_inputs(self, y_true, y_pred, sample_weight):
-        # y_pred first: on a not-yet-pinned metric it decides the device.
-        y_pred = self._convert(y_pred, self.dtype)
-        y_true = self._convert(y_true, self.dtype)
-        if sample_weight is not None:
-            sample_weight = self._convert(sample_weight, self.dtype)
-        return y_true, y_pred, sample_weight
-
-    def _update(self, variables, y_true, y_pred, sample_weight=None, **options) -> None:
-        y_true, y_pred, sample_weight = self._convert_inputs(y_true, y_pred, sample_weight)
-        self._update_converted(variables, y_true, y_pred, sample_weight, **options)
-
-    def _update_converted(self, variables, y_true, y_pred, sample_weight=None, **options):
-        utils.update_confusion_variables(
-            variables,
-            y_true,
-            y_pred,
-            self._threshold_values,
-            sample_weight=sample_weight,
-            evenly_spaced=self._thresholds_distributed_evenly,
-            with_epsilon=self._with_epsilon,
-            **options,
-        )
-
-    def _squeeze_single(self, values: torch.Tensor) -> torch.Tensor:
-        return values[0].clone() if len(self._thresholds_list) == 1 else values.clone()
-
-
-class _ConfusionMatrixConditionCount(_ThresholdedMetric):
+class _ConfusionMatrixConditionCount(utils.ThresholdedMetric):
     """Accumulates one cell of the confusion matrix per threshold."""
 
     _condition = ""
@@ -163,7 +123,7 @@ class FalseNegatives(_ConfusionMatrixConditionCount):
     _condition = "fn"
 
 
-class _PrecisionRecallBase(_ThresholdedMetric):
+class _PrecisionRecallBase(utils.ThresholdedMetric):
     """Shared constructor of `Precision` and `Recall`: tp plus one error cell."""
 
     _error = ""
@@ -179,7 +139,7 @@ class _PrecisionRecallBase(_ThresholdedMetric):
     ):
         super().__init__(name=name, dtype=dtype)
         self._direction = "up"
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        if top_k is not None and not utils.is_int_at_least(top_k, 1):
             raise ValueError(f"`top_k` must be a positive int or None. Received: top_k={top_k!r}.")
         if class_id is not None and (isinstance(class_id, bool) or not isinstance(class_id, int)):
             raise TypeError(
@@ -267,17 +227,7 @@ class Recall(_PrecisionRecallBase):
     _error_name = "false_negatives"
 
 
-def _evenly_spaced_thresholds(num_thresholds: int) -> list:
-    inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
-    return [0.0] + inner + [1.0]
-
-
-def _check_fraction(value, argument: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError(f"`{argument}` must be a number in [0, 1]. Received: {argument}={value!r}.")
-
-
-class _SensitivitySpecificityBase(_ThresholdedMetric):
+class _SensitivitySpecificityBase(utils.ThresholdedMetric):
     """Full confusion matrix over `num_thresholds` evenly spaced thresholds.
 
     Subclasses maximise one rate subject to another being at least `value`.
@@ -285,9 +235,11 @@ class _SensitivitySpecificityBase(_ThresholdedMetric):
 
     _value_name = ""
 
-    def __init__(self, value: float, num_thresholds: int = 200, class_id=None, name=None, dtype=None):
-        _check_fraction(value, self._value_name)
-        if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int) or num_thresholds <= 0:
+    def __init__(
+        self, value: float, num_thresholds: int = 200, class_id=None, name=None, dtype=None
+    ):
+        utils.check_fraction(value, self._value_name)
+        if not utils.is_int_at_least(num_thresholds, 1):
             raise ValueError(
                 "`num_thresholds` must be an int > 0."
                 f" Received: num_thresholds={num_thresholds!r}."
@@ -301,7 +253,7 @@ class _SensitivitySpecificityBase(_ThresholdedMetric):
         if num_thresholds == 1:
             self.thresholds = [0.5]
         else:
-            self.thresholds = _evenly_spaced_thresholds(num_thresholds)
+            self.thresholds = utils.evenly_spaced_thresholds(num_thresholds)
         self._init_thresholds(self.thresholds, evenly_spaced=num_thresholds > 1)
         size = (len(self.thresholds),)
         self.true_positives = self.add_variable(shape=size, name="true_positives")
@@ -335,7 +287,7 @@ class _SensitivitySpecificityBase(_ThresholdedMetric):
             "precision": utils.divide_no_nan(tp, tp + fp),
         }
 
-    def _max_where_at_least(self, constrained: torch.Tensor, dependent: torch.Tensor) -> torch.Tensor:
+    def _max_where_at_least(self, constrained: torch.Tensor, dependent: torch.Tensor):
         feasible = constrained >= self.value
         best = torch.where(feasible, dependent, torch.zeros_like(dependent)).max()
         return best.clamp(min=0)
@@ -369,7 +321,9 @@ class SensitivityAtSpecificity(_SensitivitySpecificityBase):
 
     _value_name = "specificity"
 
-    def __init__(self, specificity: float, num_thresholds: int = 200, class_id=None, name=None, dtype=None):
+    def __init__(
+        self, specificity: float, num_thresholds: int = 200, class_id=None, name=None, dtype=None
+    ):
         super().__init__(specificity, num_thresholds, class_id, name, dtype)
 
     def result(self) -> torch.Tensor:
@@ -392,7 +346,9 @@ class SpecificityAtSensitivity(_SensitivitySpecificityBase):
 
     _value_name = "sensitivity"
 
-    def __init__(self, sensitivity: float, num_thresholds: int = 200, class_id=None, name=None, dtype=None):
+    def __init__(
+        self, sensitivity: float, num_thresholds: int = 200, class_id=None, name=None, dtype=None
+    ):
         super().__init__(sensitivity, num_thresholds, class_id, name, dtype)
 
     def result(self) -> torch.Tensor:
@@ -415,7 +371,9 @@ class PrecisionAtRecall(_SensitivitySpecificityBase):
 
     _value_name = "recall"
 
-    def __init__(self, recall: float, num_thresholds: int = 200, class_id=None, name=None, dtype=None):
+    def __init__(
+        self, recall: float, num_thresholds: int = 200, class_id=None, name=None, dtype=None
+    ):
         super().__init__(recall, num_thresholds, class_id, name, dtype)
 
     def result(self) -> torch.Tensor:
@@ -438,7 +396,9 @@ class RecallAtPrecision(_SensitivitySpecificityBase):
 
     _value_name = "precision"
 
-    def __init__(self, precision: float, num_thresholds: int = 200, class_id=None, name=None, dtype=None):
+    def __init__(
+        self, precision: float, num_thresholds: int = 200, class_id=None, name=None, dtype=None
+    ):
         super().__init__(precision, num_thresholds, class_id, name, dtype)
 
     def result(self) -> torch.Tensor:
@@ -447,25 +407,7 @@ class RecallAtPrecision(_SensitivitySpecificityBase):
 
 
 
-_CURVES = ("ROC", "PR", "PRGAIN")
-_SUMMATION_METHODS = ("interpolation", "minoring", "majoring")
-
-
-def _parse_choice(value, choices: tuple, argument: str) -> str:
-    # Keras also takes its enum members, whose `.value` is the string.
-    value = getattr(value, "value", value)
-    if isinstance(value, str):
-        for choice in choices:
-            if value.lower() == choice.lower():
-                return choice
-    close = difflib.get_close_matches(str(value), choices, n=3, cutoff=0.4)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(
-        f"`{argument}` must be one of {list(choices)}. Received: {argument}={value!r}.{hint}"
-    )
-
-
-class AUC(_ThresholdedMetric):
+class AUC(utils.ThresholdedMetric):
     """Approximate area under the ROC or precision-recall curve.
 
     The confusion matrix is accumulated at `num_thresholds` thresholds and the
@@ -515,9 +457,9 @@ class AUC(_ThresholdedMetric):
     ):
         super().__init__(name=name, dtype=dtype)
         self._direction = "up"
-        self.curve = _parse_choice(curve, _CURVES, "curve")
-        self.summation_method = _parse_choice(
-            summation_method, _SUMMATION_METHODS, "summation_method"
+        self.curve = utils.parse_choice(curve, utils.CURVES, "curve")
+        self.summation_method = utils.parse_choice(
+            summation_method, utils.SUMMATION_METHODS, "summation_method"
         )
         self._init_from_thresholds = thresholds is not None
         if thresholds is not None:
@@ -525,13 +467,13 @@ class AUC(_ThresholdedMetric):
             self.num_thresholds = len(inner) + 2
             evenly = utils.is_evenly_spaced(np.array([0.0] + inner + [1.0]))
         else:
-            if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int) or num_thresholds <= 1:
+            if not utils.is_int_at_least(num_thresholds, 2):
                 raise ValueError(
                     "`num_thresholds` must be an int > 1."
                     f" Received: num_thresholds={num_thresholds!r}."
                 )
             self.num_thresholds = num_thresholds
-            inner = _evenly_spaced_thresholds(num_thresholds)[1:-1]
+            inner = utils.evenly_spaced_thresholds(num_thresholds)[1:-1]
             evenly = True
         widened = [0.0 - utils.EPSILON] + inner + [1.0 + utils.EPSILON]
         self._init_thresholds(widened, evenly, with_epsilon=True)

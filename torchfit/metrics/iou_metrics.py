@@ -39,7 +39,9 @@ class _IoUBase(Metric):
         axis: int = -1,
     ):
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"`num_classes` must be an int >= 1. Received: num_classes={num_classes!r}.")
+            raise ValueError(
+                f"`num_classes` must be an int >= 1. Received: num_classes={num_classes!r}."
+            )
         super().__init__(name=name, dtype=dtype or "int32")
         self._direction = "up"
         self.num_classes = num_classes
@@ -246,7 +248,9 @@ class MeanIoU(IoU):
         axis: int = -1,
     ):
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"`num_classes` must be an int >= 1. Received: num_classes={num_classes!r}.")
+            raise ValueError(
+                f"`num_classes` must be an int >= 1. Received: num_classes={num_classes!r}."
+            )
         super().__init__(
             num_classes, list(range(num_classes)), name, dtype, ignore_class,
             sparse_y_true, sparse_y_pred, axis,

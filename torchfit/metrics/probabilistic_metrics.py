@@ -261,7 +261,8 @@ class CategoricalCrossentropy(MeanMetricWrapper):
         axis: The class axis. Defaults to -1.
 
     Example:
-    >>> round(float(CategoricalCrossentropy()([[0, 1, 0], [0, 0, 1]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])), 4)
+    >>> y_pred = [[0.05, 0.95, 0], [0.1, 0.8, 0.1]]
+    >>> round(float(CategoricalCrossentropy()([[0, 1, 0], [0, 0, 1]], y_pred)), 4)
     1.1769
     """
 

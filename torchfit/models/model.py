@@ -17,13 +17,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from torchfit import layers, loops, tree
+from torchfit import layers, loops, mixed_precision, tree
 from torchfit import metrics as metrics_module
 from torchfit import optimizers as optimizers_module
 from torchfit.compiled import CompileLoss, CompileMetrics
 from torchfit.data.data_utils import unpack_x_y_sample_weight
 from torchfit.models import saving, serialization
 from torchfit.models.trainer import Trainer
+from torchfit.utils.summary import print_summary, record_output_shapes
 
 __all__ = ["Model"]
 
@@ -38,6 +39,17 @@ def default_device() -> torch.device:
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+class _NoAutocast:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc_info):
+        return False
+
+
+_NO_AUTOCAST = _NoAutocast()
 
 
 class _ForwardSignature:
@@ -140,6 +152,9 @@ class Model(Trainer, nn.Module):
         self.steps_per_execution = 1
         self.jit_compile = False
         self.run_eagerly = False
+        self._autocast_dtype: Optional[torch.dtype] = None
+        self._loss_scaler = None
+        self._jit_forward = None
 
     # ----------------------------------------------------------------- device
     @property
@@ -187,14 +202,51 @@ class Model(Trainer, nn.Module):
         """Runs forward, routing a list input to `forward(*xs)` and a dict to `forward(**xs)`."""
         args, kwargs = self._route_inputs(args, kwargs)
         if self._example_inputs is None:
+            # Kept for summary() shapes and TensorBoard's graph: the first call only.
             self._example_inputs = (args, kwargs)
-        with layers.collect() as collection:
-            outputs = super().__call__(*args, **kwargs)
+            record_output_shapes(self)
+        with layers.collect() as collection, self._autocast():
+            if self._jit_forward is not None:
+                outputs = self._call_compiled(args, kwargs)
+            else:
+                outputs = super().__call__(*args, **kwargs)
         self._forward_losses = collection.losses
         if self._track_added_metrics and (collection.metrics or self._callable_metrics):
             added = collection.metrics + [(name, fn(), agg) for fn, name, agg in self._callable_metrics]
             self._update_added_metrics(added)
         return outputs
+
+    def _autocast(self):
+        """Autocast for a mixed policy; a no-op context otherwise."""
+        if self._autocast_dtype is None:
+            return _NO_AUTOCAST
+        return torch.autocast(device_type=self.device.type, dtype=self._autocast_dtype)
+
+    def _make_jit_forward(self):
+        """The module's forward under `torch.compile` (torchfit's bookkeeping stays eager)."""
+        try:
+            return torch.compile(self._forward_function())
+        except Exception as err:  # noqa: BLE001 - e.g. no compiler on this platform
+            warnings.warn(
+                f"jit_compile=True: torch.compile is unavailable ({type(err).__name__}: {err})."
+                " Running the model eagerly instead.",
+                stacklevel=3,
+            )
+            return None
+
+    def _call_compiled(self, args: tuple, kwargs: dict):
+        try:
+            return self._jit_forward(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - any compiler failure falls back
+            # torch.compile fails lazily, at the first call (or a recompile):
+            # fall back to eager once, loudly, rather than failing the fit.
+            warnings.warn(
+                f"jit_compile=True: torch.compile failed ({type(err).__name__}: {err})."
+                " Running the model eagerly instead.",
+                stacklevel=3,
+            )
+            self._jit_forward = None
+            return super().__call__(*args, **kwargs)
 
     def _route_inputs(self, args: tuple, kwargs: dict) -> tuple:
         signature = self._signature
@@ -271,8 +323,10 @@ class Model(Trainer, nn.Module):
         self._added_metrics = {}
         self.run_eagerly = run_eagerly
         self.steps_per_execution = steps_per_execution
-        self.jit_compile = jit_compile is True
         self.auto_scale_loss = auto_scale_loss
+        self._apply_dtype_policy(auto_scale_loss)
+        self.jit_compile = jit_compile is True
+        self._jit_forward = self._make_jit_forward() if self.jit_compile else None
         self._compile_config = {
             "optimizer": optimizer, "loss": loss, "loss_weights": loss_weights,
             "metrics": metrics, "weighted_metrics": weighted_metrics,
@@ -280,6 +334,16 @@ class Model(Trainer, nn.Module):
             "jit_compile": jit_compile, "auto_scale_loss": auto_scale_loss,
         }
         self.compiled = True
+
+    def _apply_dtype_policy(self, auto_scale_loss: bool) -> None:
+        policy = mixed_precision.get_policy(self.dtype_policy)
+        self._policy = policy
+        if not policy.is_mixed and policy.variable_dtype != "float32":
+            self._weights_module().to(policy.torch_compute_dtype)
+        self._autocast_dtype = policy.torch_compute_dtype if policy.is_mixed else None
+        self._loss_scaler = (
+            mixed_precision.make_loss_scaler(policy, self.device) if auto_scale_loss else None
+        )
 
     def _resolve_optimizer(self, optimizer: Any) -> torch.optim.Optimizer:
         parameters = [p for p in self.parameters() if p.requires_grad]
@@ -384,7 +448,8 @@ class Model(Trainer, nn.Module):
         if self._compile_loss is not None:
             if not self._compile_loss.built:
                 self._compile_loss.build(y, y_pred, self.device)
-            total = self._compile_loss(y, y_pred, sample_weight)
+            with self._autocast():
+                total = self._compile_loss(y, y_pred, sample_weight)
         for added in self.losses:
             added = layers.as_loss_tensor(added, self.device)
             total = added if total is None else total + added
@@ -439,11 +504,21 @@ class Model(Trainer, nn.Module):
         self._loss_tracker.update_state(loss.detach(), sample_weight=loops.batch_size_of(x))
         self.optimizer.zero_grad(set_to_none=True)
         if loss.requires_grad:
-            loss.backward()
-            self.optimizer.step()
+            self._backward_and_step(loss)
         else:
             warnings.warn("The model has no trainable weights: the loss has no gradient.", stacklevel=2)
         return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def _backward_and_step(self, loss: torch.Tensor) -> None:
+        """Backpropagates `loss` and applies the optimizer, scaling the loss under mixed_float16."""
+        scaler = self._loss_scaler
+        if scaler is None:
+            loss.backward()
+            self.optimizer.step()
+            return
+        scaler.scale(loss).backward()
+        scaler.step(self.optimizer)
+        scaler.update()
 
     def test_step(self, data):
         """One evaluation step on one batch; returns the logs. Override freely."""
@@ -490,7 +565,5 @@ class Model(Trainer, nn.Module):
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None) -> None:
         """Prints the layers, their output shapes when known, and parameter counts."""
-        from torchfit.utils.summary import print_summary
-
         print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn,
                       expand_nested=expand_nested, show_trainable=show_trainable, layer_range=layer_range)

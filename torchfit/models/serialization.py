@@ -156,7 +156,7 @@ def _describe_model(model, where: str) -> dict:
     if cls is Model:
         if model.module is None:
             raise NotRebuildable(f"{where} is a torchfit.Model without a module")
-        return {"kind": "torchfit.Model", "module": _describe(model.module, f"{where}.module"),
+        return {"kind": "torchfit.Model", "module": _describe_checked(model.module, f"{where}.module"),
                 "output_names": model.output_names}
     path = f"{cls.__module__}:{cls.__qualname__}"
     if "<locals>" in cls.__qualname__:
@@ -177,19 +177,34 @@ def _describe_model(model, where: str) -> dict:
 
 def _describe_argument(value: Any, where: str) -> Any:
     if isinstance(value, nn.Module):
-        return {_MODULE_MARKER: _describe(value, where)}
+        return {_MODULE_MARKER: _describe_checked(value, where)}
     return value
 
 
-def describe_module(module: nn.Module) -> dict:
-    """Describes how to rebuild `module` without pickled code.
+def _describe_checked(module: nn.Module, where: str) -> dict:
+    """`_describe`, with a torch.nn description checked by rebuilding it.
 
-    The description is checked by rebuilding it on the `meta` device (no
-    memory is allocated): the rebuilt module must print the same and have
-    the same state_dict names and shapes.
+    The check rebuilds on the `meta` device (nothing is allocated): the copy
+    must print the same and have the same state_dict names and shapes.
+    """
+    spec = _describe(module, where)
+    if spec["kind"] != "torch.nn":
+        return spec
+    with torch.device("meta"):
+        try:
+            rebuilt = build_module(spec, safe_mode=True)
+        except Exception as err:  # noqa: BLE001 - any failure means "not rebuildable"
+            raise NotRebuildable(f"rebuilding {where} failed: {err}") from err
+    if _shapes(module) != _shapes(rebuilt) or repr(rebuilt) != repr(module):
+        raise NotRebuildable(f"{where}, rebuilt from its description, differs from the original")
+    return spec
+
+
+def describe_module(module: nn.Module) -> dict:
+    """Describes how to rebuild `module` (or a `torchfit.Model`) without pickled code.
 
     Args:
-        module: A `torchfit.Model` or an `nn.Module` built from `torch.nn` layers.
+        module: A `torchfit.Model`, or an `nn.Module` built from `torch.nn` layers.
 
     Returns:
         A dict of plain data; `build_module` turns it back into a module.
@@ -197,16 +212,7 @@ def describe_module(module: nn.Module) -> dict:
     Raises:
         NotRebuildable: With the reason, when `module` cannot be described.
     """
-    spec = _describe(module, "the model" if _is_model(module) else "the module")
-    with torch.device("meta"):
-        try:
-            rebuilt = build_module(spec, safe_mode=True)
-        except Exception as err:  # noqa: BLE001 - any failure means "not rebuildable"
-            raise NotRebuildable(f"rebuilding it failed: {err}") from err
-    original, copy = _shapes(module), _shapes(rebuilt)
-    if original != copy or repr(_plain_module(rebuilt)) != repr(_plain_module(module)):
-        raise NotRebuildable("rebuilt from its description, it differs from the original")
-    return spec
+    return _describe_checked(module, "the model" if _is_model(module) else "the module")
 
 
 def _is_model(module) -> bool:
@@ -215,12 +221,8 @@ def _is_model(module) -> bool:
     return isinstance(module, Model)
 
 
-def _plain_module(module):
-    return module._weights_module() if _is_model(module) else module
-
-
-def _shapes(module) -> dict:
-    return {key: tuple(value.shape) for key, value in _plain_module(module).state_dict().items()}
+def _shapes(module: nn.Module) -> dict:
+    return {key: tuple(value.shape) for key, value in module.state_dict().items()}
 
 
 # ------------------------------------------------------- rebuilding a module

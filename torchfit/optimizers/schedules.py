@@ -402,9 +402,17 @@ class CosineDecayRestarts(LearningRateSchedule):
             restart = math.floor(fraction)
             return restart, fraction - restart
         # Periods have lengths 1, t, t^2, ...: restart i starts at (1-t^i)/(1-t).
+        def start(i):
+            return (1.0 - t_mul**i) / (1.0 - t_mul)
+
         restart = math.floor(math.log(1.0 - fraction * (1.0 - t_mul)) / math.log(t_mul))
-        start = (1.0 - t_mul**restart) / (1.0 - t_mul)
-        return restart, (fraction - start) / t_mul**restart
+        # The log can land a hair below an exact restart; step to the period
+        # that really holds `fraction`, so a restart step gives the peak rate.
+        while start(restart + 1) <= fraction:
+            restart += 1
+        while restart > 0 and start(restart) > fraction:
+            restart -= 1
+        return restart, (fraction - start(restart)) / t_mul**restart
 
     def __call__(self, step: int) -> float:
         fraction = _as_step(step) / self.first_decay_steps

@@ -161,7 +161,8 @@ def get_file(
     >>> import pathlib, tempfile
     >>> tmp = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (tmp / "hello.txt").write_text("hi")
-    >>> path = get_file(origin=(tmp / "hello.txt").as_uri(), cache_dir=str(tmp / "cache"))  # doctest: +ELLIPSIS
+    >>> origin = (tmp / "hello.txt").as_uri()
+    >>> path = get_file(origin=origin, cache_dir=str(tmp / "cache"))  # doctest: +ELLIPSIS
     Downloading data from file://...
     >>> open(path).read()
     'hi'

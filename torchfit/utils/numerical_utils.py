@@ -19,7 +19,8 @@ _EPSILON = 1e-7
 def _check_num_classes(num_classes) -> None:
     if num_classes is None:
         return
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+    is_int = isinstance(num_classes, (int, np.integer)) and not isinstance(num_classes, bool)
+    if not is_int or num_classes < 1:
         raise ValueError(
             "`num_classes` must be a positive int or None."
             f" Received: num_classes={num_classes!r} of type {type(num_classes).__name__}."
@@ -108,10 +109,9 @@ def _to_categorical_tensor(x: torch.Tensor, num_classes):
 
 
 def _check_order(order) -> None:
-    valid = (isinstance(order, (int, np.integer)) and not isinstance(order, bool) and order >= 1) or (
-        isinstance(order, float) and math.isinf(order) and order > 0
-    )
-    if not valid:
+    is_int = isinstance(order, (int, np.integer)) and not isinstance(order, bool)
+    is_inf = isinstance(order, float) and math.isinf(order) and order > 0
+    if not ((is_int and order >= 1) or is_inf):
         raise ValueError(
             "`order` must be an int >= 1 (or `math.inf`)."
             f" Received: order={order!r} of type {type(order).__name__}."

@@ -31,9 +31,6 @@ _TRAINABLE_EXTRA_WIDTH = 12
 _UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
 
 
-# ---- Output shapes ----------------------------------------------------------
-
-
 class _HookHandles:
     """Removes a group of hooks at once; also usable as a context manager."""
 
@@ -135,7 +132,8 @@ def record_output_shapes(model: nn.Module, once: bool = True) -> _HookHandles:
             handles.append(module.register_forward_hook(after_child(name)))
     group = _HookHandles(handles)
     if once:
-        group._handles.append(root.register_forward_hook(lambda module, args, output: group.remove()))
+        done = root.register_forward_hook(lambda module, args, output: group.remove())
+        group._handles.append(done)
     return group
 
 
@@ -168,9 +166,6 @@ def _flatten_shapes(structure) -> list:
         return [structure]
     values = structure.values() if isinstance(structure, dict) else structure
     return [leaf for value in values for leaf in _flatten_shapes(value)]
-
-
-# ---- Parameter counts -------------------------------------------------------
 
 
 def _weights(module: nn.Module):
@@ -225,9 +220,6 @@ def _optimizer_state(model) -> list:
             if isinstance(value, torch.Tensor):
                 tensors[id(value)] = value
     return list(tensors.values())
-
-
-# ---- Table layout -----------------------------------------------------------
 
 
 def _column_widths(positions, line_length: int) -> list:
@@ -323,12 +315,9 @@ def _rule(widths, left: str, fill: str, middle: str, right: str) -> str:
     return left + middle.join(fill * (w + 2) for w in widths) + right
 
 
-# ---- Rows -------------------------------------------------------------------
-
-
 def _trainable_flag(module: nn.Module) -> str:
     params = [p for p in module.parameters() if not is_lazy(p)]
-    trainable, frozen, _ = _weights(module)
+    _, frozen, _ = _weights(module)
     if not params and not frozen:
         return "-"
     if params and all(p.requires_grad for p in params):
@@ -348,7 +337,11 @@ def _layer_rows(root, shapes, expand_nested, show_trainable, layer_range):
         count = f"{_count(trainable) + _count(frozen):,}" + (" (unbuilt)" if lazy else "")
         label = name.rsplit(".", 1)[-1]
         indent = "   " * level + "└ " if level else ""
-        row = [f"{indent}{label} ({type(module).__name__})", _format_shape_structure(shapes.get(name)), count]
+        row = [
+            f"{indent}{label} ({type(module).__name__})",
+            _format_shape_structure(shapes.get(name)),
+            count,
+        ]
         if show_trainable:
             row.append(_trainable_flag(module))
         rows.append(row)
@@ -382,9 +375,6 @@ def _layer_index_range(children, layer_range):
     if min(lower) > max(upper):
         return min(upper), max(lower) + 1
     return min(lower), max(upper) + 1
-
-
-# ---- Entry point ------------------------------------------------------------
 
 
 def _model_name(model, root) -> str:
@@ -438,7 +428,9 @@ def print_summary(
      Total params: 50,890 (198.79 KB)
     """
     root = _summary_root(model)
-    shapes = getattr(model, "_layer_output_shapes", None) or getattr(root, "_layer_output_shapes", None) or {}
+    shapes = getattr(model, "_layer_output_shapes", None)
+    if shapes is None:
+        shapes = getattr(root, "_layer_output_shapes", None) or {}
     header = ["Layer (type)", "Output Shape", "Param #"]
     alignments = ["left", "left", "right"]
     default_length = _DEFAULT_LINE_LENGTH
@@ -448,7 +440,8 @@ def print_summary(
         default_length += _TRAINABLE_EXTRA_WIDTH
     if line_length is None:
         line_length = min(default_length, shutil.get_terminal_size().columns - 4)
-    widths = _column_widths(_relative_positions(positions, line_length, show_trainable), line_length)
+    positions = _relative_positions(positions, line_length, show_trainable)
+    widths = _column_widths(positions, line_length)
 
     lines = [f'Model: "{_model_name(model, root)}"', _rule(widths, "┏", "━", "┳", "┓")]
     lines += _render_row(header, widths, alignments, "┃", bottom=True)
@@ -494,7 +487,8 @@ def _emphasize(text: str) -> str:
     """Bolds the title and footer labels, as Keras does on a terminal."""
     bold, reset = "\033[1m", "\033[0m"
     text = re.sub(r'^(Model: ".*")$', bold + r"\1" + reset, text, count=1, flags=re.M)
-    return re.sub(r"^( (?:Total|Trainable|Non-trainable|Optimizer) params: )", bold + r"\1" + reset, text, flags=re.M)
+    labels = r"^( (?:Total|Trainable|Non-trainable|Optimizer) params: )"
+    return re.sub(labels, bold + r"\1" + reset, text, flags=re.M)
 
 
 __all__ = ["print_summary", "record_output_shapes", "readable_memory_size"]

@@ -1,0 +1,228 @@
+"""One function per contender; each trains a workload and times its epochs.
+
+Every runner does the same work per epoch: one pass over the shuffled
+training data (forward, sparse cross-entropy from logits, backward, RMSprop
+update, running loss and accuracy), then one pass over the validation data.
+Each returns the wall time of every epoch, the first being the warm-up.
+"""
+
+import time
+
+
+def _sync(device):
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def hand_written(workload, device, epochs, **_):
+    """The floor: a plain torch loop slicing pre-shuffled device tensors."""
+    import torch
+    import torch.nn.functional as F
+
+    (x, y), (x_val, y_val) = workload.data()
+    x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+    x_val, y_val = torch.from_numpy(x_val).to(device), torch.from_numpy(y_val).to(device)
+    model = workload.torch_module().to(device)
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7, foreach=True)
+    batch_size = workload.batch_size
+    times = []
+    for _ in range(epochs):
+        _sync(device)
+        start = time.perf_counter()
+        model.train()
+        permutation = torch.randperm(len(x)).to(device)
+        xs, ys = x[permutation], y[permutation]
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        for i in range(0, len(xs), batch_size):
+            xb, yb = xs[i:i + batch_size], ys[i:i + batch_size]
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(xb)
+            correct += (logits.argmax(-1) == yb).sum()
+        logs = {"loss": (loss_sum / len(xs)).item(), "accuracy": (correct / len(xs)).item()}
+        model.eval()
+        with torch.no_grad():
+            val_loss = torch.zeros((), device=device)
+            val_correct = torch.zeros((), device=device)
+            for i in range(0, len(x_val), batch_size):
+                xb, yb = x_val[i:i + batch_size], y_val[i:i + batch_size]
+                logits = model(xb)
+                val_loss += F.cross_entropy(logits, yb) * len(xb)
+                val_correct += (logits.argmax(-1) == yb).sum()
+            logs["val_loss"] = (val_loss / len(x_val)).item()
+            logs["val_accuracy"] = (val_correct / len(x_val)).item()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def torchfit_fit(workload, device, epochs, verbose=0, jit_compile="auto", steps_per_execution=1,
+                 dtype_policy=None, **_):
+    """torchfit's `fit`, with validation data, as a user writes it."""
+    import torchfit
+
+    (x, y), (x_val, y_val) = workload.data()
+    model = torchfit.Model(workload.torch_module(), device=device, dtype_policy=dtype_policy)
+    model.compile(
+        optimizer=torchfit.optimizers.RMSprop(),
+        loss=torchfit.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[torchfit.metrics.SparseCategoricalAccuracy()],
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )
+    timer = _EpochTimer(torchfit.callbacks.Callback, device)
+    model.fit(x, y, batch_size=workload.batch_size, epochs=epochs, verbose=verbose,
+              validation_data=(x_val, y_val), callbacks=[timer])
+    return timer.times
+
+
+def keras_fit(workload, device, epochs, verbose=0, **_):
+    """Keras 3 on its torch backend."""
+    import os
+
+    os.environ["KERAS_BACKEND"] = "torch"
+    if device.startswith("cuda"):
+        os.environ.setdefault("KERAS_TORCH_DEVICE", device)
+    else:
+        os.environ["KERAS_TORCH_DEVICE"] = "cpu"
+    import keras
+
+    (x, y), (x_val, y_val) = workload.data()
+    model = workload.keras_model()
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy()],
+    )
+    timer = _EpochTimer(keras.callbacks.Callback, device)
+    model.fit(x, y, batch_size=workload.batch_size, epochs=epochs, verbose=verbose,
+              validation_data=(x_val, y_val), callbacks=[timer])
+    return timer.times
+
+
+def lightning_fit(workload, device, epochs, **_):
+    """PyTorch Lightning with DataLoaders over tensors, no logger or checkpoints."""
+    import lightning as L
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader, TensorDataset
+
+    (x, y), (x_val, y_val) = workload.data()
+
+    class Module(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = workload.torch_module()
+
+        def training_step(self, batch, batch_idx):
+            xb, yb = batch
+            logits = self.net(xb)
+            loss = F.cross_entropy(logits, yb)
+            self.log("loss", loss, on_step=False, on_epoch=True)
+            self.log("accuracy", (logits.argmax(-1) == yb).float().mean(), on_step=False, on_epoch=True)
+            return loss
+
+        def validation_step(self, batch, batch_idx):
+            xb, yb = batch
+            logits = self.net(xb)
+            self.log("val_loss", F.cross_entropy(logits, yb))
+            self.log("val_accuracy", (logits.argmax(-1) == yb).float().mean())
+
+        def configure_optimizers(self):
+            return torch.optim.RMSprop(self.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+
+    train = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)),
+                       batch_size=workload.batch_size, shuffle=True)
+    val = DataLoader(TensorDataset(torch.from_numpy(x_val), torch.from_numpy(y_val)),
+                     batch_size=workload.batch_size)
+
+    class Timer(L.Callback):
+        def __init__(self):
+            self.times, self.start = [], None
+
+        def on_train_epoch_start(self, trainer, module):
+            _sync(device)
+            self.start = time.perf_counter()
+
+        def on_validation_epoch_end(self, trainer, module):
+            if self.start is not None and not trainer.sanity_checking:
+                _sync(device)
+                self.times.append(time.perf_counter() - self.start)
+
+    timer = Timer()
+    trainer = L.Trainer(max_epochs=epochs, accelerator="gpu" if device.startswith("cuda") else "cpu",
+                        devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer])
+    trainer.fit(Module(), train, val)
+    return timer.times
+
+
+def poutyne_fit(workload, device, epochs, **_):
+    """Poutyne's Model.fit on arrays."""
+    import poutyne
+    import torch
+
+    (x, y), (x_val, y_val) = workload.data()
+    network = workload.torch_module()
+    optimizer = torch.optim.RMSprop(network.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+    model = poutyne.Model(network, optimizer, "cross_entropy", batch_metrics=["accuracy"],
+                          device=torch.device(device))
+
+    class Timer(poutyne.Callback):
+        def __init__(self):
+            super().__init__()
+            self.times, self.start = [], None
+
+        def on_epoch_begin(self, epoch_number, logs):
+            _sync(device)
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch_number, logs):
+            _sync(device)
+            self.times.append(time.perf_counter() - self.start)
+
+    timer = Timer()
+    model.fit(x, y, validation_data=(x_val, y_val), epochs=epochs, batch_size=workload.batch_size,
+              verbose=False, callbacks=[timer])
+    return timer.times
+
+
+class _EpochTimer:
+    """Builds a callback (for torchfit or Keras) that times whole epochs.
+
+    It overrides epoch hooks only, so it never makes the loop read batch logs.
+    """
+
+    def __new__(cls, base, device):
+        class EpochTimer(base):
+            def __init__(self):
+                super().__init__()
+                self.times, self.start = [], None
+
+            def on_epoch_begin(self, epoch, logs=None):
+                _sync(device)
+                self.start = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                _sync(device)
+                self.times.append(time.perf_counter() - self.start)
+
+        return EpochTimer()
+
+
+RUNNERS = {
+    "torch loop": (hand_written, {}),
+    "torchfit v0": (torchfit_fit, {"verbose": 0}),
+    "torchfit v1": (torchfit_fit, {"verbose": 1}),
+    "torchfit jit": (torchfit_fit, {"verbose": 1, "jit_compile": True, "steps_per_execution": 8}),
+    "torchfit bf16": (torchfit_fit, {"verbose": 1, "dtype_policy": "mixed_bfloat16"}),
+    "keras 3": (keras_fit, {"verbose": 0}),
+    "lightning": (lightning_fit, {}),
+    "poutyne": (poutyne_fit, {}),
+}

@@ -1,0 +1,201 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+import torch
+from torch import nn
+
+from torchfit.callbacks import CallbackList, TensorBoard
+
+event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+
+
+class CountingOptimizer(torch.optim.SGD):
+    """A torch optimizer that also counts steps, like torchfit's."""
+
+    def __init__(self, params):
+        super().__init__(params, lr=0.05)
+        self.iterations = 0
+
+
+class FakeModel:
+    def __init__(self, with_embedding=False):
+        layers = [nn.Embedding(5, 3), nn.Flatten(), nn.Linear(6, 1)] if with_embedding else [nn.Linear(2, 1)]
+        self.module = nn.Sequential(*layers)
+        self.optimizer = CountingOptimizer(self.module.parameters())
+        self.stop_training = False
+        self._example_inputs = (torch.zeros(1, 2, dtype=torch.long) if with_embedding else torch.zeros(1, 2),)
+
+
+def _fit(callback, model, epochs=2, steps=4, validate=True):
+    callbacks = CallbackList([callback], model=model, verbose=0, epochs=epochs, steps=steps)
+    callbacks.on_train_begin()
+    logs = {}
+    for epoch in range(epochs):
+        callbacks.on_epoch_begin(epoch)
+        for step in range(steps):
+            callbacks.on_train_batch_begin(step)
+            model.optimizer.iterations += 1
+            callbacks.on_train_batch_end(step, {"loss": torch.tensor(1.0 / (step + 1)), "mae": 0.5})
+        logs = {"loss": 1.0 - epoch / 10, "mae": 0.5}
+        if validate:
+            callbacks.on_test_begin()
+            callbacks.on_test_batch_end(0, {"loss": 0.9})
+            callbacks.on_test_end({"loss": 0.9 - epoch / 10})
+            logs.update(val_loss=0.9 - epoch / 10)
+        callbacks.on_epoch_end(epoch, logs)
+    callbacks.on_train_end(logs)
+
+
+def _scalars(folder):
+    accumulator = event_accumulator.EventAccumulator(str(folder), size_guidance={"scalars": 0, "histograms": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def _values(accumulator, tag):
+    return [(e.step, pytest.approx(e.value)) for e in accumulator.Scalars(tag)]
+
+
+def test_epoch_scalars_in_train_and_validation(tmp_path):
+    _fit(TensorBoard(log_dir=tmp_path), FakeModel())
+    train, validation = _scalars(tmp_path / "train"), _scalars(tmp_path / "validation")
+    assert set(train.Tags()["scalars"]) == {"epoch_loss", "epoch_mae", "epoch_learning_rate"}
+    assert _values(train, "epoch_loss") == [(0, 1.0), (1, 0.9)]
+    assert _values(train, "epoch_learning_rate") == [(0, 0.05), (1, 0.05)]
+    assert "epoch_loss" in validation.Tags()["scalars"]
+    assert _values(validation, "epoch_loss") == [(0, 0.9), (1, 0.8)]
+    # Evaluation during fit is logged against the optimizer's step count.
+    assert _values(validation, "evaluation_loss_vs_iterations") == [(4, 0.9), (8, 0.8)]
+
+
+def test_batch_scalars_every_n_batches(tmp_path):
+    _fit(TensorBoard(log_dir=tmp_path, update_freq=2, write_steps_per_second=True), FakeModel(), validate=False)
+    train = _scalars(tmp_path / "train")
+    assert [step for step, _ in _values(train, "batch_loss")] == [2, 4, 6, 8]
+    assert _values(train, "batch_loss")[0] == (2, 0.5)
+    assert {"batch_steps_per_second", "epoch_steps_per_second"} <= set(train.Tags()["scalars"])
+    assert not (tmp_path / "validation").exists()
+
+
+def test_update_freq_batch_is_every_batch(tmp_path):
+    _fit(TensorBoard(log_dir=tmp_path, update_freq="batch"), FakeModel(), epochs=1, validate=False)
+    assert len(_scalars(tmp_path / "train").Scalars("batch_loss")) == 4
+
+
+def test_epoch_update_freq_has_no_batch_hooks(tmp_path):
+    callback = TensorBoard(log_dir=tmp_path)
+    assert not callback._overrides("on_train_batch_end")
+    assert not callback._overrides("on_train_batch_begin")
+
+
+def test_histograms_images_and_graph(tmp_path):
+    _fit(TensorBoard(log_dir=tmp_path, histogram_freq=1, write_images=True), FakeModel(), validate=False)
+    train = _scalars(tmp_path / "train")
+    tags = train.Tags()
+    assert set(tags["histograms"]) == {"0.weight/histogram", "0.bias/histogram"}
+    assert [e.step for e in train.Histograms("0.weight/histogram")] == [0, 1]
+    assert "0.weight/image" in tags["images"]
+    assert tags["graph"]
+
+
+def test_graph_skipped_quietly_without_example_inputs(tmp_path, recwarn):
+    model = FakeModel()
+    del model._example_inputs
+    _fit(TensorBoard(log_dir=tmp_path), model, epochs=1, validate=False)
+    assert not _scalars(tmp_path / "train").Tags()["graph"]
+    assert not [w for w in recwarn if "TensorBoard" in str(w.message)]
+
+
+def test_embeddings_written_for_embedding_modules(tmp_path):
+    metadata = tmp_path / "labels.tsv"
+    metadata.write_text("\n".join("abcde"))
+    callback = TensorBoard(log_dir=tmp_path / "logs", embeddings_freq=1, embeddings_metadata={"0": str(metadata)})
+    _fit(callback, FakeModel(with_embedding=True), epochs=1, validate=False)
+    config = (tmp_path / "logs" / "train" / "projector_config.pbtxt").read_text()
+    assert "tensor_path" in config and "metadata_path" in config
+
+
+def test_unknown_embedding_metadata_name(tmp_path):
+    callback = TensorBoard(log_dir=tmp_path, embeddings_freq=1, embeddings_metadata={"nope": "x.tsv"})
+    with pytest.raises(ValueError, match="nope"):
+        _fit(callback, FakeModel(with_embedding=True), epochs=1, validate=False)
+
+
+def test_profile_batch_writes_a_torch_trace(tmp_path):
+    _fit(TensorBoard(log_dir=tmp_path, profile_batch=(2, 3)), FakeModel(), epochs=1, validate=False)
+    traces = [name for name in os.listdir(tmp_path / "train") if name.endswith(".pt.trace.json")]
+    assert len(traces) == 1
+
+
+@pytest.mark.parametrize("bad", [-1, (3, 2), "x", (1, 2, 3)])
+def test_bad_profile_batch(bad):
+    with pytest.raises(ValueError, match="profile_batch"):
+        TensorBoard(profile_batch=bad)
+
+
+def test_bad_update_freq():
+    with pytest.raises(ValueError, match="update_freq"):
+        TensorBoard(update_freq="step")
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_real_tensorboard_server_serves_the_scalars(tmp_path):
+    _fit(TensorBoard(log_dir=tmp_path), FakeModel())
+    binary = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+    if not os.path.exists(binary):
+        pytest.skip("the tensorboard command is not installed next to this Python")
+    port = _free_port()
+    server = subprocess.Popen(
+        [binary, "--logdir", str(tmp_path), "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/data/plugin/scalars/scalars?run=train&tag=epoch_loss"
+        deadline = time.time() + 25
+        points = None
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    points = json.loads(response.read())
+                if points:
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.3)
+        assert points, "tensorboard did not serve the scalars in time"
+        assert [(step, round(value, 5)) for _, step, value in points] == [(0, 1.0), (1, 0.9)]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_real_fit_writes_keras_tags(tmp_path):
+    import numpy as np
+
+    import torchfit
+
+    x = np.ones((8, 2), "float32")
+    model = torchfit.Model(nn.Sequential(nn.Linear(2, 1)))
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    callback = TensorBoard(log_dir=tmp_path, histogram_freq=1, update_freq="batch")
+    model.fit(x, x[:, :1], epochs=2, batch_size=4, verbose=0, validation_data=(x, x[:, :1]), callbacks=[callback])
+    train, validation = _scalars(tmp_path / "train"), _scalars(tmp_path / "validation")
+    train_tags = set(train.Tags()["scalars"])
+    assert {"epoch_loss", "epoch_learning_rate", "batch_loss"} <= train_tags
+    assert [e.step for e in train.Scalars("epoch_loss")] == [0, 1]
+    assert [e.step for e in train.Scalars("batch_loss")] == [1, 2, 3, 4]
+    assert "epoch_loss" in validation.Tags()["scalars"]
+    assert "0.weight/histogram" in train.Tags()["histograms"]
+    assert train.Tags()["graph"]

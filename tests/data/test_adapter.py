@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+from torchfit.data.adapter import DataAdapter, check_positive_int, resolve_device
+
+
+def test_base_defaults():
+    adapter = DataAdapter()
+    assert adapter.restartable
+    assert adapter.batch_size is None and adapter.has_partial_batch is None
+    assert adapter.partial_batch_size is None
+    assert adapter.on_epoch_begin() is None and adapter.on_epoch_end() is None
+    with pytest.raises(NotImplementedError):
+        adapter.get_iterator()
+    with pytest.raises(NotImplementedError):
+        adapter.num_batches
+
+
+def test_resolve_device():
+    assert resolve_device(None) is None
+    assert resolve_device("cpu") == torch.device("cpu")
+    device = torch.device("cpu")
+    assert resolve_device(device) is device
+    with pytest.raises(ValueError, match="device"):
+        resolve_device("toaster")
+
+
+def test_check_positive_int():
+    assert check_positive_int("batch_size", None) is None
+    assert check_positive_int("batch_size", 4) == 4
+    import numpy as np
+    assert check_positive_int("batch_size", np.int64(8)) == 8
+    for bad in (0, -3, 2.0, True, "4"):
+        with pytest.raises(ValueError, match="`batch_size` must be a positive integer"):
+            check_positive_int("batch_size", bad)
+    with pytest.raises(ValueError, match="steps"):
+        check_positive_int("steps", None, allow_none=False)

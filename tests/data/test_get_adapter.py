@@ -1,0 +1,167 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from torchfit.data import (
+    ArrayDataAdapter,
+    DataLoaderAdapter,
+    DatasetAdapter,
+    EpochIterator,
+    GeneratorDataAdapter,
+    SequenceAdapter,
+    get_adapter,
+)
+from torchfit.utils.sequence import Sequence
+
+
+class TinyDataset(Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        return torch.tensor([float(index)]), index
+
+
+class TinySequence(Sequence):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        return np.zeros((2, 1)), np.zeros(2)
+
+
+def batches():
+    yield np.zeros((2, 1)), np.zeros(2)
+
+
+class Batches:
+    def __iter__(self):
+        return batches()
+
+
+@pytest.mark.parametrize("x, kind", [
+    (np.zeros((4, 1)), ArrayDataAdapter),
+    (torch.zeros(4, 1), ArrayDataAdapter),
+    (pd.DataFrame({"a": [1.0, 2.0]}), ArrayDataAdapter),
+    ([np.zeros(4), torch.zeros(4)], ArrayDataAdapter),
+    ({"a": np.zeros(4)}, ArrayDataAdapter),
+    (TensorDataset(torch.zeros(4, 1), torch.zeros(4)), ArrayDataAdapter),
+    (TinyDataset(), DatasetAdapter),
+    (DataLoader(TinyDataset(), batch_size=2), DataLoaderAdapter),
+    (TinySequence(), SequenceAdapter),
+    (batches(), GeneratorDataAdapter),
+    (Batches(), GeneratorDataAdapter),
+])
+def test_dispatch(x, kind):
+    assert type(get_adapter(x)) is kind
+
+
+def test_adapter_passes_through():
+    adapter = ArrayDataAdapter(np.zeros(3))
+    assert get_adapter(adapter) is adapter
+
+
+def test_tensor_dataset_uses_array_path_with_all_parts():
+    data = TensorDataset(torch.zeros(5, 1), torch.arange(5), torch.ones(5))
+    adapter = get_adapter(data, batch_size=2, shuffle=True)
+    assert adapter.num_batches == 3
+    assert all(len(batch) == 3 for batch in adapter.get_iterator())
+
+
+def test_device_places_batches():
+    adapter = get_adapter(np.zeros((3, 1)), np.zeros(3), device="cpu")
+    x, y = next(iter(adapter.get_iterator()))
+    assert x.device == torch.device("cpu")
+
+
+def test_epoch_iterator_end_to_end():
+    iterator = EpochIterator(get_adapter(np.zeros((10, 2)), np.arange(10), batch_size=3))
+    steps = [step for step, _ in iterator.enumerate_epoch()]
+    assert steps == [0, 1, 2, 3] and iterator.num_batches == 4
+
+
+@pytest.mark.parametrize("x", [
+    DataLoader(TinyDataset()), TinyDataset(), TinySequence(), batches(), Batches(),
+])
+@pytest.mark.parametrize("argument", ["y", "sample_weight"])
+def test_y_and_sample_weight_rejected_for_datasets(x, argument):
+    with pytest.raises(ValueError, match=f"`{argument}` should not be passed"):
+        get_adapter(x, **{argument: np.zeros(4)})
+
+
+def test_class_weight_rejected_for_dataloader():
+    with pytest.raises(ValueError, match="class_weight` is not supported for a torch DataLoader"):
+        get_adapter(DataLoader(TinyDataset()), class_weight={0: 1.0})
+
+
+def test_class_weight_rejected_for_multi_output():
+    with pytest.raises(ValueError, match="class_weight is only supported for single-output models"):
+        get_adapter(np.zeros(4), {"a": np.zeros(4), "b": np.zeros(4)}, class_weight={0: 2.0})
+
+
+def test_class_weight_only_for_fit():
+    with pytest.raises(ValueError, match="only used by `fit"):
+        get_adapter(np.zeros(4), np.zeros(4), class_weight={0: 2.0}, purpose="evaluate")
+
+
+def test_class_weight_for_dataset():
+    adapter = get_adapter(TinyDataset(), batch_size=4, class_weight={2: 3.0})
+    (_, _, weights), = list(adapter.get_iterator())
+    assert weights.tolist() == [1.0, 1.0, 3.0, 1.0]
+
+
+@pytest.mark.parametrize("x, what", [
+    (DataLoader(TinyDataset()), "DataLoader"),
+    (batches(), "generator"),
+    (Batches(), "iterable"),
+])
+def test_shuffle_ignored_with_warning(x, what):
+    with pytest.warns(UserWarning, match=f"shuffle=True.*{what}"):
+        get_adapter(x, shuffle=True)
+
+
+def test_unsupported_type_lists_accepted_kinds():
+    with pytest.raises(ValueError, match="Unrecognized data type for `x`: int.*NumPy arrays"):
+        get_adapter(3)
+    with pytest.raises(ValueError, match="Unrecognized data type for `x`: str"):
+        get_adapter("data.csv", purpose="predict")
+
+
+def test_list_of_numbers_rejected_with_hint():
+    with pytest.raises(ValueError, match="not all arrays.*int.*np.asarray"):
+        get_adapter([1, 2, 3])
+
+
+def test_x_none_rejected():
+    with pytest.raises(ValueError, match="`evaluate\\(\\)` needs data"):
+        get_adapter(None, purpose="evaluate")
+
+
+def test_y_of_wrong_type_rejected():
+    with pytest.raises(ValueError, match="`y` must be an array.*list"):
+        get_adapter(np.zeros(3), [0, 1, 2])
+
+
+def test_length_mismatch():
+    with pytest.raises(ValueError, match="x has 100 samples, y has 90"):
+        get_adapter(np.zeros((100, 2)), np.zeros(90))
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 1.5])
+def test_invalid_batch_size(batch_size):
+    with pytest.raises(ValueError, match="`batch_size` must be a positive integer"):
+        get_adapter(np.zeros(3), batch_size=batch_size)
+
+
+def test_invalid_steps_named_by_purpose():
+    with pytest.raises(ValueError, match="`steps_per_epoch`"):
+        get_adapter(np.zeros(3), steps=0)
+    with pytest.raises(ValueError, match="`steps`"):
+        get_adapter(np.zeros(3), steps=0, purpose="predict")
+
+
+def test_invalid_purpose():
+    with pytest.raises(ValueError, match="purpose"):
+        get_adapter(np.zeros(3), purpose="train")

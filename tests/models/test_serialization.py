@@ -1,0 +1,356 @@
+"""Tests for model.save / torchfit.models.load_model: rebuilding without pickled code."""
+
+import pickle
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import torchfit
+from torchfit.models import serialization
+
+
+def _write_marker(path):
+    with open(path, "w") as file:
+        file.write("code ran")
+
+
+class _Malicious:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (_write_marker, (self.marker,))
+
+
+class Regressor(torchfit.Model):
+    """A subclass whose constructor arguments are plain data."""
+
+    def __init__(self, units, activation="relu", *, scale=1.0):
+        super().__init__(device="cpu")
+        self.hidden = nn.Linear(4, units)
+        self.out = nn.Linear(units, 1)
+        self.activation = activation
+        self.scale = scale
+
+    def forward(self, x):
+        hidden = torch.relu(self.hidden(x)) if self.activation == "relu" else torch.tanh(self.hidden(x))
+        return self.out(hidden) * self.scale
+
+
+class WideRegressor(Regressor):
+    def __init__(self, units):
+        super().__init__(units * 2, "tanh", scale=0.5)
+
+
+class Wrapper(torchfit.Model):
+    """A subclass that takes a module argument."""
+
+    def __init__(self, body, name="wrapper"):
+        super().__init__(device="cpu")
+        self.body = body
+        self.label = name
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def _data(seed=0, n=32):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 4), dtype=np.float32), rng.random((n, 1), dtype=np.float32)
+
+
+def _sequential():
+    return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 1))
+
+
+def _fit(model, epochs=2, seed=0):
+    torch.manual_seed(seed)  # the same dropout masks for a model and its reloaded copy
+    x, y = _data(seed)
+    model.fit(x, y, batch_size=8, epochs=epochs, shuffle=False, verbose=0)
+    return model
+
+
+def _assert_same_weights(a, b):
+    for (name, x), y in zip(a._weights_module().state_dict().items(), b._weights_module().state_dict().values()):
+        assert torch.equal(x, y), name
+
+
+def test_payload_is_plain_and_weights_only_loadable(tmp_path):
+    torch.manual_seed(0)
+    model = torchfit.Model(_sequential(), device="cpu")
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    _fit(model)
+    model.save(tmp_path / "m.keras")
+    payload = torch.load(tmp_path / "m.keras", weights_only=True)
+    assert payload["format"] == "torchfit.model" and payload["version"] == 1
+    assert payload["counters"] == {"optimizer_iterations": 8, "epoch": 2}
+    assert payload["module"]["kind"] == "torchfit.Model"
+    assert payload["module"]["module"]["class"] == "Sequential"
+    assert payload["compile_config"]["loss"] == "mse"
+    assert payload["optimizer"]["torchfit"]["iterations"] == 8
+    assert payload["compile_missing"] == []
+
+
+def test_sequential_round_trip_resumes_training_identically(tmp_path):
+    torch.manual_seed(0)
+    model = torchfit.Model(_sequential(), device="cpu")
+    schedule = torchfit.optimizers.schedules.ExponentialDecay(0.01, decay_steps=2, decay_rate=0.5)
+    model.compile(optimizer=torchfit.optimizers.Adam(learning_rate=schedule), loss="mse",
+                  metrics=["mae", torchfit.metrics.RootMeanSquaredError()])
+    _fit(model)
+    model.save(tmp_path / "m.pt")
+    loaded = torchfit.models.load_model(tmp_path / "m.pt")
+    assert type(loaded) is torchfit.Model
+    assert loaded.optimizer.iterations == model.optimizer.iterations == 8
+    assert loaded.optimizer.learning_rate == model.optimizer.learning_rate
+    _assert_same_weights(model, loaded)
+    _fit(model, epochs=1, seed=1)
+    _fit(loaded, epochs=1, seed=1)
+    _assert_same_weights(model, loaded)
+    assert loaded.metrics_names == model.metrics_names == ["loss", "mae", "root_mean_squared_error"]
+
+
+@pytest.mark.parametrize("layers", [
+    lambda: nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.LeakyReLU(0.2),
+                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(12, 2), nn.Softmax(dim=-1)),
+    lambda: nn.Sequential(nn.Embedding(10, 4, padding_idx=0), nn.LSTM(4, 5, batch_first=True)),
+    lambda: nn.ModuleList([nn.Linear(2, 2, bias=False), nn.ModuleDict({"a": nn.GELU("tanh"), "b": nn.LayerNorm(2)})]),
+    lambda: nn.Sequential(nn.ConvTranspose1d(2, 3, 3, stride=2, output_padding=1), nn.GroupNorm(1, 3),
+                          nn.Upsample(scale_factor=2), nn.AdaptiveAvgPool1d(4), nn.Unflatten(2, (2, 2))),
+])
+def test_torch_nn_structures_are_rebuilt(layers):
+    module = layers()
+    spec = serialization.describe_module(module)
+    rebuilt = serialization.build_module(spec)
+    assert repr(rebuilt) == repr(module)
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in module.state_dict().items()}
+
+
+class _Custom(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.linear(x)
+
+
+def test_custom_module_needs_module_argument(tmp_path):
+    model = torchfit.Model(nn.Sequential(_Custom()), device="cpu")
+    model.compile(optimizer="sgd", loss="mse")
+    _fit(model)
+    model.save(tmp_path / "m.pt")
+    with pytest.raises(ValueError, match=r"cannot be rebuilt.*_Custom, not a torch.nn layer.*module="):
+        torchfit.models.load_model(tmp_path / "m.pt")
+    loaded = torchfit.models.load_model(tmp_path / "m.pt", module=nn.Sequential(_Custom()))
+    _assert_same_weights(model, loaded)
+    assert loaded.optimizer.iterations == 8
+
+
+def test_modified_layer_is_not_described_wrongly():
+    layer = nn.Linear(3, 2)
+    layer.extra = nn.ReLU()  # not something the constructor makes
+    with pytest.raises(serialization.NotRebuildable, match="differs from the original"):
+        serialization.describe_module(nn.Sequential(layer))
+
+
+def test_subclass_records_arguments_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    model = Regressor(6, "tanh", scale=2.0)
+    assert model._init_args == ([6, "tanh"], {"scale": 2.0})
+    model.compile(optimizer=torchfit.optimizers.RMSprop(0.01), loss="mse")
+    _fit(model)
+    model.save(tmp_path / "m.pt")
+    loaded = torchfit.models.load_model(tmp_path / "m.pt")
+    assert type(loaded) is Regressor
+    assert (loaded.activation, loaded.scale) == ("tanh", 2.0)
+    _assert_same_weights(model, loaded)
+    x, _ = _data()
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_nested_subclass_records_outermost_arguments():
+    model = WideRegressor(3)
+    assert model._init_args == ([3], {})
+    spec = serialization.describe_module(model)
+    assert spec["path"].endswith(":WideRegressor")
+    rebuilt = serialization.build_module(spec)
+    assert rebuilt.hidden.out_features == 6 and rebuilt.scale == 0.5
+
+
+def test_subclass_with_module_argument(tmp_path):
+    model = Wrapper(nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 1)), name="w")
+    model.compile(optimizer="adam", loss="mae")
+    _fit(model)
+    model.save(tmp_path / "m.pt")
+    loaded = torchfit.models.load_model(tmp_path / "m.pt")
+    assert type(loaded) is Wrapper and loaded.label == "w"
+    _assert_same_weights(model, loaded)
+
+
+def test_subclass_with_unrecordable_argument(tmp_path):
+    model = Wrapper(lambda x: x)  # a plain function is not data
+    with pytest.raises(serialization.NotRebuildable, match="constructor argument is a function"):
+        serialization.describe_module(model)
+
+
+def test_class_defined_in_a_function_needs_module_argument(tmp_path):
+    class Local(torchfit.Model):
+        def __init__(self):
+            super().__init__(device="cpu")
+            self.linear = nn.Linear(4, 1)
+
+        def forward(self, x):
+            return self.linear(x)
+
+    model = Local()
+    model.compile(optimizer="sgd", loss="mse")
+    model.save(tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="defined inside a function.*module="):
+        torchfit.models.load_model(tmp_path / "m.pt")
+    assert type(torchfit.models.load_model(tmp_path / "m.pt", module=Local())) is Local
+
+
+def test_safe_mode_imports_no_module(tmp_path, monkeypatch):
+    marker = tmp_path / "imported"
+    source = textwrap.dedent(f"""
+        import torch, torchfit
+        open({str(marker)!r}, "w").close()
+
+        class Net(torchfit.Model):
+            def __init__(self, units):
+                super().__init__(device="cpu")
+                self.linear = torch.nn.Linear(4, units)
+
+            def forward(self, x):
+                return self.linear(x)
+    """)
+    (tmp_path / "user_models_for_safe_mode.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import user_models_for_safe_mode
+
+    model = user_models_for_safe_mode.Net(2)
+    model.compile(optimizer="sgd", loss="mse")
+    model.save(tmp_path / "m.pt")
+    monkeypatch.delitem(sys.modules, "user_models_for_safe_mode")
+    marker.unlink()
+    with pytest.raises(ValueError, match="not imported.*safe_mode=False"):
+        torchfit.models.load_model(tmp_path / "m.pt")
+    assert not marker.exists()
+    loaded = torchfit.models.load_model(tmp_path / "m.pt", safe_mode=False)
+    assert marker.exists() and type(loaded).__name__ == "Net"
+    _assert_same_weights(model, loaded)
+
+
+def test_torch_loss_and_torch_optimizer_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = torchfit.Model(_sequential(), device="cpu")
+    model.compile(optimizer=torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
+                  loss=nn.HuberLoss(delta=0.5))
+    _fit(model)
+    model.save(tmp_path / "m.pt")
+    loaded = torchfit.models.load_model(tmp_path / "m.pt")
+    assert isinstance(loaded.optimizer, torch.optim.SGD)
+    assert loaded.optimizer.param_groups[0]["momentum"] == 0.9
+    _fit(model, epochs=1, seed=3)
+    _fit(loaded, epochs=1, seed=3)
+    _assert_same_weights(model, loaded)
+
+
+def test_unsaved_compile_arguments_warn_and_leave_model_uncompiled(tmp_path):
+    def my_loss(y_true, y_pred):
+        return ((y_true - y_pred) ** 2).mean()
+
+    model = torchfit.Model(_sequential(), device="cpu")
+    model.compile(optimizer="adam", loss=my_loss)
+    _fit(model)
+    model.save(tmp_path / "m.pt")
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["compile_missing"] == ["loss: the loss 'my_loss'"]
+    with pytest.warns(UserWarning, match="not compiled.*my_loss.*compile"):
+        loaded = torchfit.models.load_model(tmp_path / "m.pt")
+    assert not loaded.compiled
+    _assert_same_weights(model, loaded)
+
+
+def test_compile_false(tmp_path):
+    model = torchfit.Model(_sequential(), device="cpu")
+    model.compile(optimizer="adam", loss="mse")
+    model.save(tmp_path / "m.pt")
+    loaded = torchfit.models.load_model(tmp_path / "m.pt", compile=False)
+    assert not loaded.compiled and loaded.optimizer is None
+
+
+def test_uncompiled_model_round_trip(tmp_path):
+    model = torchfit.Model(_sequential(), device="cpu")
+    model.save(tmp_path / "m.pt")
+    loaded = torchfit.models.load_model(tmp_path / "m.pt")
+    assert not loaded.compiled
+    _assert_same_weights(model, loaded)
+
+
+def test_truncated_file(tmp_path):
+    model = torchfit.Model(_sequential(), device="cpu")
+    model.save(tmp_path / "m.pt")
+    data = (tmp_path / "m.pt").read_bytes()
+    (tmp_path / "m.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        torchfit.models.load_model(tmp_path / "m.pt")
+
+
+def test_weights_file_is_not_a_model_file(tmp_path):
+    torchfit.Model(_sequential(), device="cpu").save_weights(tmp_path / "w.pt")
+    with pytest.raises(ValueError, match="weights only.*load_weights"):
+        torchfit.models.load_model(tmp_path / "w.pt")
+
+
+def test_foreign_file(tmp_path):
+    torch.save({"epoch": 3, "model_state": {}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a torchfit model file"):
+        torchfit.models.load_model(tmp_path / "other.pt")
+
+
+def test_file_of_another_model(tmp_path):
+    torchfit.Model(_sequential(), device="cpu").save(tmp_path / "m.pt")
+    other = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 1))
+    with pytest.raises(ValueError, match=r"do not fit this model: unexpected \[.*shape mismatch for 0.weight: file \(8, 4\) vs model \(3, 4\)"):
+        torchfit.models.load_model(tmp_path / "m.pt", module=other)
+
+
+@pytest.mark.parametrize("writer", ["torch", "pickle"])
+def test_pickle_that_would_run_code_is_refused(tmp_path, writer):
+    marker = tmp_path / "marker"
+    payload = {"format": "torchfit.model", "version": 1, "weights": {}, "module": _Malicious(str(marker))}
+    path = tmp_path / "evil.keras"
+    if writer == "torch":
+        torch.save(payload, path)
+    else:
+        with open(path, "wb") as file:
+            pickle.dump(payload, file, protocol=2)
+    for safe_mode in (True, False):
+        with pytest.raises(ValueError, match="nothing in it was run"):
+            torchfit.models.load_model(path, safe_mode=safe_mode)
+    assert not marker.exists()
+
+
+def test_newer_version_is_refused(tmp_path):
+    torch.save({"format": "torchfit.model", "version": 99}, tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="newer torchfit"):
+        torchfit.models.load_model(tmp_path / "m.pt")
+
+
+def test_bad_module_argument(tmp_path):
+    torchfit.Model(_sequential(), device="cpu").save(tmp_path / "m.pt")
+    with pytest.raises(TypeError, match="`module` must be an nn.Module"):
+        torchfit.models.load_model(tmp_path / "m.pt", module="Sequential")
+
+
+def test_save_overwrite_false(tmp_path):
+    model = torchfit.Model(_sequential(), device="cpu")
+    model.save(tmp_path / "m.pt")
+    with pytest.raises(FileExistsError):
+        model.save(tmp_path / "m.pt", overwrite=False)

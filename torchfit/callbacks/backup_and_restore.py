@@ -1,0 +1,304 @@
+"""Backs up training as it runs, so a run killed at any step resumes exactly.
+
+Owns the backup file (what it holds, when it is written, the `.bkp` copy and
+the fallback to it) and putting a resumed run back where the killed one was:
+weights, optimizer state (with its iteration count, hence the position of
+a learning-rate schedule), random generator states, the data order of the
+interrupted epoch, the metric states, the `History` so far, epoch and batch.
+Skipping already trained batches belongs to `loops.train_epoch` (through
+`model._resume`); writing files atomically to `utils.file_utils`; capturing
+generator states to `utils.rng_state`.
+"""
+
+import copy
+import glob
+import os
+import warnings
+from typing import Any, Optional, Union
+
+import torch
+
+from torchfit.callbacks.callback import Callback, Logs
+from torchfit.utils.file_utils import atomic_write
+from torchfit.utils.rng_state import get_rng_state, set_rng_state
+
+__all__ = ["BackupAndRestore"]
+
+FORMAT = "torchfit.backup"
+VERSION = 1
+BACKUP_NAME = "latest.pt"
+
+
+class _Resume:
+    """What `loops.train_epoch` needs to resume an interrupted epoch."""
+
+    def __init__(self, skip_batches: int, on_resumed):
+        self.skip_batches = skip_batches
+        self.on_resumed = on_resumed
+
+
+def _is_writer() -> bool:
+    # Under torch.distributed, every rank restores but only rank 0 writes.
+    distributed = torch.distributed
+    return not (distributed.is_available() and distributed.is_initialized()) or distributed.get_rank() == 0
+
+
+def _plain_history(history: dict, epochs: list, epoch: Optional[int], logs: Logs) -> dict:
+    """The History as plain data, with this epoch's logs when History has not recorded them yet."""
+    values = {key: [float(v) if isinstance(v, (int, float)) else v for v in items]
+              for key, items in history.items()}
+    epochs = list(epochs)
+    if epoch is not None and (not epochs or epochs[-1] != epoch):
+        epochs.append(epoch)
+        for key, value in (logs or {}).items():
+            values.setdefault(key, []).append(value)
+    values = {key: items for key, items in values.items()
+              if all(isinstance(v, (int, float)) for v in items)}
+    return {"history": values, "epoch": epochs}
+
+
+class BackupAndRestore(Callback):
+    """Backs up the training state so that an interrupted `fit` resumes exactly.
+
+    At the end of each epoch (or every `save_freq` batches) it writes
+    `backup_dir/latest.pt`: the weights, the optimizer state (with its
+    iteration count, hence the position of a learning-rate schedule), the
+    states of torch's (CPU and CUDA), NumPy's and Python's random generators,
+    the `History` so far, the epoch and batch reached and, mid-epoch, the
+    metric states and the generator states at the start of the epoch. Run
+    the same script again: `fit` starts where the backup was made, redraws the
+    same shuffling order for the interrupted epoch, skips the batches already
+    trained on, and ends with the same weights as a run never interrupted
+    (bitwise on CPU with a fixed seed). Files are written to a temporary file
+    and renamed, so a kill while writing leaves the previous backup intact.
+
+    Not restored: the internal state of other callbacks (`EarlyStopping`'s
+    wait count, `ModelCheckpoint`'s best value, `ReduceLROnPlateau`'s
+    cooldown; the learning rate it set is restored with the optimizer), and
+    the data order of sources that do not draw it from torch's global
+    generator at the start of an epoch (generators, `steps_per_epoch`
+    shorter than the data).
+
+    Args:
+        backup_dir: Folder for the backup; created if missing. Use a
+            different folder for each run.
+        save_freq: `"epoch"`, or an integer: back up every that many batches
+            (a backup due at the last batch of an epoch is made at the end
+            of that epoch instead). Defaults to `"epoch"`.
+        double_checkpoint: Keep the previous backup as `latest.pt.bkp`, and
+            fall back to it when the latest one cannot be read. Defaults to
+            `False`.
+        delete_checkpoint: Delete the backup files when training ends
+            normally (other files in `backup_dir` are left alone; the folder
+            is removed if then empty). Defaults to `True`.
+
+    Raises:
+        ValueError: For an empty `backup_dir` or a `save_freq` that is
+            neither `"epoch"` nor a positive integer.
+
+    Example:
+    >>> import tempfile
+    >>> callback = BackupAndRestore(backup_dir=tempfile.mkdtemp(), save_freq=100)
+    >>> os.path.basename(callback._backup_path)
+    'latest.pt'
+    """
+
+    def __init__(
+        self,
+        backup_dir: Union[str, os.PathLike],
+        save_freq: Union[str, int] = "epoch",
+        double_checkpoint: bool = False,
+        delete_checkpoint: bool = True,
+    ):
+        super().__init__()
+        if not backup_dir:
+            raise ValueError(f"`backup_dir` must be a folder path. Received: backup_dir={backup_dir!r}.")
+        if save_freq != "epoch" and (
+            isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1
+        ):
+            raise ValueError(
+                "`save_freq` must be 'epoch' or a positive integer (a number of"
+                f" batches). Received: save_freq={save_freq!r}."
+            )
+        self.backup_dir = os.fspath(backup_dir)
+        self.save_freq = save_freq
+        self.double_checkpoint = double_checkpoint
+        self.delete_checkpoint = delete_checkpoint
+        self._backup_path = os.path.join(self.backup_dir, BACKUP_NAME)
+        self._previous_path = self._backup_path + ".bkp"
+        self._reset_run_state()
+
+    def _reset_run_state(self) -> None:
+        self._current_epoch = 0
+        self._batches_since_saving = 0
+        self._save_at_epoch_end = False
+        self._epoch_start_rng: Optional[dict] = None
+        self._restored: Optional[dict] = None  # applied at the first epoch begin
+
+    def _overrides(self, hook: str) -> bool:
+        if hook in ("on_train_batch_end", "on_batch_end"):
+            return self.save_freq != "epoch"
+        return super()._overrides(hook)
+
+    # ---------------------------------------------------------------- restore
+
+    def on_train_begin(self, logs: Logs = None) -> None:
+        self._reset_run_state()
+        backup = self._read_backup()
+        if backup is None:
+            return
+        from torchfit.models.saving import load_state  # models imports callbacks
+
+        model = self.model
+        load_state(model, backup["weights"], self._backup_path)
+        if backup.get("optimizer") is not None and model.optimizer is not None:
+            model.optimizer.load_state_dict(backup["optimizer"])
+        model._initial_epoch = backup["epoch"]
+        self._current_epoch = backup["epoch"]
+        self._batches_since_saving = backup.get("batches_since_saving", 0)
+        # The generator states, History and metric states are put back at the
+        # start of the first epoch, right before its data order is drawn: other
+        # callbacks' on_train_begin must not shift the generators.
+        self._restored = backup
+
+    def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
+        backup, self._restored = self._restored, None
+        if backup is not None and backup["epoch"] == epoch:
+            self._restore_history(backup["history"])
+            if backup["batch"] is None:
+                set_rng_state(backup["rng"])
+            else:
+                # Redraw the interrupted epoch's data order, then resume after
+                # the batches already trained on (see loops.train_epoch).
+                set_rng_state(backup["epoch_rng"])
+                self.model._resume = _Resume(backup["batch"], lambda batch: self._on_resumed(batch, backup))
+        self._epoch_start_rng = get_rng_state()
+
+    def _on_resumed(self, batch: Any, backup: dict) -> None:
+        model = self.model
+        model._ensure_built(batch)
+        self._restore_metrics(backup.get("metrics"))
+        set_rng_state(backup["rng"])
+
+    def _restore_history(self, saved: dict) -> None:
+        history = getattr(self.model, "history", None)
+        if history is None or not hasattr(history, "history"):
+            return
+        history.history = copy.deepcopy(saved["history"])
+        history.epoch = list(saved["epoch"])
+
+    def _restore_metrics(self, saved: Optional[list]) -> None:
+        if saved is None:
+            return
+        metrics = self.model.metrics
+        shapes_match = len(saved) == len(metrics) and all(
+            len(values) == len(metric.variables)
+            and all(tuple(v.shape) == tuple(t.shape) for v, t in zip(values, metric.variables))
+            for values, metric in zip(saved, metrics)
+        )
+        if not shapes_match:
+            warnings.warn(
+                f"The backup in {self.backup_dir!r} holds metric states that do not fit"
+                " this model's metrics; the interrupted epoch's metrics restart from zero.",
+                stacklevel=2,
+            )
+            return
+        with torch.no_grad():
+            for values, metric in zip(saved, metrics):
+                for value, variable in zip(values, metric.variables):
+                    variable.copy_(value)
+
+    def _read_backup(self) -> Optional[dict]:
+        from torchfit.models.saving import read_torch_file  # models imports callbacks
+
+        errors = []
+        for path in (self._backup_path, self._previous_path):
+            if not os.path.exists(path):
+                continue
+            try:
+                backup = read_torch_file(path, argument="backup file")
+            except ValueError as err:
+                errors.append(str(err))
+                continue
+            if isinstance(backup, dict) and backup.get("format") == FORMAT and backup.get("version") == VERSION:
+                if errors:
+                    warnings.warn(f"Resuming from the previous backup {path!r}: {errors[0]}", stacklevel=3)
+                return backup
+            errors.append(f"{path!r} is not a torchfit backup")
+        if errors:
+            raise ValueError(
+                f"`backup_dir` {self.backup_dir!r} holds a backup that cannot be read: "
+                + "; ".join(errors)
+                + ". Delete it to start training from scratch."
+            )
+        return None
+
+    # ------------------------------------------------------------------- save
+
+    def on_train_batch_end(self, batch: int, logs: Logs = None) -> None:
+        if self.save_freq == "epoch":
+            return
+        self._batches_since_saving += 1
+        if self._batches_since_saving < self.save_freq:
+            return
+        self._batches_since_saving = 0
+        steps = (self.params or {}).get("steps")
+        if steps is not None and batch + 1 >= steps:
+            # After the last batch the next state worth keeping is the
+            # epoch's end (its logs, validation): back up there instead.
+            self._save_at_epoch_end = True
+            return
+        self._save(epoch=self._current_epoch, batch=batch + 1)
+
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
+        self._current_epoch = epoch + 1
+        if self.save_freq == "epoch" or self._save_at_epoch_end:
+            self._save_at_epoch_end = False
+            self._save(epoch=epoch + 1, batch=None, finished_epoch=epoch, logs=logs)
+
+    def _save(self, epoch: int, batch: Optional[int], finished_epoch: Optional[int] = None,
+              logs: Logs = None) -> None:
+        if not _is_writer():
+            return
+        model = self.model
+        history = getattr(model, "history", None)
+        optimizer = model.optimizer
+        backup = {
+            "format": FORMAT,
+            "version": VERSION,
+            "epoch": epoch,
+            "batch": batch,
+            "batches_since_saving": self._batches_since_saving,
+            "weights": {k: v.detach().cpu() for k, v in model._weights_module().state_dict().items()},
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "rng": get_rng_state(),
+            "epoch_rng": self._epoch_start_rng if batch is not None else None,
+            "history": _plain_history(getattr(history, "history", {}), getattr(history, "epoch", []),
+                                      finished_epoch, logs),
+            "metrics": (
+                [[v.detach().cpu().clone() for v in metric.variables] for metric in model.metrics]
+                if batch is not None else None
+            ),
+        }
+        os.makedirs(self.backup_dir, exist_ok=True)
+        if self.double_checkpoint and os.path.exists(self._backup_path):
+            # While only the .bkp exists (a kill right here), it is restored.
+            os.replace(self._backup_path, self._previous_path)
+        with atomic_write(self._backup_path) as file:
+            torch.save(backup, file)
+
+    # -------------------------------------------------------------------- end
+
+    def on_train_end(self, logs: Logs = None) -> None:
+        backup, self._restored = self._restored, None
+        if backup is not None:
+            # The backup was made after the last epoch: no epoch ran to restore it in.
+            self._restore_history(backup["history"])
+        if not (self.delete_checkpoint and _is_writer()):
+            return
+        stale = glob.glob(os.path.join(glob.escape(self.backup_dir), f".{BACKUP_NAME}*.tmp"))
+        for path in (self._backup_path, self._previous_path, *stale):
+            if os.path.exists(path):
+                os.remove(path)
+        if os.path.isdir(self.backup_dir) and not os.listdir(self.backup_dir):
+            os.rmdir(self.backup_dir)

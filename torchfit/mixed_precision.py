@@ -1,0 +1,115 @@
+"""Chooses the dtype a model computes in: Keras's dtype policies on torch autocast.
+
+Owns the policy names (`"float32"`, `"mixed_float16"`, `"mixed_bfloat16"`,
+`"bfloat16"`, `"float16"`), the global policy, and the loss scaler that
+`mixed_float16` needs. Where autocast is entered belongs to the model.
+"""
+
+from typing import Optional, Union
+
+import torch
+
+__all__ = ["DTypePolicy", "Policy", "global_policy", "set_global_policy", "set_dtype_policy", "dtype_policy"]
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+class DTypePolicy:
+    """A dtype policy: the dtype of the weights and the dtype of the computation.
+
+    Args:
+        name: `"float32"`, `"float16"`, `"bfloat16"`, `"mixed_float16"` or
+            `"mixed_bfloat16"`. Mixed policies keep float32 weights and run
+            the forward pass and loss under autocast. Defaults to `"float32"`.
+
+    Example:
+    >>> policy = DTypePolicy("mixed_bfloat16")
+    >>> policy.compute_dtype, policy.variable_dtype
+    ('bfloat16', 'float32')
+    """
+
+    def __init__(self, name: str = "float32"):
+        if not isinstance(name, str) or name not in _valid_names():
+            raise ValueError(
+                f"Unknown dtype policy {name!r}. Expected one of {sorted(_valid_names())}."
+            )
+        self.name = name
+        if name.startswith("mixed_"):
+            self.compute_dtype = name[len("mixed_"):]
+            self.variable_dtype = "float32"
+        else:
+            self.compute_dtype = self.variable_dtype = name
+
+    @property
+    def is_mixed(self) -> bool:
+        """Whether the computation runs in a lower precision than the weights."""
+        return self.compute_dtype != self.variable_dtype
+
+    @property
+    def torch_compute_dtype(self) -> torch.dtype:
+        return _DTYPES[self.compute_dtype]
+
+    @property
+    def needs_loss_scaling(self) -> bool:
+        """float16 gradients underflow without loss scaling; bfloat16 ones don't."""
+        return self.is_mixed and self.compute_dtype == "float16"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, DTypePolicy) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __repr__(self) -> str:
+        return f'<DTypePolicy "{self.name}">'
+
+
+Policy = DTypePolicy
+
+
+def _valid_names() -> set:
+    return set(_DTYPES) | {"mixed_float16", "mixed_bfloat16"}
+
+
+_global_policy = DTypePolicy("float32")
+
+
+def get_policy(policy: Union[str, DTypePolicy, None]) -> DTypePolicy:
+    """Resolves a policy argument: `None` means the global policy."""
+    if policy is None:
+        return _global_policy
+    if isinstance(policy, DTypePolicy):
+        return policy
+    return DTypePolicy(policy)
+
+
+def set_global_policy(policy: Union[str, DTypePolicy, None]) -> None:
+    """Sets the policy of every model compiled from now on without its own `dtype_policy`.
+
+    Args:
+        policy: A policy name or `DTypePolicy`; `None` resets to `"float32"`.
+    """
+    global _global_policy
+    _global_policy = DTypePolicy("float32") if policy is None else get_policy(policy)
+
+
+def global_policy() -> DTypePolicy:
+    """The current global policy."""
+    return _global_policy
+
+
+# Keras 3 spells these too.
+set_dtype_policy = set_global_policy
+dtype_policy = global_policy
+
+
+def make_loss_scaler(policy: DTypePolicy, device: torch.device) -> Optional[torch.amp.GradScaler]:
+    """A dynamic loss scaler with Keras's `LossScaleOptimizer` settings, when needed.
+
+    Keras starts at 2**15 and doubles the scale after 2,000 finite steps,
+    halving it (and skipping the update) on a non-finite gradient.
+    """
+    if not policy.needs_loss_scaling:
+        return None
+    return torch.amp.GradScaler(device.type, init_scale=2.0**15, growth_factor=2.0,
+                                backoff_factor=0.5, growth_interval=2000)
