@@ -98,7 +98,10 @@ def fit_loop(model, train, callbacks, *, epochs: int, initial_epoch: int = 0,
                 epoch_logs.update(validation.run(model, callbacks))
             callbacks.on_epoch_end(epoch, epoch_logs)
             training_logs = epoch_logs
-            if model.stop_training or train.exhausted:
+            if model.stop_training:
+                break
+            if train.exhausted and epoch + 1 < epochs:
+                train.warn_ran_out()
                 break
     finally:
         model._track_added_metrics = False

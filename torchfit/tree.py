@@ -7,10 +7,7 @@ Owns structure traversal only: what a leaf means belongs to the caller.
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
-import torch
-
-__all__ = ["flatten", "map_structure", "is_nested", "move_to_device"]
+__all__ = ["flatten", "map_structure", "is_nested"]
 
 
 def is_nested(value: Any) -> bool:
@@ -36,31 +33,12 @@ def map_structure(fn: Callable[[Any], Any], structure: Any) -> Any:
 
 
 def flatten(structure: Any) -> list:
-    """Returns the leaves of `structure` in order (dicts in insertion order)."""
+    """Returns the leaves of `structure` in order (dicts in insertion order),
+    skipping `None`."""
+    if structure is None:
+        return []
     if isinstance(structure, Mapping):
         return [leaf for value in structure.values() for leaf in flatten(value)]
     if isinstance(structure, (list, tuple)):
         return [leaf for value in structure for leaf in flatten(value)]
     return [structure]
-
-
-def move_to_device(structure: Any, device: torch.device) -> Any:
-    """Moves every tensor (and NumPy array) leaf to `device`.
-
-    Tensors already there are returned as they are, so calling this on a batch
-    the data pipeline already placed costs a device comparison per leaf.
-    """
-
-    def move(leaf):
-        if isinstance(leaf, torch.Tensor):
-            if leaf.device != device:
-                return leaf.to(device, non_blocking=True)
-            return leaf
-        if isinstance(leaf, np.ndarray):
-            tensor = torch.from_numpy(leaf)
-            if tensor.dtype == torch.float64:
-                tensor = tensor.float()
-            return tensor.to(device, non_blocking=True)
-        return leaf
-
-    return map_structure(move, structure)

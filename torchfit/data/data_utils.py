@@ -13,6 +13,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from torchfit.tree import flatten, is_nested, map_structure
+
 try:  # pandas is optional: only needed to recognise DataFrames and Series.
     import pandas as _pandas
 except ImportError:  # pragma: no cover - pandas is installed in the test env
@@ -117,36 +119,6 @@ def standardize_batch(batch: Any) -> tuple:
 # ---------------------------------------------------------------------------
 # Nested structures (tuples, lists, dicts; None is kept as is)
 # ---------------------------------------------------------------------------
-
-
-def is_nested(structure: Any) -> bool:
-    """Whether `structure` is a list, tuple or dict (rather than a leaf)."""
-    return isinstance(structure, (list, tuple, Mapping))
-
-
-def flatten(structure: Any) -> list:
-    """Returns the leaves of a nested structure, in order, skipping `None`."""
-    if structure is None:
-        return []
-    if isinstance(structure, Mapping):
-        return [leaf for key in structure for leaf in flatten(structure[key])]
-    if isinstance(structure, (list, tuple)):
-        return [leaf for item in structure for leaf in flatten(item)]
-    return [structure]
-
-
-def map_structure(fn: Callable, structure: Any) -> Any:
-    """Applies `fn` to every leaf, keeping lists, tuples, dicts and `None`."""
-    if structure is None:
-        return None
-    if isinstance(structure, Mapping):
-        return {key: map_structure(fn, value) for key, value in structure.items()}
-    if isinstance(structure, tuple):
-        items = [map_structure(fn, item) for item in structure]
-        return type(structure)(*items) if hasattr(structure, "_fields") else tuple(items)
-    if isinstance(structure, list):
-        return [map_structure(fn, item) for item in structure]
-    return fn(structure)
 
 
 # ---------------------------------------------------------------------------

@@ -10,11 +10,12 @@ from typing import Any
 
 import torch
 
-from torchfit import loops, tree
+from torchfit import loops
 from torchfit.callbacks import CallbackList
 from torchfit.data import get_adapter
 from torchfit.data.data_utils import (
     class_weight_to_sample_weights,
+    structure_to_device,
     train_validation_split,
     unpack_x_y_sample_weight,
 )
@@ -239,7 +240,7 @@ class Trainer:
         return loops.concatenate_outputs([outputs])
 
     def _single_batch(self, x, y, sample_weight) -> tuple:
-        batch = tree.move_to_device((x, y, sample_weight), self.device)
+        batch = structure_to_device((x, y, sample_weight), self.device)
         x, y, sample_weight = batch
         if sample_weight is not None:
             return (x, y, sample_weight)

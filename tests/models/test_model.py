@@ -1,0 +1,540 @@
+"""torchfit.Model: wrapping, devices, input routing, compile, metrics, steps, weights."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import torchfit
+from torchfit.models import model as model_module
+
+
+def _data(n=16, features=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, features), dtype=np.float32)
+    y = (x @ np.arange(1, features + 1, dtype=np.float32))[:, None]
+    return x, y
+
+
+def _linear_model(**compile_kwargs):
+    torch.manual_seed(0)
+    model = torchfit.Model(nn.Linear(3, 1), device="cpu")
+    model.compile(**{"optimizer": "sgd", "loss": "mse", **compile_kwargs})
+    return model
+
+
+# -------------------------------------------------------------- wrapping
+def test_model_is_a_module_that_trains_the_wrapped_module_in_place():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    before = {key: value.clone() for key, value in net.state_dict().items()}
+    model = torchfit.Model(net, device="cpu")
+    assert isinstance(model, nn.Module)
+    assert model.module is net
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(*_data(), epochs=2, verbose=0)
+    # The user's own module holds the trained weights.
+    assert not torch.equal(net.state_dict()["0.weight"], before["0.weight"])
+    assert set(model.module.state_dict()) == set(net.state_dict())
+    for key, value in net.state_dict().items():
+        assert torch.equal(model.state_dict()[f"module.{key}"], value)
+    assert [p is q for p, q in zip(model.parameters(), net.parameters())] == [True] * 4
+
+
+def test_model_rejects_a_module_that_is_no_nn_module():
+    with pytest.raises(TypeError, match=r"`module` must be a torch.nn.Module .* Received: module of type function"):
+        torchfit.Model(lambda x: x)
+
+
+def test_model_without_module_or_forward_explains_itself():
+    with pytest.raises(NotImplementedError, match=r"must define forward\(\)"):
+        torchfit.Model(device="cpu")(torch.zeros(1, 3))
+
+
+def test_subclass_writes_its_own_forward():
+    class Net(torchfit.Model):
+        def __init__(self):
+            super().__init__(device="cpu")
+            self.dense = nn.Linear(3, 1)
+
+        def forward(self, x):
+            return self.dense(x)
+
+    torch.manual_seed(0)
+    model = Net()
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.1), loss="mse")
+    x, y = _data(64)
+    history = model.fit(x, y, epochs=5, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert model.predict(x, verbose=0).shape == (64, 1)
+
+
+# ---------------------------------------------------------------- device
+def test_default_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None:
+        monkeypatch.setattr(mps, "is_available", lambda: False)
+    assert model_module.default_device() == torch.device("cpu")
+    if mps is not None:
+        monkeypatch.setattr(mps, "is_available", lambda: True)
+        assert model_module.default_device() == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert model_module.default_device() == torch.device("cuda", 0)
+
+
+def test_explicit_device_and_to_are_honoured():
+    model = torchfit.Model(nn.Linear(3, 1), device="cpu")
+    assert model.device == torch.device("cpu")
+    assert next(model.module.parameters()).device == torch.device("cpu")
+    assert model.to("cpu") is model
+    assert model.device == torch.device("cpu")
+    # .to(dtype) alone keeps the device choice.
+    model.to(torch.float64)
+    assert model.device == torch.device("cpu")
+    assert next(model.parameters()).dtype == torch.float64
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fit_on_cuda_moves_batches_and_keeps_metrics_there():
+    model = torchfit.Model(nn.Linear(3, 1)).to("cuda")
+    assert model.device.type == "cuda"
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    x, y = _data()
+    model.fit(x, y, epochs=1, verbose=0)
+    assert next(model.module.parameters()).device.type == "cuda"
+    assert all(m.device.type == "cuda" for m in model.metrics)
+    assert model.predict(x, verbose=0).shape == (16, 1)
+
+
+def test_cpu_method_sets_the_device():
+    model = torchfit.Model(nn.Linear(3, 1), device="cpu").cpu()
+    assert model.device == torch.device("cpu")
+
+
+# --------------------------------------------------------- input routing
+class _TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.image = nn.Linear(3, 1)
+        self.meta = nn.Linear(2, 1)
+
+    def forward(self, image, meta):
+        return self.image(image) + self.meta(meta)
+
+
+def test_a_list_input_is_spread_over_forward_parameters():
+    model = torchfit.Model(_TwoInputs(), device="cpu")
+    image, meta = torch.ones(4, 3), torch.ones(4, 2)
+    expected = model.module(image, meta)
+    torch.testing.assert_close(model([image, meta]), expected)
+    torch.testing.assert_close(model((image, meta)), expected)
+    torch.testing.assert_close(model({"meta": meta, "image": image}), expected)
+    torch.testing.assert_close(model(image, meta), expected)
+
+
+def test_a_dict_key_that_is_no_forward_parameter_is_an_error():
+    model = torchfit.Model(_TwoInputs(), device="cpu")
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match=r"The input dict has keys \['imag'\] that are not parameters"
+                                         r" of forward\(\). forward\(\) accepts: \['image', 'meta'\]"):
+        model.fit({"imag": np.ones((4, 3), "float32"), "meta": np.ones((4, 2), "float32")},
+                  np.ones((4, 1), "float32"), verbose=0)
+
+
+def test_dict_input_reaches_var_keyword_forward():
+    class Kwargs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dense = nn.Linear(3, 1)
+
+        def forward(self, **inputs):
+            return self.dense(inputs["a"] + inputs["b"])
+
+    model = torchfit.Model(Kwargs(), device="cpu")
+    out = model({"a": torch.ones(2, 3), "b": torch.ones(2, 3)})
+    assert out.shape == (2, 1)
+
+
+def test_one_input_forward_gets_a_list_input_whole():
+    class TakesList(nn.Module):
+        def forward(self, xs):
+            return xs[0] + xs[1]
+
+    model = torchfit.Model(TakesList(), device="cpu")
+    torch.testing.assert_close(model([torch.ones(2), torch.ones(2)]), torch.full((2,), 2.0))
+
+
+def test_training_flag_is_passed_only_to_a_forward_that_accepts_it():
+    seen = []
+
+    class Flag(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dense = nn.Linear(3, 1)
+
+        def forward(self, x, training=None):
+            seen.append((training, self.training))
+            return self.dense(x)
+
+    model = torchfit.Model(Flag(), device="cpu")
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = _data(4)
+    model.fit(x, y, batch_size=4, verbose=0)
+    model.evaluate(x, y, verbose=0)
+    model.predict(x, verbose=0)
+    # The eval-mode build pass comes first; then fit trains, evaluate/predict do not.
+    assert seen[-3:] == [(True, True), (False, False), (False, False)]
+
+    plain = torchfit.Model(nn.Linear(3, 1), device="cpu")
+    assert plain(torch.ones(1, 3), training=True).shape == (1, 1)
+
+
+def test_fit_evaluate_predict_set_train_and_eval_mode():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 8), nn.Dropout(0.5), nn.Linear(8, 1))
+    model = torchfit.Model(net, device="cpu")
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = _data(8)
+    model.fit(x, y, verbose=0)
+    assert not net.training  # fit leaves the model in eval mode, as Keras's torch trainer does
+    first = model.predict(x, verbose=0)
+    np.testing.assert_array_equal(first, model.predict(x, verbose=0))  # dropout off
+
+
+# --------------------------------------------------------------- compile
+def test_compile_resolves_string_ids_objects_and_torch_optimizers():
+    model = _linear_model(optimizer="adam")
+    assert isinstance(model.optimizer, torchfit.optimizers.Adam)
+    model.compile(optimizer=torchfit.optimizers.RMSprop(learning_rate=0.5), loss="mse")
+    assert isinstance(model.optimizer, torchfit.optimizers.RMSprop)
+    assert model.optimizer.learning_rate == pytest.approx(0.5)
+    model.compile(optimizer=torch.optim.SGD(model.parameters(), lr=0.1), loss=nn.MSELoss())
+    assert isinstance(model.optimizer, torch.optim.SGD)
+    model.compile(optimizer=torch.optim.Adam, loss="mse")
+    assert isinstance(model.optimizer, torch.optim.Adam)
+    assert {id(p) for p in model.optimizer.param_groups[0]["params"]} == {id(p) for p in model.parameters()}
+    model.compile(optimizer=torchfit.optimizers.SGD, loss="mse")
+    assert isinstance(model.optimizer, torchfit.optimizers.SGD)
+    model.fit(*_data(), verbose=0)
+
+
+def test_compile_default_optimizer_is_rmsprop():
+    model = torchfit.Model(nn.Linear(3, 1), device="cpu")
+    model.compile(loss="mse")
+    assert isinstance(model.optimizer, torchfit.optimizers.RMSprop)
+
+
+def test_unknown_optimizer_id_lists_the_closest_valid_ones():
+    model = torchfit.Model(nn.Linear(3, 1), device="cpu")
+    with pytest.raises(ValueError, match=r"adamm.*'adam'"):
+        model.compile(optimizer="adamm", loss="mse")
+
+
+def test_unknown_loss_id_lists_the_closest_valid_ones():
+    model = torchfit.Model(nn.Linear(3, 1), device="cpu")
+    with pytest.raises(ValueError, match=r"loss='categorical_crossentropyy'.*Did you mean 'categorical_crossentropy'"):
+        model.compile(optimizer="sgd", loss="categorical_crossentropyy")
+        model.fit(*_data(), verbose=0)
+
+
+def test_unknown_metric_id_lists_the_closest_valid_ones():
+    model = torchfit.Model(nn.Linear(3, 1), device="cpu")
+    with pytest.raises(ValueError, match=r"'mean_absolute_eror'.*Did you mean: 'mean_absolute_error'"):
+        model.compile(optimizer="sgd", loss="mse", metrics=["mean_absolute_eror"])
+        model.fit(*_data(), verbose=0)
+
+
+def test_compile_again_with_a_new_optimizer_starts_it_fresh():
+    model = _linear_model(optimizer="adam")
+    model.fit(*_data(), batch_size=8, verbose=0)
+    first = model.optimizer
+    assert first.iterations == 2
+    model.compile(optimizer="adam", loss="mse")
+    assert model.optimizer is not first
+    assert model.optimizer.iterations == 0
+    model.fit(*_data(), batch_size=8, verbose=0)
+    assert model.optimizer.iterations == 2
+    assert first.iterations == 2
+
+
+def test_compile_rejects_bad_steps_per_execution_and_loss_weights_without_loss():
+    model = torchfit.Model(nn.Linear(3, 1), device="cpu")
+    with pytest.raises(ValueError, match=r"`steps_per_execution` must be a positive integer. Received: steps_per_execution=0"):
+        model.compile(loss="mse", steps_per_execution=0)
+    with pytest.raises(ValueError, match=r"`loss_weights` was given without a `loss`"):
+        model.compile(loss_weights=[1.0])
+
+
+@pytest.mark.parametrize("method", ["fit", "evaluate", "train_on_batch", "test_on_batch"])
+def test_training_verbs_before_compile_are_an_error(method):
+    model = torchfit.Model(nn.Linear(3, 1), device="cpu")
+    x, y = _data(4)
+    with pytest.raises(ValueError, match=rf"You must call `compile\(\)` before calling `{method}\(\)`"):
+        getattr(model, method)(x, y)
+
+
+def test_predict_needs_no_compile():
+    model = torchfit.Model(nn.Linear(3, 1), device="cpu")
+    assert model.predict(_data(4)[0], verbose=0).shape == (4, 1)
+
+
+def test_no_loss_and_no_add_loss_is_an_error_when_a_loss_is_needed():
+    model = torchfit.Model(nn.Linear(3, 1), device="cpu")
+    model.compile(optimizer="sgd")  # fine: a custom train_step may need none
+    with pytest.raises(ValueError, match=r"No loss to compute. Provide a `loss` argument in `compile\(\)`,"
+                                         r" or add one from the model with `add_loss`"):
+        model.fit(*_data(4), verbose=0)
+
+
+def test_compile_without_loss_trains_on_add_loss():
+    class Shrink(torchfit.Model):
+        def __init__(self):
+            super().__init__(device="cpu")
+            self.dense = nn.Linear(3, 1)
+
+        def forward(self, x):
+            out = self.dense(x)
+            torchfit.add_loss((out ** 2).mean())
+            return out
+
+    torch.manual_seed(0)
+    model = Shrink()
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.1))
+    history = model.fit(_data(32)[0], epochs=3, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+# --------------------------------------------------------------- metrics
+def test_metrics_are_flat_loss_first_after_compile():
+    model = _linear_model(metrics=["mean_squared_error", torchfit.metrics.MeanAbsoluteError(name="mae")])
+    assert model.metrics_names == ["loss"]  # compiled metrics are built by the first batch
+    model.fit(*_data(), verbose=0)
+    assert model.metrics_names == ["loss", "mean_squared_error", "mae"]
+    assert isinstance(model.metrics[0], torchfit.metrics.Mean)
+
+
+def test_epoch_metrics_are_batch_size_weighted_means_of_the_epoch():
+    model = _linear_model(metrics=["mse"])
+    x, y = _data(10)
+    model.fit(x, y, batch_size=4, verbose=0)  # builds; batches of 4, 4, 2
+    predictions = model.predict(x, verbose=0)
+    logs = model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)
+    expected = float(((predictions - y) ** 2).mean())
+    assert logs["loss"] == pytest.approx(expected, rel=1e-5)
+    assert logs["mse"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_metric_attributes_of_a_subclass_are_tracked_and_reset_each_epoch():
+    class Counting(torchfit.Model):
+        def __init__(self):
+            super().__init__(device="cpu")
+            self.dense = nn.Linear(3, 1)
+            self.seen = torchfit.metrics.Sum(name="seen")
+
+        def forward(self, x):
+            return self.dense(x)
+
+        def train_step(self, data):
+            logs = super().train_step(data)
+            self.seen.update_state(torch.tensor(float(data[0].shape[0])))
+            return {**logs, "seen": self.seen.result()}
+
+    model = Counting()
+    model.compile(optimizer="sgd", loss="mse")
+    assert model.seen in model.metrics
+    history = model.fit(*_data(10), batch_size=4, epochs=3, verbose=0)
+    # Reset at each epoch: 10 samples per epoch, not 10, 20, 30.
+    assert history.history["seen"] == [10.0, 10.0, 10.0]
+
+
+def test_custom_train_step_in_keras_3_torch_style():
+    class CustomModel(torchfit.Model):
+        def __init__(self):
+            super().__init__(device="cpu")
+            self.dense = nn.Linear(3, 1)
+
+        def forward(self, x):
+            return self.dense(x)
+
+        def train_step(self, data):
+            x, y = data
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(y=y, y_pred=y_pred)
+            self.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            for metric in self.metrics:
+                if metric.name == "loss":
+                    metric.update_state(loss)
+                else:
+                    metric.update_state(y, y_pred)
+            return {m.name: m.result() for m in self.metrics}
+
+    torch.manual_seed(0)
+    model = CustomModel()
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.1), loss="mse", metrics=["mae"])
+    x, y = _data(64)
+    history = model.fit(x, y, epochs=4, verbose=0)
+    assert sorted(history.history) == ["loss", "mae"]
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0]
+    assert model.optimizer.iterations == 8
+
+
+def test_custom_train_step_with_own_trackers_and_no_compiled_loss():
+    class OwnLoss(torchfit.Model):
+        def __init__(self):
+            super().__init__(device="cpu")
+            self.dense = nn.Linear(3, 1)
+            self.loss_tracker = torchfit.metrics.Mean(name="loss")
+            self.mae_metric = torchfit.metrics.MeanAbsoluteError(name="mae")
+
+        def forward(self, x):
+            return self.dense(x)
+
+        @property
+        def metrics(self):
+            return [self.loss_tracker, self.mae_metric]
+
+        def train_step(self, data):
+            x, y = data
+            y_pred = self(x, training=True)
+            loss = ((y_pred - y) ** 2).mean()
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            self.loss_tracker.update_state(loss.detach())
+            self.mae_metric.update_state(y, y_pred)
+            return {"loss": self.loss_tracker.result(), "mae": self.mae_metric.result()}
+
+        def test_step(self, data):
+            x, y = data
+            y_pred = self(x, training=False)
+            self.loss_tracker.update_state(((y_pred - y) ** 2).mean())
+            self.mae_metric.update_state(y, y_pred)
+            return {m.name: m.result() for m in self.metrics}
+
+    torch.manual_seed(0)
+    model = OwnLoss()
+    model.compile(optimizer="adam")
+    x, y = _data(32)
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, validation_data=(x, y))
+    assert sorted(history.history) == ["loss", "mae", "val_loss", "val_mae"]
+    assert model.evaluate(x, y, verbose=0, return_dict=True).keys() == {"loss", "mae"}
+
+
+def test_super_train_step_and_test_step_return_the_logs():
+    returned = {}
+
+    class Spy(torchfit.Model):
+        def __init__(self):
+            super().__init__(nn.Linear(3, 1), device="cpu")
+
+        def train_step(self, data):
+            logs = super().train_step(data)
+            returned["train"] = dict(logs)
+            return logs
+
+        def test_step(self, data):
+            logs = super().test_step(data)
+            returned["test"] = dict(logs)
+            return logs
+
+    model = Spy()
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    x, y = _data(8)
+    model.fit(x, y, batch_size=8, verbose=0, validation_data=(x, y))
+    assert set(returned["train"]) == {"loss", "mae"}
+    assert set(returned["test"]) == {"loss", "mae"}
+    assert all(isinstance(value, float) for value in returned["train"].values())
+
+
+def test_compute_loss_override_is_used_by_the_default_steps():
+    class L1(torchfit.Model):
+        def __init__(self):
+            super().__init__(nn.Linear(3, 1), device="cpu")
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            return (y_pred - y).abs().mean()
+
+    torch.manual_seed(0)
+    model = L1()
+    model.compile(optimizer="sgd")  # no compiled loss: the override provides it
+    x, y = _data(8)
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    expected = np.abs(model.predict(x, verbose=0) - y).mean()
+    assert logs["loss"] == pytest.approx(float(expected), rel=1e-5)
+    model.fit(x, y, verbose=0)
+
+
+def test_predict_step_override_shapes_predict_output():
+    class Argmax(torchfit.Model):
+        def __init__(self):
+            super().__init__(nn.Linear(3, 4), device="cpu")
+
+        def predict_step(self, data):
+            x = data[0] if isinstance(data, tuple) else data
+            return self(x).argmax(dim=-1)
+
+    model = Argmax()
+    predictions = model.predict(_data(10)[0], batch_size=4, verbose=0)
+    assert predictions.shape == (10,) and predictions.dtype == np.int64
+
+
+# --------------------------------------------------------------- weights
+def test_get_weights_and_set_weights_round_trip():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
+    model = torchfit.Model(net, device="cpu")
+    weights = model.get_weights()
+    assert [w.shape for w in weights] == [tuple(t.shape) for t in net.state_dict().values()]
+    assert all(isinstance(w, np.ndarray) for w in weights)
+    new = [np.full_like(w, 7) for w in weights]
+    model.set_weights(new)
+    # Buffers too: BatchNorm's running statistics and its integer batch counter.
+    for value in net.state_dict().values():
+        assert torch.all(value == 7)
+    np.testing.assert_array_equal(model.get_weights()[0], new[0])
+
+
+def test_set_weights_errors_name_count_and_shape():
+    model = torchfit.Model(nn.Linear(3, 1), device="cpu")
+    with pytest.raises(ValueError, match=r"`set_weights` expected a list of 2 arrays, received 1"):
+        model.set_weights([np.zeros((1, 3))])
+    with pytest.raises(ValueError, match=r"Weight `weight` has shape \(1, 3\), received an array of shape \(3, 1\)"):
+        model.set_weights([np.zeros((3, 1)), np.zeros(1)])
+
+
+def test_same_initial_weights_give_the_same_state_dict_after_training():
+    x, y = _data(32)
+
+    def train():
+        torch.manual_seed(1)
+        model = torchfit.Model(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)), device="cpu")
+        model.compile(optimizer="adam", loss="mse")
+        model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        return model.state_dict()
+
+    first, second = train(), train()
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key])
+
+
+def test_summary_prints_layers_shapes_and_parameter_counts(capsys):
+    net = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.BatchNorm1d(64), nn.Linear(64, 10))
+    model = torchfit.Model(net, device="cpu")
+    model.predict(np.zeros((2, 784), "float32"), verbose=0)
+    model.summary()
+    out = capsys.readouterr().out
+    assert "Linear" in out and "BatchNorm1d" in out
+    assert "(None, 64)" in out and "(None, 10)" in out
+    assert "50,240" in out and "650" in out
+    assert "Total params: 51,146" in out
+    assert "Trainable params: 51,018" in out
+    assert "Non-trainable params: 128" in out
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert any("Total params: 51,146" in line for line in lines)
