@@ -3,7 +3,7 @@ stateful metrics) for any `torch.nn.Module`, with Keras's names, defaults and
 numbers.
 """
 
-from torchfit import callbacks, datasets, losses, metrics, optimizers, utils
+from torchfit import callbacks, datasets, losses, metrics, mixed_precision, optimizers, utils
 from torchfit.layers import Layer, add_loss, add_metric
 from torchfit.models import Model, load_model
 
@@ -19,6 +19,7 @@ __all__ = [
     "load_model",
     "losses",
     "metrics",
+    "mixed_precision",
     "optimizers",
     "utils",
 ]

@@ -5,6 +5,7 @@ Owns the policy names (`"float32"`, `"mixed_float16"`, `"mixed_bfloat16"`,
 `mixed_float16` needs. Where autocast is entered belongs to the model.
 """
 
+import difflib
 from typing import Optional, Union
 
 import torch
@@ -20,7 +21,8 @@ class DTypePolicy:
     Args:
         name: `"float32"`, `"float16"`, `"bfloat16"`, `"mixed_float16"` or
             `"mixed_bfloat16"`. Mixed policies keep float32 weights and run
-            the forward pass and loss under autocast. Defaults to `"float32"`.
+            the forward pass and loss under autocast. Defaults to `None`:
+            the global policy's name.
 
     Example:
     >>> policy = DTypePolicy("mixed_bfloat16")
@@ -28,10 +30,20 @@ class DTypePolicy:
     ('bfloat16', 'float32')
     """
 
-    def __init__(self, name: str = "float32"):
-        if not isinstance(name, str) or name not in _valid_names():
+    def __init__(self, name: Optional[str] = None):
+        if name is None:
+            name = _global_policy.name
+        if not isinstance(name, str):
+            raise TypeError(
+                "`name` must be a policy name such as 'mixed_float16'."
+                f" Received: name of type {type(name).__name__}."
+            )
+        if name not in _valid_names():
+            close = difflib.get_close_matches(name, sorted(_valid_names()), n=3)
+            hint = f" Did you mean {close}?" if close else ""
             raise ValueError(
-                f"Unknown dtype policy {name!r}. Expected one of {sorted(_valid_names())}."
+                f"Unknown dtype policy name={name!r}.{hint}"
+                f" Expected one of {sorted(_valid_names())}."
             )
         self.name = name
         if name.startswith("mixed_"):
@@ -90,6 +102,11 @@ def set_global_policy(policy: Union[str, DTypePolicy, None]) -> None:
         policy: A policy name or `DTypePolicy`; `None` resets to `"float32"`.
     """
     global _global_policy
+    if policy is not None and not isinstance(policy, (str, DTypePolicy)):
+        raise ValueError(
+            "`policy` must be a policy name such as 'mixed_float16' or a `DTypePolicy`."
+            f" Received: policy of type {type(policy).__name__}."
+        )
     _global_policy = DTypePolicy("float32") if policy is None else get_policy(policy)
 
 

@@ -1,5 +1,6 @@
 """Tests for BackupAndRestore: exact resumption after SIGKILL, and its options."""
 
+import concurrent.futures
 import glob
 import os
 import random
@@ -26,58 +27,74 @@ def _start(backup_dir, output_file, **env):
     environment = {**os.environ, "CUDA_VISIBLE_DEVICES": "", **{k: str(v) for k, v in env.items()}}
     return subprocess.Popen(
         [sys.executable, SCRIPT, str(backup_dir), str(output_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
     )
 
 
 def _run_until_killed_or_done(process) -> str:
     """Reads the script's markers; SIGKILLs it when it pauses. Returns how it ended."""
-    for line in process.stdout:
-        if line.startswith("PAUSED"):
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=60)
-            return "killed"
-        if line.startswith("KILLED_IN_WRITE"):
-            process.wait(timeout=60)
-            return "killed"
-    process.wait(timeout=60)
+    output = []
+    try:
+        for line in process.stdout:
+            output.append(line)
+            if line.startswith("PAUSED"):
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(timeout=60)
+                return "killed"
+            if line.startswith("KILLED_IN_WRITE"):
+                process.wait(timeout=60)
+                return "killed"
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     if process.returncode != 0:
-        raise AssertionError(f"the training script failed:\n{process.stderr.read()}")
+        raise AssertionError("the training script failed:\n" + "".join(output[-40:]))
     return "done"
 
 
-def test_sigkill_at_random_steps_and_mid_write_resumes_bitwise(tmp_path):
-    reference = _start(tmp_path / "reference_backup", tmp_path / "reference.pt")
-    # Kill points: random optimizer steps, after a first kill halfway through
-    # writing the second backup (made at step 10), which resumes from step 5.
-    rng = random.Random(20240607)
-    kill_steps = sorted(rng.sample(range(6, EPOCHS * STEPS_PER_EPOCH + 1), 5))
-    backup_dir = tmp_path / "backup"
-    output = tmp_path / "resumed.pt"
-
-    process = _start(backup_dir, output, KILL_IN_WRITE=2)
-    assert _run_until_killed_or_done(process) == "killed"
-    assert process.returncode == -signal.SIGKILL
-    torn = glob.glob(os.path.join(backup_dir, ".latest.pt.*.tmp"))
-    assert torn, "the kill should have left a half-written temporary file"
-    survivor = torch.load(backup_dir / "latest.pt", weights_only=True)
-    assert survivor["epoch"] == 0 and survivor["batch"] == 5
-
+def _kill_and_restart(backup_dir, output, kill_steps, kill_in_write=None):
+    """Runs the script, killing it at each step in turn, then lets it finish."""
+    if kill_in_write is not None:
+        process = _start(backup_dir, output, KILL_IN_WRITE=kill_in_write)
+        assert _run_until_killed_or_done(process) == "killed"
+        assert process.returncode == -signal.SIGKILL
+        torn = glob.glob(os.path.join(backup_dir, ".latest.pt.*.tmp"))
+        assert torn, "the kill should have left a half-written temporary file"
+        survivor = torch.load(backup_dir / "latest.pt", weights_only=True)
+        assert (survivor["epoch"], survivor["batch"]) == (0, 5)
     for step in kill_steps:
         process = _start(backup_dir, output, PAUSE_AT_STEP=step)
         assert _run_until_killed_or_done(process) == "killed", f"never reached step {step}"
         assert process.returncode == -signal.SIGKILL
         assert os.path.exists(backup_dir / "latest.pt")
     assert _run_until_killed_or_done(_start(backup_dir, output)) == "done"
+    return torch.load(output, weights_only=True)
+
+
+def test_sigkill_at_random_steps_and_mid_write_resumes_bitwise(tmp_path):
+    reference = _start(tmp_path / "reference_backup", tmp_path / "reference.pt")
+    # Six kills in two chains run side by side: one halfway through writing
+    # the second backup (made at step 10; the run resumes from step 5), then
+    # five at random optimizer steps, each chain killed at increasing steps.
+    rng = random.Random(20240607)
+    steps = rng.sample(range(6, EPOCHS * STEPS_PER_EPOCH + 1), 5)
+    chains = [
+        (tmp_path / "backup_a", tmp_path / "resumed_a.pt", sorted(steps[:2]), 2),
+        (tmp_path / "backup_b", tmp_path / "resumed_b.pt", sorted(steps[2:]), None),
+    ]
+    with concurrent.futures.ThreadPoolExecutor(len(chains)) as pool:
+        results = [future.result() for future in [pool.submit(_kill_and_restart, *chain) for chain in chains]]
     assert _run_until_killed_or_done(reference) == "done"
 
     expected = torch.load(tmp_path / "reference.pt", weights_only=True)
-    resumed = torch.load(output, weights_only=True)
-    for key, value in expected["weights"].items():
-        assert torch.equal(resumed["weights"][key], value), key
-    assert resumed["history"] == expected["history"]
-    assert resumed["epoch"] == expected["epoch"] == list(range(EPOCHS))
-    assert not os.path.exists(backup_dir), "delete_checkpoint should remove the backup and temp files"
+    for (backup_dir, _, _, _), resumed in zip(chains, results):
+        for key, value in expected["weights"].items():
+            assert torch.equal(resumed["weights"][key], value), key
+        assert resumed["history"] == expected["history"]
+        assert resumed["epoch"] == expected["epoch"] == list(range(EPOCHS))
+        assert not os.path.exists(backup_dir), "delete_checkpoint should remove the backup and temp files"
 
 
 # --------------------------------------------------------- in-process tests

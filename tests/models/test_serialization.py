@@ -354,3 +354,19 @@ def test_save_overwrite_false(tmp_path):
     model.save(tmp_path / "m.pt")
     with pytest.raises(FileExistsError):
         model.save(tmp_path / "m.pt", overwrite=False)
+
+
+class Classifier(torchfit.Model):
+    """A subclass that keeps Model's constructor and only adds a forward."""
+
+    def forward(self, x):
+        return torch.softmax(self.module(x), dim=-1)
+
+
+def test_subclass_keeping_model_constructor(tmp_path):
+    model = Classifier(nn.Sequential(nn.Linear(4, 3)), device="cpu", output_names=["probs"])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.save(tmp_path / "m.pt")
+    loaded = torchfit.models.load_model(tmp_path / "m.pt")
+    assert type(loaded) is Classifier and loaded.output_names == ["probs"]
+    _assert_same_weights(model, loaded)

@@ -9,6 +9,7 @@ output belongs to `compiled.py`.
 """
 
 import inspect
+import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional, Union
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from torchfit import distribution as distribution_lib
 from torchfit import layers, loops, mixed_precision, tree
 from torchfit import metrics as metrics_module
 from torchfit import optimizers as optimizers_module
@@ -31,9 +33,15 @@ __all__ = ["Model"]
 DeviceLike = Union[str, torch.device, None]
 
 
+# torchrun's LOCAL_RANK, read once: each rank's default GPU (torchfit.distribution).
+_LOCAL_RANK = os.environ.get("LOCAL_RANK")
+
+
 def default_device() -> torch.device:
-    """CUDA if available, else MPS, else CPU."""
+    """CUDA if available (under torchrun, the rank's LOCAL_RANK GPU), else MPS, else CPU."""
     if torch.cuda.is_available():
+        if _LOCAL_RANK is not None and _LOCAL_RANK.isdigit():
+            return torch.device("cuda", int(_LOCAL_RANK) % torch.cuda.device_count())
         return torch.device("cuda", torch.cuda.current_device())
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
@@ -98,6 +106,12 @@ class Model(Trainer, nn.Module):
     >>> len(history.history["loss"])
     2
     """
+
+    # torchfit.distribution hooks, no-ops in a single process: the run attached
+    # by a distribution, the DDP-wrapped call, and this batch's loss weight.
+    _distribution = None
+    _ddp_call = None
+    _loss_weight = 1.0
 
     def __init__(
         self,
@@ -208,6 +222,8 @@ class Model(Trainer, nn.Module):
         with layers.collect() as collection, self._autocast():
             if self._jit_forward is not None:
                 outputs = self._call_compiled(args, kwargs)
+            elif self._ddp_call is not None and torch.is_grad_enabled():
+                outputs = self._ddp_call(*args, **kwargs)  # DDP: gradients synced across ranks
             else:
                 outputs = super().__call__(*args, **kwargs)
         self._forward_losses = collection.losses
@@ -246,6 +262,8 @@ class Model(Trainer, nn.Module):
                 stacklevel=3,
             )
             self._jit_forward = None
+            if self._ddp_call is not None and torch.is_grad_enabled():
+                return self._ddp_call(*args, **kwargs)
             return super().__call__(*args, **kwargs)
 
     def _route_inputs(self, args: tuple, kwargs: dict) -> tuple:
@@ -357,7 +375,10 @@ class Model(Trainer, nn.Module):
             if isinstance(optimizer, type):
                 return optimizer(parameters)
         if isinstance(optimizer, optimizers_module.Optimizer) and not optimizer.built:
-            optimizer.build(parameters)
+            # Names let `exclude_from_weight_decay(var_names=...)` match parameters.
+            optimizer.build(
+                (name, p) for name, p in self._weights_module().named_parameters() if p.requires_grad
+            )
         return optimizer
 
     def _assert_compiled(self, method: str) -> None:
@@ -511,6 +532,9 @@ class Model(Trainer, nn.Module):
 
     def _backward_and_step(self, loss: torch.Tensor) -> None:
         """Backpropagates `loss` and applies the optimizer, scaling the loss under mixed_float16."""
+        if self._loss_weight != 1.0:
+            # torchfit.distribution: this rank's share of a ragged last global batch.
+            loss = loss * self._loss_weight
         scaler = self._loss_scaler
         if scaler is None:
             loss.backward()
@@ -558,9 +582,21 @@ class Model(Trainer, nn.Module):
                     )
                 target.copy_(value)
 
-    save_weights = saving.save_weights
+    def save_weights(self, filepath, overwrite: bool = True) -> None:
+        """Saves the wrapped module's `state_dict` (see `saving.save_weights`).
+
+        Under torch.distributed every rank calls it; rank 0 writes, all wait.
+        """
+        distribution_lib.write_once(saving.save_weights, self, filepath, overwrite)
+
     load_weights = saving.load_weights
-    save = saving.save_model
+
+    def save(self, filepath, overwrite: bool = True) -> None:
+        """Saves the whole model in one file (see `saving.save_model`).
+
+        Under torch.distributed every rank calls it; rank 0 writes, all wait.
+        """
+        distribution_lib.write_once(saving.save_model, self, filepath, overwrite)
 
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None) -> None:

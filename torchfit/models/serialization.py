@@ -13,6 +13,7 @@ the layers. Writing files atomically and reading them with
 import functools
 import importlib
 import inspect
+import os
 import sys
 import warnings
 from collections import OrderedDict
@@ -162,6 +163,10 @@ def _describe_model(model, where: str) -> dict:
     if "<locals>" in cls.__qualname__:
         raise NotRebuildable(f"{where} is a {cls.__qualname__}, defined inside a function")
     recorded = model.__dict__.get("_init_args")
+    if recorded is None and cls.__init__ is Model.__init__:
+        # A subclass that only adds methods (forward, train_step) and keeps
+        # Model's constructor: its arguments are the module and output names.
+        recorded = ([model.module] if model.module is not None else [], {"output_names": model.output_names})
     if recorded is None:
         raise NotRebuildable(f"{where} ({cls.__name__}) recorded no constructor arguments")
     if isinstance(recorded, str):
@@ -509,7 +514,7 @@ def load_model(filepath, module: Optional[nn.Module] = None, compile: bool = Tru
             a module that cannot be rebuilt (pass `module=`), or weights that
             do not fit `module`.
     """
-    filepath = str(filepath) if not hasattr(filepath, "__fspath__") else filepath.__fspath__()
+    filepath = os.fspath(filepath)
     payload = _check_payload(saving.read_torch_file(filepath), filepath)
     model = _build_model(payload, module, safe_mode, filepath)
     saving.load_state(model, payload["weights"], filepath)

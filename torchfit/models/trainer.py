@@ -42,6 +42,22 @@ def _check_count(value: Any, name: str, *, allow_none: bool = True, minimum: int
         raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}.")
 
 
+class _RestartingEpochIterator(EpochIterator):
+    """The validation data of a fit: every run starts from the first batch.
+
+    Keras resets the validation iterator before each run, so with
+    `validation_steps` every epoch is scored on the same batches. A one-pass
+    generator cannot restart and keeps being drawn from.
+    """
+
+    def enumerate_epoch(self):
+        try:
+            yield from super().enumerate_epoch()
+        finally:
+            if self.adapter.restartable:
+                self.close()
+
+
 class Trainer:
     """Keras 3's training verbs, mixed into `torchfit.Model`."""
 
@@ -135,7 +151,7 @@ class Trainer:
             x, y, sample_weight = data, None, None
         adapter = get_adapter(x, y, sample_weight, batch_size=batch_size, steps=steps, shuffle=False,
                               device=self.device, purpose="evaluate")
-        return EpochIterator(adapter, steps_per_epoch=steps)
+        return _RestartingEpochIterator(adapter, steps_per_epoch=steps)
 
     def _callback_list(self, callbacks, *, verbose: int, epochs: int, steps) -> CallbackList:
         if isinstance(callbacks, CallbackList):

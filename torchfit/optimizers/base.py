@@ -17,7 +17,7 @@ import difflib
 import inspect
 import re
 import warnings
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
 from numbers import Number
 from typing import Any, Optional, Union
@@ -34,6 +34,11 @@ Batch = tuple[dict, list, list]
 
 _GROUP_KEYS = {"params", "lr", "weight_decay", "param_names", "initial_lr", "name"}
 _NAME_COUNTS: dict[str, int] = {}
+_HOOK_REGISTRIES = [
+    f"_optimizer_{kind}_hooks"
+    for kind in ("step_pre", "step_post", "state_dict_pre", "state_dict_post",
+                 "load_state_dict_pre", "load_state_dict_post")
+]
 
 
 def _auto_name(class_name: str) -> str:
@@ -193,6 +198,8 @@ class Optimizer(torch.optim.Optimizer):
         self.defaults = {"lr": self._initial_group_lr(), "weight_decay": weight_decay}
         self.state = defaultdict(dict)
         self.param_groups = []
+        for hook_kind in _HOOK_REGISTRIES:
+            setattr(self, hook_kind, OrderedDict())
         if params is not None:
             self.build(params)
 

@@ -40,7 +40,7 @@ class Nadam(Optimizer):
     >>> w.grad = torch.tensor([2.0])
     >>> _ = opt.step()
     >>> round(w.item(), 4)
-    0.8998
+    0.8937
     """
 
     def __init__(

@@ -1,0 +1,227 @@
+"""Keras's distribution names on PyTorch's engine: DataParallel (DDP) and ModelParallel (FSDP2).
+
+Owns choosing the distribution (the one set with `set_distribution`, else
+DataParallel when torchrun started several processes), and attaching it to
+a model: starting the process group, placing the model on its rank's GPU,
+wrapping it in `DistributedDataParallel` or sharding it with
+`torch.distributed.fsdp.fully_shard`. The user's module stays the one
+trained and saved. What changes per step, epoch and file is `run.py`'s.
+"""
+
+import datetime
+from typing import Any, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from torchfit.distribution import env
+from torchfit.distribution.run import DistributedRun
+
+__all__ = ["DataParallel", "ModelParallel", "set_distribution", "distribution", "attach"]
+
+_global_distribution = None
+
+
+def _as_timeout(timeout: Union[None, float, datetime.timedelta]) -> Optional[datetime.timedelta]:
+    if timeout is None or isinstance(timeout, datetime.timedelta):
+        return timeout
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0:
+        return datetime.timedelta(seconds=timeout)
+    raise ValueError(f"`timeout` must be a number of seconds or a timedelta. Received: timeout={timeout!r}.")
+
+
+class _ModelCall(nn.Module):
+    """What DDP wraps: calls `nn.Module.__call__` on the model, so the model's
+    own `__call__` (input routing, add_loss, autocast) is not run twice."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args, **kwargs):
+        return nn.Module.__call__(self.model, *args, **kwargs)
+
+
+class _Distribution:
+    """Base: process group settings shared by DataParallel and ModelParallel."""
+
+    def __init__(self, backend: Optional[str] = None, timeout: Union[None, float, datetime.timedelta] = None):
+        self.backend = backend
+        self.timeout = _as_timeout(timeout)
+
+    def attach(self, model) -> DistributedRun:
+        """Attaches this distribution to `model` (once); returns its run."""
+        run = model._distribution
+        if run is not None and run.strategy is self:
+            self._refresh(model, run)
+            return run
+        if run is not None:
+            raise ValueError(
+                "This model is already distributed by another distribution object;"
+                " call set_distribution() once, before the first fit()."
+            )
+        env.initialize(self.backend, self.timeout)
+        if torch.cuda.is_available() and env.collective_device().type == "cuda":
+            device = torch.device("cuda", torch.cuda.current_device())
+            if model.device != device:
+                model.to(device)
+        for metric in model.metrics:
+            metric.to(model.device)
+            inner = getattr(metric, "metric", None)
+            if hasattr(inner, "sync_on_compute"):
+                # torchmetrics would all_reduce inside compute(), i.e. whenever a
+                # rank reads its logs; torchfit reduces at epoch end instead.
+                inner.sync_on_compute = False
+        run = DistributedRun(self, model)
+        self._wrap(model, run)
+        model._distribution = run
+        self._refresh(model, run)
+        return run
+
+    def _wrap(self, model, run: DistributedRun) -> None:
+        raise NotImplementedError
+
+    def _refresh(self, model, run: DistributedRun) -> None:
+        """Re-applies what `compile()` may have reset since the last fit."""
+
+
+class DataParallel(_Distribution):
+    """Data parallelism with `torch.nn.parallel.DistributedDataParallel`.
+
+    Every rank holds the whole model and trains on its share of each global
+    batch; gradients are averaged across ranks at each step. Used
+    automatically when the script runs under `torchrun` with several
+    processes; set it explicitly to pass options.
+
+    Args:
+        backend: Process group backend. Defaults to NCCL on CUDA, else Gloo.
+        timeout: Seconds (or a timedelta) a collective waits for the other
+            ranks before the job fails. Defaults to 300 seconds.
+        **ddp_kwargs: Passed to `DistributedDataParallel`
+            (`find_unused_parameters=True`, `bucket_cap_mb`, ...).
+
+    Example:
+    >>> from torchfit import distribution
+    >>> distribution.set_distribution(distribution.DataParallel(timeout=60))
+    >>> type(distribution.distribution()).__name__
+    'DataParallel'
+    >>> distribution.set_distribution(None)
+    """
+
+    def __init__(self, backend=None, timeout=None, **ddp_kwargs: Any):
+        super().__init__(backend, timeout)
+        self.ddp_kwargs = ddp_kwargs
+
+    def _wrap(self, model, run: DistributedRun) -> None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device = model.device
+        device_ids = [device] if device.type == "cuda" else None
+        wrapped = DistributedDataParallel(_ModelCall(model), device_ids=device_ids, **self.ddp_kwargs)
+        run.wrapped = wrapped
+        # Kept out of the model's submodules (a plain attribute) so that
+        # state_dict(), parameters() and saved files are the user's own.
+        object.__setattr__(model, "_ddp_call", wrapped)
+        run.jit_source = None
+
+    def _refresh(self, model, run: DistributedRun) -> None:
+        # compile(jit_compile=True) compiles the bare module; under DDP the
+        # compiled function must be the wrapped one, or gradients go unsynced.
+        if model.jit_compile and model._jit_forward is not None and model._jit_forward is not run.jit_source:
+            try:
+                run.jit_source = model._jit_forward = torch.compile(run.wrapped)
+            except Exception:  # noqa: BLE001 - no compiler: Model falls back to eager DDP
+                model._jit_forward = None
+
+
+class ModelParallel(_Distribution):
+    """Shards parameters, gradients and optimizer state with FSDP2 (`fully_shard`).
+
+    Each listed submodule (by default every direct child of the module that
+    holds parameters) and then the whole module become FSDP units; each rank
+    keeps a 1/world share of every parameter and gathers it for the forward
+    and backward. Data is split per rank exactly as with `DataParallel`.
+    Checkpoints: `torchfit.distribution.save_sharded`/`load_sharded`
+    (torch.distributed.checkpoint, loadable at another world size);
+    `save_weights` writes a full, plain state_dict.
+
+    Args:
+        modules: Submodules to shard as units. Defaults to the direct
+            children that hold parameters.
+        backend: Process group backend. Defaults to NCCL on CUDA, else Gloo.
+        timeout: Seconds (or a timedelta) a collective waits. Defaults to 300.
+        **fsdp_kwargs: Passed to `fully_shard` (`mp_policy`,
+            `reshard_after_forward`, ...).
+    """
+
+    def __init__(self, modules: Optional[Sequence[nn.Module]] = None, backend=None, timeout=None,
+                 **fsdp_kwargs: Any):
+        super().__init__(backend, timeout)
+        self.modules = list(modules) if modules is not None else None
+        self.fsdp_kwargs = fsdp_kwargs
+
+    def _wrap(self, model, run: DistributedRun) -> None:
+        from torch.distributed.fsdp import fully_shard
+
+        root = model._weights_module()
+        if root is model:
+            raise ValueError(
+                "ModelParallel shards the module a Model wraps: build the model as"
+                " torchfit.Model(my_module). Received a Model subclass without `module`."
+            )
+        optimizer = model.optimizer
+        if optimizer is not None and optimizer.state:
+            raise ValueError(
+                "ModelParallel must shard the model before its first optimizer step;"
+                " the optimizer already holds state. Call fit() on a fresh optimizer."
+            )
+        names = {id(p): name for name, p in model.named_parameters()}
+        units = self.modules
+        if units is None:
+            units = [child for child in root.children() if any(True for _ in child.parameters())]
+        for unit in units:
+            fully_shard(unit, **self.fsdp_kwargs)
+        fully_shard(root, **self.fsdp_kwargs)
+        run.sharded = True
+        if optimizer is not None:
+            _rebind_optimizer(optimizer, names, dict(model.named_parameters()))
+
+
+def _rebind_optimizer(optimizer, names: dict, parameters: dict) -> None:
+    """Points an optimizer built before sharding at the sharded parameters."""
+    for group in optimizer.param_groups:
+        group["params"] = [parameters[names[id(p)]] for p in group["params"]]
+    for cache in ("_excluded_cache", "_group_index_cache"):
+        if hasattr(optimizer, cache):
+            setattr(optimizer, cache, None)
+
+
+def set_distribution(value: Optional[_Distribution]) -> None:
+    """Sets the distribution every model's fit/evaluate/predict uses (`None` clears it).
+
+    Raises:
+        TypeError: For anything but DataParallel, ModelParallel or None.
+    """
+    global _global_distribution
+    if value is not None and not isinstance(value, _Distribution):
+        raise TypeError(
+            "`set_distribution` expects torchfit.distribution.DataParallel(),"
+            f" ModelParallel() or None. Received: {type(value).__name__}."
+        )
+    _global_distribution = value
+
+
+def distribution() -> Optional[_Distribution]:
+    """The distribution in effect: the one set, else DataParallel under a multi-process torchrun."""
+    global _global_distribution
+    if _global_distribution is None and (env.env_world_size() > 1 or env.world_size() > 1):
+        _global_distribution = DataParallel()
+    return _global_distribution
+
+
+def attach(model) -> Optional[DistributedRun]:
+    """Attaches the distribution in effect to `model`; `None` in a single process."""
+    strategy = distribution()
+    if strategy is None or (env.env_world_size() <= 1 and not env.is_initialized()):
+        return None  # one process: nothing to distribute
+    return strategy.attach(model)
