@@ -172,14 +172,15 @@ def test_mixed_bfloat16_predict_returns_host_arrays():
     np.testing.assert_allclose(np.asarray(predictions, dtype="float32"), expected, rtol=0.02, atol=0.02)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: float inputs are not cast to a bfloat16 policy's dtype")
-def test_pure_bfloat16_policy_casts_weights_and_float_inputs():
+@pytest.mark.xfail(strict=True, reason="core bug: float inputs are not cast to a non-mixed policy's dtype")
+@pytest.mark.parametrize("name, dtype", [("bfloat16", torch.bfloat16), ("float64", torch.float64)])
+def test_non_mixed_policy_casts_weights_and_float_inputs(name, dtype):
     net = DtypeRecorder()
-    model = torchfit.Model(net, device="cpu", dtype_policy="bfloat16")
+    model = torchfit.Model(net, device="cpu", dtype_policy=name)
     model.compile(optimizer="sgd", loss="mse")
     model.fit(*_data(n=8), batch_size=8, verbose=0)
-    assert all(p.dtype == torch.bfloat16 for p in net.parameters())
-    assert set(net.seen) == {(torch.bfloat16, torch.bfloat16)}
+    assert all(p.dtype == dtype for p in net.parameters())
+    assert set(net.seen) == {(dtype, dtype)}
 
 
 # ------------------------------------------------------------- mixed_float16

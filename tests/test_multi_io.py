@@ -48,9 +48,8 @@ def make(names=("score", "probs"), as_dict=False, **compile_args):
 
 def reference(model, x):
     with torch.no_grad():
-        score, probs = model.module.as_dict and tuple(model.module(*map(torch.as_tensor, x)).values()) \
-            or model.module(*map(torch.as_tensor, x))
-    return score, probs
+        outputs = model.module(*(torch.as_tensor(part) for part in x))
+    return tuple(outputs.values()) if isinstance(outputs, dict) else outputs
 
 
 def mse(y, p):

@@ -98,6 +98,8 @@ def fit_loop(model, train, callbacks, *, epochs: int, initial_epoch: int = 0,
                 epoch_logs.update(validation.run(model, callbacks))
             callbacks.on_epoch_end(epoch, epoch_logs)
             training_logs = epoch_logs
+            if getattr(model, "_distribution", None) is not None:  # every rank stops at the same epoch
+                model.stop_training = model._distribution.agree(model.stop_training)
             if model.stop_training:
                 break
             if train.exhausted and epoch + 1 < epochs:
@@ -136,6 +138,10 @@ def train_epoch(model, train, callbacks) -> dict:
                 continue
             resume.on_resumed(batch)
             resume = None
+        if logs is None:
+            # Build compiled metrics before the first step, so a custom
+            # train_step can walk `model.metrics` from its first call, as in Keras.
+            model._ensure_built(batch)
         if group_start is None:
             group_start = step
             callbacks.on_train_batch_begin(step)
@@ -147,6 +153,8 @@ def train_epoch(model, train, callbacks) -> dict:
             break
     if group_start is not None:
         callbacks.on_train_batch_end(step, logs)
+    if getattr(model, "_distribution", None) is not None:  # the epoch's logs over all ranks
+        model._distribution.reduce_metrics(model.metrics)
     return _epoch_logs(model, logs)
 
 
@@ -162,6 +170,8 @@ def evaluate_loop(model, iterator, callbacks) -> dict:
     try:
         with torch.no_grad():
             for step, batch in iterator.enumerate_epoch():
+                if logs is None:
+                    model._ensure_built(batch)
                 callbacks.on_test_batch_begin(step)
                 logs = _as_batch_logs(model.test_step(batch))
                 callbacks.on_test_batch_end(step, logs)
@@ -169,6 +179,8 @@ def evaluate_loop(model, iterator, callbacks) -> dict:
                     break
     finally:
         model._track_added_metrics = tracking
+    if getattr(model, "_distribution", None) is not None:  # the evaluation's logs over all ranks
+        model._distribution.reduce_metrics(model.metrics)
     epoch_logs = _epoch_logs(model, logs)
     callbacks.on_test_end(epoch_logs)
     return epoch_logs

@@ -9,7 +9,6 @@ as written, comments included.
 import os
 
 import numpy as np
-import pytest
 import torch
 from torch import nn
 

@@ -279,9 +279,9 @@ def test_evaluate_list_order_matches_keras(case):
 @pytest.mark.parametrize("case", CASES)
 def test_keys_and_values_match_keras(case):
     keras_model, model = twins(case)
-    img_data, ts_data, score_targets, class_targets = dummy_data(n=40)
+    img_data, ts_data, score_targets, class_targets = dummy_data(n=24)
     x, y = [img_data, ts_data], [score_targets, class_targets]
-    sample_weight = np.linspace(0.5, 1.5, 40).astype("float32")  # one array, broadcast to both outputs
+    sample_weight = np.linspace(0.5, 1.5, 24).astype("float32")  # one array, broadcast to both outputs
 
     ours = model.evaluate(x, y, sample_weight=sample_weight, batch_size=16, verbose=0, return_dict=True)
     theirs = keras_model.evaluate(x, y, sample_weight=sample_weight, batch_size=16, verbose=0,
@@ -290,7 +290,7 @@ def test_keys_and_values_match_keras(case):
     for key in theirs:
         assert ours[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-6), key
 
-    fit_args = dict(batch_size=16, epochs=2, verbose=0, shuffle=False, validation_data=(x, y))
+    fit_args = dict(batch_size=12, epochs=2, verbose=0, shuffle=False, validation_data=(x, y))
     ours = model.fit(x, y, **fit_args).history
     theirs = keras_model.fit(x, y, **fit_args).history
     assert sorted(ours) == sorted(theirs)

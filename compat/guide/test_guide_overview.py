@@ -46,7 +46,8 @@ def mnist():
 
 
 BAR_LINE = re.compile(
-    r"^(?P<step>\d+)/(?P<target>\d+) ━{20} \d+s \d+(us|ms|s)/step(?P<logs>( - \w+: [-\d.e+]+)*)$"
+    # The time is an ETA while running ("4s", "1:05", "1:02:03"), the elapsed time when done.
+    r"^(?P<step>\d+)/(?P<target>\d+) ━{20} [\d:]+s? \d+(us|ms|s)/step(?P<logs>( - \w+: [-\d.e+]+)*)$"
 )
 
 

@@ -3,7 +3,6 @@
 import pickle
 import sys
 import textwrap
-import warnings
 
 import numpy as np
 import pytest

@@ -88,6 +88,10 @@ class CallbackList(Callback):
     ):
         super().__init__()
         self.callbacks: list[Callback] = _flatten(callbacks)
+        distribution = getattr(model, "_distribution", None)
+        if distribution is not None:  # torchfit.distribution: printers and writers on rank 0 only
+            self.callbacks = distribution.rank_callbacks(self.callbacks)
+            add_progbar = add_progbar and distribution.is_chief
         self._history: Optional[History] = None
         self._progbar: Optional[ProgbarLogger] = None
         self._add_default_callbacks(add_history, add_progbar, params)

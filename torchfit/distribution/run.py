@@ -20,8 +20,6 @@ from torchfit.distribution import env, sharding
 
 __all__ = ["DistributedRun", "write_once"]
 
-# Callbacks that print or write files: kept on rank 0 only.
-_CHIEF_ONLY = ("ProgbarLogger", "CSVLogger", "TensorBoard", "RemoteMonitor")
 
 _OPS = {"sum": "SUM", "mean": "SUM", "max": "MAX", "min": "MIN"}
 
@@ -87,7 +85,11 @@ class DistributedRun:
         """The callbacks this rank runs: all of them on rank 0; others drop printers and writers."""
         if self.is_chief:
             return callbacks
-        return [cb for cb in callbacks if type(cb).__name__ not in _CHIEF_ONLY]
+        from torchfit import callbacks as callbacks_module  # callbacks import the models
+
+        chief_only = (callbacks_module.ProgbarLogger, callbacks_module.CSVLogger,
+                      callbacks_module.TensorBoard, callbacks_module.RemoteMonitor)
+        return [cb for cb in callbacks if not isinstance(cb, chief_only)]
 
     # --------------------------------------------------------------- predict
     def gather_predictions(self, outputs: Any, adapter) -> Any:

@@ -129,9 +129,12 @@ class DataParallel(_Distribution):
         # compiled function must be the wrapped one, or gradients go unsynced.
         if model.jit_compile and model._jit_forward is not None and model._jit_forward is not run.jit_source:
             try:
-                run.jit_source = model._jit_forward = torch.compile(run.wrapped)
+                compiled = torch.compile(run.wrapped)
             except Exception:  # noqa: BLE001 - no compiler: Model falls back to eager DDP
-                model._jit_forward = None
+                compiled = None
+            run.jit_source = compiled
+            # A plain attribute: as a submodule it would make the model contain itself.
+            object.__setattr__(model, "_jit_forward", compiled)
 
 
 class ModelParallel(_Distribution):

@@ -504,13 +504,16 @@ class Model(Trainer, nn.Module):
         if not (needs_loss or needs_metrics):
             return
         x, y, _ = unpack_x_y_sample_weight(batch)
-        was_training = self.training
+        was_training, tracking = self.training, self._track_added_metrics
+        # This forward pass is not a step: its add_metric values must not count.
+        self._track_added_metrics = False
         self.eval()
         try:
             with torch.no_grad():
                 y_pred = self(x, training=False)
         finally:
             self.train(was_training)
+            self._track_added_metrics = tracking
         if needs_loss:
             self._compile_loss.build(y, y_pred, self.device)
         if needs_metrics:

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from torchfit import distribution as distribution_lib
 from torchfit import loops
 from torchfit.callbacks import CallbackList
 from torchfit.data import get_adapter
@@ -119,13 +120,15 @@ class Trainer:
         _check_count(validation_steps, "validation_steps")
         verbose = _resolve_verbose(verbose)
         self._place()
+        distribution_lib.attach(self)  # under torchrun: DDP/FSDP; None in one process
         if validation_split and validation_data is None:
             (x, y, sample_weight), validation_data = train_validation_split(
                 (x, y, sample_weight), validation_split=validation_split
             )
         train = EpochIterator(
-            get_adapter(x, y, sample_weight, batch_size=batch_size, steps=steps_per_epoch,
-                        shuffle=shuffle, class_weight=class_weight, device=self.device, purpose="fit"),
+            self._distribute_data(get_adapter(
+                x, y, sample_weight, batch_size=batch_size, steps=steps_per_epoch,
+                shuffle=shuffle, class_weight=class_weight, device=self.device, purpose="fit"), "fit"),
             steps_per_epoch=steps_per_epoch,
         )
         validation = None
@@ -151,7 +154,12 @@ class Trainer:
             x, y, sample_weight = data, None, None
         adapter = get_adapter(x, y, sample_weight, batch_size=batch_size, steps=steps, shuffle=False,
                               device=self.device, purpose="evaluate")
-        return _RestartingEpochIterator(adapter, steps_per_epoch=steps)
+        return _RestartingEpochIterator(self._distribute_data(adapter, "evaluate"), steps_per_epoch=steps)
+
+    def _distribute_data(self, adapter, purpose: str):
+        """This rank's share of the data under torchfit.distribution; `adapter` itself otherwise."""
+        run = self._distribution
+        return adapter if run is None else run.shard(adapter, purpose)
 
     def _callback_list(self, callbacks, *, verbose: int, epochs: int, steps) -> CallbackList:
         if isinstance(callbacks, CallbackList):
@@ -190,8 +198,10 @@ class Trainer:
         _check_count(steps, "steps")
         verbose = _resolve_verbose(verbose)
         self._place()
+        distribution_lib.attach(self)
         adapter = get_adapter(x, y, sample_weight, batch_size=batch_size, steps=steps, shuffle=False,
                               device=self.device, purpose="evaluate")
+        adapter = self._distribute_data(adapter, "evaluate")
         iterator = EpochIterator(adapter, steps_per_epoch=steps)
         callbacks = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                                  epochs=1, steps=iterator.num_batches)
@@ -214,12 +224,17 @@ class Trainer:
         _check_count(steps, "steps")
         verbose = _resolve_verbose(verbose)
         self._place()
+        distribution_lib.attach(self)
         adapter = get_adapter(x, batch_size=batch_size, steps=steps, shuffle=False, device=self.device,
                               purpose="predict")
+        adapter = self._distribute_data(adapter, "predict")
         iterator = EpochIterator(adapter, steps_per_epoch=steps)
         callbacks = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                                  epochs=1, steps=iterator.num_batches)
-        return loops.predict_loop(self, iterator, callbacks)
+        outputs = loops.predict_loop(self, iterator, callbacks)
+        if self._distribution is not None:
+            outputs = self._distribution.gather_predictions(outputs, adapter)
+        return outputs
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """Runs one training step on one batch; metrics are reset first, as in Keras 3."""
@@ -232,19 +247,23 @@ class Trainer:
                 )
             sample_weight = class_weight_to_sample_weights(y, class_weight)
         self._place()
+        batch = self._single_batch(x, y, sample_weight)
+        self._ensure_built(batch)
         self.reset_metrics()
         self.train()
-        logs = self.train_step(self._single_batch(x, y, sample_weight))
+        logs = self.train_step(batch)
         return self._batch_result(logs, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Evaluates one batch; metrics are reset first, as in Keras 3."""
         self._assert_compiled("test_on_batch")
         self._place()
+        batch = self._single_batch(x, y, sample_weight)
+        self._ensure_built(batch)
         self.reset_metrics()
         self.eval()
         with torch.no_grad():
-            logs = self.test_step(self._single_batch(x, y, sample_weight))
+            logs = self.test_step(batch)
         return self._batch_result(logs, return_dict)
 
     def predict_on_batch(self, x):

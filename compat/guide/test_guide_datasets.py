@@ -1,0 +1,221 @@
+"""Guide: "Training & evaluation from tf.data Datasets", ported to torch's
+`DataLoader` (a batched, shuffled dataset) and map-style `Dataset`.
+
+50,000 training samples at batch 64 are 782 steps; 10,000 test samples are
+157. With `steps_per_epoch=100` each epoch is 100/100 and the next epoch
+continues where the last one stopped.
+"""
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import torchfit
+
+
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+
+def mnist_like(num_samples, seed):
+    """x: (N, 784) float32 in [0, 1]; y: float32 labels 0..9 from a fixed teacher."""
+    rng = np.random.default_rng(seed)
+    teacher = np.random.default_rng(1234).standard_normal((784, 10)).astype("float32")
+    x = rng.random((num_samples, 784), dtype=np.float32)
+    y = np.argmax((x - 0.5) @ teacher, axis=1).astype("float32")
+    return x, y
+
+
+def get_uncompiled_model():
+    # keras.Input(784) → Dense(64, relu) → Dense(64, relu) → Dense(10, softmax)
+    net = nn.Sequential(
+        nn.Linear(784, 64), nn.ReLU(),
+        nn.Linear(64, 64), nn.ReLU(),
+        nn.Linear(64, 10), nn.Softmax(dim=-1),
+    )
+    return torchfit.Model(net, device="cpu")
+
+
+BAR_LINE = re.compile(
+    # The time is an ETA while running ("4s", "1:05", "1:02:03"), the elapsed time when done.
+    r"^(?P<step>\d+)/(?P<target>\d+) ━{20} [\d:]+s? \d+(us|ms|s)/step(?P<logs>( - \w+: [-\d.e+]+)*)$"
+)
+
+
+def final_lines(out):
+    """The last line of each progress bar in captured (non-terminal) output.
+
+    Off a terminal every redraw is a new line, so one bar is a run of
+    consecutive bar lines; its last line is the finished bar.
+    """
+    finished, previous = [], None
+    for line in out.replace("\r", "\n").splitlines() + [""]:
+        match = BAR_LINE.match(line)
+        if match is None and previous is not None:
+            finished.append(previous)
+        previous = match
+    return finished
+
+
+def log_keys(line):
+    return re.findall(r" - (\w+): ", line["logs"])
+
+
+def get_compiled_model():
+    model = get_uncompiled_model()
+    model.compile(
+        optimizer="rmsprop",
+        loss="sparse_categorical_crossentropy",
+        metrics=["sparse_categorical_accuracy"],
+    )
+    return model
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    x_train, y_train = mnist_like(60000, seed=0)
+    x_test, y_test = mnist_like(10000, seed=1)
+    x_val, y_val = x_train[-10000:], y_train[-10000:]
+    return (x_train[:-10000], y_train[:-10000]), (x_val, y_val), (x_test, y_test)
+
+
+def from_tensor_slices(*arrays):
+    return TensorDataset(*(torch.from_numpy(array) for array in arrays))
+
+
+class RecordingDataset(Dataset):
+    """A map-style dataset that records which samples were read."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+        self.read = []
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, index):
+        self.read.append(index)
+        return self.x[index], self.y[index]
+
+
+def test_fit_and_evaluate_on_dataloaders(mnist, capsys):
+    (x_train, y_train), _, (x_test, y_test) = mnist
+    torch.manual_seed(0)
+    model = get_compiled_model()
+
+    # First, let's create a training Dataset instance. Shuffle and batch it.
+    train_dataset = DataLoader(from_tensor_slices(x_train, y_train), batch_size=64, shuffle=True)
+    # Now we get a test dataset.
+    test_dataset = DataLoader(from_tensor_slices(x_test, y_test), batch_size=64)
+
+    # Since the dataset already takes care of batching,
+    # we don't pass a `batch_size` argument.
+    history = model.fit(train_dataset, epochs=1, verbose=1)
+
+    # You can also evaluate or predict on a dataset.
+    print("Evaluate")
+    result = model.evaluate(test_dataset, verbose=1)
+    logs = dict(zip(model.metrics_names, result))
+    out = capsys.readouterr().out
+    train_bar, test_bar = final_lines(out)
+    assert (train_bar["step"], train_bar["target"]) == ("782", "782")
+    assert (test_bar["step"], test_bar["target"]) == ("157", "157")
+    assert log_keys(train_bar) == log_keys(test_bar) == ["loss", "sparse_categorical_accuracy"]
+    assert "\nEvaluate\n" in out
+    assert list(logs) == ["loss", "sparse_categorical_accuracy"]
+    assert all(isinstance(value, float) for value in logs.values())
+    assert logs["sparse_categorical_accuracy"] > 0.5
+    assert list(history.history) == ["loss", "sparse_categorical_accuracy"]
+    assert model.predict(test_dataset, verbose=0).shape == (10000, 10)
+
+
+def test_the_dataset_is_reset_at_the_end_of_each_epoch(mnist, capsys):
+    (x_train, y_train), _, _ = mnist
+    dataset = RecordingDataset(x_train[:640], y_train[:640])
+    model = get_compiled_model()
+    model.fit(DataLoader(dataset, batch_size=64, shuffle=True), epochs=3, verbose=1)
+    finished = final_lines(capsys.readouterr().out)
+    assert [(line["step"], line["target"]) for line in finished] == [("10", "10")] * 3
+    # Every epoch reads every sample once.
+    for epoch in range(3):
+        assert sorted(dataset.read[epoch * 640:(epoch + 1) * 640]) == list(range(640))
+
+
+def test_a_map_style_dataset_is_batched_with_batch_size(mnist, capsys):
+    (x_train, y_train), _, _ = mnist
+    model = get_compiled_model()
+    model.fit(RecordingDataset(x_train[:640], y_train[:640]), batch_size=64, epochs=1, verbose=2)
+    assert capsys.readouterr().out.startswith("10/10 - ")
+
+
+def test_steps_per_epoch_draws_the_next_batches(mnist, capsys):
+    (x_train, y_train), _, _ = mnist
+    torch.manual_seed(0)
+    model = get_compiled_model()
+
+    # Prepare the training dataset
+    dataset = RecordingDataset(x_train, y_train)
+    train_dataset = DataLoader(dataset, batch_size=64, shuffle=True)
+
+    # Only use the 100 batches per epoch (that's 64 * 100 samples)
+    history = model.fit(train_dataset, epochs=3, steps_per_epoch=100, verbose=1)
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("Epoch")] == ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
+    finished = final_lines(out)
+    assert [(line["step"], line["target"]) for line in finished] == [("100", "100")] * 3
+    assert history.epoch == [0, 1, 2]
+    # The dataset is not reset between epochs: 300 batches, 19,200 distinct samples.
+    assert len(dataset.read) == 300 * 64
+    assert len(set(dataset.read)) == 300 * 64
+
+
+def test_validation_dataset(mnist, capsys):
+    (x_train, y_train), (x_val, y_val), _ = mnist
+    torch.manual_seed(0)
+    model = get_compiled_model()
+    train_dataset = DataLoader(from_tensor_slices(x_train[:6400], y_train[:6400]), batch_size=64, shuffle=True)
+    val_dataset = DataLoader(from_tensor_slices(x_val, y_val), batch_size=64)
+
+    history = model.fit(train_dataset, epochs=1, validation_data=val_dataset, verbose=1)
+    (line,) = final_lines(capsys.readouterr().out)
+    keys = ["loss", "sparse_categorical_accuracy", "val_loss", "val_sparse_categorical_accuracy"]
+    assert log_keys(line) == keys
+    assert list(history.history) == keys
+    logs = model.evaluate(val_dataset, verbose=0, return_dict=True)
+    assert history.history["val_loss"][0] == pytest.approx(logs["loss"], rel=1e-5)
+
+
+def test_validation_steps(mnist):
+    (x_train, y_train), (x_val, y_val), _ = mnist
+    torch.manual_seed(0)
+    model = get_compiled_model()
+    train_dataset = DataLoader(from_tensor_slices(x_train[:6400], y_train[:6400]), batch_size=64, shuffle=True)
+    val_dataset = DataLoader(from_tensor_slices(x_val, y_val), batch_size=64)
+
+    val_reads = RecordingDataset(x_val, y_val)
+    history = model.fit(
+        train_dataset,
+        epochs=2,
+        # Only run validation using the first 10 batches of the dataset
+        # using the `validation_steps` argument
+        validation_data=DataLoader(val_reads, batch_size=64),
+        validation_steps=10,
+        verbose=0,
+    )
+    # The validation dataset is reset after each use: the same 640 samples every epoch.
+    assert val_reads.read == list(range(640)) * 2
+    logs = model.evaluate(val_dataset, steps=10, verbose=0, return_dict=True)
+    assert history.history["val_loss"][1] == pytest.approx(logs["loss"], rel=1e-5)
+    assert logs == pytest.approx(model.evaluate(x_val[:640], y_val[:640], batch_size=64, verbose=0,
+                                                return_dict=True), rel=1e-5)
+
+
+def test_validation_split_is_not_supported_for_datasets(mnist):
+    (x_train, y_train), _, _ = mnist
+    train_dataset = DataLoader(from_tensor_slices(x_train[:640], y_train[:640]), batch_size=64)
+    with pytest.raises(ValueError, match=r"`validation_split` needs arrays or tensors"):
+        get_compiled_model().fit(train_dataset, validation_split=0.2, verbose=0)
+    with pytest.raises(ValueError, match=r"When `x` is a DataLoader, `y` should not be passed"):
+        get_compiled_model().fit(train_dataset, y_train[:640], verbose=0)

@@ -1,0 +1,226 @@
+"""A torchfit training script run unchanged by one process or by torchrun (tests/distribution).
+
+Usage: python _train_script.py MODE OUT_DIR. Each rank writes OUT_DIR/rank{R}.pt
+with what the tests compare (weights, history, evaluate, predict).
+"""
+
+import os
+import signal
+import sys
+
+import numpy as np
+import torch
+from torch import nn
+
+import torchfit
+from torchfit import callbacks as cbs
+
+MODE, OUT = sys.argv[1], sys.argv[2]
+RANK = int(os.environ.get("RANK", "0"))
+
+
+def data(n=150, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5)).astype("float32")
+    y = (x @ rng.normal(size=(5, 1)) + 0.1 * rng.normal(size=(n, 1))).astype("float32")
+    w = rng.uniform(0.5, 1.5, size=(n,)).astype("float32")
+    return x, y, w
+
+
+def make_model(policy=None):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 1))
+    model = torchfit.Model(net, device="cpu", dtype_policy=policy)
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.05, momentum=0.5), loss="mse",
+                  metrics=["mae"])
+    return model
+
+
+class Epochs(cbs.Callback):
+    """Records the epochs this rank ran."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append(epoch)
+
+
+WRITES = {"csv": 0, "weights": 0}
+
+
+class CountingCSVLogger(cbs.CSVLogger):
+    def on_train_begin(self, logs=None):
+        WRITES["csv"] += 1
+        super().on_train_begin(logs)
+
+
+def _counting_save_weights(model, *args, **kwargs):
+    WRITES["weights"] += 1
+    _save_weights(model, *args, **kwargs)
+
+
+_save_weights = torchfit.models.saving.save_weights
+torchfit.models.saving.save_weights = _counting_save_weights
+
+
+def weights(model):
+    return [w.copy() for w in model.get_weights()]
+
+
+def train():
+    x, y, w = data()
+    model = make_model()
+    epochs = Epochs()
+    history = model.fit(
+        x, y, sample_weight=w, batch_size=64, epochs=3, validation_split=0.2, shuffle=True, verbose=2,
+        callbacks=[cbs.ModelCheckpoint(os.path.join(OUT, "ckpt-{epoch}.weights.pt"), save_weights_only=True),
+                   CountingCSVLogger(os.path.join(OUT, "log.csv")), epochs],
+    )
+    result = {
+        "weights": weights(model),
+        "history": history.history,
+        "evaluate": model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True),
+        "predict": model.predict(x, batch_size=40, verbose=0),
+        "epochs": epochs.seen,
+    }
+    # EarlyStopping: a huge min_delta stops after epoch 2, on every rank.
+    model = make_model()
+    epochs = Epochs()
+    model.fit(x, y, batch_size=32, epochs=6, verbose=0, validation_data=(x[:40], y[:40]),
+              callbacks=[cbs.EarlyStopping(monitor="val_loss", patience=1, min_delta=100.0), epochs])
+    result["early_epochs"] = epochs.seen
+    # Mixed precision under DDP.
+    model = make_model("mixed_bfloat16")
+    model.fit(x, y, batch_size=64, epochs=2, verbose=0)
+    result["bf16_weights"] = weights(model)
+    # A Dataset and a user's DataLoader are split per rank too.
+    dataset = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    model = make_model()
+    result["dataset_eval"] = model.evaluate(_MapDataset(dataset), batch_size=30, verbose=0, return_dict=True)
+    loader = torch.utils.data.DataLoader(_MapDataset(dataset), batch_size=30)
+    result["loader_predict"] = model.predict(loader, verbose=0)
+    model.save_weights(os.path.join(OUT, "final.weights.pt"))
+    model.load_weights(os.path.join(OUT, "final.weights.pt"))
+    result["writes"] = dict(WRITES)
+    return result
+
+
+class _MapDataset(torch.utils.data.Dataset):
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __getitem__(self, index):
+        return self.inner[index]
+
+
+class KillOnce(cbs.Callback):
+    """SIGKILLs rank 1 at one batch of the first attempt (torchrun then restarts the group)."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at = (epoch, batch)
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
+        if first_attempt and RANK == 1 and (self.epoch, batch) == self.at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def elastic():
+    x, y, _ = data(200)
+    model = make_model()
+    callbacks = [cbs.BackupAndRestore(os.path.join(OUT, "backup"), save_freq=2)]
+    if os.environ.get("WORLD_SIZE"):
+        callbacks.append(KillOnce(epoch=1, batch=2))
+    model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=callbacks)
+    return {"weights": weights(model),
+            "restarts": int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))}
+
+
+def fsdp():
+    from torchfit import distribution
+
+    x, y, _ = data(128)
+    if os.environ.get("WORLD_SIZE"):
+        distribution.set_distribution(distribution.ModelParallel())
+    model = make_model()
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False)
+    state = distribution.full_state_dict(model) if os.environ.get("WORLD_SIZE") else model.module.state_dict()
+    result = {"weights": [v.detach().cpu().numpy() for v in state.values()],
+              "loss": model.evaluate(x, y, batch_size=32, verbose=0)}
+    if os.environ.get("WORLD_SIZE"):
+        distribution.save_sharded(model, os.path.join(OUT, "sharded"))
+    return result
+
+
+class FailOnRank1(cbs.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if RANK == 1:
+            raise RuntimeError("callback failed on rank 1")
+
+
+def fail():
+    x, y, _ = data(64)
+    model = make_model()
+    model.fit(x, y, batch_size=16, epochs=50, verbose=0, callbacks=[FailOnRank1()])
+    return {}
+
+
+class Batches(torchfit.utils.Sequence):
+    def __init__(self, x, y, size):
+        super().__init__()
+        self.x, self.y, self.size = x, y, size
+
+    def __len__(self):
+        return int(np.ceil(len(self.x) / self.size))
+
+    def __getitem__(self, index):
+        rows = slice(index * self.size, (index + 1) * self.size)
+        return self.x[rows], self.y[rows]
+
+
+def errors():
+    x, y, _ = data(64)
+    model = make_model()
+    result = {}
+    try:
+        model.fit(x, y, batch_size=33, verbose=0)
+    except ValueError as err:
+        result["batch_size"] = str(err)
+
+    def uneven():
+        for step in range(3 - RANK):
+            yield x[step * 8:(step + 1) * 8], y[step * 8:(step + 1) * 8]
+
+    try:
+        model.fit(uneven(), verbose=0)
+    except ValueError as err:
+        result["uneven"] = str(err)
+    sequence = Batches(x, y, 10)  # 7 batches: the last round is padded
+    model.fit(sequence, epochs=1, verbose=0, shuffle=True)
+    result["sequence_predict"] = model.predict(sequence, verbose=0)
+    result["sequence_eval"] = model.evaluate(sequence, verbose=0)
+    return result
+
+
+def jit():
+    x, y, _ = data(128)
+    model = make_model()
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.05), loss="mse", jit_compile=True)
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False)
+    return {"weights": weights(model)}
+
+
+if __name__ == "__main__":
+    modes = {"train": train, "elastic": elastic, "fsdp": fsdp, "fail": fail, "errors": errors, "jit": jit}
+    result = modes[MODE]()
+    torch.save(result, os.path.join(OUT, f"rank{RANK}.pt"))
