@@ -195,17 +195,6 @@ def test_flat_metric_list_with_one_entry_per_output():
     assert logs["score_mae"] == pytest.approx(float((torch.as_tensor(y[0]) - score).abs().mean()), rel=1e-5)
 
 
-def test_evaluate_returns_a_list_in_metrics_names_order():
-    model = make(loss=["mse", "categorical_crossentropy"], metrics={"probs": "categorical_accuracy"})
-    x, y = data()
-    values = model.evaluate(x, y, verbose=0)
-    logs = model.evaluate(x, y, verbose=0, return_dict=True)
-    assert values == pytest.approx([logs[name] for name in model.metrics_names])
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "core (trainer._flatten_metrics_in_order / Model.metrics): Keras 3 lists a multi-output"
-    " evaluate as loss, <output>_loss..., then the compiled metrics sorted by log key"))
 def test_evaluate_list_order_is_keras_3s():
     model = make(loss=["mse", "categorical_crossentropy"], metrics=[["mse", "mae"], ["categorical_accuracy"]])
     x, y = data()

@@ -264,9 +264,6 @@ CASES = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core (trainer._flatten_metrics_in_order / Model.metrics): Keras 3 lists a multi-output"
-    " evaluate as loss, <output>_loss..., then the compiled metrics sorted by log key"))
 @pytest.mark.parametrize("case", ["list losses + metrics", "one loss, string metrics, duplicates, weighted"])
 def test_evaluate_list_order_matches_keras(case):
     keras_model, model = twins(case)

@@ -1,7 +1,9 @@
 """A torchfit training script run unchanged by one process or by torchrun (tests/distribution).
 
 Usage: python _train_script.py MODE OUT_DIR. Each rank writes OUT_DIR/rank{R}.pt
-with what the tests compare (weights, history, evaluate, predict).
+with what the tests compare (weights, history, evaluate, predict). The tests
+also import it and call the mode functions in-process for the single-process
+reference.
 """
 
 import os
@@ -15,8 +17,10 @@ from torch import nn
 import torchfit
 from torchfit import callbacks as cbs
 
-MODE, OUT = sys.argv[1], sys.argv[2]
-RANK = int(os.environ.get("RANK", "0"))
+
+
+def _rank():
+    return int(os.environ.get("RANK", "0"))
 
 
 def data(n=150, seed=0):
@@ -56,27 +60,29 @@ class CountingCSVLogger(cbs.CSVLogger):
         super().on_train_begin(logs)
 
 
-def _counting_save_weights(model, *args, **kwargs):
-    WRITES["weights"] += 1
-    _save_weights(model, *args, **kwargs)
+def _count_weight_writes():
+    """Counts the weight files this process writes (main only: it patches torchfit)."""
+    save_weights = torchfit.models.saving.save_weights
 
+    def counting(model, *args, **kwargs):
+        WRITES["weights"] += 1
+        save_weights(model, *args, **kwargs)
 
-_save_weights = torchfit.models.saving.save_weights
-torchfit.models.saving.save_weights = _counting_save_weights
+    torchfit.models.saving.save_weights = counting
 
 
 def weights(model):
     return [w.copy() for w in model.get_weights()]
 
 
-def train():
+def train(out):
     x, y, w = data()
     model = make_model()
     epochs = Epochs()
     history = model.fit(
         x, y, sample_weight=w, batch_size=64, epochs=3, validation_split=0.2, shuffle=True, verbose=2,
-        callbacks=[cbs.ModelCheckpoint(os.path.join(OUT, "ckpt-{epoch}.weights.pt"), save_weights_only=True),
-                   CountingCSVLogger(os.path.join(OUT, "log.csv")), epochs],
+        callbacks=[cbs.ModelCheckpoint(os.path.join(out, "ckpt-{epoch}.weights.pt"), save_weights_only=True),
+                   CountingCSVLogger(os.path.join(out, "log.csv")), epochs],
     )
     result = {
         "weights": weights(model),
@@ -101,9 +107,10 @@ def train():
     result["dataset_eval"] = model.evaluate(_MapDataset(dataset), batch_size=30, verbose=0, return_dict=True)
     loader = torch.utils.data.DataLoader(_MapDataset(dataset), batch_size=30)
     result["loader_predict"] = model.predict(loader, verbose=0)
-    model.save_weights(os.path.join(OUT, "final.weights.pt"))
-    model.load_weights(os.path.join(OUT, "final.weights.pt"))
+    model.save_weights(os.path.join(out, "final.weights.pt"))
+    model.load_weights(os.path.join(out, "final.weights.pt"))
     result["writes"] = dict(WRITES)
+    result.update(errors())
     return result
 
 
@@ -131,14 +138,14 @@ class KillOnce(cbs.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
-        if first_attempt and RANK == 1 and (self.epoch, batch) == self.at:
+        if first_attempt and _rank() == 1 and (self.epoch, batch) == self.at:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def elastic():
+def elastic(out):
     x, y, _ = data(200)
     model = make_model()
-    callbacks = [cbs.BackupAndRestore(os.path.join(OUT, "backup"), save_freq=2)]
+    callbacks = [cbs.BackupAndRestore(os.path.join(out, "backup"), save_freq=2)]
     if os.environ.get("WORLD_SIZE"):
         callbacks.append(KillOnce(epoch=1, batch=2))
     model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=callbacks)
@@ -146,7 +153,7 @@ def elastic():
             "restarts": int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))}
 
 
-def fsdp():
+def fsdp(out):
     from torchfit import distribution
 
     x, y, _ = data(128)
@@ -158,17 +165,17 @@ def fsdp():
     result = {"weights": [v.detach().cpu().numpy() for v in state.values()],
               "loss": model.evaluate(x, y, batch_size=32, verbose=0)}
     if os.environ.get("WORLD_SIZE"):
-        distribution.save_sharded(model, os.path.join(OUT, "sharded"))
+        distribution.save_sharded(model, os.path.join(out, "sharded"))
     return result
 
 
 class FailOnRank1(cbs.Callback):
     def on_epoch_end(self, epoch, logs=None):
-        if RANK == 1:
+        if _rank() == 1:
             raise RuntimeError("callback failed on rank 1")
 
 
-def fail():
+def fail(out):
     x, y, _ = data(64)
     model = make_model()
     model.fit(x, y, batch_size=16, epochs=50, verbose=0, callbacks=[FailOnRank1()])
@@ -198,29 +205,33 @@ def errors():
         result["batch_size"] = str(err)
 
     def uneven():
-        for step in range(3 - RANK):
+        for step in range(3 - _rank()):
             yield x[step * 8:(step + 1) * 8], y[step * 8:(step + 1) * 8]
 
     try:
         model.fit(uneven(), verbose=0)
     except ValueError as err:
         result["uneven"] = str(err)
-    sequence = Batches(x, y, 10)  # 7 batches: the last round is padded
+    sequence = Batches(x, y, 10)  # 7 batches: the last training round is padded
     model.fit(sequence, epochs=1, verbose=0, shuffle=True)
     result["sequence_predict"] = model.predict(sequence, verbose=0)
-    result["sequence_eval"] = model.evaluate(sequence, verbose=0)
+    result["sequence_predict_arrays"] = model.predict(x, batch_size=16, verbose=0)
+    result["sequence_eval"] = model.evaluate(sequence, verbose=0, return_dict=True)
+    result["sequence_eval_arrays"] = model.evaluate(x, y, batch_size=10, verbose=0, return_dict=True)
     return result
 
 
-def jit():
+def jit(out, jit_compile=True):
     x, y, _ = data(128)
     model = make_model()
-    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.05), loss="mse", jit_compile=True)
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.05), loss="mse", jit_compile=jit_compile)
     model.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False)
     return {"weights": weights(model)}
 
 
+MODES = {"train": train, "elastic": elastic, "fsdp": fsdp, "fail": fail, "jit": jit}
+
 if __name__ == "__main__":
-    modes = {"train": train, "elastic": elastic, "fsdp": fsdp, "fail": fail, "errors": errors, "jit": jit}
-    result = modes[MODE]()
-    torch.save(result, os.path.join(OUT, f"rank{RANK}.pt"))
+    mode, out = sys.argv[1], sys.argv[2]
+    _count_weight_writes()
+    torch.save(MODES[mode](out), os.path.join(out, f"rank{_rank()}.pt"))

@@ -75,13 +75,16 @@ def shard_adapter(adapter: DataAdapter, run, purpose: str) -> DataAdapter:
         purpose: "fit", "evaluate" or "predict"; predict records row order.
     """
     record = purpose == "predict"
+    # Steps must match across ranks when every forward is a collective (training,
+    # FSDP, a compiled DDP); evaluate and predict otherwise skip the padding rows.
+    pad = purpose == "fit" or run.sharded or bool(getattr(run.model, "jit_compile", False))
     if isinstance(adapter, ArrayDataAdapter):
         return ShardedArrayAdapter(adapter, run, record)
     if isinstance(adapter, DatasetAdapter) and not isinstance(adapter._loader.dataset, IterableDataset):
         return ShardedDatasetAdapter(adapter, run, record)
     if isinstance(adapter, DataLoaderAdapter) and not isinstance(adapter._loader.dataset, IterableDataset):
         if adapter._loader.batch_size is not None:
-            return ShardedDataLoaderAdapter(adapter, run, record)
+            return ShardedDataLoaderAdapter(adapter, run, record, pad)
         warnings.warn(
             "A DataLoader with a custom `batch_sampler` cannot be split across processes"
             " by torchfit: every rank iterates it as given. Give each rank its own share"
@@ -89,7 +92,7 @@ def shard_adapter(adapter: DataAdapter, run, purpose: str) -> DataAdapter:
             stacklevel=4,
         )
     if isinstance(adapter, SequenceAdapter):
-        return ShardedSequenceAdapter(adapter, run, record)
+        return ShardedSequenceAdapter(adapter, run, record, pad)
     return UnevenBatchGuard(adapter, run, record)
 
 
@@ -246,21 +249,25 @@ class ShardedDataLoaderAdapter(_Sharded):
 
     Its `batch_size` is read as the global batch. Every other setting (workers,
     collate_fn, pin_memory, drop_last, ...) is kept; shuffling follows whether
-    the loader shuffled, with one seed shared by all ranks. The sampler pads
-    the last round by repeating rows so all ranks take the same number of steps.
+    the loader shuffled, with one seed shared by all ranks. For training the
+    sampler pads the last round by repeating rows so all ranks take the same
+    number of steps; evaluate and predict deal out the rows without padding.
     """
 
-    def __init__(self, inner: DataLoaderAdapter, run, record: bool):
+    def __init__(self, inner: DataLoaderAdapter, run, record: bool, pad: bool = True):
         super().__init__(inner, run, record)
         loader = inner._loader
         local = local_batch_size(loader.batch_size, run.world_size, argument="the DataLoader's batch_size")
         seed = torch.randint(0, 2**31 - 1, (1,), dtype=torch.int64)
         if run.world_size > 1:
             env.broadcast_(seed)
-        self._sampler = DistributedSampler(
-            loader.dataset, num_replicas=run.world_size, rank=run.rank,
-            shuffle=isinstance(loader.sampler, RandomSampler), seed=int(seed), drop_last=loader.drop_last,
-        )
+        if pad:
+            self._sampler = DistributedSampler(
+                loader.dataset, num_replicas=run.world_size, rank=run.rank,
+                shuffle=isinstance(loader.sampler, RandomSampler), seed=int(seed), drop_last=loader.drop_last,
+            )
+        else:
+            self._sampler = _EveryWorldth(len(loader.dataset), run.rank, run.world_size)
         workers = loader.num_workers
         self._loader = DataLoader(
             loader.dataset, batch_size=local, sampler=self._sampler, num_workers=workers,
@@ -299,24 +306,37 @@ class ShardedDataLoaderAdapter(_Sharded):
             yield batch
 
 
+class _EveryWorldth(list):
+    """Rows rank, rank + world, ... (no padding); `set_epoch` is a no-op."""
+
+    def __init__(self, num_rows: int, rank: int, world: int):
+        super().__init__(range(rank, num_rows, world))
+
+    def set_epoch(self, epoch: int) -> None:
+        del epoch
+
+
 class ShardedSequenceAdapter(_Sharded):
     """A Sequence's batch indices dealt out per rank: rank r takes every world-th one.
 
     Each rank fetches whole Sequence batches, so one step of all ranks together
-    covers `world_size` of them. The last round is padded by repeating the first
-    indices so every rank takes the same number of steps.
+    covers `world_size` of them. For training the last round is padded by
+    repeating the first indices so every rank takes the same number of steps;
+    evaluate and predict skip the padding.
     """
 
-    def __init__(self, inner: SequenceAdapter, run, record: bool):
+    def __init__(self, inner: SequenceAdapter, run, record: bool, pad: bool = True):
         super().__init__(inner, run, record)
-        sequence = inner._sequence
-        self._num_indices = sequence.num_batches
+        self._num_indices = inner._sequence.num_batches
+        self._pad = pad
 
     @property
     def num_batches(self) -> Optional[int]:
         if self._num_indices is None:
             return None
-        return math.ceil(self._num_indices / self.run.world_size)
+        if self._pad:
+            return math.ceil(self._num_indices / self.run.world_size)
+        return len(range(self.run.rank, self._num_indices, self.run.world_size))
 
     def get_iterator(self) -> Iterator[tuple]:
         world, rank = self.run.world_size, self.run.rank
@@ -325,8 +345,9 @@ class ShardedSequenceAdapter(_Sharded):
         else:
             permutation = shared_permutation(self._num_indices, 1, self.inner._shuffle)
             order = list(range(self._num_indices)) if permutation is None else permutation.tolist()
-            padded = order + order[: self.num_batches * world - len(order)]
-            indices = padded[rank::world]
+            if self._pad:
+                order = order + order[: self.num_batches * world - len(order)]
+            indices = order[rank::world]
         inner = self.inner
         fetch = inner._fetch_parallel if inner._workers > 1 or inner._use_processes else inner._fetch_serial
         return self._iterate(fetch(_Tracked(indices, self)))

@@ -291,6 +291,11 @@ class Trainer:
         """A list of the logs in `metrics_names` order, other keys sorted after;
         a single value alone."""
         names = self.metrics_names
+        compiled = self._compile_metrics
+        if compiled is not None and compiled.outputs is not None and compiled.outputs.count > 1:
+            # Keras 3 lists prefixed per-output metrics after the losses, sorted.
+            prefixed = {metric.name for metric in compiled.metrics}
+            names = [name for name in names if name not in prefixed]
         results = [logs[name] for name in names if name in logs]
         results += [logs[key] for key in sorted(logs) if key not in names]
         return results[0] if len(results) == 1 else results

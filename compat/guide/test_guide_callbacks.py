@@ -1,0 +1,223 @@
+"""The Keras guide's callback sections, as torchfit twins.
+
+Source: the "Training & evaluation with the built-in methods" guide, sections
+"Using callbacks", "Many built-in callbacks are available" and "Writing your
+own callback". The guide's MNIST MLP becomes the same MLP on the bundled 8x8
+digits (no download); `keras.` becomes `torchfit.`; the guide's code is
+otherwise kept as written, comments included.
+"""
+
+import csv
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import torchfit
+from torchfit.datasets import digits
+
+
+def _load(copies=1):
+    (x_train, y_train), _ = digits.load_data()
+    x_train = x_train.reshape(-1, 64).astype("float32") / 16
+    y_train = y_train.astype("int64")
+    return np.concatenate([x_train] * copies), np.concatenate([y_train] * copies)
+
+
+def get_uncompiled_model():
+    net = nn.Sequential(
+        nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10), nn.Softmax(dim=-1)
+    )
+    return torchfit.Model(net, device="cpu")
+
+
+def get_compiled_model():
+    model = get_uncompiled_model()
+    model.compile(
+        optimizer="rmsprop",
+        loss="sparse_categorical_crossentropy",
+        metrics=["sparse_categorical_accuracy"],
+    )
+    return model
+
+
+def _keras_early_stopping_epoch(val_losses, min_delta, patience):
+    """Keras's EarlyStopping rule replayed on a finished history: the 0-based
+    epoch at which it sets `stop_training`, or None."""
+    best, wait = np.inf, 0
+    for epoch, current in enumerate(val_losses):
+        wait += 1
+        if current + min_delta < best:  # an improvement of more than min_delta
+            best, wait = current, 0
+            continue
+        if wait >= patience and epoch > 0:
+            return epoch
+    return None
+
+
+# ------------------------------------------------------------ Using callbacks
+def test_early_stopping_on_val_loss_stops_early_and_says_so(capsys):
+    torchfit.utils.set_random_seed(0)
+    # Four copies of digits: enough steps per epoch (72) for val_loss to level
+    # off well within 20 epochs, as MNIST's 625 steps do in the guide.
+    x_train, y_train = _load(copies=4)
+
+    model = get_compiled_model()
+
+    callbacks = [
+        torchfit.callbacks.EarlyStopping(
+            # Stop training when `val_loss` is no longer improving
+            monitor="val_loss",
+            # "no longer improving" being defined as "no better than 1e-2 less"
+            min_delta=1e-2,
+            # "no longer improving" being further defined as "for at least 2 epochs"
+            patience=2,
+            verbose=1,
+        )
+    ]
+    history = model.fit(
+        x_train,
+        y_train,
+        epochs=20,
+        batch_size=64,
+        callbacks=callbacks,
+        validation_split=0.2,
+    )
+
+    out = capsys.readouterr().out
+    val_losses = history.history["val_loss"]
+    epochs_run = len(val_losses)
+    assert epochs_run < 20, "val_loss never levelled off: the test data needs more steps"
+    # It stopped exactly where Keras's rule says, and not before.
+    assert _keras_early_stopping_epoch(val_losses, min_delta=1e-2, patience=2) == epochs_run - 1
+    assert history.epoch == list(range(epochs_run))
+    assert callbacks[0].stopped_epoch == epochs_run - 1
+    # The guide's printout: an "Epoch i/20" line per epoch, then Keras 3's message.
+    lines = out.strip().splitlines()
+    assert [line for line in lines if line.startswith("Epoch ") and "/20" in line] == [
+        f"Epoch {epoch}/20" for epoch in range(1, epochs_run + 1)
+    ]
+    assert lines[-1] == f"Epoch {epochs_run}: early stopping"
+    assert " - val_loss: " in out and " - val_sparse_categorical_accuracy: " in out
+
+
+def test_early_stopping_without_stopping_prints_nothing(capsys):
+    torchfit.utils.set_random_seed(0)
+    x_train, y_train = _load()
+    model = get_compiled_model()
+    callback = torchfit.callbacks.EarlyStopping(monitor="val_loss", min_delta=1e-2, patience=2, verbose=1)
+    history = model.fit(x_train, y_train, epochs=3, batch_size=64, callbacks=[callback],
+                        validation_split=0.2, verbose=0)
+    assert len(history.epoch) == 3  # val_loss still falls fast after 3 epochs
+    assert "early stopping" not in capsys.readouterr().out
+
+
+# --------------------------------------- Many built-in callbacks are available
+def _fit_with(callback, epochs=3):
+    torchfit.utils.set_random_seed(0)
+    x_train, y_train = _load()
+    model = get_compiled_model()
+    history = model.fit(x_train, y_train, epochs=epochs, batch_size=64, callbacks=[callback],
+                        validation_split=0.2, verbose=0)
+    return model, history
+
+
+def test_model_checkpoint_saves_the_model_periodically(tmp_path):
+    _, history = _fit_with(torchfit.callbacks.ModelCheckpoint(filepath=str(tmp_path / "mymodel_{epoch}")))
+    assert sorted(os.listdir(tmp_path)) == ["mymodel_1", "mymodel_2", "mymodel_3"]
+    restored = torchfit.models.load_model(str(tmp_path / "mymodel_3"))
+    assert restored.metrics_names == ["loss", "sparse_categorical_accuracy"]
+
+
+def test_early_stopping_stops_when_validation_stops_improving():
+    # No epoch can improve val_loss by 10: training stops after the second.
+    callback = torchfit.callbacks.EarlyStopping(monitor="val_loss", min_delta=10)
+    _, history = _fit_with(callback)
+    assert history.epoch == [0, 1]
+    assert callback.stopped_epoch == 1
+
+
+def test_tensorboard_writes_train_and_validation_logs(tmp_path):
+    _fit_with(torchfit.callbacks.TensorBoard(log_dir=str(tmp_path)))
+    for folder in ("train", "validation"):
+        names = os.listdir(tmp_path / folder)
+        assert any(name.startswith("events.out.tfevents.") for name in names), folder
+
+
+def test_csv_logger_streams_loss_and_metrics_to_a_csv_file(tmp_path):
+    path = tmp_path / "training.log"
+    _, history = _fit_with(torchfit.callbacks.CSVLogger(str(path)))
+    with open(path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    keys = ["loss", "sparse_categorical_accuracy", "val_loss", "val_sparse_categorical_accuracy"]
+    assert list(rows[0]) == ["epoch"] + keys
+    assert [row["epoch"] for row in rows] == ["0", "1", "2"]
+    for key in keys:
+        np.testing.assert_allclose([float(row[key]) for row in rows], history.history[key], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make_callback",
+    [
+        lambda tmp_path: torchfit.callbacks.History(),
+        lambda tmp_path: torchfit.callbacks.ProgbarLogger(),
+        lambda tmp_path: torchfit.callbacks.BackupAndRestore(backup_dir=str(tmp_path / "backup")),
+        lambda tmp_path: torchfit.callbacks.LearningRateScheduler(lambda epoch, lr: lr * 0.5),
+        lambda tmp_path: torchfit.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=1, min_delta=10),
+        lambda tmp_path: torchfit.callbacks.TerminateOnNaN(),
+        lambda tmp_path: torchfit.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: None),
+    ],
+    ids=["History", "ProgbarLogger", "BackupAndRestore", "LearningRateScheduler",
+         "ReduceLROnPlateau", "TerminateOnNaN", "LambdaCallback"],
+)
+def test_the_rest_of_the_built_in_callbacks_run_in_a_fit(make_callback, tmp_path, capsys):
+    callback = make_callback(tmp_path)
+    model, history = _fit_with(callback, epochs=2)
+    assert history.epoch == [0, 1]
+    assert all(np.isfinite(history.history["loss"]))
+    if isinstance(callback, (torchfit.callbacks.LearningRateScheduler, torchfit.callbacks.ReduceLROnPlateau)):
+        # Both halve/cut the rate after the first epoch and log it.
+        assert history.history["learning_rate"][0] == pytest.approx(1e-3)
+        assert model.optimizer.learning_rate < 1e-3
+
+
+# ------------------------------------------------- Writing your own callback
+class LossHistory(torchfit.callbacks.Callback):
+    def on_train_begin(self, logs):
+        self.per_batch_losses = []
+
+    def on_batch_end(self, batch, logs):
+        self.per_batch_losses.append(logs.get("loss"))
+
+
+def test_loss_history_collects_the_per_batch_losses():
+    torchfit.utils.set_random_seed(0)
+    x_train, y_train = _load()  # 1797 samples: 28 batches of 64 + one of 5
+    model = get_compiled_model()
+    loss_history = LossHistory()
+    history = model.fit(x_train, y_train, epochs=2, batch_size=64, callbacks=[loss_history], verbose=0)
+
+    losses = loss_history.per_batch_losses
+    assert len(losses) == 2 * 29
+    assert all(isinstance(value, float) and np.isfinite(value) for value in losses)
+    # As in Keras 3, `loss` in the batch logs is the epoch's running mean so
+    # far: its last value in each epoch is the epoch's loss in History.
+    np.testing.assert_allclose([losses[28], losses[57]], history.history["loss"], rtol=1e-6)
+    assert losses[57] < losses[0]
+
+
+def test_loss_history_running_mean_is_batch_size_weighted():
+    # Two batches of sizes 4 and 2 with known losses: the running mean after
+    # the second is (4 * l1 + 2 * l2) / 6, as Keras's loss tracker computes it.
+    net = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    model = torchfit.Model(net, device="cpu")
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.0), loss="mse")
+    loss_history = LossHistory()
+    x = np.ones((6, 1), "float32")
+    y = np.array([[1], [1], [1], [1], [2], [2]], "float32")
+    model.fit(x, y, batch_size=4, shuffle=False, callbacks=[loss_history], verbose=0)
+    np.testing.assert_allclose(loss_history.per_batch_losses, [1.0, (4 * 1.0 + 2 * 4.0) / 6], rtol=1e-6)
