@@ -7,6 +7,7 @@ device placement belong to the adapters.
 """
 
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
@@ -15,10 +16,14 @@ import torch
 
 from torchfit.tree import flatten, is_nested, map_structure
 
-try:  # pandas is optional: only needed to recognise DataFrames and Series.
-    import pandas as _pandas
-except ImportError:  # pragma: no cover - pandas is installed in the test env
-    _pandas = None
+def _is_pandas(value: Any) -> bool:
+    """Whether `value` is a pandas DataFrame or Series.
+
+    pandas is optional and slow to import: a user holding a DataFrame has
+    already imported it, so only look when it is loaded.
+    """
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(value, (pandas.DataFrame, pandas.Series))
 
 Batch = tuple  # `(x,)`, `(x, y)` or `(x, y, sample_weight)`, leaves are tensors.
 
@@ -130,7 +135,7 @@ def is_array_like(value: Any) -> bool:
     """Whether `value` is one array: NumPy, torch, pandas or `__array__`."""
     if isinstance(value, (torch.Tensor, np.ndarray)):
         return True
-    if _pandas is not None and isinstance(value, (_pandas.DataFrame, _pandas.Series)):
+    if _is_pandas(value):
         return True
     return hasattr(value, "__array__") and not isinstance(value, (str, bytes))
 
@@ -148,7 +153,7 @@ def is_array_structure(structure: Any) -> bool:
 
 
 def _numpy_from(value: Any) -> np.ndarray:
-    if _pandas is not None and isinstance(value, (_pandas.DataFrame, _pandas.Series)):
+    if _is_pandas(value):
         array = value.to_numpy()
         if array.dtype == object:  # mixed column dtypes: Keras casts to floatx
             array = value.to_numpy(dtype=np.float32)
@@ -234,7 +239,7 @@ def num_samples(value: Any) -> int:
 
 
 def _slice_rows(value: Any, start: int, stop: int) -> Any:
-    if _pandas is not None and isinstance(value, (_pandas.DataFrame, _pandas.Series)):
+    if _is_pandas(value):
         return value.iloc[start:stop]
     return value[start:stop]
 
