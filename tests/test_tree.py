@@ -49,27 +49,3 @@ def test_map_structure_keeps_ordered_dict_type():
     mapped = tree.map_structure(lambda leaf: leaf + 1, structure)
     assert type(mapped) is collections.OrderedDict
     assert list(mapped.items()) == [("z", 2), ("a", 3)]
-
-
-def test_move_to_device_converts_numpy_and_casts_float64_to_float32():
-    batch = (np.ones((2, 3)), np.arange(2), torch.zeros(2, dtype=torch.float64), "label")
-    moved = tree.move_to_device(batch, torch.device("cpu"))
-    assert isinstance(moved, tuple)
-    assert isinstance(moved[0], torch.Tensor) and moved[0].dtype == torch.float32
-    # Integer arrays keep their dtype (class labels).
-    assert moved[1].dtype == torch.int64
-    # Tensors are the user's: their dtype is kept.
-    assert moved[2].dtype == torch.float64
-    assert moved[3] == "label"
-
-
-def test_move_to_device_returns_tensors_already_there_unchanged():
-    tensor = torch.ones(3)
-    moved = tree.move_to_device({"x": [tensor]}, torch.device("cpu"))
-    assert moved["x"][0] is tensor
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_move_to_device_moves_to_cuda():
-    moved = tree.move_to_device([torch.ones(2), np.ones(2)], torch.device("cuda"))
-    assert all(leaf.device.type == "cuda" for leaf in moved)

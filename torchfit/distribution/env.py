@@ -86,7 +86,19 @@ def initialize(backend: Optional[str] = None, timeout: Optional[datetime.timedel
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(local_rank() % torch.cuda.device_count())
-    dist.init_process_group(backend, timeout=timeout or DEFAULT_TIMEOUT)
+    timeout = timeout or DEFAULT_TIMEOUT
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is None:
+        dist.init_process_group(backend, timeout=timeout)
+        return
+    # Under torchrun, keep each restart's rendezvous keys apart: a restarted
+    # group must never read the addresses of the processes it replaced.
+    rank_, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    hosts_store = rank_ == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                          is_master=hosts_store, timeout=timeout)
+    store = dist.PrefixStore(f"torchfit/attempt_{attempt}", store)
+    dist.init_process_group(backend, store=store, rank=rank_, world_size=world, timeout=timeout)
 
 
 def collective_device() -> torch.device:

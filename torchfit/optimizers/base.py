@@ -1,11 +1,13 @@
 """Keras's optimizer pipeline as a `torch.optim.Optimizer`.
 
-Owns what every optimizer shares: argument checks, the learning rate (a number
-or a schedule), the iteration counter, gradient accumulation, clipping,
-decoupled weight decay, the moving average of the weights (EMA), `state_dict`
-and config. Each update rule lives in its own module and only implements
-`_init_slots` and `_update_step`; string ids and (de)serialization belong to
-`__init__.py`.
+Owns what every optimizer shares: its arguments, the learning rate (a number
+or a schedule) kept in the param groups, the iteration counter, the order of
+the steps of one call, the per-parameter state, decoupled weight decay,
+`state_dict` and config. The gradient steps (accumulation, clipping) live in
+`_gradients.py`, the moving average of the weights (EMA) in `_ema.py`, and
+what counts as a learning rate in `_learning_rate.py`. Each update rule lives
+in its own module and only implements `_init_slots` and `_update_step`;
+string ids and (de)serialization belong to `__init__.py`.
 
 One call of `step()` (or `apply()`) runs, in Keras's order: unscale by
 `loss_scale_factor`, gradient accumulation, clipping, weight decay, the update
@@ -19,18 +21,21 @@ import re
 import warnings
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
-from numbers import Number
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import torch
 
-from torchfit.optimizers import schedules
+from torchfit.optimizers import _ema, _gradients, schedules
+from torchfit.optimizers._gradients import Batch
+from torchfit.optimizers._learning_rate import (
+    LearningRate,
+    as_float,
+    is_learning_rate,
+    is_schedule,
+    takes_step,
+)
 
 __all__ = ["Optimizer"]
-
-LearningRate = Union[float, schedules.LearningRateSchedule, Callable[..., float]]
-# (group, params with a gradient, their gradients), one per param group.
-Batch = tuple[dict, list, list]
 
 _GROUP_KEYS = {"params", "lr", "weight_decay", "param_names", "initial_lr", "name"}
 _NAME_COUNTS: dict[str, int] = {}
@@ -50,26 +55,6 @@ def _auto_name(class_name: str) -> str:
     return snake if count == 0 else f"{snake}_{count}"
 
 
-def _to_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (Number, torch.Tensor)):
-        raise TypeError(
-            f"Argument `{name}` must be a number. Received: type {type(value).__name__}."
-        )
-    return float(value)
-
-
-def _is_learning_rate(value: Any) -> bool:
-    """True for what Keras accepts as a learning rate (number, schedule, callable)."""
-    if isinstance(value, bool) or isinstance(value, (torch.Tensor, torch.nn.Module)):
-        return False
-    return isinstance(value, Number) or callable(value)
-
-
-def _is_schedule(value: Any) -> bool:
-    """True for a schedule or `step -> lr` callable (a learning rate that changes)."""
-    return _is_learning_rate(value) and not isinstance(value, Number)
-
-
 def _param_ids(params: list) -> set[int]:
     """Ids of the tensors in a list of tensors, (name, tensor) pairs or groups."""
     ids = set()
@@ -81,18 +66,13 @@ def _param_ids(params: list) -> set[int]:
     return ids
 
 
-def _takes_step(schedule: Callable) -> bool:
-    """Keras calls schedules with the step and plain callables with nothing."""
-    if isinstance(schedule, schedules.LearningRateSchedule):
-        return True
-    try:
-        parameters = inspect.signature(schedule).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(
-        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
-        for p in parameters
-    )
+def _check_not_module(params: Any) -> None:
+    if isinstance(params, torch.nn.Module):
+        raise TypeError(
+            "`params` must be an iterable of parameters or param groups."
+            f" Received: a module ({type(params).__name__})."
+            " Pass `module.parameters()` instead."
+        )
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -158,13 +138,8 @@ class Optimizer(torch.optim.Optimizer):
         **kwargs: Any,
     ):
         self._check_unknown_kwargs(kwargs)
-        if isinstance(params, torch.nn.Module):
-            raise TypeError(
-                "`params` must be an iterable of parameters or param groups."
-                f" Received: a module ({type(params).__name__})."
-                " Pass `module.parameters()` instead."
-            )
-        if _is_learning_rate(params):
+        _check_not_module(params)
+        if is_learning_rate(params):
             if learning_rate != self._default_learning_rate():
                 raise TypeError(
                     "The learning rate was passed twice: as the first positional"
@@ -172,10 +147,10 @@ class Optimizer(torch.optim.Optimizer):
                     " learning rate comes first, pass the other arguments by keyword."
                 )
             params, learning_rate = None, params
-        self._check_common_args(
-            gradient_accumulation_steps, use_ema, ema_momentum, ema_overwrite_frequency,
-            clipnorm, clipvalue, global_clipnorm,
-        )
+        _gradients.check_accumulation_steps(gradient_accumulation_steps)
+        if use_ema:
+            _ema.check_arguments(ema_momentum, ema_overwrite_frequency)
+        _gradients.check_clipping(clipnorm, clipvalue, global_clipnorm)
         self.name = name if name is not None else _auto_name(type(self).__name__)
         self.weight_decay = weight_decay
         self.clipnorm = clipnorm
@@ -226,34 +201,6 @@ class Optimizer(torch.optim.Optimizer):
             f"Argument(s) not recognized by {type(self).__name__}: {', '.join(hints)}."
         )
 
-    @staticmethod
-    def _check_common_args(
-        accumulation, use_ema, ema_momentum, ema_frequency, clipnorm, clipvalue, global_clipnorm
-    ) -> None:
-        if accumulation is not None and (
-            isinstance(accumulation, bool) or not isinstance(accumulation, int) or accumulation < 2
-        ):
-            raise ValueError(
-                "`gradient_accumulation_steps` must be an integer >= 2."
-                f" Received: gradient_accumulation_steps={accumulation!r}"
-            )
-        if use_ema:
-            if not 0 <= ema_momentum <= 1:
-                raise ValueError(
-                    f"`ema_momentum` must be in the range [0, 1]. Received: {ema_momentum}"
-                )
-            if ema_frequency is not None and (not isinstance(ema_frequency, int) or ema_frequency < 1):
-                raise ValueError(
-                    "`ema_overwrite_frequency` must be an integer >= 1 or None."
-                    f" Received: ema_overwrite_frequency={ema_frequency!r}"
-                )
-        if sum(a is not None for a in (clipnorm, clipvalue, global_clipnorm)) > 1:
-            raise ValueError(
-                "Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set."
-                f" Received: clipnorm={clipnorm}, clipvalue={clipvalue},"
-                f" global_clipnorm={global_clipnorm}"
-            )
-
     def build(self, params: Iterable) -> None:
         """Attaches the parameters to optimize (Keras's `optimizer.build(variables)`).
 
@@ -265,14 +212,10 @@ class Optimizer(torch.optim.Optimizer):
             ValueError: If the list is empty, or the optimizer was already built
                 with other parameters.
         """
-        if isinstance(params, torch.nn.Module):
-            raise TypeError(
-                f"`params` must be an iterable of parameters. Received: a module"
-                f" ({type(params).__name__}). Pass `module.parameters()` instead."
-            )
+        _check_not_module(params)
         params = list(params)
         if self._built:
-            current = {id(p) for g in self.param_groups for p in g["params"]}
+            current = {id(p) for p in self._all_params()}
             if _param_ids(params) <= current:
                 return
             raise ValueError(
@@ -294,6 +237,9 @@ class Optimizer(torch.optim.Optimizer):
         """Whether parameters are attached."""
         return self._built
 
+    def _all_params(self) -> list:
+        return [p for group in self.param_groups for p in group["params"]]
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Adds a param group (torch API); groups may set `lr` and `weight_decay`."""
         unknown = sorted(set(param_group) - _GROUP_KEYS)
@@ -314,12 +260,12 @@ class Optimizer(torch.optim.Optimizer):
     # ---------------------------------------------------------- learning rate
 
     def _set_learning_rate(self, learning_rate: LearningRate) -> None:
-        if _is_schedule(learning_rate):
+        if is_schedule(learning_rate):
             self._learning_rate = learning_rate
-            self._lr_takes_step = _takes_step(learning_rate)
+            self._lr_takes_step = takes_step(learning_rate)
             self._is_scheduled = True
         else:
-            self._learning_rate = _to_float("learning_rate", learning_rate)
+            self._learning_rate = as_float("learning_rate", learning_rate)
             self._is_scheduled = False
 
     def _scheduled_lr(self, step: int) -> float:
@@ -331,7 +277,9 @@ class Optimizer(torch.optim.Optimizer):
 
     def _sync_group_lr(self) -> None:
         """Writes the scheduled rate into param_groups, for readers of `group["lr"]`."""
-        lr = self._scheduled_lr(self._iterations)
+        self._write_group_lr(self._scheduled_lr(self._iterations))
+
+    def _write_group_lr(self, lr: float) -> None:
         self.defaults["lr"] = lr
         for group in self.param_groups:
             group["lr"] = lr
@@ -353,7 +301,7 @@ class Optimizer(torch.optim.Optimizer):
 
     @learning_rate.setter
     def learning_rate(self, learning_rate: LearningRate) -> None:
-        if self._is_scheduled and not _is_schedule(learning_rate):
+        if self._is_scheduled and not is_schedule(learning_rate):
             raise TypeError(
                 "This optimizer was created with a schedule as its `learning_rate`,"
                 " hence its learning rate is not settable to a number. If you need"
@@ -364,9 +312,7 @@ class Optimizer(torch.optim.Optimizer):
         if self._is_scheduled:
             self._sync_group_lr()
             return
-        self.defaults["lr"] = self._learning_rate
-        for group in self.param_groups:
-            group["lr"] = self._learning_rate
+        self._write_group_lr(self._learning_rate)
 
     @property
     def iterations(self) -> int:
@@ -401,15 +347,7 @@ class Optimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         self._require_built("step")
-        batches = []
-        for group in self.param_groups:
-            params, grads = [], []
-            for param in group["params"]:
-                if param.grad is not None:
-                    params.append(param)
-                    grads.append(param.grad)
-            if params:
-                batches.append((group, params, grads))
+        batches = _gradients.collect_grads(self.param_groups)
         if batches:
             with torch.no_grad():
                 self._apply(batches)
@@ -436,7 +374,7 @@ class Optimizer(torch.optim.Optimizer):
             return
         if trainable_variables is None:
             self._require_built("apply")
-            variables = [p for group in self.param_groups for p in group["params"]]
+            variables = self._all_params()
         else:
             variables = list(trainable_variables)
             if not self._built:
@@ -447,7 +385,9 @@ class Optimizer(torch.optim.Optimizer):
                 f" Received: {len(grads)} gradients for {len(variables)} variables."
             )
         with torch.no_grad():
-            batches = self._batches_from(grads, variables)
+            batches = _gradients.group_grads(
+                grads, variables, self.param_groups, self._group_index(), self.name
+            )
             self._apply(batches)
 
     def apply_gradients(self, grads_and_vars: Iterable) -> int:
@@ -473,37 +413,6 @@ class Optimizer(torch.optim.Optimizer):
             }
         return self._group_index_cache
 
-    def _batches_from(self, grads: list, variables: list) -> list[Batch]:
-        index = self._group_index()
-        per_group: dict[int, tuple[list, list]] = {}
-        missing = 0
-        for grad, param in zip(grads, variables):
-            if grad is None:
-                missing += 1
-                continue
-            position = index.get(id(param))
-            if position is None:
-                raise ValueError(
-                    f"Unknown variable of shape {tuple(param.shape)}: optimizer"
-                    f" '{self.name}' was built with other parameters. Pass the same"
-                    " parameters, or create a new optimizer."
-                )
-            if not isinstance(grad, torch.Tensor):
-                grad = torch.as_tensor(grad, dtype=param.dtype, device=param.device)
-            if grad.shape != param.shape:
-                raise ValueError(
-                    f"Gradient of shape {tuple(grad.shape)} does not match its variable"
-                    f" of shape {tuple(param.shape)}."
-                )
-            params, group_grads = per_group.setdefault(position, ([], []))
-            params.append(param)
-            group_grads.append(grad)
-        if not per_group:
-            raise ValueError("No gradients provided for any variable.")
-        if missing:
-            warnings.warn(f"Gradients do not exist for {missing} variable(s); they are skipped.")
-        return [(self.param_groups[i], *per_group[i]) for i in sorted(per_group)]
-
     # --------------------------------------------------------------- pipeline
 
     def _apply(self, batches: list[Batch]) -> None:
@@ -512,16 +421,11 @@ class Optimizer(torch.optim.Optimizer):
         lr = self._scheduled_lr(calls) if self._is_scheduled else None
         states = [self._states(params) for _, params, _ in batches]
         if self.loss_scale_factor is not None:
-            batches = [(g, p, torch._foreach_div(d, self.loss_scale_factor)) for g, p, d in batches]
-        accumulation = self.gradient_accumulation_steps
-        if accumulation and (calls + 1) % accumulation != 0:
-            for (_, _, grads), group_states in zip(batches, states):
-                accumulators = [s["gradient_accumulator"] for s in group_states]
-                torch._foreach_add_(accumulators, grads)
-        else:
-            if accumulation:
-                batches = self._take_accumulated_mean(batches, states, accumulation)
-            batches = self._clip(batches)
+            batches = _gradients.unscale(batches, self.loss_scale_factor)
+        if self.gradient_accumulation_steps:
+            batches = self._accumulate(batches, states, calls)
+        if batches is not None:  # None: a call that only accumulates
+            batches = _gradients.clip(batches, self.clipnorm, self.clipvalue, self.global_clipnorm)
             step = self.iterations + 1
             self._prepare_update(step)
             for (group, params, grads), group_states in zip(batches, states):
@@ -550,58 +454,19 @@ class Optimizer(torch.optim.Optimizer):
             state["average"] = param.detach().clone(memory_format=torch.preserve_format)
         self._init_slots(param, state)
 
-    def _take_accumulated_mean(self, batches, states, accumulation) -> list[Batch]:
-        result = []
-        all_accumulators = []
-        for (group, params, grads), group_states in zip(batches, states):
-            accumulators = [s["gradient_accumulator"] for s in group_states]
-            mean = torch._foreach_add(grads, accumulators)
-            torch._foreach_div_(mean, float(accumulation))
-            result.append((group, params, mean))
+    def _accumulate(self, batches: list[Batch], states: list, calls: int) -> Optional[list[Batch]]:
+        """Adds this call's gradients in; returns the cycle's mean on its last call, else `None`."""
+        steps = self.gradient_accumulation_steps
+        accumulators = [[s["gradient_accumulator"] for s in group_states] for group_states in states]
+        if (calls + 1) % steps != 0:
+            _gradients.accumulate(batches, accumulators)
+            return None
+        mean = _gradients.accumulated_mean(batches, accumulators, steps)
         # Keras resets every accumulator after an update, not only those that
         # received a gradient this call.
-        for group in self.param_groups:
-            for param in group["params"]:
-                accumulator = self.state[param].get("gradient_accumulator")
-                if accumulator is not None:
-                    all_accumulators.append(accumulator)
-        torch._foreach_zero_(all_accumulators)
-        return result
-
-    def _clip(self, batches: list[Batch]) -> list[Batch]:
-        if self.clipnorm and self.clipnorm > 0:
-            clip = self._clip_each_norm
-        elif self.global_clipnorm and self.global_clipnorm > 0:
-            clip = self._clip_global_norm
-        elif self.clipvalue and self.clipvalue > 0:
-            clip = self._clip_value
-        else:
-            return batches
-        flat = clip([g for _, _, grads in batches for g in grads])
-        result, start = [], 0
-        for group, params, grads in batches:
-            result.append((group, params, flat[start : start + len(grads)]))
-            start += len(grads)
-        return result
-
-    def _clip_each_norm(self, grads: list) -> list:
-        # g * clipnorm / max(||g||, clipnorm): unchanged when the norm is small.
-        scales = torch._foreach_maximum(torch._foreach_norm(grads), self.clipnorm)
-        torch._foreach_reciprocal_(scales)
-        torch._foreach_mul_(scales, self.clipnorm)
-        return torch._foreach_mul(grads, scales)
-
-    def _clip_global_norm(self, grads: list) -> list:
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-        clip = self.global_clipnorm
-        # As Keras: a non-finite norm makes the scale NaN instead of hiding it.
-        scale = clip * torch.clamp(norm.reciprocal(), max=1.0 / clip) + (norm - norm)
-        return torch._foreach_mul(grads, scale)
-
-    def _clip_value(self, grads: list) -> list:
-        clipped = torch._foreach_clamp_min(grads, -self.clipvalue)
-        torch._foreach_clamp_max_(clipped, self.clipvalue)
-        return clipped
+        all_states = [self.state[param] for param in self._all_params()]
+        torch._foreach_zero_([s["gradient_accumulator"] for s in all_states if "gradient_accumulator" in s])
+        return mean
 
     # ----------------------------------------------------------- weight decay
 
@@ -654,20 +519,10 @@ class Optimizer(torch.optim.Optimizer):
 
     # -------------------------------------------------------------------- EMA
 
-    def _all_params(self) -> list:
-        return [p for group in self.param_groups for p in group["params"]]
-
     def _update_moving_average(self) -> None:
         params = self._all_params()
         averages = [s["average"] for s in self._states(params)]
-        iterations = self.iterations
-        # Keras starts the average at the weights of the first call.
-        momentum = self.ema_momentum if iterations != 0 else 0.0
-        torch._foreach_mul_(averages, momentum)
-        torch._foreach_add_(averages, params, alpha=1.0 - momentum)
-        frequency = self.ema_overwrite_frequency
-        if frequency and (iterations + 1) % frequency == 0:
-            torch._foreach_copy_(params, averages)
+        _ema.update(params, averages, self.ema_momentum, self.iterations, self.ema_overwrite_frequency)
 
     def _ema_pairs(self, var_list: Optional[Iterable]) -> tuple[list, list]:
         params = self._all_params() if var_list is None else list(var_list)
@@ -706,11 +561,7 @@ class Optimizer(torch.optim.Optimizer):
                 "`swap_ema_weights()` needs an optimizer created with `use_ema=True`."
                 f" Received: use_ema={self.use_ema} on '{self.name}'."
             )
-        params, averages = self._ema_pairs(var_list)
-        if params:
-            weights = torch._foreach_add(params, 0.0)
-            torch._foreach_copy_(params, averages)
-            torch._foreach_copy_(averages, weights)
+        _ema.swap(*self._ema_pairs(var_list))
 
     # --------------------------------------------------------- subclass hooks
 

@@ -1,0 +1,148 @@
+"""Guide: "Other input formats supported", ported to torchfit.
+
+Besides NumPy arrays, eager tensors and datasets, a model trains on pandas
+DataFrames and on Python generators that yield batches of data and labels.
+"""
+
+import pandas as pd
+import re
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import torchfit
+
+
+def mnist_like(num_samples, seed):
+    """x: (N, 784) float32 in [0, 1]; y: float32 labels 0..9.
+
+    Each sample is its class's fixed random "prototype" image blended with
+    noise, so a model learns the labels about as readily as MNIST digits.
+    """
+    rng = np.random.default_rng(seed)
+    prototypes = np.random.default_rng(1234).random((10, 784), dtype=np.float32)
+    y = rng.integers(0, 10, num_samples)
+    x = 0.3 * prototypes[y] + 0.7 * rng.random((num_samples, 784), dtype=np.float32)
+    return x, y.astype("float32")
+
+
+def get_uncompiled_model():
+    # keras.Input(784) → Dense(64, relu) → Dense(64, relu) → Dense(10, softmax)
+    net = nn.Sequential(
+        nn.Linear(784, 64), nn.ReLU(),
+        nn.Linear(64, 64), nn.ReLU(),
+        nn.Linear(64, 10), nn.Softmax(dim=-1),
+    )
+    return torchfit.Model(net, device="cpu")
+
+
+BAR_LINE = re.compile(
+    # The time is an ETA while running ("4s", "1:05", "1:02:03"), the elapsed time when done.
+    r"^(?P<step>\d+)/(?P<target>\d+) ━{20} [\d:]+s? \d+(us|ms|s)/step(?P<logs>( - \w+: [-\d.e+]+)*)$"
+)
+
+
+def final_lines(out):
+    """The last line of each progress bar in captured (non-terminal) output.
+
+    Off a terminal every redraw is a new line, so one bar is a run of
+    consecutive bar lines; its last line is the finished bar.
+    """
+    finished, previous = [], None
+    for line in out.replace("\r", "\n").splitlines() + [""]:
+        match = BAR_LINE.match(line)
+        if match is None and previous is not None:
+            finished.append(previous)
+        previous = match
+    return finished
+
+
+def log_keys(line):
+    return re.findall(r" - (\w+): ", line["logs"])
+
+
+def get_compiled_model():
+    model = get_uncompiled_model()
+    model.compile(
+        optimizer="rmsprop",
+        loss="sparse_categorical_crossentropy",
+        metrics=["sparse_categorical_accuracy"],
+    )
+    return model
+
+
+KEYS = ["loss", "sparse_categorical_accuracy"]
+
+
+def test_numpy_and_eager_tensors_train_the_same():
+    x_train, y_train = mnist_like(640, seed=0)
+    torch.manual_seed(0)
+    by_numpy = get_compiled_model().fit(x_train, y_train, batch_size=64, shuffle=False, verbose=0)
+    torch.manual_seed(0)
+    by_tensor = get_compiled_model().fit(torch.from_numpy(x_train), torch.from_numpy(y_train),
+                                         batch_size=64, shuffle=False, verbose=0)
+    assert list(by_tensor.history) == KEYS
+    for key in KEYS:
+        np.testing.assert_allclose(by_numpy.history[key], by_tensor.history[key], rtol=1e-6)
+
+
+def test_pandas_dataframes(capsys):
+    x_train, y_train = mnist_like(6400, seed=0)
+    frame = pd.DataFrame(x_train, columns=[f"pixel{i}" for i in range(784)])
+    labels = pd.Series(y_train, name="label")
+    torch.manual_seed(0)
+    model = get_compiled_model()
+    history = model.fit(frame, labels, batch_size=64, epochs=2, validation_split=0.2, verbose=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Epoch 1/2" and lines[1].startswith("80/80 - ")
+    assert list(history.history) == KEYS + [f"val_{key}" for key in KEYS]
+    assert history.history["sparse_categorical_accuracy"][1] > 0.5
+    results = model.evaluate(frame, labels, verbose=0)
+    assert len(results) == 2
+    predictions = model.predict(frame.iloc[:3], verbose=0)
+    assert isinstance(predictions, np.ndarray) and predictions.shape == (3, 10)
+    np.testing.assert_allclose(predictions, model.predict(x_train[:3], verbose=0), rtol=1e-5, atol=1e-7)
+
+
+def batches(x, y, batch_size):
+    for start in range(0, len(x), batch_size):
+        yield x[start:start + batch_size], y[start:start + batch_size]
+
+
+def test_python_generator_of_batches(capsys):
+    x_train, y_train = mnist_like(640, seed=0)
+    torch.manual_seed(0)
+    model = get_compiled_model()
+    # A generator's length is unknown until it ends: the bar counts the steps.
+    history = model.fit(batches(x_train, y_train, 64), verbose=2)
+    assert capsys.readouterr().out.startswith("10/10 - ")
+    assert list(history.history) == KEYS
+    results = model.evaluate(batches(x_train, y_train, 128), verbose=0, return_dict=True)
+    assert list(results) == KEYS
+    predictions = model.predict((x for x, _ in batches(x_train, y_train, 100)), verbose=0)
+    assert predictions.shape == (640, 10)
+
+
+def test_endless_generator_with_steps_per_epoch():
+    x_train, y_train = mnist_like(640, seed=0)
+
+    def endless():
+        while True:
+            yield from batches(x_train, y_train, 64)
+
+    history = get_compiled_model().fit(endless(), epochs=3, steps_per_epoch=15, verbose=0)
+    assert history.epoch == [0, 1, 2]
+    assert history.params["steps"] == 15
+
+
+def test_generator_yielding_sample_weights():
+    x_train, y_train = mnist_like(128, seed=0)
+    weights = np.zeros(128, "float32")
+    model = get_compiled_model()
+    before = model.get_weights()
+    model.fit(((x, y, w) for (x, y), w in zip(batches(x_train, y_train, 64), np.split(weights, 2))), verbose=0)
+    # All-zero sample weights: nothing to learn.
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
