@@ -16,6 +16,7 @@ from typing import Any, Optional
 import torch
 
 from torchfit import losses as losses_module
+from torchfit import tree
 from torchfit import metrics as metrics_module
 
 __all__ = ["CompileLoss", "CompileMetrics", "Outputs"]
@@ -147,6 +148,14 @@ def _per_output(config: Any, outputs: Outputs, argument: str) -> list:
     return [config] * outputs.count
 
 
+def _check_string_ids(config: Any, resolve, skip: tuple) -> None:
+    """Resolves every string id in a compile argument once, so a typo fails at
+    `compile()` (with the closest valid ids) rather than at the first batch."""
+    for leaf in tree.flatten(config):
+        if isinstance(leaf, str) and leaf.lower() not in skip:
+            resolve(leaf)
+
+
 def _batch_size(tensor: Any) -> int:
     return int(tensor.shape[0]) if getattr(tensor, "ndim", 0) else 1
 
@@ -160,6 +169,7 @@ class CompileLoss:
     """
 
     def __init__(self, loss: Any, loss_weights: Any = None, output_names=None):
+        _check_string_ids(loss, losses_module.get, skip=("crossentropy", "ce"))
         self._loss_config = loss
         self._weights_config = loss_weights
         self._output_names = output_names
@@ -240,6 +250,8 @@ class CompileMetrics:
     """
 
     def __init__(self, metrics: Any = None, weighted_metrics: Any = None, output_names=None):
+        for config in (metrics, weighted_metrics):
+            _check_string_ids(config, metrics_module.get, skip=_SHAPE_RESOLVED)
         self._metrics_config = metrics
         self._weighted_config = weighted_metrics
         self._output_names = output_names

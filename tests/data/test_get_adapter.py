@@ -165,3 +165,11 @@ def test_invalid_steps_named_by_purpose():
 def test_invalid_purpose():
     with pytest.raises(ValueError, match="purpose"):
         get_adapter(np.zeros(3), purpose="train")
+
+
+def test_a_list_of_batch_tuples_is_an_iterable_of_batches():
+    batches = [(np.ones((4, 2), "float32"), np.zeros((4, 1), "float32"))] * 3
+    adapter = get_adapter(batches, purpose="fit")
+    seen = list(adapter.get_iterator())
+    assert len(seen) == 3
+    assert tuple(seen[0][0].shape) == (4, 2) and tuple(seen[0][1].shape) == (4, 1)

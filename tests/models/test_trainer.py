@@ -300,8 +300,7 @@ def test_validation_data_of_any_kind(kind):
 def test_validation_steps_limits_each_validation_run_and_restarts_it():
     model = _recording()
     val = DataLoader(TensorDataset(*map(torch.from_numpy, _indexed(20))), batch_size=4)
-    counter = StepCounter()
-    model.fit(*_data(), epochs=2, validation_data=val, validation_steps=2, callbacks=[counter], verbose=0)
+    model.fit(*_data(), epochs=2, validation_data=val, validation_steps=2, verbose=0)
     assert model.test_ids() == [[0, 1, 2, 3], [4, 5, 6, 7]] * 2
 
 

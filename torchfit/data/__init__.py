@@ -86,12 +86,12 @@ def get_adapter(x: Any, y: Any = None, sample_weight: Any = None, *,
     if class_weight is not None and purpose != "fit":
         raise ValueError(f"`class_weight` is only used by `fit()`, not `{purpose}()`.")
 
-    if data_utils.is_array_structure(x):
+    if data_utils.is_array_structure(x) and not _is_list_of_batches(x):
         _check_arrays("y", y)
         _check_arrays("sample_weight", sample_weight)
         return ArrayDataAdapter(x, y, sample_weight, batch_size=batch_size, steps=steps,
                                 shuffle=shuffle, class_weight=class_weight, device=device)
-    if data_utils.is_nested(x):
+    if data_utils.is_nested(x) and not _is_list_of_batches(x):
         _reject_mixed_structure(x)
     kind = _kind_of(x)
     _reject_arguments(kind, y, sample_weight)
@@ -131,6 +131,15 @@ def _kind_of(x: Any) -> str:
     if isinstance(x, types.GeneratorType):
         return "generator"
     return "iterable"
+
+
+def _is_list_of_batches(x: Any) -> bool:
+    """A list whose items are all `(x, y)` / `(x, y, sample_weight)` tuples is a
+    list of batches, not several inputs (those are arrays or lists of arrays)."""
+    return (
+        isinstance(x, list) and len(x) > 0
+        and all(isinstance(item, tuple) and len(item) in (2, 3) for item in x)
+    )
 
 
 def _is_batch_iterable(x: Any) -> bool:

@@ -1,0 +1,52 @@
+"""Per-rank shares of global batches, and the single-process no-op."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import torchfit
+from torchfit import distribution
+from torchfit.distribution.sharding import _batch_bounds, local_batch_size, local_bounds
+
+
+@pytest.mark.parametrize("start,stop,world", [(0, 64, 2), (64, 117, 2), (0, 7, 3), (10, 11, 4)])
+def test_local_bounds_cover_the_batch_contiguously(start, stop, world):
+    shares = [local_bounds(start, stop, rank, world) for rank in range(world)]
+    assert shares[0][0] == start and shares[-1][1] == stop
+    assert all(a[1] == b[0] for a, b in zip(shares, shares[1:]))
+    sizes = [high - low for low, high in shares]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_loss_weights_average_to_one_per_global_batch():
+    bounds0 = _batch_bounds(117, 64, 0, 2)
+    bounds1 = _batch_bounds(117, 64, 1, 2)
+    assert [(low, high) for low, high, _ in bounds0] == [(0, 32), (64, 91)]
+    assert [(low, high) for low, high, _ in bounds1] == [(32, 64), (91, 117)]
+    for (_, _, w0), (_, _, w1) in zip(bounds0, bounds1):
+        assert (w0 + w1) / 2 == pytest.approx(1.0)
+    assert bounds0[1][2] == pytest.approx(27 * 2 / 53)
+
+
+def test_indivisible_global_batch_is_a_clear_error():
+    assert local_batch_size(64, 4) == 16
+    with pytest.raises(ValueError, match=r"multiple of the world size.*batch_size=30.*batch_size=28"):
+        local_batch_size(30, 4)
+
+
+def test_single_process_is_untouched():
+    distribution.set_distribution(distribution.DataParallel())
+    try:
+        model = torchfit.Model(nn.Linear(3, 1), device="cpu")
+        model.compile(optimizer="sgd", loss="mse")
+        model.fit(np.ones((8, 3), "float32"), np.zeros((8, 1), "float32"), verbose=0)
+        assert model._distribution is None and model._ddp_call is None
+        assert not torch.distributed.is_initialized()
+    finally:
+        distribution.set_distribution(None)
+
+
+def test_set_distribution_rejects_other_objects():
+    with pytest.raises(TypeError, match="DataParallel"):
+        distribution.set_distribution("ddp")
