@@ -198,7 +198,7 @@ def test_custom_loss_subclass(mnist, capsys):
     model.compile(optimizer=torchfit.optimizers.Adam(), loss=CustomMSE())
 
     y_train_one_hot = torchfit.utils.to_categorical(y_train, num_classes=10)
-    history = model.fit(x_train, y_train_one_hot, batch_size=64, epochs=1, verbose=1)
+    model.fit(x_train, y_train_one_hot, batch_size=64, epochs=1, verbose=1)
     (line,) = final_lines(capsys.readouterr().out)
     assert (line["step"], line["target"]) == ("100", "100")
     assert log_keys(line) == ["loss"]

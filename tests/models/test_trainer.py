@@ -244,8 +244,8 @@ def test_validation_split_with_other_data_is_an_error(kind):
     data = {"DataLoader": DataLoader(tensors, batch_size=4),
             "Dataset": _MapDataset(x, y),
             "generator": iter([(x, y)])}[kind]
-    with pytest.raises(ValueError, match=rf"`validation_split` needs arrays or tensors.*Received data of type"
-                                         rf" .*Pass `validation_data=\(x_val, y_val\)` instead"):
+    with pytest.raises(ValueError, match=r"`validation_split` needs arrays or tensors.*Received data of type"
+                                         r" .*Pass `validation_data=\(x_val, y_val\)` instead"):
         _recording().fit(data, validation_split=0.2, verbose=0)
 
 

@@ -9,7 +9,7 @@ device placement belong to the adapters.
 import math
 import sys
 from collections.abc import Mapping
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch

@@ -10,7 +10,6 @@ import math
 import warnings
 from typing import Iterator, Optional
 
-import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from torchfit.data import data_utils

@@ -9,8 +9,6 @@ included) and writing a plain, full state_dict of an FSDP-sharded model for
 
 import os
 
-import torch
-import torch.distributed.checkpoint as dcp
 
 from torchfit.distribution import env
 
@@ -32,6 +30,9 @@ def save_sharded(model, path) -> None:
         path: A folder, created if missing.
     """
     path = os.fspath(path)
+    # Imported here: torch.distributed.checkpoint takes half a second to load.
+    import torch.distributed.checkpoint as dcp
+
     dcp.save({"model": _state_module(model).state_dict()}, checkpoint_id=path)
 
 
@@ -48,6 +49,8 @@ def load_sharded(model, path) -> None:
         raise FileNotFoundError(f"`path` {path!r} is not a checkpoint folder written by save_sharded.")
     module = _state_module(model)
     state = {"model": module.state_dict()}
+    import torch.distributed.checkpoint as dcp
+
     dcp.load(state, checkpoint_id=path)
     module.load_state_dict(state["model"])
 

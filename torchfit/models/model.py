@@ -8,8 +8,6 @@ turning user data into batches belongs to `data/`; what `compile` means per
 output belongs to `compiled.py`.
 """
 
-import inspect
-import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional, Union
@@ -19,67 +17,25 @@ import torch
 from torch import nn
 
 from torchfit import distribution as distribution_lib
-from torchfit import layers, loops, mixed_precision, tree
+from torchfit import layers, loops, mixed_precision
 from torchfit import metrics as metrics_module
 from torchfit import optimizers as optimizers_module
 from torchfit.compiled import CompileLoss, CompileMetrics
 from torchfit.data.data_utils import unpack_x_y_sample_weight
 from torchfit.models import saving, serialization
+from torchfit.models.forward import (
+    ForwardSignature,
+    autocast,
+    default_device,
+    make_jit_forward,
+    route_inputs,
+)
 from torchfit.models.trainer import Trainer
 from torchfit.utils.summary import print_summary, record_output_shapes
 
 __all__ = ["Model"]
 
 DeviceLike = Union[str, torch.device, None]
-
-
-# torchrun's LOCAL_RANK, read once: each rank's default GPU (torchfit.distribution).
-_LOCAL_RANK = os.environ.get("LOCAL_RANK")
-
-
-def default_device() -> torch.device:
-    """CUDA if available (under torchrun, the rank's LOCAL_RANK GPU), else MPS, else CPU."""
-    if torch.cuda.is_available():
-        if _LOCAL_RANK is not None and _LOCAL_RANK.isdigit():
-            return torch.device("cuda", int(_LOCAL_RANK) % torch.cuda.device_count())
-        return torch.device("cuda", torch.cuda.current_device())
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-class _NoAutocast:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc_info):
-        return False
-
-
-_NO_AUTOCAST = _NoAutocast()
-
-
-class _ForwardSignature:
-    """What `forward` accepts, read once: how to route list/dict inputs."""
-
-    def __init__(self, forward: Callable):
-        parameters = list(inspect.signature(forward).parameters.values())
-        kinds = inspect.Parameter
-        self.accepts_training = any(
-            p.name == "training" or p.kind == kinds.VAR_KEYWORD for p in parameters
-        )
-        self.var_keyword = any(p.kind == kinds.VAR_KEYWORD for p in parameters)
-        self.var_positional = any(p.kind == kinds.VAR_POSITIONAL for p in parameters)
-        self.names = [
-            p.name
-            for p in parameters
-            if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY) and p.name != "training"
-        ]
-        self.num_positional = sum(
-            1 for p in parameters
-            if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD) and p.name != "training"
-        )
 
 
 class Model(Trainer, nn.Module):
@@ -159,7 +115,7 @@ class Model(Trainer, nn.Module):
         self._callable_metrics: list = []
         self._forward_losses: list = []
         self._track_added_metrics = False
-        self._signature: Optional[_ForwardSignature] = None
+        self._signature: Optional[ForwardSignature] = None
         self._example_inputs = None
         self._initial_epoch = None
         self._resume = None  # set by BackupAndRestore: see loops.train_epoch
@@ -233,22 +189,10 @@ class Model(Trainer, nn.Module):
         return outputs
 
     def _autocast(self):
-        """Autocast for a mixed policy; a no-op context otherwise."""
-        if self._autocast_dtype is None:
-            return _NO_AUTOCAST
-        return torch.autocast(device_type=self.device.type, dtype=self._autocast_dtype)
+        return autocast(self.device, self._autocast_dtype)
 
     def _make_jit_forward(self):
-        """The module's forward under `torch.compile` (torchfit's bookkeeping stays eager)."""
-        try:
-            return torch.compile(self._forward_function())
-        except Exception as err:  # noqa: BLE001 - e.g. no compiler on this platform
-            warnings.warn(
-                f"jit_compile=True: torch.compile is unavailable ({type(err).__name__}: {err})."
-                " Running the model eagerly instead.",
-                stacklevel=3,
-            )
-            return None
+        return make_jit_forward(self._forward_function())
 
     def _call_compiled(self, args: tuple, kwargs: dict):
         try:
@@ -267,26 +211,9 @@ class Model(Trainer, nn.Module):
             return super().__call__(*args, **kwargs)
 
     def _route_inputs(self, args: tuple, kwargs: dict) -> tuple:
-        signature = self._signature
-        if signature is None:
-            signature = self._signature = _ForwardSignature(self._forward_function())
-        if "training" in kwargs and not signature.accepts_training:
-            kwargs = {key: value for key, value in kwargs.items() if key != "training"}
-        if len(args) != 1:
-            return args, kwargs
-        (x,) = args
-        if isinstance(x, Mapping):
-            unknown = [key for key in x if key not in signature.names]
-            if unknown and not signature.var_keyword:
-                raise ValueError(
-                    f"The input dict has keys {sorted(unknown)} that are not parameters"
-                    f" of forward(). forward() accepts: {signature.names}."
-                    " Rename the keys to match, or pass a list of inputs."
-                )
-            return (), {**x, **kwargs}
-        if isinstance(x, (list, tuple)) and (signature.var_positional or signature.num_positional > 1):
-            return tuple(x), kwargs
-        return args, kwargs
+        if self._signature is None:
+            self._signature = ForwardSignature(self._forward_function())
+        return route_inputs(self._signature, args, kwargs)
 
     # --------------------------------------------------------------- compile
     def compile(
