@@ -187,10 +187,31 @@ class BackupAndRestore(Callback):
         history.history = copy.deepcopy(saved["history"])
         history.epoch = list(saved["epoch"])
 
+    def _metric_states(self) -> list:
+        """The metric states of the interrupted epoch, summed over all ranks
+        under torch.distributed (so one rank's restore covers everyone's)."""
+        model = self.model
+        run = getattr(model, "_distribution", None)
+        if run is None:
+            return [[v.detach().cpu().clone() for v in m.variables] for m in model.metrics]
+        local = [[v.detach().clone() for v in m.variables] for m in model.metrics]
+        run.reduce_metrics(model.metrics)
+        summed = [[v.detach().cpu().clone() for v in m.variables] for m in model.metrics]
+        with torch.no_grad():
+            for values, metric in zip(local, model.metrics):
+                for value, variable in zip(values, metric.variables):
+                    variable.copy_(value)
+        return summed
+
     def _restore_metrics(self, saved: Optional[list]) -> None:
         if saved is None:
             return
         metrics = self.model.metrics
+        if not _is_writer():
+            # The backup holds the sums over all ranks: rank 0 carries them alone.
+            for metric in metrics:
+                metric.reset_state()
+            return
         shapes_match = len(saved) == len(metrics) and all(
             len(values) == len(metric.variables)
             and all(tuple(v.shape) == tuple(t.shape) for v, t in zip(values, metric.variables))
@@ -258,6 +279,8 @@ class BackupAndRestore(Callback):
 
     def _save(self, epoch: int, batch: Optional[int], finished_epoch: Optional[int] = None,
               logs: Logs = None) -> None:
+        # Every rank takes part in summing the metric states, then rank 0 writes.
+        metric_states = self._metric_states() if batch is not None else None
         if not _is_writer():
             return
         model = self.model
@@ -275,10 +298,7 @@ class BackupAndRestore(Callback):
             "epoch_rng": self._epoch_start_rng if batch is not None else None,
             "history": _plain_history(getattr(history, "history", {}), getattr(history, "epoch", []),
                                       finished_epoch, logs),
-            "metrics": (
-                [[v.detach().cpu().clone() for v in metric.variables] for metric in model.metrics]
-                if batch is not None else None
-            ),
+            "metrics": metric_states,
         }
         os.makedirs(self.backup_dir, exist_ok=True)
         if self.double_checkpoint and os.path.exists(self._backup_path):
