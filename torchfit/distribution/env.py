@@ -7,6 +7,7 @@ waiting forever), and the few collectives every other part uses. What is
 wrapped, sharded and reduced belongs to `strategies.py` and `sharding.py`.
 """
 
+import atexit
 import datetime
 import os
 from typing import Optional
@@ -88,6 +89,10 @@ def initialize(backend: Optional[str] = None, timeout: Optional[datetime.timedel
         torch.cuda.set_device(local_rank() % torch.cuda.device_count())
     timeout = timeout or DEFAULT_TIMEOUT
     attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    # The group torchfit starts, torchfit ends: a group left to interpreter
+    # teardown can abort the process ("terminate called without an active
+    # exception") after training has finished.
+    atexit.register(_destroy_at_exit)
     if attempt is None:
         dist.init_process_group(backend, timeout=timeout)
         return
@@ -99,6 +104,11 @@ def initialize(backend: Optional[str] = None, timeout: Optional[datetime.timedel
                           is_master=hosts_store, timeout=timeout)
     store = dist.PrefixStore(f"torchfit/attempt_{attempt}", store)
     dist.init_process_group(backend, store=store, rank=rank_, world_size=world, timeout=timeout)
+
+
+def _destroy_at_exit() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def collective_device() -> torch.device:
