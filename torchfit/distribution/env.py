@@ -9,7 +9,9 @@ wrapped, sharded and reduced belongs to `strategies.py` and `sharding.py`.
 
 import atexit
 import datetime
+import gc
 import os
+import weakref
 from typing import Optional
 
 import torch
@@ -88,27 +90,49 @@ def initialize(backend: Optional[str] = None, timeout: Optional[datetime.timedel
     if backend == "nccl":
         torch.cuda.set_device(local_rank() % torch.cuda.device_count())
     timeout = timeout or DEFAULT_TIMEOUT
-    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
-    # The group torchfit starts, torchfit ends: a group left to interpreter
-    # teardown can abort the process ("terminate called without an active
-    # exception") after training has finished.
+    # The group torchfit starts, torchfit ends: a group (or store) left to
+    # interpreter teardown can abort the process ("terminate called without
+    # an active exception") after training has finished.
     atexit.register(_destroy_at_exit)
-    if attempt is None:
+    attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    if attempt == 0:
         dist.init_process_group(backend, timeout=timeout)
         return
-    # Under torchrun, keep each restart's rendezvous keys apart: a restarted
-    # group must never read the addresses of the processes it replaced.
+    # A group restarted by torchrun keeps its rendezvous keys apart from the
+    # attempt it replaces: it must never read the addresses of dead processes.
+    global _STORE
     rank_, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     hosts_store = rank_ == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"
     store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
                           is_master=hosts_store, timeout=timeout)
-    store = dist.PrefixStore(f"torchfit/attempt_{attempt}", store)
-    dist.init_process_group(backend, store=store, rank=rank_, world_size=world, timeout=timeout)
+    _STORE = dist.PrefixStore(f"torchfit/attempt_{attempt}", store)
+    dist.init_process_group(backend, store=_STORE, rank=rank_, world_size=world, timeout=timeout)
+
+
+_STORE = None  # the store of a restarted group, released with the group
+_DISTRIBUTED_MODELS: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def release_at_exit(model) -> None:
+    """Lets the exit handler drop `model`'s DDP/FSDP wrappers before the group ends."""
+    _DISTRIBUTED_MODELS.add(model)
 
 
 def _destroy_at_exit() -> None:
+    # Gloo's worker threads must be joined while the interpreter still runs:
+    # one woken during finalization tries to take the GIL and aborts the
+    # process. They are joined when the last reference to the group goes, and
+    # the DDP wrappers of the models hold such references: drop those first.
+    global _STORE
+    for model in list(_DISTRIBUTED_MODELS):
+        vars(model).pop("_ddp_call", None)  # back to the class default, None
+        vars(model).pop("_distribution", None)
+        vars(model)["_jit_forward"] = None  # under DDP, it compiled the wrapper
+    gc.collect()
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    _STORE = None
+    gc.collect()
 
 
 def collective_device() -> torch.device:

@@ -73,6 +73,7 @@ class _Distribution:
                 # rank reads its logs; torchfit reduces at epoch end instead.
                 inner.sync_on_compute = False
         run = DistributedRun(self, model)
+        env.release_at_exit(model)
         self._wrap(model, run)
         model._distribution = run
         self._refresh(model, run)
