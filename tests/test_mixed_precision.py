@@ -161,7 +161,6 @@ def test_global_policy_reset_to_none_gives_float32_models():
     assert set(net.seen) == {(torch.float32, torch.float32)}
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: predict() calls .numpy() on bfloat16 outputs")
 def test_mixed_bfloat16_predict_returns_host_arrays():
     model = torchfit.Model(DtypeRecorder(), device="cpu", dtype_policy="mixed_bfloat16")
     model.compile(loss="mse")
@@ -172,7 +171,6 @@ def test_mixed_bfloat16_predict_returns_host_arrays():
     np.testing.assert_allclose(np.asarray(predictions, dtype="float32"), expected, rtol=0.02, atol=0.02)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: float inputs are not cast to a non-mixed policy's dtype")
 @pytest.mark.parametrize("name, dtype", [("bfloat16", torch.bfloat16), ("float64", torch.float64)])
 def test_non_mixed_policy_casts_weights_and_float_inputs(name, dtype):
     net = DtypeRecorder()

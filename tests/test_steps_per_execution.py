@@ -122,14 +122,12 @@ def test_invalid_steps_per_execution_raises_value_error_naming_it(value):
         model.compile(loss="mse", steps_per_execution=value)
 
 
-@pytest.mark.xfail(strict=True, reason="core gap: a bool passes the int check (True is 1)")
 def test_bool_steps_per_execution_is_rejected():
     model = torchfit.Model(nn.Linear(3, 1), device="cpu")
     with pytest.raises(ValueError, match="steps_per_execution"):
         model.compile(loss="mse", steps_per_execution=True)
 
 
-@pytest.mark.xfail(strict=True, reason="core gap: evaluate/predict hooks ignore steps_per_execution")
 def test_evaluate_and_predict_hooks_are_grouped_too():
     # Keras 3 groups test and predict batch hooks by steps_per_execution as well.
     recorder = BatchRecorder()

@@ -117,17 +117,42 @@ def fit_loop(model, train, callbacks, *, epochs: int, initial_epoch: int = 0,
     return model.history
 
 
-def train_epoch(model, train, callbacks) -> dict:
-    """One epoch of training steps; returns the epoch's logs as floats.
+class _HookGroups:
+    """Which steps open and close a group of `steps_per_execution` steps.
 
     With `steps_per_execution=N` the batch hooks run once per N steps, as in
-    Keras: `on_train_batch_begin` with the first step of the group and
-    `on_train_batch_end` with its last.
+    Keras: the begin hook with the group's first step, the end hook with its
+    last (for a short last group, the last step there was).
     """
+
+    __slots__ = ("size", "start")
+
+    def __init__(self, size: int):
+        self.size = size
+        self.start: Optional[int] = None
+
+    def opens(self, step: int) -> bool:
+        if self.start is None:
+            self.start = step
+            return True
+        return False
+
+    def closes(self, step: int) -> bool:
+        if step - self.start + 1 == self.size:
+            self.start = None
+            return True
+        return False
+
+    @property
+    def open(self) -> bool:
+        return self.start is not None
+
+
+def train_epoch(model, train, callbacks) -> dict:
+    """One epoch of training steps; returns the epoch's logs as floats."""
     logs = None
     step_function = model.train_step
-    per_execution = model.steps_per_execution
-    group_start = None
+    groups = _HookGroups(model.steps_per_execution)
     # A resumed run (BackupAndRestore) replays the data order of an interrupted
     # epoch and skips the batches that were already trained on.
     resume, model._resume = model._resume, None
@@ -142,16 +167,14 @@ def train_epoch(model, train, callbacks) -> dict:
             # Build compiled metrics before the first step, so a custom
             # train_step can walk `model.metrics` from its first call, as in Keras.
             model._ensure_built(batch)
-        if group_start is None:
-            group_start = step
+        if groups.opens(step):
             callbacks.on_train_batch_begin(step)
         logs = _as_batch_logs(step_function(batch))
-        if step - group_start + 1 == per_execution:
-            group_start = None
+        if groups.closes(step):
             callbacks.on_train_batch_end(step, logs)
         if model.stop_training:
             break
-    if group_start is not None:
+    if groups.open:
         callbacks.on_train_batch_end(step, logs)
     if getattr(model, "_distribution", None) is not None:  # the epoch's logs over all ranks
         model._distribution.reduce_metrics(model.metrics)
@@ -165,6 +188,8 @@ def evaluate_loop(model, iterator, callbacks) -> dict:
     callbacks.on_test_begin()
     model.reset_metrics()
     logs = None
+    groups = _HookGroups(model.steps_per_execution)
+    step = -1
     tracking = model._track_added_metrics
     model._track_added_metrics = True
     try:
@@ -172,13 +197,17 @@ def evaluate_loop(model, iterator, callbacks) -> dict:
             for step, batch in iterator.enumerate_epoch():
                 if logs is None:
                     model._ensure_built(batch)
-                callbacks.on_test_batch_begin(step)
+                if groups.opens(step):
+                    callbacks.on_test_batch_begin(step)
                 logs = _as_batch_logs(model.test_step(batch))
-                callbacks.on_test_batch_end(step, logs)
+                if groups.closes(step):
+                    callbacks.on_test_batch_end(step, logs)
                 if model.stop_evaluating:
                     break
     finally:
         model._track_added_metrics = tracking
+    if groups.open:
+        callbacks.on_test_batch_end(step, logs)
     if getattr(model, "_distribution", None) is not None:  # the evaluation's logs over all ranks
         model._distribution.reduce_metrics(model.metrics)
     epoch_logs = _epoch_logs(model, logs)
@@ -187,21 +216,45 @@ def evaluate_loop(model, iterator, callbacks) -> dict:
 
 
 def predict_loop(model, iterator, callbacks) -> Any:
-    """Runs the predict steps; returns the outputs concatenated, on the host."""
+    """Runs the predict steps; returns the outputs concatenated, on the host.
+
+    `on_predict_batch_end` receives `{"outputs": ...}`: the outputs of the
+    group's steps joined, still on the device.
+    """
     model.eval()
     model.stop_predicting = False
     callbacks.on_predict_begin()
     collected = []
+    groups = _HookGroups(model.steps_per_execution)
+    step = -1
     with torch.no_grad():
         for step, batch in iterator.enumerate_epoch():
-            callbacks.on_predict_batch_begin(step)
-            outputs = model.predict_step(batch)
-            collected.append(outputs)
-            callbacks.on_predict_batch_end(step, {"outputs": outputs})
+            if groups.opens(step):
+                callbacks.on_predict_batch_begin(step)
+                group_begins = len(collected)
+            collected.append(model.predict_step(batch))
+            if groups.closes(step):
+                callbacks.on_predict_batch_end(step, {"outputs": _join(collected[group_begins:])})
             if model.stop_predicting:
                 break
+    if groups.open:
+        callbacks.on_predict_batch_end(step, {"outputs": _join(collected[group_begins:])})
     callbacks.on_predict_end()
     return concatenate_outputs(collected)
+
+
+def _join(batches: list) -> Any:
+    """The outputs of several steps as one batch, on the device (no copy for one)."""
+    if len(batches) == 1:
+        return batches[0]
+    first = batches[0]
+    if isinstance(first, Mapping):
+        return {key: _join([batch[key] for batch in batches]) for key in first}
+    if isinstance(first, (list, tuple)):
+        return type(first)(_join([batch[i] for batch in batches]) for i in range(len(first)))
+    if isinstance(first, torch.Tensor):
+        return torch.cat(batches) if first.dim() else torch.stack(batches)
+    return batches
 
 
 def concatenate_outputs(batches: list) -> Any:
@@ -210,15 +263,15 @@ def concatenate_outputs(batches: list) -> Any:
         raise ValueError(
             "predict() received no batches: the input was empty. Check `x` and `steps`."
         )
-    first = batches[0]
-    if isinstance(first, Mapping):
-        return {key: concatenate_outputs([batch[key] for batch in batches]) for key in first}
-    if isinstance(first, (list, tuple)):
-        return type(first)(
-            concatenate_outputs([batch[index] for batch in batches]) for index in range(len(first))
-        )
-    if isinstance(first, torch.Tensor):
+    joined = _join(batches)
+
+    def to_numpy(value):
+        if not isinstance(value, torch.Tensor):
+            return value
+        value = value.detach()
+        if value.dtype == torch.bfloat16:
+            value = value.float()  # NumPy has no bfloat16
         # One copy to the host for the whole prediction, not one per batch.
-        joined = torch.cat([batch.detach() for batch in batches]) if first.dim() else torch.stack(batches)
-        return joined.cpu().numpy()
-    return batches
+        return value.cpu().numpy()
+
+    return tree.map_structure(to_numpy, joined)

@@ -13,7 +13,9 @@ from typing import Optional
 
 import torch
 
-__all__ = ["ForwardSignature", "autocast", "default_device", "make_jit_forward", "route_inputs"]
+from torchfit.tree import map_structure
+
+__all__ = ["ForwardSignature", "autocast", "cast_floats", "default_device", "make_jit_forward", "route_inputs"]
 
 
 # torchrun's LOCAL_RANK, read once: each rank's default GPU (torchfit.distribution).
@@ -72,6 +74,16 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
     if dtype is None:
         return _NO_AUTOCAST
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def cast_floats(structure, dtype: torch.dtype):
+    """Casts the floating-point tensors of `structure` to `dtype`."""
+    def cast(leaf):
+        if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() and leaf.dtype != dtype:
+            return leaf.to(dtype)
+        return leaf
+
+    return map_structure(cast, structure)
 
 
 def make_jit_forward(forward: Callable) -> Optional[Callable]:

@@ -8,6 +8,7 @@ turning user data into batches belongs to `data/`; what `compile` means per
 output belongs to `compiled.py`.
 """
 
+import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional, Union
@@ -26,6 +27,7 @@ from torchfit.models import saving, serialization
 from torchfit.models.forward import (
     ForwardSignature,
     autocast,
+    cast_floats,
     default_device,
     make_jit_forward,
     route_inputs,
@@ -123,6 +125,7 @@ class Model(Trainer, nn.Module):
         self.jit_compile = False
         self.run_eagerly = False
         self._autocast_dtype: Optional[torch.dtype] = None
+        self._input_dtype: Optional[torch.dtype] = None
         self._loss_scaler = None
         self._jit_forward = None
 
@@ -147,12 +150,23 @@ class Model(Trainer, nn.Module):
         return super().cpu()
 
     def _place(self) -> None:
-        """Moves the parameters to `self.device` (a subclass builds its layers after __init__)."""
+        """Moves the parameters to `self.device` (a subclass builds its layers after
+        __init__), with the metric states and optimizer state that go with them."""
         device = self.device
         for tensor in self.parameters():
             if tensor.device != device:
                 super().to(device)
+                self._move_training_state(device)
             break
+
+    def _move_training_state(self, device: torch.device) -> None:
+        for metric in self.metrics:
+            metric.to(device)
+        if self.optimizer is not None:
+            for state in self.optimizer.state.values():
+                for key, value in state.items():
+                    if isinstance(value, torch.Tensor) and value.device != device:
+                        state[key] = value.to(device)
 
     # --------------------------------------------------------------- forward
     def forward(self, *args, **kwargs):
@@ -171,6 +185,8 @@ class Model(Trainer, nn.Module):
     def __call__(self, *args, **kwargs):
         """Runs forward, routing a list input to `forward(*xs)` and a dict to `forward(**xs)`."""
         args, kwargs = self._route_inputs(args, kwargs)
+        if self._input_dtype is not None:
+            args, kwargs = cast_floats((args, kwargs), self._input_dtype)
         if self._example_inputs is None:
             # Kept for summary() shapes and TensorBoard's graph: the first call only.
             self._example_inputs = (args, kwargs)
@@ -192,7 +208,9 @@ class Model(Trainer, nn.Module):
         return autocast(self.device, self._autocast_dtype)
 
     def _make_jit_forward(self):
-        return make_jit_forward(self._forward_function())
+        # Through nn.Module.__call__ (not Model's), so the module's hooks run as in eager.
+        target = self.module if type(self).forward is Model.forward and self.module is not None else self
+        return make_jit_forward(functools.partial(nn.Module.__call__, target))
 
     def _call_compiled(self, args: tuple, kwargs: dict):
         try:
@@ -250,7 +268,8 @@ class Model(Trainer, nn.Module):
             auto_scale_loss: Scale the loss under `mixed_float16`. Defaults
                 to `True`.
         """
-        if not isinstance(steps_per_execution, int) or steps_per_execution < 1:
+        if isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, int) \
+                or steps_per_execution < 1:
             raise ValueError(
                 "`steps_per_execution` must be a positive integer."
                 f" Received: steps_per_execution={steps_per_execution!r}."
@@ -286,6 +305,10 @@ class Model(Trainer, nn.Module):
         if not policy.is_mixed and policy.variable_dtype != "float32":
             self._weights_module().to(policy.torch_compute_dtype)
         self._autocast_dtype = policy.torch_compute_dtype if policy.is_mixed else None
+        # A pure bfloat16/float64 policy casts the weights, so float inputs must follow.
+        self._input_dtype = (
+            policy.torch_compute_dtype if not policy.is_mixed and policy.compute_dtype != "float32" else None
+        )
         self._loss_scaler = (
             mixed_precision.make_loss_scaler(policy, self.device) if auto_scale_loss else None
         )
