@@ -3,9 +3,11 @@
 Usage: python bench/run.py [--device cpu|cuda] [--workloads mlp-b64,mlp-b16,...]
        [--runners "torch loop,torchfit v0,..."] [--epochs 4]
 
-Each (workload, runner) pair runs in a fresh process on the same data. The
-first epoch is a warm-up; the table shows the median time per training step
-over the other epochs (validation included in the epoch, divided by the
+Each (workload, runner) pair runs in fresh processes on the same data, in
+`--rounds` rounds that take the runners in turn, so that a change in the
+machine's load hits every runner alike. In each process the first epoch is
+a warm-up; the table shows the median time per training step over the other
+epochs of every round (validation included in the epoch, divided by the
 training steps), the ratio to the hand-written loop measured in the same run,
 and the peak memory of the process (RSS on CPU, allocated on CUDA).
 Contenders that are not installed are listed as skipped.
@@ -59,7 +61,7 @@ def _worker(args) -> None:
     print(json.dumps({"times": times, "steps": workload.steps_per_epoch, "peak_mib": peak}))
 
 
-def _measure(runner: str, workload: str, args) -> dict:
+def _run_once(runner: str, workload: str, args) -> dict:
     command = [sys.executable, os.path.abspath(__file__), "--worker", "--runner", runner,
                "--workload", workload, "--device", args.device, "--epochs", str(args.epochs),
                "--threads", str(args.threads)]
@@ -67,8 +69,26 @@ def _measure(runner: str, workload: str, args) -> dict:
     if result.returncode != 0:
         return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
     payload = json.loads(result.stdout.strip().splitlines()[-1])
-    per_step = [t / payload["steps"] for t in payload["times"][1:]]
-    return {"step_s": statistics.median(per_step), "peak_mib": payload["peak_mib"]}
+    return {"per_step": [t / payload["steps"] for t in payload["times"][1:]], "peak_mib": payload["peak_mib"]}
+
+
+def _measure(runners: list, workload: str, args) -> dict:
+    """Runs every runner `args.rounds` times, in turn; returns each one's result."""
+    results = {runner: {"per_step": [], "peak_mib": 0.0} for runner in runners}
+    for _ in range(args.rounds):
+        for runner in runners:
+            if "error" in results[runner]:
+                continue
+            once = _run_once(runner, workload, args)
+            if "error" in once:
+                results[runner] = once
+                continue
+            results[runner]["per_step"] += once["per_step"]
+            results[runner]["peak_mib"] = max(results[runner]["peak_mib"], once["peak_mib"])
+    for result in results.values():
+        if "error" not in result:
+            result["step_s"] = statistics.median(result["per_step"])
+    return results
 
 
 def _format_time(seconds: float) -> str:
@@ -82,7 +102,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workloads", default=None, help="comma-separated; default: all")
     parser.add_argument("--runners", default=None, help="comma-separated; default depends on device")
-    parser.add_argument("--epochs", type=int, default=4, help="including one warm-up epoch")
+    parser.add_argument("--epochs", type=int, default=4, help="per process, including one warm-up epoch")
+    parser.add_argument("--rounds", type=int, default=3, help="processes per runner, taken in turn")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--runner", help=argparse.SUPPRESS)
@@ -100,27 +121,32 @@ def main() -> None:
     runners = args.runners.split(",") if args.runners else default
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
     print(f"device: {args.device} ({device_name}), {os.cpu_count()} cores, torch {torch.__version__},"
-          f" python {platform.python_version()}, epochs: {args.epochs} (1 warm-up)")
+          f" python {platform.python_version()}, {args.rounds} rounds x {args.epochs} epochs (1 warm-up),"
+          f" load average {os.getloadavg()[0]:.2f}")
     header = f"{'workload':<14} {'runner':<14} {'time/step':>11} {'vs torch':>9} {'peak MiB':>9}"
     print(header)
     print("-" * len(header))
     for workload in workloads:
-        floor = None
+        available = []
         for runner in runners:
             module = NEEDS.get(runner)
             if module and importlib.util.find_spec(module) is None:
                 print(f"{workload:<14} {runner:<14} {'skipped (' + module + ' not installed)':>31}")
-                continue
-            result = _measure(runner, workload, args)
+            else:
+                available.append(runner)
+        results = _measure(available, workload, args)
+        floor = results.get("torch loop", {}).get("step_s")
+        for runner in available:
+            result = results[runner]
             if "error" in result:
                 print(f"{workload:<14} {runner:<14} failed: {result['error']}")
                 continue
-            if runner == "torch loop":
-                floor = result["step_s"]
             ratio = f"{result['step_s'] / floor:.3f}x" if floor else "-"
             print(f"{workload:<14} {runner:<14} {_format_time(result['step_s']):>11} {ratio:>9}"
                   f" {result['peak_mib']:>9.0f}", flush=True)
-
+    load = os.getloadavg()[0]
+    print(f"load average at the end: {load:.2f}"
+          + ("  (busy machine: ratios are less reliable)" if load > 1.5 * (os.cpu_count() or 1) / 2 else ""))
 
 if __name__ == "__main__":
     main()
