@@ -129,23 +129,7 @@ def _per_output(config: Any, outputs: Outputs, argument: str) -> list:
         if isinstance(config, (list, tuple)) and len(config) == 1 and argument == "loss":
             return [config[0]]
         return [config]
-    if isinstance(config, Mapping):
-        unknown = sorted(set(config) - set(outputs.names))
-        if unknown:
-            raise ValueError(
-                f"`{argument}` has keys {unknown} that are no output of the model."
-                f" Expected keys among: {outputs.names}."
-            )
-        return [config.get(name) for name in outputs.names]
-    if isinstance(config, (list, tuple)):
-        if len(config) != outputs.count:
-            raise ValueError(
-                f"`{argument}` has {len(config)} entries but the model has"
-                f" {outputs.count} outputs ({outputs.names}). Pass one entry per"
-                " output, or a dict keyed by output name."
-            )
-        return list(config)
-    return [config] * outputs.count
+    return outputs.match(config, argument, broadcast=True)
 
 
 def _check_string_ids(config: Any, resolve, skip: tuple) -> None:
