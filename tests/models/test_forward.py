@@ -1,0 +1,91 @@
+"""How a call reaches forward: input routing, dtype casts, autocast, compile."""
+
+import warnings
+
+import pytest
+import torch
+
+from torchfit.models.forward import (
+    ForwardSignature,
+    autocast,
+    cast_floats,
+    default_device,
+    make_jit_forward,
+    route_inputs,
+)
+
+
+def two_inputs(a, b, training=False):
+    return a, b
+
+
+def one_input(x):
+    return x
+
+
+def test_signature_reads_names_and_training():
+    signature = ForwardSignature(two_inputs)
+    assert signature.names == ["a", "b"]
+    assert signature.num_positional == 2
+    assert signature.accepts_training
+    assert not ForwardSignature(one_input).accepts_training
+
+
+def test_a_list_goes_to_positional_parameters_when_forward_takes_several():
+    a, b = torch.zeros(1), torch.ones(1)
+    args, kwargs = route_inputs(ForwardSignature(two_inputs), ([a, b],), {"training": True})
+    assert args == (a, b) and kwargs == {"training": True}
+
+
+def test_a_list_stays_one_input_for_a_single_parameter_forward():
+    xs = [torch.zeros(1), torch.ones(1)]
+    args, kwargs = route_inputs(ForwardSignature(one_input), (xs,), {"training": True})
+    assert args == (xs,) and kwargs == {}  # training dropped: forward does not take it
+
+
+def test_a_dict_goes_to_keyword_parameters():
+    a, b = torch.zeros(1), torch.ones(1)
+    args, kwargs = route_inputs(ForwardSignature(two_inputs), ({"b": b, "a": a},), {})
+    assert args == () and kwargs == {"a": a, "b": b}
+
+
+def test_an_unknown_dict_key_names_the_parameters():
+    with pytest.raises(ValueError, match=r"\['c'\].*accepts: \['a', 'b'\]"):
+        route_inputs(ForwardSignature(two_inputs), ({"a": 1, "c": 2},), {})
+
+
+def test_cast_floats_casts_only_floating_tensors():
+    x = {"f": torch.zeros(2), "i": torch.zeros(2, dtype=torch.int64), "n": 3}
+    cast = cast_floats(x, torch.float64)
+    assert cast["f"].dtype == torch.float64
+    assert cast["i"].dtype == torch.int64 and cast["n"] == 3
+
+
+def test_autocast_without_dtype_is_a_no_op_and_with_one_casts_matmuls():
+    with autocast(torch.device("cpu"), None):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    with autocast(torch.device("cpu"), torch.bfloat16):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+
+
+def test_default_device_is_cpu_without_accelerators():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        pytest.skip("this machine has MPS")
+    assert default_device() == torch.device("cpu")
+
+
+def test_make_jit_forward_warns_once_and_returns_none_when_compile_is_unavailable(monkeypatch):
+    def unavailable(fn, *args, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", unavailable)
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        assert make_jit_forward(one_input) is None
+    assert [str(r.message) for r in records if "jit_compile" in str(r.message)] == [
+        "jit_compile=True: torch.compile is unavailable (RuntimeError: no compiler here)."
+        " Running the model eagerly instead."
+    ]
