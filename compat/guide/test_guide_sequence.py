@@ -6,7 +6,6 @@ and returns whole batches. Its twin reads small images saved as `.npy`
 files (NumPy stands in for skimage's `imread`/`resize`).
 """
 
-import re
 
 import numpy as np
 import pytest
@@ -14,32 +13,8 @@ import torch
 from torch import nn
 
 import torchfit
+from guide_support import final_lines, log_keys
 
-
-
-BAR_LINE = re.compile(
-    # The time is an ETA while running ("4s", "1:05", "1:02:03"), the elapsed time when done.
-    r"^(?P<step>\d+)/(?P<target>\d+) ━{20} [\d:]+s? \d+(us|ms|s)/step(?P<logs>( - \w+: [-\d.e+]+)*)$"
-)
-
-
-def final_lines(out):
-    """The last line of each progress bar in captured (non-terminal) output.
-
-    Off a terminal every redraw is a new line, so one bar is a run of
-    consecutive bar lines; its last line is the finished bar.
-    """
-    finished, previous = [], None
-    for line in out.replace("\r", "\n").splitlines() + [""]:
-        match = BAR_LINE.match(line)
-        if match is None and previous is not None:
-            finished.append(previous)
-        previous = match
-    return finished
-
-
-def log_keys(line):
-    return re.findall(r" - (\w+): ", line["logs"])
 
 
 def imread(filename):

@@ -5,72 +5,11 @@ shuffling: 50,000 MNIST samples leave 40,000 to train on, 625 steps at
 batch size 64.
 """
 
-import re
 
-import numpy as np
 import pytest
 import torch
-from torch import nn
 
-import torchfit
-
-
-def mnist_like(num_samples, seed):
-    """x: (N, 784) float32 in [0, 1]; y: float32 labels 0..9.
-
-    Each sample is its class's fixed random "prototype" image blended with
-    noise, so a model learns the labels about as readily as MNIST digits.
-    """
-    rng = np.random.default_rng(seed)
-    prototypes = np.random.default_rng(1234).random((10, 784), dtype=np.float32)
-    y = rng.integers(0, 10, num_samples)
-    x = 0.3 * prototypes[y] + 0.7 * rng.random((num_samples, 784), dtype=np.float32)
-    return x, y.astype("float32")
-
-
-def get_uncompiled_model():
-    # keras.Input(784) → Dense(64, relu) → Dense(64, relu) → Dense(10, softmax)
-    net = nn.Sequential(
-        nn.Linear(784, 64), nn.ReLU(),
-        nn.Linear(64, 64), nn.ReLU(),
-        nn.Linear(64, 10), nn.Softmax(dim=-1),
-    )
-    return torchfit.Model(net, device="cpu")
-
-
-BAR_LINE = re.compile(
-    # The time is an ETA while running ("4s", "1:05", "1:02:03"), the elapsed time when done.
-    r"^(?P<step>\d+)/(?P<target>\d+) ━{20} [\d:]+s? \d+(us|ms|s)/step(?P<logs>( - \w+: [-\d.e+]+)*)$"
-)
-
-
-def final_lines(out):
-    """The last line of each progress bar in captured (non-terminal) output.
-
-    Off a terminal every redraw is a new line, so one bar is a run of
-    consecutive bar lines; its last line is the finished bar.
-    """
-    finished, previous = [], None
-    for line in out.replace("\r", "\n").splitlines() + [""]:
-        match = BAR_LINE.match(line)
-        if match is None and previous is not None:
-            finished.append(previous)
-        previous = match
-    return finished
-
-
-def log_keys(line):
-    return re.findall(r" - (\w+): ", line["logs"])
-
-
-def get_compiled_model():
-    model = get_uncompiled_model()
-    model.compile(
-        optimizer="rmsprop",
-        loss="sparse_categorical_crossentropy",
-        metrics=["sparse_categorical_accuracy"],
-    )
-    return model
+from guide_support import mnist_like, final_lines, log_keys, get_compiled_model
 
 
 def test_validation_split(capsys):
