@@ -22,10 +22,10 @@ def mnist_like(num_samples, seed):
     return x, y.astype("float32")
 
 
-def get_uncompiled_model():
+def get_uncompiled_model(input_dim=784):
     # keras.Input(784) → Dense(64, relu) → Dense(64, relu) → Dense(10, softmax)
     net = nn.Sequential(
-        nn.Linear(784, 64), nn.ReLU(),
+        nn.Linear(input_dim, 64), nn.ReLU(),
         nn.Linear(64, 64), nn.ReLU(),
         nn.Linear(64, 10), nn.Softmax(dim=-1),
     )
@@ -57,11 +57,20 @@ def log_keys(line):
     return re.findall(r" - (\w+): ", line["logs"])
 
 
-def get_compiled_model():
-    model = get_uncompiled_model()
+def get_compiled_model(input_dim=784):
+    model = get_uncompiled_model(input_dim)
     model.compile(
         optimizer="rmsprop",
         loss="sparse_categorical_crossentropy",
         metrics=["sparse_categorical_accuracy"],
     )
     return model
+
+
+def digits_data(copies=1):
+    """The digits that ship with torchfit as (N, 64) float32 in [0, 1] and int64
+    labels, repeated `copies` times (for guide sections that need more steps)."""
+    (x_train, y_train), _ = torchfit.datasets.digits.load_data()
+    x_train = x_train.reshape(-1, 64).astype("float32") / 16
+    y_train = y_train.astype("int64")
+    return np.concatenate([x_train] * copies), np.concatenate([y_train] * copies)

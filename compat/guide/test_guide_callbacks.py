@@ -16,31 +16,7 @@ import torch
 from torch import nn
 
 import torchfit
-from torchfit.datasets import digits
-
-
-def _load(copies=1):
-    (x_train, y_train), _ = digits.load_data()
-    x_train = x_train.reshape(-1, 64).astype("float32") / 16
-    y_train = y_train.astype("int64")
-    return np.concatenate([x_train] * copies), np.concatenate([y_train] * copies)
-
-
-def get_uncompiled_model():
-    net = nn.Sequential(
-        nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10), nn.Softmax(dim=-1)
-    )
-    return torchfit.Model(net, device="cpu")
-
-
-def get_compiled_model():
-    model = get_uncompiled_model()
-    model.compile(
-        optimizer="rmsprop",
-        loss="sparse_categorical_crossentropy",
-        metrics=["sparse_categorical_accuracy"],
-    )
-    return model
+from guide_support import digits_data, get_compiled_model
 
 
 def _keras_early_stopping_epoch(val_losses, min_delta, patience):
@@ -62,9 +38,9 @@ def test_early_stopping_on_val_loss_stops_early_and_says_so(capsys):
     torchfit.utils.set_random_seed(0)
     # Four copies of digits: enough steps per epoch (72) for val_loss to level
     # off well within 20 epochs, as MNIST's 625 steps do in the guide.
-    x_train, y_train = _load(copies=4)
+    x_train, y_train = digits_data(copies=4)
 
-    model = get_compiled_model()
+    model = get_compiled_model(64)
 
     callbacks = [
         torchfit.callbacks.EarlyStopping(
@@ -105,8 +81,8 @@ def test_early_stopping_on_val_loss_stops_early_and_says_so(capsys):
 
 def test_early_stopping_without_stopping_prints_nothing(capsys):
     torchfit.utils.set_random_seed(0)
-    x_train, y_train = _load()
-    model = get_compiled_model()
+    x_train, y_train = digits_data()
+    model = get_compiled_model(64)
     callback = torchfit.callbacks.EarlyStopping(monitor="val_loss", min_delta=1e-2, patience=2, verbose=1)
     history = model.fit(x_train, y_train, epochs=3, batch_size=64, callbacks=[callback],
                         validation_split=0.2, verbose=0)
@@ -117,8 +93,8 @@ def test_early_stopping_without_stopping_prints_nothing(capsys):
 # --------------------------------------- Many built-in callbacks are available
 def _fit_with(callback, epochs=3):
     torchfit.utils.set_random_seed(0)
-    x_train, y_train = _load()
-    model = get_compiled_model()
+    x_train, y_train = digits_data()
+    model = get_compiled_model(64)
     history = model.fit(x_train, y_train, epochs=epochs, batch_size=64, callbacks=[callback],
                         validation_split=0.2, verbose=0)
     return model, history
@@ -128,7 +104,7 @@ def test_model_checkpoint_saves_the_model_periodically(tmp_path):
     _, history = _fit_with(torchfit.callbacks.ModelCheckpoint(filepath=str(tmp_path / "mymodel_{epoch}")))
     assert sorted(os.listdir(tmp_path)) == ["mymodel_1", "mymodel_2", "mymodel_3"]
     # Each file is the model of its epoch: the first one scores that epoch's val_loss.
-    x_train, y_train = _load()
+    x_train, y_train = digits_data()
     x_val, y_val = x_train[1149:], y_train[1149:]  # validation_split=0.2 of 1437 samples
     restored = torchfit.models.load_model(str(tmp_path / "mymodel_1"))
     loss, accuracy = restored.evaluate(x_val, y_val, verbose=0)
@@ -199,8 +175,8 @@ class LossHistory(torchfit.callbacks.Callback):
 
 def test_loss_history_collects_the_per_batch_losses():
     torchfit.utils.set_random_seed(0)
-    x_train, y_train = _load()  # 1437 samples: 22 batches of 64 + one of 29
-    model = get_compiled_model()
+    x_train, y_train = digits_data()  # 1437 samples: 22 batches of 64 + one of 29
+    model = get_compiled_model(64)
     loss_history = LossHistory()
     history = model.fit(x_train, y_train, epochs=2, batch_size=64, callbacks=[loss_history], verbose=0)
 

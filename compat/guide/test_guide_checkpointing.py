@@ -10,41 +10,17 @@ import os
 
 import numpy as np
 import torch
-from torch import nn
 
 import torchfit
-from torchfit.datasets import digits
-
-
-def _load():
-    (x_train, y_train), _ = digits.load_data()
-    x_train = x_train.reshape(-1, 64).astype("float32") / 16
-    return x_train, y_train.astype("int64")
-
-
-def get_uncompiled_model():
-    net = nn.Sequential(
-        nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10), nn.Softmax(dim=-1)
-    )
-    return torchfit.Model(net, device="cpu")
-
-
-def get_compiled_model():
-    model = get_uncompiled_model()
-    model.compile(
-        optimizer="rmsprop",
-        loss="sparse_categorical_crossentropy",
-        metrics=["sparse_categorical_accuracy"],
-    )
-    return model
+from guide_support import digits_data, get_compiled_model
 
 
 def test_model_checkpoint_save_best_only_writes_a_file_per_improved_epoch(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     torchfit.utils.set_random_seed(0)
-    x_train, y_train = _load()
+    x_train, y_train = digits_data()
 
-    model = get_compiled_model()
+    model = get_compiled_model(64)
 
     callbacks = [
         torchfit.callbacks.ModelCheckpoint(
@@ -77,7 +53,7 @@ def test_model_checkpoint_save_best_only_writes_a_file_per_improved_epoch(tmp_pa
 
 def test_make_or_restore_model_works_across_two_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    x_train, y_train = _load()
+    x_train, y_train = digits_data()
     # Four copies: enough batches (180 of 32) for a checkpoint every 100.
     x_train, y_train = np.concatenate([x_train] * 4), np.concatenate([y_train] * 4)
 
@@ -95,7 +71,7 @@ def test_make_or_restore_model_works_across_two_runs(tmp_path, monkeypatch, caps
             print("Restoring from", latest_checkpoint)
             return torchfit.models.load_model(latest_checkpoint)
         print("Creating a new model")
-        return get_compiled_model()
+        return get_compiled_model(64)
 
     def run():
         model = make_or_restore_model()
@@ -129,8 +105,8 @@ def test_make_or_restore_model_works_across_two_runs(tmp_path, monkeypatch, caps
 
 def test_ckpt_loss_filename_holds_the_formatted_loss(tmp_path):
     torchfit.utils.set_random_seed(1)
-    x_train, y_train = _load()
-    model = get_compiled_model()
+    x_train, y_train = digits_data()
+    model = get_compiled_model(64)
     checkpoint_dir = str(tmp_path)
     callbacks = [
         torchfit.callbacks.ModelCheckpoint(filepath=checkpoint_dir + "/ckpt-loss={loss:.2f}", save_freq=20)
