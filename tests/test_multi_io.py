@@ -274,7 +274,7 @@ def test_predict_matches_the_module_output_structure():
     x, _ = data()
     predictions = model.predict(x, batch_size=5, verbose=0)
     score, probs = reference(model, x)
-    assert isinstance(predictions, (list, tuple)) and len(predictions) == 2
+    assert isinstance(predictions, list) and len(predictions) == 2
     np.testing.assert_allclose(predictions[0], score.numpy(), rtol=1e-6)
     np.testing.assert_allclose(predictions[1], probs.numpy(), rtol=1e-6)
     on_batch = model.predict_on_batch(x)

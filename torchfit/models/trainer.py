@@ -59,6 +59,13 @@ class _RestartingEpochIterator(EpochIterator):
                 self.close()
 
 
+def _as_list_if_tuple(outputs):
+    """Several outputs come back as a list of arrays (a dict stays a dict), as in Keras."""
+    if type(outputs) is tuple:
+        return list(outputs)
+    return outputs
+
+
 class Trainer:
     """Keras 3's training verbs, mixed into `torchfit.Model`."""
 
@@ -234,7 +241,7 @@ class Trainer:
         outputs = loops.predict_loop(self, iterator, callbacks)
         if self._distribution is not None:
             outputs = self._distribution.gather_predictions(outputs, adapter)
-        return outputs
+        return _as_list_if_tuple(outputs)
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """Runs one training step on one batch; metrics are reset first, as in Keras 3."""
@@ -272,7 +279,7 @@ class Trainer:
         self.eval()
         with torch.no_grad():
             outputs = self.predict_step(self._single_batch(x, None, None))
-        return loops.concatenate_outputs([outputs])
+        return _as_list_if_tuple(loops.concatenate_outputs([outputs]))
 
     def _single_batch(self, x, y, sample_weight) -> tuple:
         batch = structure_to_device((x, y, sample_weight), self.device)
