@@ -119,10 +119,11 @@ def main() -> None:
     workloads = args.workloads.split(",") if args.workloads else list(WORKLOADS)
     default = CUDA_DEFAULT if args.device.startswith("cuda") else CPU_DEFAULT
     runners = args.runners.split(",") if args.runners else default
+    start_load = os.getloadavg()[0]  # before our own processes add to it
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
     print(f"device: {args.device} ({device_name}), {os.cpu_count()} cores, torch {torch.__version__},"
           f" python {platform.python_version()}, {args.rounds} rounds x {args.epochs} epochs (1 warm-up),"
-          f" load average {os.getloadavg()[0]:.2f}")
+          f" load average {start_load:.2f}")
     header = f"{'workload':<14} {'runner':<14} {'time/step':>11} {'vs torch':>9} {'peak MiB':>9}"
     print(header)
     print("-" * len(header))
@@ -144,9 +145,8 @@ def main() -> None:
             ratio = f"{result['step_s'] / floor:.3f}x" if floor else "-"
             print(f"{workload:<14} {runner:<14} {_format_time(result['step_s']):>11} {ratio:>9}"
                   f" {result['peak_mib']:>9.0f}", flush=True)
-    load = os.getloadavg()[0]
-    print(f"load average at the end: {load:.2f}"
-          + ("  (busy machine: ratios are less reliable)" if load > 1.5 * (os.cpu_count() or 1) / 2 else ""))
+    if start_load > (os.cpu_count() or 1) / 2:
+        print(f"the machine was busy before the run (load average {start_load:.2f}): ratios are less reliable")
 
 if __name__ == "__main__":
     main()
