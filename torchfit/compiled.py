@@ -208,7 +208,7 @@ class CompileLoss:
         for index, loss_fn, weight, tracker in self._terms:
             _check_target(flat_true[index], outputs.names[index], outputs)
             value = loss_fn(flat_true[index], flat_pred[index], sample_weight=flat_weights[index])
-            if tracker is not None:
+            if tracker is not None and _batch_size(flat_pred[index]):
                 tracker.update_state(value, sample_weight=_batch_size(flat_pred[index]))
             if weight != 1.0:
                 value = value * weight

@@ -173,3 +173,14 @@ def test_a_failing_rank_ends_the_job_with_an_error_in_bounded_time(tmp_path):
     assert code != 0
     assert "callback failed on rank 1" in output
     assert seconds < 90
+
+
+def test_a_rank_with_an_empty_last_batch_still_trains_like_one_process(script, tmp_path):
+    reference = script.tiny_last_batch(str(tmp_path))
+    out = tmp_path / "ranks"
+    out.mkdir()
+    code, output, _ = launch("tiny_last_batch", out)
+    assert code == 0, output[-4000:]
+    for result in load_ranks(out):
+        assert_weights_close(result["weights"], reference["weights"])
+        assert result["history"]["loss"] == pytest.approx(reference["history"]["loss"], rel=1e-5)

@@ -538,3 +538,19 @@ def test_summary_prints_layers_shapes_and_parameter_counts(capsys):
     lines = []
     model.summary(print_fn=lines.append)
     assert any("Total params: 51,146" in line for line in lines)
+
+
+def test_an_empty_batch_changes_neither_weights_nor_the_running_loss():
+    # Under torchrun a rank's share of a tiny last global batch can be empty.
+    torch.manual_seed(0)
+    model = torchfit.Model(nn.Linear(3, 1), device="cpu")
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    x, y = np.random.rand(4, 3).astype("float32"), np.random.rand(4, 1).astype("float32")
+    model.train_on_batch(x, y)
+    before = [w.copy() for w in model.get_weights()]
+    model.reset_metrics()
+    model.train_step((torch.zeros(0, 3), torch.zeros(0, 1)))
+    model.train_step((torch.from_numpy(x), torch.from_numpy(y)))
+    logs = model.get_metrics_result()
+    assert np.isfinite(float(logs["loss"])) and np.isfinite(float(logs["mae"]))
+    assert not np.allclose(before[0], model.get_weights()[0])  # the real batch trained

@@ -429,6 +429,10 @@ class Model(Trainer, nn.Module):
                 "No loss to compute. Provide a `loss` argument in `compile()`, or"
                 " add one from the model with `add_loss`."
             )
+        if total.dim():
+            # An empty batch's loss is empty, as in Keras: sum it to a zero that
+            # still backpropagates (a DDP rank with no samples must join the step).
+            total = total.sum()
         return total
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
@@ -475,13 +479,19 @@ class Model(Trainer, nn.Module):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         y_pred = self(x, training=True)
         loss = self.compute_loss(x, y, y_pred, sample_weight, training=True)
-        self._loss_tracker.update_state(loss.detach(), sample_weight=loops.batch_size_of(x))
+        self._track_loss(loss.detach(), loops.batch_size_of(x))
         self.optimizer.zero_grad(set_to_none=True)
         if loss.requires_grad:
             self._backward_and_step(loss)
         else:
             warnings.warn("The model has no trainable weights: the loss has no gradient.", stacklevel=2)
         return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def _track_loss(self, loss: torch.Tensor, batch_size: int) -> None:
+        # An empty batch (a rank's share of a tiny last global batch) has a NaN
+        # mean loss; weighting it by 0 would still make the running mean NaN.
+        if batch_size:
+            self._loss_tracker.update_state(loss, sample_weight=batch_size)
 
     def _backward_and_step(self, loss: torch.Tensor) -> None:
         """Backpropagates `loss` and applies the optimizer, scaling the loss under mixed_float16."""
@@ -502,7 +512,7 @@ class Model(Trainer, nn.Module):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         y_pred = self(x, training=False)
         loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
-        self._loss_tracker.update_state(loss, sample_weight=loops.batch_size_of(x))
+        self._track_loss(loss, loops.batch_size_of(x))
         return self.compute_metrics(x, y, y_pred, sample_weight)
 
     def predict_step(self, data):
