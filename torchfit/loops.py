@@ -44,7 +44,7 @@ def _as_batch_logs(logs: Any) -> Any:
 def _epoch_logs(model, step_logs: Any) -> dict:
     """The logs at the end of an epoch: the metric results when the step
     returned them, else the last step's own logs (a custom step), as Keras."""
-    if isinstance(step_logs, MetricLogs) and not step_logs.materialized:
+    if isinstance(step_logs, MetricLogs):
         return pythonify_logs(model.get_metrics_result())
     if step_logs is None:
         return pythonify_logs(model.get_metrics_result()) if model.metrics else {}
@@ -98,7 +98,7 @@ def fit_loop(model, train, callbacks, *, epochs: int, initial_epoch: int = 0,
                 epoch_logs.update(validation.run(model, callbacks))
             callbacks.on_epoch_end(epoch, epoch_logs)
             training_logs = epoch_logs
-            if getattr(model, "_distribution", None) is not None:  # every rank stops at the same epoch
+            if model._distribution is not None:  # every rank stops at the same epoch
                 model.stop_training = model._distribution.agree(model.stop_training)
             if model.stop_training:
                 break
@@ -176,7 +176,7 @@ def train_epoch(model, train, callbacks) -> dict:
             break
     if groups.open:
         callbacks.on_train_batch_end(step, logs)
-    if getattr(model, "_distribution", None) is not None:  # the epoch's logs over all ranks
+    if model._distribution is not None:  # the epoch's logs over all ranks
         model._distribution.reduce_metrics(model.metrics)
     return _epoch_logs(model, logs)
 
@@ -208,7 +208,7 @@ def evaluate_loop(model, iterator, callbacks) -> dict:
         model._track_added_metrics = tracking
     if groups.open:
         callbacks.on_test_batch_end(step, logs)
-    if getattr(model, "_distribution", None) is not None:  # the evaluation's logs over all ranks
+    if model._distribution is not None:  # the evaluation's logs over all ranks
         model._distribution.reduce_metrics(model.metrics)
     epoch_logs = _epoch_logs(model, logs)
     callbacks.on_test_end(epoch_logs)
