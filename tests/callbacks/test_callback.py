@@ -1,3 +1,5 @@
+import pytest
+
 from torchfit.callbacks import Callback
 
 
@@ -60,3 +62,14 @@ def test_overrides_sees_only_real_overrides():
             pass
 
     assert not any(OnlyEpochs()._overrides(h) for h in ("on_train_batch_end", "on_test_batch_begin"))
+
+
+def test_check_batch_frequency_takes_its_words_or_a_positive_batch_count():
+    from torchfit.callbacks.callback import check_batch_frequency
+
+    check_batch_frequency("save_freq", "epoch")
+    check_batch_frequency("save_freq", 3)
+    check_batch_frequency("update_freq", "batch", words=("epoch", "batch"))
+    for bad in (0, -1, True, 2.0, "batch"):
+        with pytest.raises(ValueError, match=r"`save_freq` must be 'epoch' or a positive integer"):
+            check_batch_frequency("save_freq", bad)

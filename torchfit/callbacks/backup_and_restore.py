@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 
 import torch
 
-from torchfit.callbacks.callback import Callback, Logs
+from torchfit.callbacks.callback import Callback, Logs, check_batch_frequency
 from torchfit.utils.file_utils import atomic_write
 from torchfit.utils.rng_state import get_rng_state, set_rng_state
 
@@ -113,13 +113,7 @@ class BackupAndRestore(Callback):
         super().__init__()
         if not backup_dir:
             raise ValueError(f"`backup_dir` must be a folder path. Received: backup_dir={backup_dir!r}.")
-        if save_freq != "epoch" and (
-            isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1
-        ):
-            raise ValueError(
-                "`save_freq` must be 'epoch' or a positive integer (a number of"
-                f" batches). Received: save_freq={save_freq!r}."
-            )
+        check_batch_frequency("save_freq", save_freq)
         self.backup_dir = os.fspath(backup_dir)
         self.save_freq = save_freq
         self.double_checkpoint = double_checkpoint

@@ -32,6 +32,19 @@ _ALIASES = {
 }
 
 
+def check_batch_frequency(name: str, value: Any, *, words: tuple = ("epoch",)) -> None:
+    """Raises a clear error unless `value` is one of `words` or a positive
+    number of batches (the `save_freq`/`update_freq` arguments)."""
+    if value in words:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        allowed = " or ".join(repr(word) for word in words)
+        raise ValueError(
+            f"`{name}` must be {allowed} or a positive integer (a number of batches)."
+            f" Received: {name}={value!r}."
+        )
+
+
 class Callback:
     """Base class for objects that hook into `fit`, `evaluate` and `predict`.
 

@@ -14,7 +14,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from torchfit.callbacks.callback import Logs
+from torchfit.callbacks.callback import Logs, check_batch_frequency
 from torchfit.callbacks.monitor_callback import MonitorCallback
 from torchfit.utils.progbar import print_msg
 
@@ -73,13 +73,7 @@ class ModelCheckpoint(MonitorCallback):
         initial_value_threshold: Optional[float] = None,
     ):
         super().__init__(monitor, mode, initial_value_threshold)
-        if save_freq != "epoch" and (
-            not isinstance(save_freq, int) or isinstance(save_freq, bool) or save_freq < 1
-        ):
-            raise ValueError(
-                "`save_freq` must be 'epoch' or a positive integer (a number"
-                f" of batches). Received: save_freq={save_freq!r}."
-            )
+        check_batch_frequency("save_freq", save_freq)
         self.verbose = verbose
         self.filepath = os.fspath(filepath)
         self.save_best_only = save_best_only

@@ -20,7 +20,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
-from torchfit.callbacks.callback import Callback, Logs
+from torchfit.callbacks.callback import Callback, Logs, check_batch_frequency
 from torchfit.callbacks.learning_rate_scheduler import get_learning_rate
 
 __all__ = ["TensorBoard"]
@@ -130,15 +130,9 @@ class TensorBoard(Callback):
         embeddings_metadata: Union[str, dict, None] = None,
     ):
         super().__init__()
+        check_batch_frequency("update_freq", update_freq, words=("epoch", "batch"))
         if update_freq == "batch":
             update_freq = 1
-        if update_freq != "epoch" and (
-            not isinstance(update_freq, int) or isinstance(update_freq, bool) or update_freq < 1
-        ):
-            raise ValueError(
-                "`update_freq` must be 'epoch', 'batch' or a positive integer."
-                f" Received: update_freq={update_freq!r}."
-            )
         self.log_dir = os.fspath(log_dir)
         self.histogram_freq = histogram_freq
         self.write_graph = write_graph
