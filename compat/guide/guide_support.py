@@ -1,9 +1,11 @@
-"""What the guide ports share: MNIST-shaped data, the guide's MLP, and readers
-for the progress bar lines a fit prints off a terminal."""
+"""What the guide ports (and tests of the guide's models) share: MNIST-shaped
+data, the digits, the guide's MLP and its image + time-series model, and
+readers for the progress bar lines a fit prints off a terminal."""
 
 import re
 
 import numpy as np
+import torch
 from torch import nn
 
 import torchfit
@@ -74,3 +76,22 @@ def digits_data(copies=1):
     x_train = x_train.reshape(-1, 64).astype("float32") / 16
     y_train = y_train.astype("int64")
     return np.concatenate([x_train] * copies), np.concatenate([y_train] * copies)
+
+
+class ImageAndTimeseries(nn.Module):
+    """Conv2D + global max pool on the image, Conv1D + global max pool on the
+    time series, concatenated into a score (1) and five class values."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv2d = nn.Conv2d(3, 3, 3)
+        self.conv1d = nn.Conv1d(10, 3, 3)
+        self.score_output = nn.Linear(6, 1)
+        self.class_output = nn.Linear(6, 5)
+
+    def forward(self, img_input, ts_input):
+        # Inputs are channels-last, as in the guide: (32, 32, 3) and (timesteps, 10).
+        x1 = self.conv2d(img_input.permute(0, 3, 1, 2)).amax(dim=(2, 3))
+        x2 = self.conv1d(ts_input.transpose(1, 2)).amax(dim=2)
+        x = torch.cat([x1, x2], dim=1)
+        return self.score_output(x), self.class_output(x)

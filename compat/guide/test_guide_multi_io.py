@@ -15,9 +15,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 import torchfit
+from guide_support import ImageAndTimeseries
 
 LOSS_KEYS = ["class_output_loss", "loss", "score_output_loss"]
 METRIC_KEYS = sorted(LOSS_KEYS + [
@@ -25,25 +25,6 @@ METRIC_KEYS = sorted(LOSS_KEYS + [
     "score_output_mean_absolute_error",
     "score_output_mean_absolute_percentage_error",
 ])
-
-
-class ImageAndTimeseries(nn.Module):
-    """Conv2D + global max pool on the image, Conv1D + global max pool on the
-    time series, concatenated into a score (1) and five class values."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv2d = nn.Conv2d(3, 3, 3)
-        self.conv1d = nn.Conv1d(10, 3, 3)
-        self.score_output = nn.Linear(6, 1)
-        self.class_output = nn.Linear(6, 5)
-
-    def forward(self, img_input, ts_input):
-        # Inputs are channels-last, as in the guide: (32, 32, 3) and (timesteps, 10).
-        x1 = self.conv2d(img_input.permute(0, 3, 1, 2)).amax(dim=(2, 3))
-        x2 = self.conv1d(ts_input.transpose(1, 2)).amax(dim=2)
-        x = torch.cat([x1, x2], dim=1)
-        return self.score_output(x), self.class_output(x)
 
 
 def build_model():

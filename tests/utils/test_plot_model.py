@@ -9,26 +9,10 @@ import torch
 from torch import nn
 
 import torchfit
+from guide_support import ImageAndTimeseries  # the guide's two-input, two-output model
 from torchfit.utils import model_to_dot, plot_model
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` is not installed")
-
-
-class TwoInTwoOut(nn.Module):
-    """The guide's image + time-series model, channels-last inputs as in Keras."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv2d = nn.Conv2d(3, 3, 3)
-        self.conv1d = nn.Conv1d(10, 3, 3)
-        self.score_output = nn.Linear(6, 1)
-        self.class_output = nn.Linear(6, 5)
-
-    def forward(self, img_input, ts_input):
-        x1 = self.conv2d(img_input.permute(0, 3, 1, 2)).amax(dim=(2, 3))
-        x2 = self.conv1d(ts_input.transpose(1, 2)).amax(dim=2)
-        x = torch.cat([x1, x2], dim=1)
-        return self.score_output(x), self.class_output(x)
 
 
 class ControlFlow(nn.Module):
@@ -69,7 +53,7 @@ GUIDE_SHAPES = {"img_input": (None, 32, 32, 3), "ts_input": (None, 20, 10)}
 
 
 def guide_model():
-    return torchfit.Model(TwoInTwoOut(), output_names=["score_output", "class_output"], device="cpu")
+    return torchfit.Model(ImageAndTimeseries(), output_names=["score_output", "class_output"], device="cpu")
 
 
 def test_dot_names_inputs_modules_ops_and_outputs():
@@ -122,7 +106,7 @@ def test_dict_outputs_are_named_by_their_keys():
 
 
 def test_unnamed_tuple_outputs_are_output_1_and_output_2():
-    source = model_to_dot(TwoInTwoOut(), inputs=GUIDE_SHAPES)
+    source = model_to_dot(ImageAndTimeseries(), inputs=GUIDE_SHAPES)
     assert "output_1 (Output)" in source and "output_2 (Output)" in source
 
 
