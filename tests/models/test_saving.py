@@ -1,7 +1,6 @@
 """Tests for save_weights/load_weights: plain state_dict files, atomic, safe to load."""
 
 import os
-import pickle
 
 import numpy as np
 import pytest
@@ -9,21 +8,6 @@ import torch
 from torch import nn
 
 import torchfit
-
-
-def _write_marker(path):
-    with open(path, "w") as file:
-        file.write("code ran")
-
-
-class _Malicious:
-    """Unpickling this would run `_write_marker`: loading must refuse it."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (_write_marker, (self.marker,))
 
 
 def _model(seed=0, hidden=4):
@@ -121,15 +105,8 @@ def test_missing_file(tmp_path):
 
 
 @pytest.mark.parametrize("writer", ["torch", "pickle"])
-def test_pickle_that_would_run_code_is_refused_and_nothing_runs(tmp_path, writer):
-    marker = tmp_path / "marker"
-    path = tmp_path / "evil.pt"
-    payload = {"0.weight": _Malicious(str(marker))}
-    if writer == "torch":
-        torch.save(payload, path)
-    else:
-        with open(path, "wb") as file:
-            pickle.dump(payload, file, protocol=2)
+def test_pickle_that_would_run_code_is_refused_and_nothing_runs(code_running_file, writer):
+    path, marker = code_running_file(lambda evil: {"0.weight": evil}, writer)
     with pytest.raises(ValueError, match="nothing in it was run"):
         _model().load_weights(path)
     assert not marker.exists()

@@ -1,6 +1,5 @@
 """Tests for model.save / torchfit.models.load_model: rebuilding without pickled code."""
 
-import pickle
 import sys
 import textwrap
 
@@ -11,19 +10,6 @@ from torch import nn
 
 import torchfit
 from torchfit.models import serialization
-
-
-def _write_marker(path):
-    with open(path, "w") as file:
-        file.write("code ran")
-
-
-class _Malicious:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (_write_marker, (self.marker,))
 
 
 class Regressor(torchfit.Model):
@@ -321,15 +307,10 @@ def test_file_of_another_model(tmp_path):
 
 
 @pytest.mark.parametrize("writer", ["torch", "pickle"])
-def test_pickle_that_would_run_code_is_refused(tmp_path, writer):
-    marker = tmp_path / "marker"
-    payload = {"format": "torchfit.model", "version": 1, "weights": {}, "module": _Malicious(str(marker))}
-    path = tmp_path / "evil.keras"
-    if writer == "torch":
-        torch.save(payload, path)
-    else:
-        with open(path, "wb") as file:
-            pickle.dump(payload, file, protocol=2)
+def test_pickle_that_would_run_code_is_refused(code_running_file, writer):
+    path, marker = code_running_file(
+        lambda evil: {"format": "torchfit.model", "version": 1, "weights": {}, "module": evil},
+        writer, name="evil.keras")
     for safe_mode in (True, False):
         with pytest.raises(ValueError, match="nothing in it was run"):
             torchfit.models.load_model(path, safe_mode=safe_mode)
