@@ -30,6 +30,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 LOG_RTOL = 1e-4
 WEIGHT_RTOL, WEIGHT_ATOL = 1e-4, 1e-5
 BATCH_SIZE = 64
+# One sample of the smallest data set below (200 validation rows) flipping class.
+ACCURACY_ATOL = 1.01 / 200
 
 
 def _data(num_samples: int, seed: int):
@@ -104,7 +106,10 @@ def _keras_weights_as_torch(keras_model) -> list:
 def _assert_same_history(keras_history: dict, torchfit_history: dict) -> None:
     assert sorted(torchfit_history) == sorted(keras_history)
     for key, expected in keras_history.items():
-        np.testing.assert_allclose(torchfit_history[key], expected, rtol=LOG_RTOL, err_msg=key)
+        # An accuracy counts argmaxes: a near-tie that float rounding breaks the
+        # other way on another machine moves it by one sample.
+        atol = ACCURACY_ATOL if "accuracy" in key else 0.0
+        np.testing.assert_allclose(torchfit_history[key], expected, rtol=LOG_RTOL, atol=atol, err_msg=key)
 
 
 def _assert_same_weights(keras_model, model) -> None:
@@ -209,4 +214,9 @@ def test_evaluate_and_predict_match_after_training():
     assert isinstance(torchfit_logits, np.ndarray)
     assert torchfit_logits.shape == keras_logits.shape == (500, 10)
     np.testing.assert_allclose(torchfit_logits, keras_logits, rtol=1e-4, atol=1e-5)
-    np.testing.assert_array_equal(torchfit_logits.argmax(-1), keras_logits.argmax(-1))
+    # Classes agree wherever the top two logits are further apart than the
+    # tolerance above; a closer pair is a tie that rounding may break either way.
+    top_two = np.sort(keras_logits, axis=-1)[:, -2:]
+    clear = (top_two[:, 1] - top_two[:, 0]) > 1e-3
+    assert clear.mean() > 0.9
+    np.testing.assert_array_equal(torchfit_logits.argmax(-1)[clear], keras_logits.argmax(-1)[clear])
