@@ -554,3 +554,18 @@ def test_an_empty_batch_changes_neither_weights_nor_the_running_loss():
     logs = model.get_metrics_result()
     assert np.isfinite(float(logs["loss"])) and np.isfinite(float(logs["mae"]))
     assert not np.allclose(before[0], model.get_weights()[0])  # the real batch trained
+
+
+def test_get_weights_returns_copies_that_do_not_move_with_training():
+    net = nn.Sequential(nn.Linear(3, 2))
+    model = torchfit.Model(net, device="cpu")
+    model.compile(optimizer="sgd", loss="mse")
+    snapshot = model.get_weights()
+    before = [np.array(w, copy=True) for w in snapshot]
+    model.fit(np.ones((8, 3), "float32"), np.zeros((8, 2), "float32"), epochs=2, verbose=0)
+    for kept, original in zip(snapshot, before):
+        np.testing.assert_array_equal(kept, original)
+    assert not np.array_equal(net[0].weight.detach().numpy(), before[0])
+    trained = net[0].weight.detach().clone()
+    model.get_weights()[0][...] = 123.0
+    assert torch.equal(net[0].weight.detach(), trained)

@@ -525,8 +525,16 @@ class Model(Trainer, nn.Module):
         return self.module if self.module is not None else self
 
     def get_weights(self) -> list:
-        """The values of every parameter and buffer, as NumPy arrays."""
-        return [t.detach().cpu().numpy() for t in self._weights_module().state_dict().values()]
+        """Copies of every parameter and buffer, as NumPy arrays.
+
+        Copies, as in Keras: a snapshot never moves when training goes on, and
+        writing into it never changes the model (on the CPU, `.numpy()` alone
+        would share the parameters' memory).
+        """
+        return [
+            np.array(t.detach().cpu().numpy(), copy=True)
+            for t in self._weights_module().state_dict().values()
+        ]
 
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Sets every parameter and buffer from a list in `get_weights()` order."""
