@@ -78,3 +78,19 @@ def test_batch_logs_is_a_mutable_mapping():
     assert logs.get("missing", "default") == "default"
     with pytest.raises(KeyError):
         logs["missing"]
+
+
+def test_a_key_set_before_the_first_read_stays_a_tensor_and_marks_the_logs_modified():
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"loss": torch.tensor(0.25)}
+
+    logs = BatchLogs(compute)
+    extra = torch.tensor(3.0)
+    logs["scale"] = extra  # a custom step adding to super().train_step(data): no host copy
+    assert logs.modified and not logs.materialized and calls == []
+    assert logs.raw()["scale"] is extra
+    assert dict(logs) == {"loss": 0.25, "scale": 3.0}
+    assert not BatchLogs(compute).modified

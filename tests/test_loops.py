@@ -127,14 +127,23 @@ def _count_host_conversions(monkeypatch, run):
     return counts["n"]
 
 
-@pytest.mark.parametrize("verbose", [0, 2])
-def test_training_steps_never_copy_values_to_the_host(monkeypatch, verbose, capsys):
+class _AddsTensorLogs(torchfit.Model):
+    """A custom step that adds device tensors to super()'s logs."""
+
+    def train_step(self, data):
+        logs = super().train_step(data)
+        logs["scale"] = self.module[0].weight.detach().abs().mean()
+        return logs
+
+
+@pytest.mark.parametrize("verbose, model_class", [(0, torchfit.Model), (2, torchfit.Model), (0, _AddsTensorLogs)])
+def test_training_steps_never_copy_values_to_the_host(monkeypatch, verbose, model_class, capsys):
     # The number of tensor-to-host conversions of a fit must not grow with the
     # number of steps: values cross only at epoch end (and at progress redraws,
-    # which verbose=2 does not do mid-epoch).
+    # which verbose=2 does not do mid-epoch), also for keys a custom step adds.
     def fit(num_samples):
         torch.manual_seed(0)
-        model = torchfit.Model(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)), device="cpu")
+        model = model_class(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)), device="cpu")
         model.compile(optimizer="rmsprop",
                       loss=torchfit.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=["accuracy"])

@@ -19,7 +19,7 @@ from torchfit import losses as losses_module
 from torchfit import tree
 from torchfit import metrics as metrics_module
 
-__all__ = ["CompileLoss", "CompileMetrics", "Outputs"]
+__all__ = ["CompileLoss", "CompileMetrics", "Outputs", "UnbuiltMetrics", "outputs_structure"]
 
 _SHAPE_RESOLVED = ("accuracy", "acc", "crossentropy", "ce")
 
@@ -52,6 +52,14 @@ class Outputs:
         else:
             self.kind = "single"
             self.names = list(output_names)[:1] if output_names else ["output"]
+
+    @classmethod
+    def from_names(cls, names: Sequence[str]) -> "Outputs":
+        """The outputs of a model known only by `output_names`: one, or a tuple of several."""
+        outputs = cls.__new__(cls)
+        outputs.kind = "list" if len(names) > 1 else "single"
+        outputs.names = list(names)
+        return outputs
 
     @property
     def count(self) -> int:
@@ -113,6 +121,15 @@ class Outputs:
             f" is a single {type(value).__name__}. Pass a list with one entry"
             " per output, or a dict keyed by output name."
         )
+
+
+def outputs_structure(y_pred: Any, output_names=None) -> Optional[Outputs]:
+    """The outputs of a model's call, or `None` when `output_names` does not fit them
+    (the first batch of `fit` will say so)."""
+    try:
+        return Outputs(y_pred, output_names)
+    except ValueError:
+        return None
 
 
 def _per_output(config: Any, outputs: Outputs, argument: str) -> list:
@@ -190,6 +207,15 @@ class CompileLoss:
         self._terms = [tuple(term) for term in terms]
         self.built = True
 
+    def expected_names(self, outputs: Outputs) -> list:
+        """The `<output>_loss` names `build` will give for `outputs`, without a batch."""
+        try:
+            configs = _per_output(self._loss_config, outputs, "loss")
+        except ValueError:
+            return []  # `build` raises the full error at the first batch
+        with_loss = [outputs.names[index] for index, config in enumerate(configs) if config is not None]
+        return [f"{name}_loss" for name in with_loss] if len(with_loss) > 1 else []
+
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None):
         """Returns the total loss, or `None` when no output has a loss."""
         outputs = self.outputs
@@ -244,6 +270,8 @@ class CompileMetrics:
         self.metrics: list = []
         self._unweighted: list = []  # (output index, metric)
         self._weighted: list = []
+        # Stands in `model.metrics` until the first batch builds the metrics.
+        self.unbuilt = UnbuiltMetrics(self)
 
     def build(self, y_true: Any, y_pred: Any, device: torch.device) -> None:
         self.outputs = Outputs(y_pred, self._output_names)
@@ -256,12 +284,16 @@ class CompileMetrics:
         self.metrics = [metric for _, metric in self._unweighted + self._weighted]
         for metric in self.metrics:
             metric.to(device)
+            # A metric object may come with the state of an earlier use: the first
+            # batch builds it after fit's reset, so start it fresh here.
+            metric.reset_state()
         self.built = True
 
-    def _build_set(self, config, argument, flat_true, flat_pred, seen) -> list:
+    def _identifiers(self, config, argument, outputs: Outputs) -> list:
+        """`(output index, identifier)` for every metric of `config`."""
         if config is None:
             return []
-        if self.outputs.count == 1:
+        if outputs.count == 1:
             if isinstance(config, Mapping):
                 config = [m for value in config.values() for m in _as_list(value)]
             if not isinstance(config, (list, tuple)):
@@ -271,17 +303,22 @@ class CompileMetrics:
                 )
             per_output = [list(config)]
         else:
-            per_output = [_as_list(value) for value in _per_output(config, self.outputs, argument)]
+            per_output = [_as_list(value) for value in _per_output(config, outputs, argument)]
+        return [
+            (index, identifier)
+            for index, identifiers in enumerate(per_output)
+            for identifier in identifiers
+            if identifier is not None
+        ]
+
+    def _build_set(self, config, argument, flat_true, flat_pred, seen) -> list:
         built = []
-        for index, identifiers in enumerate(per_output):
-            for identifier in identifiers:
-                if identifier is None:
-                    continue
-                metric = self._resolve(identifier, flat_true[index], flat_pred[index])
-                if id(metric) in seen:
-                    metric = copy.deepcopy(metric)
-                seen.add(id(metric))
-                built.append((index, metric))
+        for index, identifier in self._identifiers(config, argument, self.outputs):
+            metric = self._resolve(identifier, flat_true[index], flat_pred[index])
+            if id(metric) in seen:
+                metric = copy.deepcopy(metric)
+            seen.add(id(metric))
+            built.append((index, metric))
         return built
 
     @staticmethod
@@ -294,25 +331,35 @@ class CompileMetrics:
         return metrics_module.get_metric(identifier, y_true, y_pred)
 
     def _name_metrics(self) -> None:
-        names = self.outputs.names if self.outputs.count > 1 else None
+        unweighted = [(index, metric.name) for index, metric in self._unweighted]
+        weighted = [(index, metric.name) for index, metric in self._weighted]
+        names = _log_names(self.outputs, unweighted, weighted)
+        for (_, metric), name in zip(self._unweighted + self._weighted, names):
+            metric.name = name
 
-        def log_name(index: int, base: str) -> str:
-            return f"{names[index]}_{base}" if names else base
+    @property
+    def single_output_form(self) -> bool:
+        """Whether `metrics` and `weighted_metrics` are flat lists, the form of a single output."""
+        return all(
+            config is None
+            or isinstance(config, (list, tuple)) and not any(isinstance(m, (list, tuple, Mapping)) for m in config)
+            for config in (self._metrics_config, self._weighted_config)
+        )
 
-        for index, metric in self._unweighted:
-            metric.name = log_name(index, metric.name)
-        taken = {metric.name for _, metric in self._unweighted}
-        for index, metric in self._weighted:
-            base = metric.name
-            if log_name(index, base) in taken:
-                base = f"weighted_{base}"
-            metric.name = log_name(index, base)
-        counts: dict[str, int] = {}
-        for _, metric in self._unweighted + self._weighted:
-            seen = counts.get(metric.name, 0)
-            counts[metric.name] = seen + 1
-            if seen:
-                metric.name = f"{metric.name}_{seen}"
+    def expected_names(self, outputs: Outputs) -> list:
+        """The log names `build` will give for `outputs`, without a batch.
+
+        A string id is named by its spelling and anything else by the metric
+        `get` makes of it, so no shapes are needed.
+        """
+        try:
+            unweighted, weighted = (
+                [(index, _base_name(identifier)) for index, identifier in self._identifiers(config, argument, outputs)]
+                for config, argument in ((self._metrics_config, "metrics"), (self._weighted_config, "weighted_metrics"))
+            )
+        except (TypeError, ValueError):
+            return []  # `build` raises the full error at the first batch
+        return _log_names(outputs, unweighted, weighted)
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         if self.outputs.kind == "single" and not isinstance(y_true, (list, tuple, Mapping)):
@@ -335,6 +382,60 @@ class CompileMetrics:
             for index, metric in self._weighted:
                 if flat_true[index] is not None:
                     metric.update_state(flat_true[index], flat_pred[index], sample_weight=flat_weights[index])
+
+
+def _base_name(identifier: Any) -> str:
+    if isinstance(identifier, str):
+        return identifier
+    return metrics_module.get_metric(identifier, None, None).name
+
+
+def _log_names(outputs: Outputs, unweighted: list, weighted: list) -> list:
+    """Keras 3's log names of `(output index, metric name)` pairs: prefixed by the
+    output for several outputs, `weighted_` on a collision, `_1` for duplicates."""
+    prefixes = outputs.names if outputs.count > 1 else None
+
+    def log_name(index: int, base: str) -> str:
+        return f"{prefixes[index]}_{base}" if prefixes else base
+
+    names = [log_name(index, base) for index, base in unweighted]
+    taken = set(names)
+    for index, base in weighted:
+        name = log_name(index, base)
+        names.append(log_name(index, f"weighted_{base}") if name in taken else name)
+    counts: dict[str, int] = {}
+    for position, name in enumerate(names):
+        seen = counts.get(name, 0)
+        counts[name] = seen + 1
+        if seen:
+            names[position] = f"{name}_{seen}"
+    return names
+
+
+class UnbuiltMetrics(metrics_module.Metric):
+    """The compiled metrics in `model.metrics` before the first batch builds them.
+
+    As Keras 3's `CompileMetrics`, it builds them from the first
+    `update_state(y_true, y_pred, sample_weight)`, so a custom `train_step`
+    that walks `model.metrics` from its first call updates them.
+    """
+
+    def __init__(self, compile_metrics: "CompileMetrics"):
+        super().__init__(name="compile_metrics")
+        self._compile_metrics = compile_metrics
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        compiled = self._compile_metrics
+        if not compiled.built:
+            compiled.build(y_true, y_pred, self.device)
+        compiled.update_state(y_true, y_pred, sample_weight)
+
+    def result(self) -> dict:
+        return {metric.name: metric.result() for metric in self._compile_metrics.metrics}
+
+    def reset_state(self) -> None:
+        for metric in self._compile_metrics.metrics:
+            metric.reset_state()
 
 
 def _as_list(value: Any) -> list:

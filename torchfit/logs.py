@@ -70,17 +70,26 @@ class BatchLogs(MutableMapping):
         compute: Zero-argument callable returning a mapping of log names to
             tensors or numbers (usually the running metric results).
 
+    A key set before the first read (a custom step adding to
+    `super().train_step(data)`) is kept as given until then, and marks the
+    logs `modified`: they are no longer exactly the metric results.
+
     Example:
     >>> logs = BatchLogs(lambda: {"loss": torch.tensor(0.25)})
-    >>> logs["loss"]
-    0.25
+    >>> logs["my_metric"] = torch.tensor(10.0)
+    >>> dict(logs), logs.modified
+    ({'loss': 0.25, 'my_metric': 10.0}, True)
     """
 
-    __slots__ = ("_compute", "_values")
+    __slots__ = ("_compute", "_values", "_extra", "modified")
 
     def __init__(self, compute: Callable[[], Mapping[str, Any]]):
         self._compute = compute
         self._values: dict[str, Any] | None = None
+        # Keys a step adds before anybody read the logs: kept as given (maybe
+        # device tensors), so adding `logs["my_metric"] = t` costs no sync.
+        self._extra: dict[str, Any] | None = None
+        self.modified = False
 
     @property
     def materialized(self) -> bool:
@@ -91,20 +100,30 @@ class BatchLogs(MutableMapping):
         """The values as the step produced them (tensors), without a sync."""
         if self._values is not None:
             return self._values
+        if self._extra:
+            return {**self._compute(), **self._extra}
         return self._compute()
 
     def _get(self) -> dict[str, Any]:
         if self._values is None:
-            self._values = pythonify_logs(self._compute())
+            self._values = pythonify_logs(self.raw())
+            self._extra = None
         return self._values
 
     def __getitem__(self, key: str) -> Any:
         return self._get()[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._get()[key] = value
+        self.modified = True
+        if self._values is None:
+            if self._extra is None:
+                self._extra = {}
+            self._extra[key] = value
+        else:
+            self._values[key] = value
 
     def __delitem__(self, key: str) -> None:
+        self.modified = True
         del self._get()[key]
 
     def __iter__(self) -> Iterator[str]:

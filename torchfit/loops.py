@@ -6,15 +6,22 @@ device tensors. Batching belongs to `data/`; what one step does belongs to
 the model's `train_step`/`test_step`/`predict_step`.
 """
 
-from collections.abc import Mapping
+import contextlib
+import copy
+from collections.abc import Iterator, Mapping
 from typing import Any, Optional
 
 import torch
 
 from torchfit import tree
 from torchfit.logs import BatchLogs, pythonify_logs
+from torchfit.metrics.torchmetrics_adapter import TorchMetricsAdapter
+from torchfit.models.forward import mode_differs, run_in_mode
 
-__all__ = ["MetricLogs", "Validation", "batch_size_of", "fit_loop", "evaluate_loop", "predict_loop"]
+__all__ = [
+    "MetricLogs", "Validation", "batch_size_of", "evaluate_loop", "fit_loop", "kept_epoch_metrics",
+    "predict_loop",
+]
 
 
 class MetricLogs(BatchLogs):
@@ -43,8 +50,9 @@ def _as_batch_logs(logs: Any) -> Any:
 
 def _epoch_logs(model, step_logs: Any) -> dict:
     """The logs at the end of an epoch: the metric results when the step
-    returned them, else the last step's own logs (a custom step), as Keras."""
-    if isinstance(step_logs, MetricLogs):
+    returned exactly them, else the last step's own logs (a custom step, or
+    `super().train_step(data)` with keys added), as Keras."""
+    if isinstance(step_logs, MetricLogs) and not step_logs.modified:
         return pythonify_logs(model.get_metrics_result())
     if step_logs is None:
         return pythonify_logs(model.get_metrics_result()) if model.metrics else {}
@@ -55,15 +63,22 @@ def _epoch_logs(model, step_logs: Any) -> dict:
     return pythonify_logs(raw)
 
 
+def _check_validation_freq(freq: Any) -> None:
+    epochs = freq if isinstance(freq, (list, tuple)) else [freq]
+    if isinstance(freq, bool) or not all(
+        isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 1 for epoch in epochs
+    ):
+        raise ValueError(
+            "`validation_freq` must be an int >= 1 (validate every N epochs) or a list of"
+            f" epochs counted from 1. Received: validation_freq={freq!r}."
+        )
+
+
 class Validation:
     """The validation data of a fit: when it runs, and its cached iterator."""
 
     def __init__(self, iterator, freq: Any):
-        if not isinstance(freq, (int, list, tuple)) or isinstance(freq, bool):
-            raise ValueError(
-                "`validation_freq` must be an int or a list of epochs (counted from 1)."
-                f" Received: validation_freq={freq!r}."
-            )
+        _check_validation_freq(freq)
         self.iterator = iterator
         self.freq = freq
 
@@ -157,23 +172,25 @@ def train_epoch(model, train, callbacks) -> dict:
     # epoch and skips the batches that were already trained on.
     resume, model._resume = model._resume, None
     step = -1
-    for step, batch in train.enumerate_epoch():
-        if resume is not None:
-            if step < resume.skip_batches:
-                continue
-            resume.on_resumed(batch)
-            resume = None
-        if logs is None:
-            # Build compiled metrics before the first step, so a custom
-            # train_step can walk `model.metrics` from its first call, as in Keras.
-            model._ensure_built(batch)
-        if groups.opens(step):
-            callbacks.on_train_batch_begin(step)
-        logs = _as_batch_logs(step_function(batch))
-        if groups.closes(step):
-            callbacks.on_train_batch_end(step, logs)
-        if model.stop_training:
-            break
+    model._in_train_epoch = True  # an evaluate() from a callback keeps our metric states
+    try:
+        for step, batch in train.enumerate_epoch():
+            if resume is not None:
+                if step < resume.skip_batches:
+                    continue
+                resume.on_resumed(batch)
+                resume = None
+            if groups.opens(step):
+                callbacks.on_train_batch_begin(step)
+            if mode_differs(model, True):
+                model.train()  # a callback left it in eval(): every step trains in train mode
+            logs = _as_batch_logs(step_function(batch))
+            if groups.closes(step):
+                callbacks.on_train_batch_end(step, logs)
+            if model.stop_training:
+                break
+    finally:
+        model._in_train_epoch = False
     if groups.open:
         callbacks.on_train_batch_end(step, logs)
     if model._distribution is not None:  # the epoch's logs over all ranks
@@ -182,21 +199,32 @@ def train_epoch(model, train, callbacks) -> dict:
 
 
 def evaluate_loop(model, iterator, callbacks) -> dict:
-    """Runs the test steps over `iterator`; returns the logs as floats."""
-    model.eval()
+    """Runs the test steps over `iterator` in eval mode; returns the logs as floats.
+
+    The model's mode is put back as found, also when a callback calls
+    `evaluate` in the middle of `fit`.
+    """
     model.stop_evaluating = False
-    callbacks.on_test_begin()
-    model.reset_metrics()
+    with run_in_mode(model, False):
+        callbacks.on_test_begin()
+        model.reset_metrics()
+        logs = _test_steps(model, iterator, callbacks)
+        if model._distribution is not None:  # the evaluation's logs over all ranks
+            model._distribution.reduce_metrics(model.metrics)
+        epoch_logs = _epoch_logs(model, logs)
+        callbacks.on_test_end(epoch_logs)
+    return epoch_logs
+
+
+def _test_steps(model, iterator, callbacks) -> Any:
+    """The test steps and their batch hooks; returns the last step's logs."""
     logs = None
     groups = _HookGroups(model.steps_per_execution)
     step = -1
-    tracking = model._track_added_metrics
-    model._track_added_metrics = True
+    tracking, model._track_added_metrics = model._track_added_metrics, True
     try:
         with torch.no_grad():
             for step, batch in iterator.enumerate_epoch():
-                if logs is None:
-                    model._ensure_built(batch)
                 if groups.opens(step):
                     callbacks.on_test_batch_begin(step)
                 logs = _as_batch_logs(model.test_step(batch))
@@ -208,39 +236,93 @@ def evaluate_loop(model, iterator, callbacks) -> dict:
         model._track_added_metrics = tracking
     if groups.open:
         callbacks.on_test_batch_end(step, logs)
-    if model._distribution is not None:  # the evaluation's logs over all ranks
-        model._distribution.reduce_metrics(model.metrics)
-    epoch_logs = _epoch_logs(model, logs)
-    callbacks.on_test_end(epoch_logs)
-    return epoch_logs
+    return logs
+
+
+@contextlib.contextmanager
+def kept_epoch_metrics(model) -> Iterator[None]:
+    """Keeps the running training epoch's metric states across the block.
+
+    An `evaluate` that a callback calls in the middle of `fit` resets and
+    updates the same metrics; Keras lets that reach the epoch's logs, torchfit
+    does not. Outside a training epoch the block runs as is. The states are
+    copied on the device: no host sync.
+    """
+    if not model._in_train_epoch:
+        yield
+        return
+    saved = [(metric, _metric_state(metric)) for metric in model.metrics]
+    added = dict(model._added_metrics)
+    try:
+        yield
+    finally:
+        model._added_metrics.clear()
+        model._added_metrics.update(added)
+        for metric, state in saved:
+            _restore_metric_state(metric, state)
+        kept = {id(metric) for metric, _ in saved}
+        for metric in model.metrics:
+            if id(metric) not in kept:  # built during the block: holds its values only
+                metric.reset_state()
+
+
+def _metric_state(metric) -> Any:
+    if isinstance(metric, TorchMetricsAdapter):
+        return copy.deepcopy(metric.metric)  # torchmetrics also caches its computed value
+    return [variable.detach().clone() for variable in metric.variables]
+
+
+def _restore_metric_state(metric, state: Any) -> None:
+    if isinstance(metric, TorchMetricsAdapter):
+        metric.metric = state
+        return
+    variables = metric.variables
+    if len(variables) != len(state) or any(v.shape != s.shape for v, s in zip(variables, state)):
+        metric.reset_state()  # its state was not built yet when the block began
+        return
+    with torch.no_grad():
+        for variable, value in zip(variables, state):
+            variable.copy_(value)
 
 
 def predict_loop(model, iterator, callbacks) -> Any:
-    """Runs the predict steps; returns the outputs concatenated, on the host.
+    """Runs the predict steps in eval mode (the mode is put back as found);
+    returns the outputs concatenated, on the host.
 
     `on_predict_batch_end` receives `{"outputs": ...}`: the outputs of the
     group's steps joined, still on the device.
     """
-    model.eval()
     model.stop_predicting = False
-    callbacks.on_predict_begin()
+    with run_in_mode(model, False):
+        callbacks.on_predict_begin()
+        collected = _predict_steps(model, iterator, callbacks)
+        callbacks.on_predict_end()
+    return concatenate_outputs(collected)
+
+
+def _predict_steps(model, iterator, callbacks) -> list:
+    """The predict steps and their batch hooks; returns every step's outputs."""
     collected = []
     groups = _HookGroups(model.steps_per_execution)
     step = -1
-    with torch.no_grad():
-        for step, batch in iterator.enumerate_epoch():
-            if groups.opens(step):
-                callbacks.on_predict_batch_begin(step)
-                group_begins = len(collected)
-            collected.append(model.predict_step(batch))
-            if groups.closes(step):
-                callbacks.on_predict_batch_end(step, {"outputs": _join(collected[group_begins:])})
-            if model.stop_predicting:
-                break
+    # A predict inside fit adds nothing to the training epoch's add_metric values.
+    tracking, model._track_added_metrics = model._track_added_metrics, False
+    try:
+        with torch.no_grad():
+            for step, batch in iterator.enumerate_epoch():
+                if groups.opens(step):
+                    callbacks.on_predict_batch_begin(step)
+                    group_begins = len(collected)
+                collected.append(model.predict_step(batch))
+                if groups.closes(step):
+                    callbacks.on_predict_batch_end(step, {"outputs": _join(collected[group_begins:])})
+                if model.stop_predicting:
+                    break
+    finally:
+        model._track_added_metrics = tracking
     if groups.open:
         callbacks.on_predict_batch_end(step, {"outputs": _join(collected[group_begins:])})
-    callbacks.on_predict_end()
-    return concatenate_outputs(collected)
+    return collected
 
 
 def _join(batches: list) -> Any:

@@ -1,5 +1,7 @@
 """torchfit.Model: wrapping, devices, input routing, compile, metrics, steps, weights."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -184,8 +186,8 @@ def test_training_flag_is_passed_only_to_a_forward_that_accepts_it():
     model.fit(x, y, batch_size=4, verbose=0)
     model.evaluate(x, y, verbose=0)
     model.predict(x, verbose=0)
-    # The eval-mode build pass comes first; then fit trains, evaluate/predict do not.
-    assert seen[-3:] == [(True, True), (False, False), (False, False)]
+    # No build pass before the first step: fit trains, evaluate/predict do not.
+    assert seen == [(True, True), (False, False), (False, False)]
 
     plain = torchfit.Model(nn.Linear(3, 1), device="cpu")
     assert plain(torch.ones(1, 3), training=True).shape == (1, 1)
@@ -203,6 +205,135 @@ def test_fit_evaluate_predict_set_train_and_eval_mode():
     np.testing.assert_array_equal(first, model.predict(x, verbose=0))  # dropout off
 
 
+# ------------------------------------------------------- calls and modes
+def _bn_dropout_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 1), nn.Dropout(0.5))
+
+
+def test_training_false_runs_one_call_in_eval_mode_and_restores_every_submodule():
+    net = _bn_dropout_net()
+    model = torchfit.Model(net, device="cpu")
+    net[4].eval()  # a part the user keeps in eval mode stays so
+    x = torch.randn(16, 3)
+    statistics = net[1].running_mean.clone()
+    first, second = model(x, training=False), model(x, training=False)
+    torch.testing.assert_close(first, second, rtol=0, atol=0)  # dropout off
+    torch.testing.assert_close(net[1].running_mean, statistics, rtol=0, atol=0)  # BN statistics kept
+    assert [m.training for m in (model, net, net[1], net[2], net[4])] == [True, True, True, True, False]
+    # A plain call keeps the current (train) mode: dropout on, statistics updated.
+    assert not torch.equal(model(x), first)
+    assert not torch.equal(net[1].running_mean, statistics)
+
+
+def test_training_true_runs_one_call_in_train_mode_and_restores_eval():
+    net = _bn_dropout_net()
+    model = torchfit.Model(net, device="cpu")
+    model.eval()
+    statistics = net[1].running_mean.clone()
+    model(torch.randn(16, 3), training=True)
+    assert not torch.equal(net[1].running_mean, statistics)
+    assert not any(module.training for module in model.modules())
+
+
+def test_the_mode_is_restored_when_the_call_fails():
+    net = _bn_dropout_net()
+    model = torchfit.Model(net, device="cpu")
+    with pytest.raises(RuntimeError):
+        model(torch.zeros(4, 5), training=False)
+    assert all(module.training for module in model.modules())
+
+
+def test_training_false_sets_eval_mode_also_for_a_forward_that_takes_training():
+    seen = []
+
+    class Flag(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dense = nn.Linear(3, 1)
+
+        def forward(self, x, training=None):
+            seen.append((training, self.training))
+            return self.dense(x)
+
+    model = torchfit.Model(Flag(), device="cpu")
+    model(torch.ones(1, 3), training=False)
+    model.eval()
+    model(torch.ones(1, 3), training=True)
+    assert seen == [(False, False), (True, True)]
+    assert not model.training
+
+
+def test_a_sub_model_called_with_training_false_stays_in_inference_while_the_outer_trains():
+    # The transfer-learning pattern: `base_model(x, training=False)` inside a model that trains.
+    base = torchfit.Model(nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.Dropout(0.5)), device="cpu")
+    for parameter in base.parameters():
+        parameter.requires_grad_(False)
+    dropout_modes = []
+    base.module[2].register_forward_hook(lambda module, args, output: dropout_modes.append(module.training))
+
+    class Outer(torchfit.Model):
+        def __init__(self):
+            super().__init__(device="cpu")
+            self.base = base
+            self.head = nn.Linear(8, 1)
+
+        def forward(self, x):
+            return self.head(self.base(x, training=False))
+
+    torch.manual_seed(0)
+    model = Outer()
+    model.compile(optimizer="sgd", loss="mse")
+    statistics = [t.clone() for t in (base.module[1].running_mean, base.module[1].running_var)]
+    head = model.head.weight.detach().clone()
+    model.fit(*_data(16), batch_size=4, epochs=2, verbose=0)
+    assert dropout_modes == [False] * 8
+    torch.testing.assert_close(base.module[1].running_mean, statistics[0], rtol=0, atol=0)
+    torch.testing.assert_close(base.module[1].running_var, statistics[1], rtol=0, atol=0)
+    assert not torch.equal(model.head.weight, head)  # the outer model did train
+
+
+# ------------------------------------------------------- first forward pass
+def test_a_bool_input_is_cast_to_the_weights_dtype():
+    x, y = _data(16)
+    flags = x > 0.5
+    model = _linear_model()
+    history = model.fit(flags, y, verbose=0)  # was: "mat1 and mat2 must have the same dtype"
+    assert np.isfinite(history.history["loss"][0])
+    np.testing.assert_array_equal(model.predict(flags, verbose=0),
+                                  model.predict(flags.astype("float32"), verbose=0))
+
+
+def test_an_integer_input_is_kept_for_an_embedding_and_named_when_forward_fails():
+    ids = np.arange(16).reshape(8, 2) % 10
+    embedding = torchfit.Model(nn.Sequential(nn.Embedding(10, 2), nn.Flatten()), device="cpu")
+    assert embedding.predict(ids, verbose=0).shape == (8, 4)
+    with pytest.raises(RuntimeError, match=r"Input 0 has dtype int64 while the model's weights are"
+                                           r" float32: cast it to a float dtype"):
+        _linear_model().fit(np.arange(48).reshape(16, 3), np.zeros((16, 1), "float32"), verbose=0)
+
+
+def test_a_wrong_feature_count_is_retold_with_every_input_shape_and_dtype():
+    x, y = _data(16, features=5)
+    with pytest.raises(RuntimeError, match=r"mat1 and mat2 shapes cannot be multiplied") as caught:
+        _linear_model().fit(x, y, verbose=0)
+    message = str(caught.value)
+    assert "The model's first forward pass failed. forward(input) received: input 0: float32 (16, 5)." in message
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+def test_list_inputs_in_the_wrong_order_are_retold_in_their_order():
+    model = torchfit.Model(_TwoInputs(), device="cpu")
+    with pytest.raises(RuntimeError, match=r"forward\(image, meta\) received \(positional inputs in"
+                                           r" this order\): input 0: float32 \(4, 2\); input 1: float32 \(4, 3\)\."):
+        model([torch.ones(4, 2), torch.ones(4, 3)])
+    model([torch.ones(4, 3), torch.ones(4, 2)])
+    # Only the first successful call is checked: later calls pay nothing and raise as torch does.
+    with pytest.raises(RuntimeError) as caught:
+        model([torch.ones(4, 2), torch.ones(4, 3)])
+    assert "first forward pass" not in str(caught.value)
+
+
 # --------------------------------------------------------------- compile
 def test_compile_resolves_string_ids_objects_and_torch_optimizers():
     model = _linear_model(optimizer="adam")
@@ -218,6 +349,59 @@ def test_compile_resolves_string_ids_objects_and_torch_optimizers():
     model.compile(optimizer=torchfit.optimizers.SGD, loss="mse")
     assert isinstance(model.optimizer, torchfit.optimizers.SGD)
     model.fit(*_data(), verbose=0)
+
+
+def test_a_model_without_trainable_weights_compiles_warns_once_and_changes_nothing():
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    for parameter in net.parameters():
+        parameter.requires_grad_(False)
+    model = torchfit.Model(net, device="cpu")
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"])  # was: "`params` is empty"
+    x, y = _data(16)
+    before = [np.array(w, copy=True) for w in model.get_weights()]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    assert [str(w.message) for w in caught].count(
+        "The model has no trainable weights: fit() will compute the losses and metrics but"
+        " change no weight. Unfreeze parameters (requires_grad=True) and compile() again to train them."
+    ) == 1 and len(caught) == 1
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
+    predictions = model.predict(x, verbose=0)
+    loss, mae = model.evaluate(x, y, verbose=0)
+    assert loss == pytest.approx(float(((predictions - y) ** 2).mean()), rel=1e-5)
+    assert history.history["loss"] == [pytest.approx(loss, rel=1e-5)] * 2
+    model.compile(optimizer=torch.optim.SGD, loss="mse")  # a torch class cannot be built empty
+    assert model.optimizer is None
+    model.fit(x, y, verbose=0)
+
+
+def test_a_weightless_model_that_only_adds_losses_compiles_and_fits():
+    class Penalty(nn.Module):
+        def forward(self, x):
+            torchfit.add_loss((x ** 2).mean())
+            return x
+
+    model = torchfit.Model(Penalty(), device="cpu")
+    model.compile()
+    x = _data(8)[0]
+    history = model.fit(x, batch_size=8, verbose=0)
+    assert history.history["loss"] == [pytest.approx(float((x ** 2).mean()), rel=1e-6)]
+
+
+def test_an_optimizer_bound_to_another_models_parameters_is_refused():
+    first = _linear_model(optimizer=torchfit.optimizers.Adam(name="my_adam"))
+    second = torchfit.Model(nn.Linear(3, 1), device="cpu")
+    with pytest.raises(ValueError, match=r"The optimizer 'my_adam' \(Adam\) is already bound to 2 parameters"
+                                         r" that are not in this model \(Model of Linear\)\."):
+        second.compile(optimizer=first.optimizer, loss="mse")
+    with pytest.raises(ValueError, match=r"The optimizer 'SGD' \(SGD\) is already bound to 2 parameters"):
+        second.compile(optimizer=torch.optim.SGD(first.parameters(), lr=0.1), loss="mse")
+    # Its own parameters, or a part of them, are fine.
+    head_only = torch.optim.SGD([second.module.weight], lr=0.1)
+    second.compile(optimizer=head_only, loss="mse")
+    assert second.optimizer is head_only
 
 
 def test_compile_default_optimizer_is_rmsprop():
@@ -309,10 +493,58 @@ def test_compile_without_loss_trains_on_add_loss():
 # --------------------------------------------------------------- metrics
 def test_metrics_are_flat_loss_first_after_compile():
     model = _linear_model(metrics=["mean_squared_error", torchfit.metrics.MeanAbsoluteError(name="mae")])
-    assert model.metrics_names == ["loss"]  # compiled metrics are built by the first batch
+    # Known from compile on, as in Keras (the metrics themselves are built by the first batch).
+    assert model.metrics_names == ["loss", "mean_squared_error", "mae"]
     model.fit(*_data(), verbose=0)
     assert model.metrics_names == ["loss", "mean_squared_error", "mae"]
     assert isinstance(model.metrics[0], torchfit.metrics.Mean)
+
+
+class _TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(3, 1), nn.Linear(3, 1)
+
+    def forward(self, x):
+        return self.a(x), self.b(x)
+
+
+def test_metrics_names_are_known_after_compile_and_after_load_model(tmp_path):
+    model = _linear_model(metrics=["mae", torchfit.metrics.RootMeanSquaredError()], weighted_metrics=["mae"])
+    names = ["loss", "mae", "root_mean_squared_error", "weighted_mae"]
+    assert model.metrics_names == names
+    x, y = _data(8)
+    model.save(tmp_path / "model.pt")
+    loaded = torchfit.models.load_model(tmp_path / "model.pt")
+    assert loaded.metrics_names == names
+    # evaluate before any fit: values in metrics_names order.
+    results = loaded.evaluate(x, y, verbose=0)
+    logs = loaded.evaluate(x, y, verbose=0, return_dict=True)
+    assert results == [logs[name] for name in names] and loaded.metrics_names == names
+
+    heads = torchfit.Model(_TwoHeads(), output_names=["a", "b"], device="cpu")
+    heads.compile(optimizer="sgd", loss=["mse", "mae"], metrics=[["mae"], ["mse", "mae"]])
+    expected = heads.metrics_names
+    assert expected == ["loss", "a_mae", "b_mse", "b_mae", "a_loss", "b_loss"]
+    heads.evaluate(x, [y, y], verbose=0)
+    assert heads.metrics_names == expected
+
+
+def test_metrics_names_of_several_outputs_are_known_once_the_model_was_called():
+    heads = torchfit.Model(_TwoHeads(), device="cpu")
+    heads.compile(optimizer="sgd", loss="mse", metrics=[["mae"], ["mae"]])
+    assert heads.metrics_names == ["loss"]  # which outputs? unknown before a call
+    heads(torch.ones(2, 3))
+    assert heads.metrics_names == ["loss", "output_1_mae", "output_2_mae", "output_1_loss", "output_2_loss"]
+
+
+def test_a_metric_object_compiled_again_starts_from_a_fresh_state():
+    x, y = _data(8)
+    reused = torchfit.metrics.MeanAbsoluteError(name="mae")
+    _linear_model(metrics=[reused]).fit(x, y + 100.0, verbose=0)
+    again = _linear_model(metrics=[reused]).fit(x, y, verbose=0).history["mae"]
+    fresh = _linear_model(metrics=[torchfit.metrics.MeanAbsoluteError(name="mae")]).fit(x, y, verbose=0)
+    assert again == pytest.approx(fresh.history["mae"], rel=1e-6)
 
 
 def test_epoch_metrics_are_batch_size_weighted_means_of_the_epoch():
@@ -467,6 +699,65 @@ def test_compute_loss_override_is_used_by_the_default_steps():
     expected = np.abs(model.predict(x, verbose=0) - y).mean()
     assert logs["loss"] == pytest.approx(float(expected), rel=1e-5)
     model.fit(x, y, verbose=0)
+
+
+def test_a_compute_loss_override_without_training_works():
+    # The signature Keras had before 3.3; Keras inspects the override, so does torchfit.
+    class Doubled(torchfit.Model):
+        def __init__(self):
+            super().__init__(nn.Linear(3, 1), device="cpu")
+
+        def compute_loss(self, x, y, y_pred, sample_weight=None):
+            return 2 * super().compute_loss(x, y, y_pred, sample_weight)
+
+    torch.manual_seed(0)
+    model = Doubled()
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = _data(8)
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert logs["loss"] == pytest.approx(2 * float(((model.predict(x, verbose=0) - y) ** 2).mean()), rel=1e-5)
+    assert len(history.history["loss"]) == 2
+
+
+class _Noisy(nn.Module):
+    """Draws random numbers in every mode and counts its calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = nn.Linear(3, 1)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.dense(x + 0.1 * torch.randn_like(x))
+
+
+def test_a_seeded_fit_sees_the_random_stream_of_the_same_hand_written_loop():
+    # Compiled metrics are built from the first real step, not by an extra forward pass.
+    x, y = _data(16)
+    torch.manual_seed(0)
+    net = _Noisy()
+    model = torchfit.Model(net, device="cpu")
+    model.compile(optimizer=torch.optim.SGD(net.parameters(), lr=0.1), loss="mse", metrics=["mae"])
+    torch.manual_seed(1)
+    model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+
+    torch.manual_seed(0)
+    reference = _Noisy()
+    optimizer = torch.optim.SGD(reference.parameters(), lr=0.1)
+    torch.manual_seed(1)
+    for _ in range(2):
+        for start in range(0, 16, 4):
+            xb, yb = torch.from_numpy(x[start:start + 4]), torch.from_numpy(y[start:start + 4])
+            optimizer.zero_grad()
+            ((reference(xb) - yb) ** 2).mean().backward()
+            optimizer.step()
+    assert net.calls == reference.calls == 8
+    for trained, expected in zip(net.parameters(), reference.parameters()):
+        torch.testing.assert_close(trained, expected)
+    model.evaluate(x, y, batch_size=4, verbose=0)
+    assert net.calls == 12  # evaluate too: one call per batch
 
 
 def test_predict_step_override_shapes_predict_output():

@@ -1,5 +1,6 @@
 """fit / evaluate / predict / *_on_batch: every argument and every kind of data."""
 
+import copy
 import re
 import warnings
 
@@ -98,6 +99,18 @@ def test_epochs_and_initial_epoch_set_history_epochs():
     assert history.params == {"verbose": 0, "epochs": 5, "steps": 1}
 
 
+@pytest.mark.parametrize("epochs, initial_epoch", [(2, 5), (5, 5)])
+def test_an_initial_epoch_past_epochs_warns_that_nothing_trains(epochs, initial_epoch):
+    model = _recording()
+    before = [np.array(w, copy=True) for w in model.get_weights()]
+    with pytest.warns(UserWarning, match=rf"fit\(epochs={epochs}, initial_epoch={initial_epoch}\) trains"
+                                         rf" nothing: `epochs` is the index of the epoch to stop at"):
+        history = model.fit(*_data(), epochs=epochs, initial_epoch=initial_epoch, verbose=0)
+    assert history.epoch == []
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
+
+
 def test_fit_returns_loss_going_down():
     torch.manual_seed(0)
     model = torchfit.Model(nn.Linear(3, 1), device="cpu")
@@ -138,7 +151,9 @@ def test_verbose_1_prints_keras_3_progress_bars(capsys):
     lines = [line for line in out.replace("\r", "\n").splitlines() if line.strip()]
     assert lines[0] == "Epoch 1/2"
     assert "Epoch 2/2" in lines
-    final = [line for line in lines if line.startswith("4/4 ━━━━━━━━━━━━━━━━━━━━ ")]
+    # Off a terminal a redraw is a new line, and a slow machine may redraw the bar at
+    # step 4 before the epoch's final line: the final lines are those with val_ keys.
+    final = [line for line in lines if line.startswith("4/4 ━━━━━━━━━━━━━━━━━━━━ ") and "val_" in line]
     assert len(final) == 2
     # Sorted keys, validation included, %.4f values.
     assert final[0].split(" - ", 1)[1].split(": ")[0] == "loss"
@@ -208,6 +223,164 @@ def test_a_callback_can_stop_training():
 
     history = _recording().fit(*_data(), epochs=10, verbose=0, callbacks=[Stop()])
     assert history.epoch == [0, 1]
+
+
+# ------------------------------------------------------ calls inside fit
+class _ModeSpy(torchfit.Model):
+    """Records, at every train step, whether each of its modules is in train mode."""
+
+    def __init__(self):
+        super().__init__(nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.Linear(4, 1)), device="cpu")
+        self.step_modes = []
+
+    def train_step(self, data):
+        self.step_modes.append(all(module.training for module in self.modules()))
+        return super().train_step(data)
+
+
+class _CallsMidEpoch(Callback):
+    """Calls evaluate/predict (and their *_on_batch twins) around every train batch."""
+
+    def __init__(self, x, y, hook="on_train_batch_end"):
+        super().__init__()
+        self.x, self.y = x, y
+        setattr(self, hook, self._call_them)
+
+    def _call_them(self, batch, logs=None):
+        self.model.evaluate(self.x, self.y, verbose=0)
+        self.model.predict(self.x, verbose=0)
+        self.model.test_on_batch(self.x, self.y)
+        self.model.predict_on_batch(self.x)
+
+
+def test_every_train_step_runs_in_train_mode_around_evaluate_and_predict_from_a_callback():
+    torch.manual_seed(0)
+    model = _ModeSpy()
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = _data(16)
+    model.fit(x, y, batch_size=4, epochs=2, callbacks=[_CallsMidEpoch(x, y)], verbose=0)
+    assert model.step_modes == [True] * 8
+    # Outside fit too, evaluate and predict leave the mode as they found it.
+    model.train()
+    model.evaluate(x, y, verbose=0)
+    model.predict(x, verbose=0)
+    assert all(module.training for module in model.modules())
+
+
+def _history_with(callbacks, metrics=("mae",)):
+    torch.manual_seed(0)
+    model = torchfit.Model(nn.Linear(3, 1), device="cpu")
+    model.compile(optimizer="sgd", loss="mse", metrics=list(metrics))
+    return model.fit(*_data(16), batch_size=4, epochs=2, shuffle=False, callbacks=callbacks,
+                     verbose=0).history
+
+
+@pytest.mark.parametrize("hook", ["on_train_batch_end", "on_train_batch_begin"])
+def test_evaluate_from_a_batch_callback_leaves_the_epoch_metrics_alone(hook):
+    # Keras resets and updates the training metrics there (epoch loss 46.5 for 0.52); torchfit
+    # does not, also before the first step has built the compiled metrics.
+    torchmetrics = pytest.importorskip("torchmetrics")
+    far_x, far_y = _data(8, seed=3)
+    history = _history_with([_CallsMidEpoch(far_x * 10, far_y * 10, hook)], ("mae", torchmetrics.MeanSquaredError()))
+    expected = _history_with([], ("mae", torchmetrics.MeanSquaredError()))
+    assert sorted(history) == ["loss", "mae", "mean_squared_error"]
+    for key in history:
+        assert history[key] == pytest.approx(expected[key], rel=1e-6)
+
+
+class _ExtraLogs(torchfit.Model):
+    """The Keras guide's custom step: super()'s logs plus keys of its own."""
+
+    def __init__(self):
+        super().__init__(nn.Linear(3, 1), device="cpu")
+
+    def train_step(self, data):
+        logs = super().train_step(data)
+        logs["my_metric"] = 10.0
+        logs["scale"] = torch.tensor(3.0)
+        return logs
+
+    def test_step(self, data):
+        logs = super().test_step(data)
+        logs["my_metric"] = 20.0
+        return logs
+
+
+def test_extra_keys_of_a_custom_step_reach_history_progress_bar_and_evaluate(capsys):
+    torch.manual_seed(0)
+    model = _ExtraLogs()
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    x, y = _data(16)
+    history = model.fit(x, y, batch_size=4, epochs=2, shuffle=False, validation_data=(x, y), verbose=2).history
+    assert sorted(history) == ["loss", "mae", "my_metric", "scale", "val_loss", "val_mae", "val_my_metric"]
+    assert history["my_metric"] == [10.0, 10.0] and history["scale"] == [3.0, 3.0]
+    assert history["val_my_metric"] == [20.0, 20.0]
+    # The metric values are still the epoch's means, as without the extra keys.
+    plain = _history_with([])
+    assert history["loss"] == pytest.approx(plain["loss"], rel=1e-6)
+    assert history["mae"] == pytest.approx(plain["mae"], rel=1e-6)
+    lines = capsys.readouterr().out.splitlines()
+    assert " - my_metric: 10.0000 - scale: 3.0000 - val_loss: " in lines[1]
+    loss, mae, my_metric = model.evaluate(x, y, verbose=0)  # extra keys come last, sorted
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert my_metric == 20.0 and logs == {"loss": loss, "mae": mae, "my_metric": 20.0}
+
+
+class _PlainCalls(torchfit.Model):
+    """Steps that call the model without `training=`: the loop's mode decides."""
+
+    def test_step(self, data):
+        x, y = data
+        self._loss_tracker.update_state(((self(x) - y) ** 2).mean())
+        return self.get_metrics_result()
+
+    def predict_step(self, data):
+        return self(data[0])
+
+
+@pytest.mark.parametrize("load", [True, False])
+def test_evaluate_and_predict_run_a_model_fresh_from_load_model_in_eval_mode(tmp_path, load):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 1))
+    model = torchfit.Model(net, device="cpu")
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(*_data(16), batch_size=4, verbose=0)
+    model.save(tmp_path / "model.pt")
+    if load:
+        loaded = torchfit.models.load_model(tmp_path / "model.pt")
+    else:  # the same, with steps that leave the mode to evaluate/predict
+        loaded = _PlainCalls(copy.deepcopy(net).train(), device="cpu")
+        loaded.compile(optimizer="sgd", loss="mse")
+    assert loaded.training  # a new module is in train mode: dropout on, statistics updated
+    statistics = loaded.module[1].running_mean.clone()
+    x, y = _data(8, seed=1)
+    reference = copy.deepcopy(loaded.module).eval()
+    expected = reference(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-6)
+    assert loaded.evaluate(x, y, verbose=0) == pytest.approx(float(((expected - y) ** 2).mean()), rel=1e-5)
+    torch.testing.assert_close(loaded.module[1].running_mean, statistics, rtol=0, atol=0)
+    assert all(module.training for module in loaded.modules())  # left as found
+
+
+def test_ema_weights_are_copied_into_the_model_at_the_end_of_fit():
+    class LastWeights(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.steps.append([p.detach().clone() for p in self.model.parameters()])
+
+    recorder = LastWeights()
+    recorder.steps = []
+    torch.manual_seed(0)
+    model = torchfit.Model(nn.Linear(3, 1), device="cpu")
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.1, use_ema=True, ema_momentum=0.5),
+                  loss="mse")
+    model.fit(*_data(16), batch_size=4, epochs=2, callbacks=[recorder], verbose=0)
+    # Keras's EMA: the first step's weights, then average = 0.5 * average + 0.5 * weights.
+    averages = recorder.steps[0]
+    for weights in recorder.steps[1:]:
+        averages = [0.5 * average + 0.5 * weight for average, weight in zip(averages, weights)]
+    for parameter, average, last in zip(model.parameters(), averages, recorder.steps[-1]):
+        torch.testing.assert_close(parameter.detach(), average)
+        assert not torch.allclose(parameter.detach(), last)
 
 
 # ---------------------------------------------------------- validation args
@@ -281,6 +454,15 @@ def test_validation_data_bad_tuple_is_an_error():
         _recording().fit(x, y, validation_data=(x, y, y, y), verbose=0)
 
 
+def test_validation_data_as_a_list_is_read_as_x_y():
+    # Keras reads [x_val, y_val] as (x_val, y_val); it used to reach forward as two inputs.
+    x, y = _data(8)
+    x_val, y_val = _data(4, seed=1)
+    model = _recording()
+    history = model.fit(x, y, validation_data=[x_val, y_val], verbose=0)
+    assert history.history["val_loss"] == [pytest.approx(model.evaluate(x_val, y_val, verbose=0), rel=1e-6)]
+
+
 @pytest.mark.parametrize("kind", ["DataLoader", "Dataset", "generator_function", "Sequence"])
 def test_validation_data_of_any_kind(kind):
     x, y = _indexed(8)
@@ -333,9 +515,33 @@ def test_validation_freq_as_int_and_as_list():
     assert Epochs.validated == [0, 3, 4]
 
 
-def test_bad_validation_freq_is_an_error():
-    with pytest.raises(ValueError, match=r"`validation_freq` must be an int or a list .* Received: validation_freq='2'"):
-        _recording().fit(*_data(), validation_data=_data(4), validation_freq="2", verbose=0)
+class _ValidatedEpochs(Callback):
+    def __init__(self):
+        super().__init__()
+        self.validated = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.validated.append("val_loss" in logs)
+
+
+@pytest.mark.parametrize("epochs, freq, validated", [
+    (3, 3, [False, False, True]),   # counted from 1: the last epoch validates, not the first
+    (4, 2, [False, True, False, True]),
+    (3, 1, [True, True, True]),
+])
+def test_validation_freq_int_validates_every_nth_epoch_counted_from_1(epochs, freq, validated):
+    epochs_seen = _ValidatedEpochs()
+    _recording().fit(*_data(), epochs=epochs, validation_data=_data(4), validation_freq=freq,
+                     callbacks=[epochs_seen], verbose=0)
+    assert epochs_seen.validated == validated
+
+
+@pytest.mark.parametrize("freq", ["2", 0, -1, [0, 2], True])
+def test_bad_validation_freq_is_an_error(freq):
+    # 0 was a ZeroDivisionError at the end of the first epoch.
+    message = rf"`validation_freq` must be an int >= 1 .* or a list .* Received: validation_freq={re.escape(repr(freq))}\."
+    with pytest.raises(ValueError, match=message):
+        _recording().fit(*_data(), validation_data=_data(4), validation_freq=freq, verbose=0)
 
 
 # ------------------------------------------------------------------ shuffle
@@ -441,13 +647,23 @@ def test_sample_weight_weights_the_loss_only():
     assert logs["mae"] == pytest.approx(float(abs(errors[0, 0])), rel=1e-5)
 
 
-def test_zero_sample_weights_leave_the_weights_unchanged():
+def _weights(model):
+    """A snapshot that cannot move with training, whatever get_weights returns."""
+    return [np.array(w, copy=True) for w in model.get_weights()]
+
+
+def _changed(before, model):
+    return any(not np.array_equal(old, new) for old, new in zip(before, model.get_weights()))
+
+
+@pytest.mark.parametrize("weights, trains", [(np.zeros(4), False), (np.array([0.0, 0.0, 0.0, 0.5]), True)])
+def test_zero_sample_weights_leave_the_weights_unchanged(weights, trains):
+    # Fails when the loss ignores sample_weight: the all-zero weights would train.
     model = _recording()
-    before = model.get_weights()
+    before = _weights(model)
     x, y = _data(4)
-    model.fit(x, y, sample_weight=np.zeros(4, "float32"), verbose=0)
-    for a, b in zip(before, model.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    model.fit(x, y, sample_weight=weights.astype("float32"), verbose=0)
+    assert _changed(before, model) is trains
 
 
 # ----------------------------------------------------------------- steps
@@ -526,10 +742,11 @@ def test_evaluate_rejects_unknown_keyword_arguments():
 
 def test_evaluate_does_not_train():
     model = _recording()
-    before = model.get_weights()
+    before = _weights(model)
     model.evaluate(*_data(), verbose=0)
-    for a, b in zip(before, model.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    assert not _changed(before, model)
+    model.fit(*_data(), verbose=0)
+    assert _changed(before, model)  # the same snapshot sees a change when there is one
 
 
 # ---------------------------------------------------------------- predict
@@ -603,6 +820,20 @@ def test_train_on_batch_trains_one_step_and_resets_metrics():
     assert logs["loss"] == pytest.approx(float(((predictions_before - y) ** 2).mean()), rel=1e-5)
 
 
+def test_train_on_batch_reports_its_own_batch_alone():
+    # Separates "reset first" from a running mean: the batches' losses differ a lot.
+    torch.manual_seed(0)
+    model = torchfit.Model(nn.Linear(3, 1), device="cpu")
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.0), loss="mse", metrics=["mae"])
+    x, y = _data(8)
+    far = model.train_on_batch(x, y + 100.0, return_dict=True)
+    near = model.train_on_batch(x, y, return_dict=True)
+    errors = model.predict_on_batch(x) - y
+    assert near["loss"] == pytest.approx(float((errors ** 2).mean()), rel=1e-5)
+    assert near["mae"] == pytest.approx(float(np.abs(errors).mean()), rel=1e-5)
+    assert far["loss"] > 100 * near["loss"]
+
+
 def test_train_on_batch_with_class_weight_and_sample_weight():
     x, y = _data(6)[0], np.array([0, 1, 2] * 2)
     weights = {0: 2.0, 1: 0.0, 2: 1.0}
@@ -615,7 +846,7 @@ def test_train_on_batch_with_class_weight_and_sample_weight():
 
 def test_test_on_batch_and_predict_on_batch_do_not_train():
     model = _recording(metrics=["mae"])
-    before = model.get_weights()
+    before = _weights(model)
     x, y = _data(8)
     loss, mae = model.test_on_batch(x, y)
     predictions = model.predict_on_batch(x)
@@ -623,8 +854,9 @@ def test_test_on_batch_and_predict_on_batch_do_not_train():
     assert mae == pytest.approx(float(np.abs(predictions - y).mean()), rel=1e-5)
     # sample_weight weighs the loss, not the (unweighted) compiled metrics.
     assert model.test_on_batch(x, y, sample_weight=np.zeros(8)) == [0.0, pytest.approx(mae)]
-    for a, b in zip(before, model.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    assert not _changed(before, model)
+    model.train_on_batch(x, y)
+    assert _changed(before, model)
 
 
 # ------------------------------------------------------------- data kinds
@@ -715,14 +947,14 @@ def test_generator_of_batches_for_one_epoch():
     assert model.train_ids() == [[0, 1, 2, 3], [4, 5, 6, 7]]
 
 
-def test_batches_may_carry_sample_weights():
+@pytest.mark.parametrize("weight, trains", [(0.0, False), (0.25, True)])
+def test_batches_may_carry_sample_weights(weight, trains):
     x, y = _data(8)
-    weights = np.zeros(8, "float32")
+    weights = np.full(8, weight, "float32")
     model = _recording()
-    before = model.get_weights()
+    before = _weights(model)
     model.fit(DataLoader(TensorDataset(*map(torch.from_numpy, (x, y, weights))), batch_size=4), verbose=0)
-    for a, b in zip(before, model.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    assert _changed(before, model) is trains
     assert len(model.train_batches[0]) == 3
 
 

@@ -1,21 +1,28 @@
-"""How a call reaches the module's `forward`: device, inputs, autocast, compile.
+"""How a call reaches the module's `forward`: device, inputs, mode, autocast, compile.
 
 Owns the default device, routing a list input to `forward(*xs)` and a dict to
-`forward(**xs)`, the autocast context of a mixed dtype policy, and wrapping
-`forward` in `torch.compile`. When these run belongs to `models/model.py`.
+`forward(**xs)`, the train/eval mode of one call (`training=`), the autocast
+context of a mixed dtype policy, wrapping `forward` in `torch.compile`, and
+the error that describes the inputs when the first forward pass fails. When
+these run belongs to `models/model.py`.
 """
 
+import contextlib
 import inspect
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Optional
 
 import torch
+from torch import nn
 
 from torchfit.tree import map_structure
 
-__all__ = ["ForwardSignature", "autocast", "cast_floats", "default_device", "make_jit_forward", "route_inputs"]
+__all__ = [
+    "ForwardSignature", "autocast", "cast_floats", "default_device", "describe_forward_error",
+    "make_jit_forward", "mode_differs", "route_inputs", "run_in_mode",
+]
 
 
 # torchrun's LOCAL_RANK, read once: each rank's default GPU (torchfit.distribution).
@@ -121,3 +128,108 @@ def route_inputs(signature: ForwardSignature, args: tuple, kwargs: dict) -> tupl
     if isinstance(x, (list, tuple)) and (signature.var_positional or signature.num_positional > 1):
         return tuple(x), kwargs
     return args, kwargs
+
+
+# ------------------------------------------------------------------ modes
+def mode_differs(model: nn.Module, training: bool) -> bool:
+    """Whether `model` (or the module it wraps) is not in the mode `training` asks for.
+
+    Two attribute reads: the hot path (a step already in its mode) pays nothing more.
+    """
+    if model.training != training:
+        return True
+    wrapped = model._modules.get("module")
+    return wrapped is not None and wrapped.training != training
+
+
+@contextlib.contextmanager
+def run_in_mode(model: nn.Module, training: bool) -> Iterator[None]:
+    """Runs the block with `model` in train (`True`) or eval (`False`) mode, then
+    puts every submodule back in the mode it had, also when the block raises.
+
+    The walk over the submodules happens only when the mode has to change.
+
+    Example:
+    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))
+    >>> with run_in_mode(net, False):
+    ...     net[1].training
+    False
+    >>> net[1].training
+    True
+    """
+    if not mode_differs(model, training):
+        yield
+        return
+    # Each submodule's own flag is kept: a part the user froze in eval() stays so.
+    saved = [(module, module.training) for module in model.modules()]
+    model.train(training)
+    try:
+        yield
+    finally:
+        for module, was_training in saved:
+            module.training = was_training
+
+
+# ------------------------------------------------------ first-call errors
+def _describe_leaf(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"{str(value.dtype).replace('torch.', '')} {tuple(value.shape)}"
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape is not None:
+        return f"{dtype} {tuple(shape)}"
+    return type(value).__name__
+
+
+def _describe(value) -> str:
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{key!r}: {_describe(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_describe(item) for item in value) + "]"
+    return _describe_leaf(value)
+
+
+def _integer_inputs(args: tuple, kwargs: dict) -> list:
+    leaves = [(f"input {index}", value) for index, value in enumerate(args)]
+    leaves += [(f"input `{key}`", value) for key, value in kwargs.items() if key != "training"]
+    return [
+        (where, str(value.dtype).replace("torch.", ""))
+        for where, value in leaves
+        if isinstance(value, torch.Tensor) and not value.is_floating_point() and not value.is_complex()
+    ]
+
+
+def describe_forward_error(err: Exception, args: tuple, kwargs: dict, names: list,
+                           parameter_dtype: Optional[torch.dtype]) -> Optional[Exception]:
+    """The error of a failed first forward pass, retold with every input it received.
+
+    Args:
+        err: What `forward` raised.
+        args, kwargs: The inputs as `forward` received them.
+        names: `forward`'s parameter names, to show the expected order.
+        parameter_dtype: The dtype of the module's first parameter, if any.
+
+    Returns:
+        An exception of the same type (raise it `from err`), or `None` when
+        that type cannot be built from a message.
+    """
+    inputs = [f"input {index}: {_describe(value)}" for index, value in enumerate(args)]
+    inputs += [f"input `{key}`: {_describe(value)}" for key, value in kwargs.items() if key != "training"]
+    order = " (positional inputs in this order)" if len(args) > 1 else ""
+    message = (
+        f"{err}\n\nThe model's first forward pass failed. forward({', '.join(names)}) received"
+        f"{order}: " + "; ".join(inputs) + "."
+    )
+    if parameter_dtype is not None and parameter_dtype.is_floating_point:
+        for where, dtype in _integer_inputs(args, kwargs):
+            message += (
+                f" {where[0].upper() + where[1:]} has dtype {dtype} while the model's weights are"
+                f" {str(parameter_dtype).replace('torch.', '')}: cast it to a float dtype"
+                " (e.g. `x.astype('float32')`) unless the model embeds integer ids."
+            )
+    message += " Check the number of features, the order of the inputs and their dtypes."
+    try:
+        described = type(err)(message)
+    except Exception:  # noqa: BLE001 - an exception type that takes other arguments
+        return None
+    described._torchfit_described = True
+    return described

@@ -9,6 +9,7 @@ output belongs to `compiled.py`.
 """
 
 import functools
+import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional, Union
@@ -21,7 +22,7 @@ from torchfit import distribution as distribution_lib
 from torchfit import layers, loops, mixed_precision
 from torchfit import metrics as metrics_module
 from torchfit import optimizers as optimizers_module
-from torchfit.compiled import CompileLoss, CompileMetrics
+from torchfit.compiled import CompileLoss, CompileMetrics, Outputs, outputs_structure
 from torchfit.data.data_utils import unpack_x_y_sample_weight
 from torchfit.models import saving, serialization
 from torchfit.models.forward import (
@@ -29,8 +30,11 @@ from torchfit.models.forward import (
     autocast,
     cast_floats,
     default_device,
+    describe_forward_error,
     make_jit_forward,
+    mode_differs,
     route_inputs,
+    run_in_mode,
 )
 from torchfit.models.trainer import Trainer
 from torchfit.utils.summary import print_summary, record_output_shapes
@@ -70,6 +74,9 @@ class Model(Trainer, nn.Module):
     _distribution = None
     _ddp_call = None
     _loss_weight = 1.0
+    # Set by loops.train_epoch while an epoch trains: an evaluate() that a
+    # callback calls then keeps the epoch's metric states (loops.kept_epoch_metrics).
+    _in_train_epoch = False
 
     def __init__(
         self,
@@ -90,6 +97,11 @@ class Model(Trainer, nn.Module):
         self._explicit_device = torch.device(device) if device is not None else None
         self.dtype_policy = dtype_policy
         self._reset_training_state()
+        # An override written before Keras 3.3 has no `training` parameter.
+        parameters = inspect.signature(self.compute_loss).parameters.values()
+        self._compute_loss_takes_training = any(
+            p.name == "training" or p.kind == p.VAR_KEYWORD for p in parameters
+        )
         if module is not None:
             module.to(self.device)
 
@@ -112,6 +124,7 @@ class Model(Trainer, nn.Module):
         self._compile_metrics: Optional[CompileMetrics] = None
         self._compile_config: dict = {}
         self._loss_tracker = None
+        self._has_trainable_weights = True
         self._added_metrics: dict = {}
         self._callable_losses: list = []
         self._callable_metrics: list = []
@@ -119,6 +132,11 @@ class Model(Trainer, nn.Module):
         self._track_added_metrics = False
         self._signature: Optional[ForwardSignature] = None
         self._example_inputs = None
+        # The first forward pass decides the input casts and records the
+        # outputs' structure (for metrics_names before any fit).
+        self._forward_checked = False
+        self._bool_input_dtype: Optional[torch.dtype] = None
+        self._output_structure = None
         self._initial_epoch = None
         self._resume = None  # set by BackupAndRestore: see loops.train_epoch
         self.steps_per_execution = 1
@@ -183,14 +201,64 @@ class Model(Trainer, nn.Module):
         return self.forward
 
     def __call__(self, *args, **kwargs):
-        """Runs forward, routing a list input to `forward(*xs)` and a dict to `forward(**xs)`."""
+        """Runs forward, routing a list input to `forward(*xs)` and a dict to `forward(**xs)`.
+
+        `training=True`/`False` runs this call in train/eval mode (restored
+        after), whether or not `forward` takes `training`, as Keras's
+        `model(x, training=False)` runs in inference mode.
+        """
+        training = kwargs.get("training")
+        if training is not None and mode_differs(self, bool(training)):
+            with run_in_mode(self, bool(training)):
+                return self._call(args, kwargs)
+        return self._call(args, kwargs)
+
+    def _call(self, args: tuple, kwargs: dict):
         args, kwargs = self._route_inputs(args, kwargs)
+        if not self._forward_checked:
+            return self._first_call(args, kwargs)
+        if self._input_dtype is not None:
+            args, kwargs = cast_floats((args, kwargs), self._input_dtype)
+        if self._bool_input_dtype is not None:
+            args = self._cast_bool_input(args)
+        return self._run_forward(args, kwargs)
+
+    def _first_call(self, args: tuple, kwargs: dict):
+        """The first forward pass: decides the input casts, records the example
+        inputs and the outputs' structure, and retells a failure with the inputs."""
+        parameter = next(self._weights_module().parameters(), None)
+        parameter_dtype = parameter.dtype if parameter is not None else None
+        only_input = args[0] if len(args) == 1 and set(kwargs) <= {"training"} else None
+        if isinstance(only_input, torch.Tensor) and only_input.dtype == torch.bool \
+                and parameter_dtype is not None and parameter_dtype.is_floating_point:
+            # Keras casts inputs to the compute dtype: a bool x meets float weights.
+            self._bool_input_dtype = parameter_dtype
+            args = self._cast_bool_input(args)
         if self._input_dtype is not None:
             args, kwargs = cast_floats((args, kwargs), self._input_dtype)
         if self._example_inputs is None:
-            # Kept for summary() shapes and TensorBoard's graph: the first call only.
+            # Kept for summary() shapes and TensorBoard's graph.
             self._example_inputs = (args, kwargs)
             record_output_shapes(self)
+        try:
+            outputs = self._run_forward(args, kwargs)
+        except Exception as err:
+            if getattr(err, "_torchfit_described", False):
+                raise  # an inner torchfit.Model already described its inputs
+            described = describe_forward_error(err, args, kwargs, self._signature.names, parameter_dtype)
+            if described is None:
+                raise
+            raise described from err
+        self._forward_checked = True
+        self._output_structure = outputs_structure(outputs, self.output_names)
+        return outputs
+
+    def _cast_bool_input(self, args: tuple) -> tuple:
+        if len(args) == 1 and isinstance(args[0], torch.Tensor) and args[0].dtype == torch.bool:
+            return (args[0].to(self._bool_input_dtype),)
+        return args
+
+    def _run_forward(self, args: tuple, kwargs: dict):
         with layers.collect() as collection, self._autocast():
             if self._jit_forward is not None:
                 outputs = self._call_compiled(args, kwargs)
@@ -276,6 +344,7 @@ class Model(Trainer, nn.Module):
             )
         self._place()
         self.optimizer = self._resolve_optimizer(optimizer)
+        self._has_trainable_weights = any(p.requires_grad for p in self.parameters())
         self._compile_loss = CompileLoss(loss, loss_weights, self.output_names) if loss is not None else None
         if loss is None and loss_weights is not None:
             raise ValueError("`loss_weights` was given without a `loss` to weight.")
@@ -283,6 +352,8 @@ class Model(Trainer, nn.Module):
         self._compile_metrics = (
             CompileMetrics(metrics, weighted_metrics, self.output_names) if has_metrics else None
         )
+        if self._compile_metrics is not None:
+            self._compile_metrics.unbuilt.to(self.device)
         self._loss_tracker = metrics_module.Mean(name="loss").to(self.device)
         self._added_metrics = {}
         self.run_eagerly = run_eagerly
@@ -313,23 +384,49 @@ class Model(Trainer, nn.Module):
             mixed_precision.make_loss_scaler(policy, self.device) if auto_scale_loss else None
         )
 
-    def _resolve_optimizer(self, optimizer: Any) -> torch.optim.Optimizer:
+    def _resolve_optimizer(self, optimizer: Any) -> Optional[torch.optim.Optimizer]:
+        """The optimizer instance for `compile(optimizer=...)`, built on the trainable
+        parameters. With none (a frozen or weightless model) a torchfit optimizer stays
+        unbuilt, and a `torch.optim` class, which cannot be built empty, gives `None`."""
         parameters = [p for p in self.parameters() if p.requires_grad]
         if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
             if issubclass(optimizer, optimizers_module.Optimizer):
                 optimizer = optimizer()
             else:
-                return optimizer(parameters)
+                return optimizer(parameters) if parameters else None
         if not isinstance(optimizer, torch.optim.Optimizer):
             optimizer = optimizers_module.get(optimizer)
             if isinstance(optimizer, type):
-                return optimizer(parameters)
-        if isinstance(optimizer, optimizers_module.Optimizer) and not optimizer.built:
+                return optimizer(parameters) if parameters else None
+        self._check_optimizer_parameters(optimizer)
+        if isinstance(optimizer, optimizers_module.Optimizer) and not optimizer.built and parameters:
             # Names let `exclude_from_weight_decay(var_names=...)` match parameters.
             optimizer.build(
                 (name, p) for name, p in self._weights_module().named_parameters() if p.requires_grad
             )
         return optimizer
+
+    def _check_optimizer_parameters(self, optimizer: torch.optim.Optimizer) -> None:
+        """Refuses an optimizer already built over parameters of another model:
+        this model's fit would report losses and train nothing."""
+        own = {id(p) for p in self.parameters()}
+        foreign = sum(
+            1 for group in optimizer.param_groups for p in group["params"] if id(p) not in own
+        )
+        if foreign:
+            name = getattr(optimizer, "name", None) or type(optimizer).__name__
+            raise ValueError(
+                f"The optimizer '{name}' ({type(optimizer).__name__}) is already bound to"
+                f" {foreign} parameters that are not in this model ({self._describe_model()})."
+                " An optimizer steps the parameters it was built with, so this model would"
+                " not train. Pass a new optimizer (or a string id such as 'adam') to"
+                " compile(), or build it on this model's parameters."
+            )
+
+    def _describe_model(self) -> str:
+        if self.module is not None:
+            return f"{type(self).__name__} of {type(self.module).__name__}"
+        return type(self).__name__
 
     def _assert_compiled(self, method: str) -> None:
         if not self.compiled:
@@ -347,8 +444,11 @@ class Model(Trainer, nn.Module):
         result = []
         if self._loss_tracker is not None and not any(m.name == "loss" for m in own):
             result.append(self._loss_tracker)
-        if self._compile_metrics is not None:
-            result.extend(self._compile_metrics.metrics)
+        compiled = self._compile_metrics
+        if compiled is not None:
+            # Until the first batch builds them, one stand-in that builds them
+            # from its first update_state (a custom train_step's walk), as Keras.
+            result.extend(compiled.metrics if compiled.built else [compiled.unbuilt])
         if self._compile_loss is not None:
             result.extend(self._compile_loss.metrics)
         result.extend(own)
@@ -357,8 +457,38 @@ class Model(Trainer, nn.Module):
 
     @property
     def metrics_names(self) -> list:
-        """The log names of `self.metrics`, e.g. `["loss", "mean_squared_error"]`."""
-        return [metric.name for metric in self.metrics]
+        """The log names of `self.metrics`, e.g. `["loss", "mean_squared_error"]`.
+
+        Known from `compile` on: before the first batch, the compiled metrics'
+        names come from the outputs' structure, read from `output_names` or a
+        call of the model, else (a flat `metrics` list) taken as one output's.
+        """
+        compiled, compiled_loss = self._compile_metrics, self._compile_loss
+        pending_losses = []
+        if compiled_loss is not None and not compiled_loss.built:
+            pending_losses = self._expected_names(compiled_loss)
+        if compiled is None:
+            anchor = self._loss_tracker
+        else:
+            anchor = compiled.metrics[-1] if compiled.built and compiled.metrics else compiled.unbuilt
+        names = []
+        for metric in self.metrics:
+            if compiled is not None and metric is compiled.unbuilt:
+                names.extend(self._expected_names(compiled))
+            else:
+                names.append(metric.name)
+            if metric is anchor:
+                names.extend(pending_losses)  # per-output losses follow the compiled metrics
+        return names
+
+    def _expected_names(self, part) -> list:
+        """The names a compiled part will log, when the outputs are known without a batch."""
+        outputs = self._output_structure
+        if outputs is None and self.output_names is not None:
+            outputs = Outputs.from_names(self.output_names)
+        if outputs is None and part is self._compile_metrics and part.single_output_form:
+            outputs = Outputs.from_names(["output"])
+        return part.expected_names(outputs) if outputs is not None else []
 
     def reset_metrics(self) -> None:
         for metric in self.metrics:
@@ -450,23 +580,24 @@ class Model(Trainer, nn.Module):
     def _ensure_built(self, batch) -> None:
         """Builds the compiled loss and metrics from one batch, without training.
 
-        Runs a forward pass in eval mode without gradients, so no weights,
-        running statistics or random states change.
+        Only for restoring metric states before any step (`BackupAndRestore`
+        on resume): fit, evaluate and the steps build them from their first
+        real batch, so no call the user did not write reaches the module. Runs
+        a forward pass in eval mode without gradients, so no weights or
+        running statistics change.
         """
         needs_loss = self._compile_loss is not None and not self._compile_loss.built
         needs_metrics = self._compile_metrics is not None and not self._compile_metrics.built
         if not (needs_loss or needs_metrics):
             return
         x, y, _ = unpack_x_y_sample_weight(batch)
-        was_training, tracking = self.training, self._track_added_metrics
+        tracking = self._track_added_metrics
         # This forward pass is not a step: its add_metric values must not count.
         self._track_added_metrics = False
-        self.eval()
         try:
             with torch.no_grad():
                 y_pred = self(x, training=False)
         finally:
-            self.train(was_training)
             self._track_added_metrics = tracking
         if needs_loss:
             self._compile_loss.build(y, y_pred, self.device)
@@ -478,14 +609,25 @@ class Model(Trainer, nn.Module):
         """One training step on one batch; returns the logs. Override freely."""
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         y_pred = self(x, training=True)
-        loss = self.compute_loss(x, y, y_pred, sample_weight, training=True)
+        loss = self._compute_loss(x, y, y_pred, sample_weight, training=True)
         self._track_loss(loss.detach(), loops.batch_size_of(x))
-        self.optimizer.zero_grad(set_to_none=True)
-        if loss.requires_grad:
-            self._backward_and_step(loss)
-        else:
-            warnings.warn("The model has no trainable weights: the loss has no gradient.", stacklevel=2)
+        if self._has_trainable_weights:  # else fit warned once: nothing to step
+            self.optimizer.zero_grad(set_to_none=True)
+            if loss.requires_grad:
+                self._backward_and_step(loss)
+            else:
+                warnings.warn(
+                    "The loss does not depend on any trainable weight: nothing was trained."
+                    " Check that the outputs are not detached from the model's parameters.",
+                    stacklevel=2,
+                )
         return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def _compute_loss(self, x, y, y_pred, sample_weight, training: bool):
+        """Calls `compute_loss`, with `training` only if the override takes it (as Keras)."""
+        if self._compute_loss_takes_training:
+            return self.compute_loss(x, y, y_pred, sample_weight, training=training)
+        return self.compute_loss(x, y, y_pred, sample_weight)
 
     def _track_loss(self, loss: torch.Tensor, batch_size: int) -> None:
         # An empty batch (a rank's share of a tiny last global batch) has a NaN
@@ -511,7 +653,7 @@ class Model(Trainer, nn.Module):
         """One evaluation step on one batch; returns the logs. Override freely."""
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         y_pred = self(x, training=False)
-        loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
+        loss = self._compute_loss(x, y, y_pred, sample_weight, training=False)
         self._track_loss(loss, loops.batch_size_of(x))
         return self.compute_metrics(x, y, y_pred, sample_weight)
 

@@ -6,6 +6,7 @@ with Keras 3's defaults and checks. The loops themselves belong to
 """
 
 import sys
+import warnings
 from typing import Any
 
 import torch
@@ -22,6 +23,7 @@ from torchfit.data.data_utils import (
 )
 from torchfit.data.epoch_iterator import EpochIterator
 from torchfit.logs import pythonify_logs
+from torchfit.models.forward import run_in_mode
 
 __all__ = ["Trainer"]
 
@@ -126,6 +128,7 @@ class Trainer:
         _check_count(steps_per_epoch, "steps_per_epoch")
         _check_count(validation_steps, "validation_steps")
         verbose = _resolve_verbose(verbose)
+        self._warn_if_nothing_to_train(epochs, initial_epoch)
         self._place()
         distribution_lib.attach(self)  # under torchrun: DDP/FSDP; None in one process
         if validation_split and validation_data is None:
@@ -149,13 +152,31 @@ class Trainer:
         return loops.fit_loop(self, train, callbacks, epochs=epochs, initial_epoch=initial_epoch,
                               validation=validation)
 
+    def _warn_if_nothing_to_train(self, epochs: int, initial_epoch: int) -> None:
+        if initial_epoch and initial_epoch >= epochs:
+            warnings.warn(
+                f"fit(epochs={epochs}, initial_epoch={initial_epoch}) trains nothing: `epochs`"
+                " is the index of the epoch to stop at, not a number of epochs to add (as in"
+                f" Keras). To train N more epochs, pass epochs={initial_epoch} + N.",
+                stacklevel=3,
+            )
+        if not self._has_trainable_weights:
+            warnings.warn(
+                "The model has no trainable weights: fit() will compute the losses and"
+                " metrics but change no weight. Unfreeze parameters (requires_grad=True)"
+                " and compile() again to train them.",
+                stacklevel=3,
+            )
+
     def _evaluation_iterator(self, data, batch_size, steps) -> EpochIterator:
-        if isinstance(data, tuple):
+        if isinstance(data, (tuple, list)):
             if not 1 <= len(data) <= 3:
                 raise ValueError(
                     "`validation_data` must be `(x_val, y_val)` or `(x_val, y_val,"
-                    f" sample_weight)`. Received: a tuple of length {len(data)}."
+                    f" sample_weight)`. Received: a {type(data).__name__} of length {len(data)}."
                 )
+            # Keras reads a list as (x_val, y_val[, sample_weight]) too.
+            data = tuple(data)
             x, y, sample_weight = unpack_x_y_sample_weight(data)
         else:
             x, y, sample_weight = data, None, None
@@ -212,7 +233,8 @@ class Trainer:
         iterator = EpochIterator(adapter, steps_per_epoch=steps)
         callbacks = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                                  epochs=1, steps=iterator.num_batches)
-        logs = loops.evaluate_loop(self, iterator, callbacks)
+        with loops.kept_epoch_metrics(self):
+            logs = loops.evaluate_loop(self, iterator, callbacks)
         if return_dict:
             return logs
         return self._flatten_metrics_in_order(logs)
@@ -253,31 +275,31 @@ class Trainer:
                     " Fold the class weights into `sample_weight`."
                 )
             sample_weight = class_weight_to_sample_weights(y, class_weight)
+        if not self._has_trainable_weights:
+            warnings.warn("The model has no trainable weights: train_on_batch() changes none.",
+                          stacklevel=2)
         self._place()
         batch = self._single_batch(x, y, sample_weight)
-        self._ensure_built(batch)
         self.reset_metrics()
-        self.train()
-        logs = self.train_step(batch)
+        with run_in_mode(self, True):
+            logs = self.train_step(batch)
         return self._batch_result(logs, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
-        """Evaluates one batch; metrics are reset first, as in Keras 3."""
+        """Evaluates one batch in eval mode (the mode is put back as found);
+        metrics are reset first, as in Keras 3."""
         self._assert_compiled("test_on_batch")
         self._place()
         batch = self._single_batch(x, y, sample_weight)
-        self._ensure_built(batch)
-        self.reset_metrics()
-        self.eval()
-        with torch.no_grad():
+        with loops.kept_epoch_metrics(self), run_in_mode(self, False), torch.no_grad():
+            self.reset_metrics()
             logs = self.test_step(batch)
-        return self._batch_result(logs, return_dict)
+            return self._batch_result(logs, return_dict)
 
     def predict_on_batch(self, x):
-        """The model's outputs for one batch, as NumPy."""
+        """The model's outputs for one batch, as NumPy, computed in eval mode."""
         self._place()
-        self.eval()
-        with torch.no_grad():
+        with run_in_mode(self, False), torch.no_grad():
             outputs = self.predict_step(self._single_batch(x, None, None))
         return _as_list_if_tuple(loops.concatenate_outputs([outputs]))
 
