@@ -16,7 +16,7 @@ import torch
 from torchfit import tree
 from torchfit.logs import BatchLogs, pythonify_logs
 from torchfit.metrics.torchmetrics_adapter import TorchMetricsAdapter
-from torchfit.models.forward import mode_differs, run_in_mode
+from torchfit.models.forward import run_in_mode
 
 __all__ = [
     "MetricLogs", "Validation", "batch_size_of", "evaluate_loop", "fit_loop", "kept_epoch_metrics",
@@ -182,7 +182,7 @@ def train_epoch(model, train, callbacks) -> dict:
                 resume = None
             if groups.opens(step):
                 callbacks.on_train_batch_begin(step)
-            if mode_differs(model, True):
+            if not model.training:
                 model.train()  # a callback left it in eval(): every step trains in train mode
             logs = _as_batch_logs(step_function(batch))
             if groups.closes(step):
