@@ -136,7 +136,8 @@ class _AddsTensorLogs(torchfit.Model):
         return logs
 
 
-@pytest.mark.parametrize("verbose, model_class", [(0, torchfit.Model), (2, torchfit.Model), (0, _AddsTensorLogs)])
+@pytest.mark.parametrize("verbose, model_class",
+                         [(0, torchfit.Model), (2, torchfit.Model), (0, _AddsTensorLogs)])
 def test_training_steps_never_copy_values_to_the_host(monkeypatch, verbose, model_class, capsys):
     # The number of tensor-to-host conversions of a fit must not grow with the
     # number of steps: values cross only at epoch end (and at progress redraws,

@@ -213,7 +213,7 @@ class CompileLoss:
             configs = _per_output(self._loss_config, outputs, "loss")
         except ValueError:
             return []  # `build` raises the full error at the first batch
-        with_loss = [outputs.names[index] for index, config in enumerate(configs) if config is not None]
+        with_loss = [name for name, config in zip(outputs.names, configs) if config is not None]
         return [f"{name}_loss" for name in with_loss] if len(with_loss) > 1 else []
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None):
@@ -340,11 +340,13 @@ class CompileMetrics:
     @property
     def single_output_form(self) -> bool:
         """Whether `metrics` and `weighted_metrics` are flat lists, the form of a single output."""
-        return all(
-            config is None
-            or isinstance(config, (list, tuple)) and not any(isinstance(m, (list, tuple, Mapping)) for m in config)
-            for config in (self._metrics_config, self._weighted_config)
-        )
+        def flat(config) -> bool:
+            if config is None:
+                return True
+            nested = (list, tuple, Mapping)
+            return isinstance(config, (list, tuple)) and not any(isinstance(m, nested) for m in config)
+
+        return flat(self._metrics_config) and flat(self._weighted_config)
 
     def expected_names(self, outputs: Outputs) -> list:
         """The log names `build` will give for `outputs`, without a batch.
@@ -352,11 +354,13 @@ class CompileMetrics:
         A string id is named by its spelling and anything else by the metric
         `get` makes of it, so no shapes are needed.
         """
+        def base_names(config, argument) -> list:
+            identifiers = self._identifiers(config, argument, outputs)
+            return [(index, _base_name(identifier)) for index, identifier in identifiers]
+
         try:
-            unweighted, weighted = (
-                [(index, _base_name(identifier)) for index, identifier in self._identifiers(config, argument, outputs)]
-                for config, argument in ((self._metrics_config, "metrics"), (self._weighted_config, "weighted_metrics"))
-            )
+            unweighted = base_names(self._metrics_config, "metrics")
+            weighted = base_names(self._weighted_config, "weighted_metrics")
         except (TypeError, ValueError):
             return []  # `build` raises the full error at the first batch
         return _log_names(outputs, unweighted, weighted)

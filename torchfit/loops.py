@@ -315,7 +315,8 @@ def _predict_steps(model, iterator, callbacks) -> list:
                     group_begins = len(collected)
                 collected.append(model.predict_step(batch))
                 if groups.closes(step):
-                    callbacks.on_predict_batch_end(step, {"outputs": _join(collected[group_begins:])})
+                    outputs = _join(collected[group_begins:])
+                    callbacks.on_predict_batch_end(step, {"outputs": outputs})
                 if model.stop_predicting:
                     break
     finally:

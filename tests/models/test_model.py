@@ -318,7 +318,8 @@ def test_a_wrong_feature_count_is_retold_with_every_input_shape_and_dtype():
     with pytest.raises(RuntimeError, match=r"mat1 and mat2 shapes cannot be multiplied") as caught:
         _linear_model().fit(x, y, verbose=0)
     message = str(caught.value)
-    assert "The model's first forward pass failed. forward(input) received: input 0: float32 (16, 5)." in message
+    assert ("The model's first forward pass failed. forward(input) received:"
+            " input 0: float32 (16, 5).") in message
     assert isinstance(caught.value.__cause__, RuntimeError)
 
 
@@ -510,7 +511,8 @@ class _TwoHeads(nn.Module):
 
 
 def test_metrics_names_are_known_after_compile_and_after_load_model(tmp_path):
-    model = _linear_model(metrics=["mae", torchfit.metrics.RootMeanSquaredError()], weighted_metrics=["mae"])
+    model = _linear_model(metrics=["mae", torchfit.metrics.RootMeanSquaredError()],
+                          weighted_metrics=["mae"])
     names = ["loss", "mae", "root_mean_squared_error", "weighted_mae"]
     assert model.metrics_names == names
     x, y = _data(8)
@@ -535,7 +537,8 @@ def test_metrics_names_of_several_outputs_are_known_once_the_model_was_called():
     heads.compile(optimizer="sgd", loss="mse", metrics=[["mae"], ["mae"]])
     assert heads.metrics_names == ["loss"]  # which outputs? unknown before a call
     heads(torch.ones(2, 3))
-    assert heads.metrics_names == ["loss", "output_1_mae", "output_2_mae", "output_1_loss", "output_2_loss"]
+    assert heads.metrics_names == [
+        "loss", "output_1_mae", "output_2_mae", "output_1_loss", "output_2_loss"]
 
 
 def test_a_metric_object_compiled_again_starts_from_a_fresh_state():
@@ -716,7 +719,8 @@ def test_a_compute_loss_override_without_training_works():
     x, y = _data(8)
     history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
     logs = model.evaluate(x, y, verbose=0, return_dict=True)
-    assert logs["loss"] == pytest.approx(2 * float(((model.predict(x, verbose=0) - y) ** 2).mean()), rel=1e-5)
+    errors = model.predict(x, verbose=0) - y
+    assert logs["loss"] == pytest.approx(2 * float((errors ** 2).mean()), rel=1e-5)
     assert len(history.history["loss"]) == 2
 
 

@@ -281,7 +281,8 @@ def test_evaluate_from_a_batch_callback_leaves_the_epoch_metrics_alone(hook):
     # does not, also before the first step has built the compiled metrics.
     torchmetrics = pytest.importorskip("torchmetrics")
     far_x, far_y = _data(8, seed=3)
-    history = _history_with([_CallsMidEpoch(far_x * 10, far_y * 10, hook)], ("mae", torchmetrics.MeanSquaredError()))
+    calls = _CallsMidEpoch(far_x * 10, far_y * 10, hook)
+    history = _history_with([calls], ("mae", torchmetrics.MeanSquaredError()))
     expected = _history_with([], ("mae", torchmetrics.MeanSquaredError()))
     assert sorted(history) == ["loss", "mae", "mean_squared_error"]
     for key in history:
@@ -539,7 +540,8 @@ def test_validation_freq_int_validates_every_nth_epoch_counted_from_1(epochs, fr
 @pytest.mark.parametrize("freq", ["2", 0, -1, [0, 2], True])
 def test_bad_validation_freq_is_an_error(freq):
     # 0 was a ZeroDivisionError at the end of the first epoch.
-    message = rf"`validation_freq` must be an int >= 1 .* or a list .* Received: validation_freq={re.escape(repr(freq))}\."
+    message = (r"`validation_freq` must be an int >= 1 .* or a list .*"
+               rf" Received: validation_freq={re.escape(repr(freq))}\.")
     with pytest.raises(ValueError, match=message):
         _recording().fit(*_data(), validation_data=_data(4), validation_freq=freq, verbose=0)
 

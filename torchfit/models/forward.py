@@ -20,8 +20,8 @@ from torch import nn
 from torchfit.tree import map_structure
 
 __all__ = [
-    "ForwardSignature", "autocast", "cast_floats", "default_device", "describe_forward_error",
-    "make_jit_forward", "mode_differs", "route_inputs", "run_in_mode",
+    "ForwardSignature", "autocast", "bool_input_cast", "cast_floats", "default_device",
+    "describe_forward_error", "make_jit_forward", "mode_differs", "route_inputs", "run_in_mode",
 ]
 
 
@@ -194,8 +194,30 @@ def _integer_inputs(args: tuple, kwargs: dict) -> list:
     return [
         (where, str(value.dtype).replace("torch.", ""))
         for where, value in leaves
-        if isinstance(value, torch.Tensor) and not value.is_floating_point() and not value.is_complex()
+        if isinstance(value, torch.Tensor) and not (value.is_floating_point() or value.is_complex())
     ]
+
+
+def bool_input_cast(args: tuple, kwargs: dict,
+                    parameter_dtype: Optional[torch.dtype]) -> Optional[torch.dtype]:
+    """The dtype to cast a bool input to: the weights' floating dtype when the
+    whole input is one bool tensor, else `None` (a bool mask among several
+    inputs stays bool; integer inputs are never cast, embeddings take them).
+
+    Example:
+    >>> bool_input_cast((torch.ones(2, 3, dtype=torch.bool),), {}, torch.float32)
+    torch.float32
+    >>> bool_input_cast((torch.ones(2, 3, dtype=torch.int64),), {}, torch.float32) is None
+    True
+    """
+    if len(args) != 1 or not set(kwargs) <= {"training"}:
+        return None
+    (x,) = args
+    if not isinstance(x, torch.Tensor) or x.dtype != torch.bool:
+        return None
+    if parameter_dtype is None or not parameter_dtype.is_floating_point:
+        return None
+    return parameter_dtype
 
 
 def describe_forward_error(err: Exception, args: tuple, kwargs: dict, names: list,
@@ -210,10 +232,15 @@ def describe_forward_error(err: Exception, args: tuple, kwargs: dict, names: lis
 
     Returns:
         An exception of the same type (raise it `from err`), or `None` when
-        that type cannot be built from a message.
+        that type cannot be built from a message, or when an inner
+        `torchfit.Model` already described its inputs.
     """
+    if getattr(err, "_torchfit_described", False):
+        return None
     inputs = [f"input {index}: {_describe(value)}" for index, value in enumerate(args)]
-    inputs += [f"input `{key}`: {_describe(value)}" for key, value in kwargs.items() if key != "training"]
+    inputs += [
+        f"input `{key}`: {_describe(value)}" for key, value in kwargs.items() if key != "training"
+    ]
     order = " (positional inputs in this order)" if len(args) > 1 else ""
     message = (
         f"{err}\n\nThe model's first forward pass failed. forward({', '.join(names)}) received"

@@ -57,7 +57,8 @@ class MetricsTracking:
         if compiled is None:
             anchor = self._loss_tracker
         else:
-            anchor = compiled.metrics[-1] if compiled.built and compiled.metrics else compiled.unbuilt
+            built = compiled.built and compiled.metrics
+            anchor = compiled.metrics[-1] if built else compiled.unbuilt
         names = []
         for metric in self.metrics:
             if compiled is not None and metric is compiled.unbuilt:

@@ -28,6 +28,7 @@ from torchfit.models import saving, serialization
 from torchfit.models.forward import (
     ForwardSignature,
     autocast,
+    bool_input_cast,
     cast_floats,
     default_device,
     describe_forward_error,
@@ -230,11 +231,9 @@ class Model(Trainer, MetricsTracking, nn.Module):
         inputs and the outputs' structure, and retells a failure with the inputs."""
         parameter = next(self._weights_module().parameters(), None)
         parameter_dtype = parameter.dtype if parameter is not None else None
-        only_input = args[0] if len(args) == 1 and set(kwargs) <= {"training"} else None
-        if isinstance(only_input, torch.Tensor) and only_input.dtype == torch.bool \
-                and parameter_dtype is not None and parameter_dtype.is_floating_point:
-            # Keras casts inputs to the compute dtype: a bool x meets float weights.
-            self._bool_input_dtype = parameter_dtype
+        # Keras casts inputs to the compute dtype: a bool x meets float weights.
+        self._bool_input_dtype = bool_input_cast(args, kwargs, parameter_dtype)
+        if self._bool_input_dtype is not None:
             args = self._cast_bool_input(args)
         if self._input_dtype is not None:
             args, kwargs = cast_floats((args, kwargs), self._input_dtype)
@@ -245,9 +244,8 @@ class Model(Trainer, MetricsTracking, nn.Module):
         try:
             outputs = self._run_forward(args, kwargs)
         except Exception as err:
-            if getattr(err, "_torchfit_described", False):
-                raise  # an inner torchfit.Model already described its inputs
-            described = describe_forward_error(err, args, kwargs, self._signature.names, parameter_dtype)
+            names = self._signature.names
+            described = describe_forward_error(err, args, kwargs, names, parameter_dtype)
             if described is None:
                 raise
             raise described from err
@@ -401,7 +399,8 @@ class Model(Trainer, MetricsTracking, nn.Module):
             if isinstance(optimizer, type):
                 return optimizer(parameters) if parameters else None
         self._check_optimizer_parameters(optimizer)
-        if isinstance(optimizer, optimizers_module.Optimizer) and not optimizer.built and parameters:
+        unbuilt = isinstance(optimizer, optimizers_module.Optimizer) and not optimizer.built
+        if unbuilt and parameters:
             # Names let `exclude_from_weight_decay(var_names=...)` match parameters.
             optimizer.build(
                 (name, p) for name, p in self._weights_module().named_parameters() if p.requires_grad
@@ -459,6 +458,9 @@ class Model(Trainer, MetricsTracking, nn.Module):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The compiled loss plus every added loss, as one scalar tensor.
+
+        An override may leave out `training` (the signature before Keras 3.3):
+        the default steps read the override's signature and call it without.
 
         Raises:
             ValueError: When there is no compiled loss and nothing was added.

@@ -105,12 +105,14 @@ class Trainer:
             validation_split: Fraction of the arrays, taken from the end before
                 shuffling, held out for validation. Defaults to 0.
             validation_data: `(x_val, y_val)`, `(x_val, y_val, sample_weight)`
-                or any data `x` accepts. Overrides `validation_split`.
+                (a list too, as in Keras) or any data `x` accepts. Overrides
+                `validation_split`.
             shuffle: Reshuffle array data before each epoch (`"batch"`
                 shuffles within batch-sized chunks). Defaults to `True`.
             class_weight: `{class_index: weight}` for a single-output model.
             sample_weight: Per-sample (or per-timestep) loss weights.
-            initial_epoch: The epoch to start from (0-based). Defaults to 0.
+            initial_epoch: The epoch to start from (0-based); one at or past
+                `epochs` trains nothing, with a warning. Defaults to 0.
             steps_per_epoch: Steps per epoch. A finite iterable keeps being
                 drawn from across epochs; an endless generator needs this.
             validation_steps: Steps of each validation run.
@@ -218,7 +220,12 @@ class Trainer:
 
         Returns:
             A scalar when there is one value, else a list in `metrics_names`
-            order, or a dict with `return_dict=True`.
+            order (keys a custom `test_step` adds come last, sorted), or a
+            dict with `return_dict=True`.
+
+        Runs in eval mode and puts the mode back as found; called from a
+        callback in the middle of `fit`, it leaves the epoch's training
+        metrics as they were.
         """
         if kwargs:
             raise TypeError(f"evaluate() got unexpected keyword arguments: {sorted(kwargs)}.")
