@@ -187,6 +187,8 @@ def train_epoch(model, train, callbacks) -> dict:
             logs = _as_batch_logs(step_function(batch))
             if groups.closes(step):
                 callbacks.on_train_batch_end(step, logs)
+            if model._distribution is not None:  # one rank's stop stops all, a step later at most
+                model.stop_training = model._distribution.agree_on_stop(model.stop_training, step)
             if model.stop_training:
                 break
     finally:
@@ -194,6 +196,8 @@ def train_epoch(model, train, callbacks) -> dict:
     if groups.open:
         callbacks.on_train_batch_end(step, logs)
     if model._distribution is not None:  # the epoch's logs over all ranks
+        stop = model._distribution.agree_on_stop_at_epoch_end(model.stop_training, step)
+        model.stop_training = stop
         model._distribution.reduce_metrics(model.metrics)
     return _epoch_logs(model, logs)
 

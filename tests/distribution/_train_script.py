@@ -9,6 +9,7 @@ reference.
 import os
 import signal
 import sys
+import time
 
 import numpy as np
 import torch
@@ -237,8 +238,69 @@ def tiny_last_batch(out):
     return {"weights": weights(model), "history": history.history}
 
 
+class StopOnRanks(cbs.Callback):
+    """Sets `stop_training` on the given ranks only, at one batch of one epoch."""
+
+    def __init__(self, epoch, batch, ranks):
+        super().__init__()
+        self.at, self.ranks, self.epoch = (epoch, batch), ranks, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == self.at and _rank() in self.ranks:
+            self.model.stop_training = True
+
+
+class Steps(cbs.Callback):
+    """Records the (epoch, batch) this rank trained, and when a stop was first asked here."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen, self.epoch, self.asked = [], 0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen.append((self.epoch, batch))
+        loss = logs.get("loss") if logs else None
+        if self.asked is None and (self.model.stop_training or not np.isfinite(float(loss))):
+            self.asked = time.monotonic()
+
+
+def _stop_run(x, y, epochs, stopper):
+    model = make_model()
+    steps = Steps()
+    try:
+        model.fit(x, y, batch_size=16, epochs=epochs, shuffle=False, verbose=0,
+                  callbacks=[stopper, steps])
+        error = None
+    except RuntimeError as err:
+        error = str(err)
+    return {"seen": steps.seen, "asked": steps.asked, "ended": time.monotonic(), "error": error}
+
+
+def stop_one_rank(out):
+    """A stop asked mid-epoch on one rank (a NaN loss, a callback) stops every rank together."""
+    from torchfit import distribution
+
+    if os.environ.get("WORLD_SIZE"):  # a hang fails in 30 s instead of 300 s
+        distribution.set_distribution(distribution.DataParallel(timeout=30))
+    x, y, _ = data(128)
+    x_nan = x.copy()
+    x_nan[5 * 16 + 8 + 1] = np.nan  # in rank 1's half of batch 5
+    return {
+        "nan": _stop_run(x_nan, y, 3, cbs.TerminateOnNaN()),
+        "nan_raise": _stop_run(x_nan, y, 3, cbs.TerminateOnNaN(raise_error=True)),
+        "one_rank": _stop_run(x, y, 3, StopOnRanks(1, 2, ranks=(1,))),
+        "every_rank": _stop_run(x, y, 3, StopOnRanks(1, 2, ranks=(0, 1))),
+    }
+
+
 MODES = {"train": train, "elastic": elastic, "fsdp": fsdp, "fail": fail, "jit": jit,
-         "tiny_last_batch": tiny_last_batch}
+         "tiny_last_batch": tiny_last_batch, "stop_one_rank": stop_one_rank}
 
 if __name__ == "__main__":
     mode, out = sys.argv[1], sys.argv[2]

@@ -184,3 +184,29 @@ def test_a_rank_with_an_empty_last_batch_still_trains_like_one_process(script, t
     for result in load_ranks(out):
         assert_weights_close(result["weights"], reference["weights"])
         assert result["history"]["loss"] == pytest.approx(reference["history"]["loss"], rel=1e-5)
+
+
+def test_a_stop_asked_on_one_rank_stops_every_rank_together(tmp_path):
+    code, output, seconds = launch("stop_one_rank", tmp_path, timeout=120)
+    assert code == 0, output[-4000:]
+    ranks = load_ranks(tmp_path)
+    for case in ("nan", "nan_raise", "one_rank", "every_rank"):
+        assert ranks[0][case]["seen"] == ranks[1][case]["seen"], case  # the same steps, then stop
+        asked = min(result[case]["asked"] for result in ranks if result[case]["asked"] is not None)
+        assert max(result[case]["ended"] for result in ranks) - asked < 5.0, case  # not 30 s
+    # A NaN in rank 1's half of batch 5: rank 1 asks there; every rank stops a step later.
+    assert ranks[0]["nan"]["seen"][-1] == (0, 6)
+    message = ("Batch 5 on rank 1 of 2: Invalid loss, terminating training. Every rank stops after"
+               " batch 6 (rank 0 asked too).")
+    assert output.count(message) == 2  # the same words from every rank
+    # raise_error=True: every rank raises the same RuntimeError.
+    errors = [result["nan_raise"]["error"] for result in ranks]
+    assert errors[0] == errors[1] and errors[0].startswith(
+        "Batch 5 on rank 1 of 2: NaN or Inf loss encountered at batch 5. Loss value: nan.")
+    # A callback stopping rank 1 alone at epoch 1, batch 2: both ranks stop after batch 3.
+    assert ranks[0]["one_rank"]["seen"][-1] == (1, 3)
+    assert output.count("Batch 2 on rank 1 of 2: model.stop_training was set. Every rank stops"
+                        " after batch 3.") == 2
+    # Asked on every rank at the same batch: they stop there, as one process does.
+    assert ranks[0]["every_rank"]["seen"][-1] == (1, 2)
+    assert seconds < 90

@@ -88,9 +88,30 @@ def test_skip_mismatch_loads_what_fits(tmp_path):
     source.save_weights(tmp_path / "w.pt")
     target = _model(1, hidden=4)
     before = target.module[0].weight.clone()
-    target.load_weights(tmp_path / "w.pt", skip_mismatch=True)
+    with pytest.warns(UserWarning, match="skip_mismatch=True") as caught:
+        target.load_weights(tmp_path / "w.pt", skip_mismatch=True)
     assert torch.equal(target.module[0].weight, before)
     assert torch.equal(target.module[2].bias, source.module[2].bias)
+    message = str(caught[0].message)
+    # Every skipped weight, with both shapes; the one that fit is not named.
+    for skipped in ("0.weight: file (6, 3) vs model (4, 3)", "0.bias: file (6,) vs model (4,)",
+                    "2.weight: file (1, 6) vs model (1, 4)"):
+        assert skipped in message
+    assert "2.bias" not in message
+
+
+def test_skip_mismatch_names_weights_missing_from_the_file_or_unknown_to_the_model(tmp_path):
+    state = _model(0).module.state_dict()
+    state["extra.weight"] = state.pop("2.bias")
+    torch.save(state, tmp_path / "w.pt")
+    with pytest.warns(UserWarning, match=r"missing \['2.bias'\]; unexpected \['extra.weight'\]"):
+        _model(1).load_weights(tmp_path / "w.pt", skip_mismatch=True)
+
+
+def test_skip_mismatch_is_silent_when_everything_fits(tmp_path, recwarn):
+    _model(0).save_weights(tmp_path / "w.pt")
+    _model(1).load_weights(tmp_path / "w.pt", skip_mismatch=True)
+    assert not [w for w in recwarn if "skip_mismatch" in str(w.message)]
 
 
 def test_not_a_state_dict_is_a_clear_error(tmp_path):

@@ -1,12 +1,15 @@
 """Tests for model.save / torchfit.models.load_model: rebuilding without pickled code."""
 
+import math
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 import torchfit
 from torchfit.models import serialization
@@ -350,3 +353,157 @@ def test_subclass_keeping_model_constructor(tmp_path):
     loaded = torchfit.models.load_model(tmp_path / "m.pt")
     assert type(loaded) is Classifier and loaded.output_names == ["probs"]
     _assert_same_weights(model, loaded)
+
+
+# ------------------------------------------------------- edited or forged files
+
+class _RefuseBigAllocations(TorchFunctionMode):
+    """Records, and refuses, every tensor over `limit` bytes asked for off the meta device."""
+
+    FACTORIES = (torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn)
+
+    def __init__(self, limit=64 << 20):
+        super().__init__()
+        self.limit = limit
+        self.refused = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        device = kwargs.get("device")
+        if func in self.FACTORIES and (device is None or torch.device(device).type != "meta"):
+            shape = tuple(args[0]) if args and isinstance(args[0], (tuple, list)) else args
+            dtype = kwargs.get("dtype") or torch.get_default_dtype()
+            if math.prod(shape) * dtype.itemsize > self.limit:
+                self.refused.append(shape)
+                raise MemoryError(f"refused to allocate a tensor of shape {shape}")
+        return func(*args, **kwargs)
+
+
+def _forge(path, edit):
+    payload = torch.load(path, weights_only=True)
+    edit(payload)
+    torch.save(payload, path)
+    return path
+
+
+def _linear_args(spec):
+    """The `args` of the first nn.Linear in a torch.nn description."""
+    if spec.get("class") == "Linear":
+        return spec["args"]
+    return next(_linear_args(child) for _, child in spec.get("children", []) if "class" in child)
+
+
+def _huge_first_layer(payload):
+    module = payload["module"]
+    if module["kind"] == "torchfit.Model":
+        _linear_args(module["module"]).update(in_features=10**6, out_features=10**6)
+    elif module["path"].endswith((":Regressor", ":OnTheCPU")):
+        module["args"][0] = 10**8  # units: a (10**8, 4) hidden layer
+    else:  # Classifier: its module argument
+        described = module["args"][0][serialization._MODULE_MARKER]
+        _linear_args(described).update(in_features=10**6, out_features=10**6)
+
+
+class OnTheCPU(torchfit.Model):
+    """Names the device of its layer itself."""
+
+    def __init__(self, units):
+        super().__init__(device="cpu")
+        self.hidden = nn.Linear(4, units, device="cpu")
+
+    def forward(self, x):
+        return self.hidden(x)
+
+
+@pytest.mark.parametrize("make, entry, shape", [
+    (lambda: torchfit.Model(_sequential(), device="cpu"), "module.module.children[0]",
+     (10**6, 10**6)),
+    (lambda: Regressor(6), "module", (10**8, 4)),
+    (lambda: OnTheCPU(6), "module", (10**8, 4)),
+    (lambda: Classifier(nn.Sequential(nn.Linear(4, 3)), device="cpu"), "module.args[0].children[0]",
+     (10**6, 10**6)),
+])
+def test_forged_layer_size_is_refused_before_anything_is_allocated(tmp_path, make, entry, shape):
+    make().save(tmp_path / "m.pt")
+    path = _forge(tmp_path / "m.pt", _huge_first_layer)
+    watch = _RefuseBigAllocations()
+    start = time.perf_counter()
+    with watch, pytest.raises(ValueError) as raised:
+        torchfit.models.load_model(path)
+    assert watch.refused == []  # the forged layer (4 TB, 1.6 GB) was never asked for
+    assert time.perf_counter() - start < 2  # about 0.03 s
+    message = str(raised.value)
+    assert f"{str(path)!r} is malformed at entry `{entry}`" in message
+    assert f"has shape {shape}" in message and "stored `weights[" in message
+
+
+def _first_child(payload):
+    return payload["module"]["module"]["children"][0][1]
+
+
+@pytest.mark.parametrize("edit, entry", [
+    (lambda p: p.pop("weights"), "weights"),
+    (lambda p: p.update(weights=[1, 2]), "weights"),
+    (lambda p: p["weights"].update({"0.bias": [0.0] * 8}), "weights['0.bias']"),
+    (lambda p: p["weights"].pop("0.bias"), "weights"),
+    (lambda p: p["weights"].update({"1.num_batches_tracked": torch.tensor(2.5)}),
+     "module.module.children[1]"),
+    (lambda p: p["weights"].update({"0.weight": torch.zeros(1).expand(8, 4)}),
+     "weights['0.weight']"),
+    (lambda p: p["weights"].update({"0.weight": torch.zeros(8, 4).to_sparse()}),
+     "weights['0.weight']"),
+    (lambda p: p.update(module="Sequential"), "module"),
+    (lambda p: p["module"].update(kind="pickle"), "module.kind"),
+    (lambda p: p["module"].update(output_names="out"), "module.output_names"),
+    (lambda p: _first_child(p).update({"class": "functional"}), "module.module.children[0].class"),
+    (lambda p: _first_child(p).update(args=[4, 8]), "module.module.children[0].args"),
+    (lambda p: _first_child(p)["args"].update(out_features=-8), "module.module.children[0].args"),
+    (lambda p: _first_child(p)["args"].update(units=8), "module.module.children[0].args"),
+    (lambda p: p["module"]["module"].update(children={"0": 1}), "module.module.children"),
+    (lambda p: p.update(module={"kind": "class", "path": "os:system", "args": ["ls"],
+                                "kwargs": {}}), "module.path"),
+    (lambda p: p.update(compiled="yes"), "compiled"),
+    (lambda p: p.update(compile_missing="loss"), "compile_missing"),
+    (lambda p: p["compile_config"].update(optimizer={"torch": "lr_scheduler", "defaults": {}}),
+     "compile_config.optimizer"),
+    (lambda p: p["compile_config"].update(loss={"__torchfit_object__": "torch_loss", "value": {}}),
+     "compile_config.loss"),
+    (lambda p: p["compile_config"].update(shuffle=True), "compile_config"),
+    (lambda p: p["optimizer"].update(param_groups=[]), "optimizer"),
+])
+def test_every_malformed_entry_is_a_value_error_naming_file_and_entry(tmp_path, edit, entry):
+    model = torchfit.Model(_sequential(), device="cpu")
+    model.compile(optimizer="adam", loss="mse")
+    _fit(model, epochs=1)
+    model.save(tmp_path / "m.pt")
+    path = _forge(tmp_path / "m.pt", edit)
+    with pytest.raises(ValueError, match="edited or damaged") as raised:
+        torchfit.models.load_model(path)
+    assert f"{str(path)!r} is malformed at entry `{entry}`:" in str(raised.value)
+
+
+class CountsOnTheHost(torchfit.Model):
+    """A constructor that reads a tensor's value, which the meta device cannot give."""
+
+    def __init__(self, units):
+        super().__init__(device="cpu")
+        self.linear = nn.Linear(4, int(torch.tensor(units).item()))
+
+    def forward(self, x):
+        return self.linear(x)
+
+
+def test_a_constructor_that_cannot_run_on_meta_is_still_loaded(tmp_path):
+    model = CountsOnTheHost(3)
+    model.save(tmp_path / "m.pt")
+    loaded = torchfit.models.load_model(tmp_path / "m.pt")
+    assert type(loaded) is CountsOnTheHost
+    _assert_same_weights(model, loaded)
+
+
+def test_a_model_saved_in_float64_still_loads(tmp_path):
+    model = torchfit.Model(_sequential().double(), device="cpu")
+    model.save(tmp_path / "m.pt")
+    loaded = torchfit.models.load_model(tmp_path / "m.pt")
+    for (name, a), b in zip(model.module.state_dict().items(), loaded.module.state_dict().values()):
+        assert torch.equal(a.to(b.dtype), b), name

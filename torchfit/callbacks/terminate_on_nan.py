@@ -2,6 +2,8 @@
 
 Owns the per-batch loss check. It reads `logs["loss"]` every batch, which
 is one device sync per step: the price of catching the bad batch at once.
+Under torchrun a rank's own loss can go bad alone: the callback then asks
+the distribution to stop every rank together (`distribution/stopping.py`).
 """
 
 import math
@@ -11,9 +13,15 @@ from torchfit.utils.progbar import print_msg
 
 __all__ = ["TerminateOnNaN"]
 
+_INVALID = "Invalid loss, terminating training"
+
 
 class TerminateOnNaN(Callback):
     """Stops training when a batch's loss becomes NaN or infinite.
+
+    Under torchrun each rank reads its own loss; a rank that finds it bad
+    asks every rank to stop, and all of them stop (or raise) together a
+    step later, each showing the same message.
 
     Args:
         raise_error: Whether to raise a `RuntimeError` instead of setting
@@ -36,11 +44,21 @@ class TerminateOnNaN(Callback):
         loss = float(loss)
         if math.isfinite(loss):
             return
+        run = getattr(self.model, "_distribution", None)
+        if run is not None:  # torchfit.distribution: every rank stops (or raises) together
+            reason = self._error(batch, loss) if self.raise_error else _INVALID
+            run.request_stop(batch, reason, error=self.raise_error)
+            self.model.stop_training = True
+            return
         if self.raise_error:
-            raise RuntimeError(
-                f"NaN or Inf loss encountered at batch {batch}. Loss value:"
-                f" {loss}. Terminating training immediately. Check the"
-                " learning rate, the inputs for NaNs, and the loss function."
-            )
-        print_msg(f"Batch {batch}: Invalid loss, terminating training")
+            raise RuntimeError(self._error(batch, loss))
+        print_msg(f"Batch {batch}: {_INVALID}")
         self.model.stop_training = True
+
+    @staticmethod
+    def _error(batch: int, loss: float) -> str:
+        return (
+            f"NaN or Inf loss encountered at batch {batch}. Loss value:"
+            f" {loss}. Terminating training immediately. Check the"
+            " learning rate, the inputs for NaNs, and the loss function."
+        )

@@ -19,7 +19,8 @@ import torch.distributed as dist
 
 __all__ = [
     "DEFAULT_TIMEOUT", "env_world_size", "is_initialized", "world_size", "rank", "local_rank",
-    "is_chief", "initialize", "collective_device", "barrier", "all_reduce_int", "broadcast_",
+    "is_chief", "initialize", "collective_device", "control_group", "barrier", "all_reduce_int",
+    "broadcast_",
 ]
 
 #: How long a collective waits for the other ranks before failing the job.
@@ -110,6 +111,7 @@ def initialize(backend: Optional[str] = None, timeout: Optional[datetime.timedel
 
 
 _STORE = None  # the store of a restarted group, released with the group
+_CONTROL = None  # (the default group, its control_group())
 _DISTRIBUTED_MODELS: "weakref.WeakSet" = weakref.WeakSet()
 
 
@@ -123,7 +125,8 @@ def _destroy_at_exit() -> None:
     # one woken during finalization tries to take the GIL and aborts the
     # process. They are joined when the last reference to the group goes, and
     # the DDP wrappers of the models hold such references: drop those first.
-    global _STORE
+    global _STORE, _CONTROL
+    _CONTROL = None  # its Gloo threads are joined with the group's
     for model in list(_DISTRIBUTED_MODELS):
         vars(model).pop("_ddp_call", None)  # back to the class default, None
         vars(model).pop("_distribution", None)
@@ -140,6 +143,21 @@ def collective_device() -> torch.device:
     if is_initialized() and dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def control_group():
+    """A Gloo group over every rank for small host-side flags (made once per process group).
+
+    Flags that steer the Python loop (stop now?) live on the CPU: sent
+    through their own Gloo group they never wait for the GPU, whatever the
+    main backend, and never interleave with the model's collectives. Every
+    rank must make the first call at the same point, as for any new group.
+    """
+    global _CONTROL
+    default = dist.group.WORLD
+    if _CONTROL is None or _CONTROL[0] is not default:
+        _CONTROL = (default, dist.new_group(backend="gloo"))
+    return _CONTROL[1]
 
 
 def barrier() -> None:

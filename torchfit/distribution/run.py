@@ -2,8 +2,9 @@
 
 Owns the `DistributedRun` a strategy attaches to a model as
 `model._distribution`: reducing metric states across ranks, agreeing on
-`stop_training`, keeping file-writing and printing callbacks on rank 0,
-gathering `predict` outputs back into input order, and writing files once.
+`stop_training` (between steps through `stopping.py`), keeping
+file-writing and printing callbacks on rank 0, gathering `predict` outputs
+back into input order, and writing files once.
 Starting the process group belongs to `env.py`; wrapping the module (DDP,
 FSDP2) to `strategies.py`; splitting the data to `sharding.py`.
 """
@@ -17,6 +18,7 @@ import torch.distributed as dist
 
 from torchfit import tree
 from torchfit.distribution import env, sharding
+from torchfit.distribution.stopping import StopAgreement
 
 __all__ = ["DistributedRun", "write_once"]
 
@@ -40,6 +42,7 @@ class DistributedRun:
         self.is_chief = self.rank == 0
         self.wrapped = None  # the DistributedDataParallel module, if any
         self.sharded = False  # FSDP2: parameters are DTensor shards
+        self.stopping = StopAgreement(self.world_size)
 
     # ------------------------------------------------------------------ data
     def shard(self, adapter, purpose: str):
@@ -79,6 +82,25 @@ class DistributedRun:
     def agree(self, flag: bool) -> bool:
         """True on every rank when it is true on any rank (e.g. `stop_training`)."""
         return bool(env.all_reduce_int(int(bool(flag)), op=dist.ReduceOp.MAX))
+
+    def request_stop(self, batch: int, reason: str, error: bool = False) -> None:
+        """Asks every rank to stop training, saying why (shown on every rank).
+
+        Args:
+            batch: The batch where this rank asks.
+            reason: The message, e.g. "Invalid loss, terminating training".
+            error: Whether every rank raises a `RuntimeError` with the
+                message instead of stopping. Defaults to `False`.
+        """
+        self.stopping.request(batch, reason, error)
+
+    def agree_on_stop(self, asked: bool, batch: int) -> bool:
+        """The `stop_training` all ranks agree on after a training step (see `stopping.py`)."""
+        return self.stopping.after_step(asked, batch)
+
+    def agree_on_stop_at_epoch_end(self, asked: bool, batch: int) -> bool:
+        """The `stop_training` all ranks agree on once an epoch's steps are over."""
+        return self.stopping.at_epoch_end(asked, batch)
 
     # ------------------------------------------------------------- callbacks
     def rank_callbacks(self, callbacks: list) -> list:

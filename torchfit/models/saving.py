@@ -7,6 +7,7 @@ never runs code. Whole-model files (`save`/`load_model`) build on these.
 
 import os
 import pickle
+import warnings
 import zipfile
 from typing import Any
 
@@ -78,7 +79,11 @@ def load_weights(model, filepath, skip_mismatch: bool = False) -> None:
 
 
 def load_state(model, state: Any, source: str, skip_mismatch: bool = False) -> None:
-    """Loads a state_dict read from `source` into the model's weights, naming every mismatch."""
+    """Loads a state_dict read from `source` into the model's weights, naming every mismatch.
+
+    With `skip_mismatch=True` what fits is loaded and a warning names every
+    weight left as it was (with both shapes), as Keras warns.
+    """
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(
             f"`filepath` {source!r} does not hold a state_dict (a dict of"
@@ -86,36 +91,49 @@ def load_state(model, state: Any, source: str, skip_mismatch: bool = False) -> N
         )
     target = _weights_module(model)
     own = target.state_dict()
-    if skip_mismatch:
-        state = {
-            key: value for key, value in state.items()
-            if key in own and tuple(own[key].shape) == tuple(value.shape)
-        }
-        target.load_state_dict(state, strict=False)
-        return
+    details = _mismatches(own, state)
+    if details and not skip_mismatch:
+        raise ValueError(
+            f"The weights in {source!r} do not fit this model: {'; '.join(details)}."
+            " Was it saved from another model? Pass skip_mismatch=True to load what fits."
+        )
+    if details:
+        warnings.warn(
+            f"load_weights(skip_mismatch=True) skipped weights of {source!r} that do not fit"
+            f" this model: {'; '.join(details)}. The model's own values were kept for these.",
+            stacklevel=3,
+        )
+        state = {key: value for key, value in state.items()
+                 if key in own and tuple(own[key].shape) == tuple(value.shape)}
+    target.load_state_dict(state, strict=not details)
+
+
+def _mismatches(own: dict, state: dict, shown: int = 10) -> list:
+    """What differs between the model's state_dict and a file's, in words (empty when it fits).
+
+    Example:
+    >>> own = {"w": torch.zeros(2, 3), "b": torch.zeros(2)}
+    >>> _mismatches(own, {"w": torch.zeros(4, 3), "x": torch.zeros(1)})
+    ["missing ['b']", "unexpected ['x']", 'shape mismatch for w: file (4, 3) vs model (2, 3)']
+    """
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    mismatched = [
-        key for key in own
-        if key in state and tuple(own[key].shape) != tuple(state[key].shape)
-    ]
-    if missing or unexpected or mismatched:
-        details = []
-        if missing:
-            details.append(f"missing {missing[:5]}")
-        if unexpected:
-            details.append(f"unexpected {unexpected[:5]}")
-        if mismatched:
-            details.append(
-                "shape mismatch for "
-                + ", ".join(f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in mismatched[:5])
-            )
-        raise ValueError(
-            f"The weights in {source!r} do not fit this model: "
-            + "; ".join(details)
-            + ". Was it saved from another model? Pass skip_mismatch=True to load what fits."
-        )
-    target.load_state_dict(state)
+    mismatched = [key for key in own
+                  if key in state and tuple(own[key].shape) != tuple(state[key].shape)]
+    details = []
+    if missing:
+        details.append(f"missing {missing[:shown]}{_more(missing, shown)}")
+    if unexpected:
+        details.append(f"unexpected {unexpected[:shown]}{_more(unexpected, shown)}")
+    if mismatched:
+        details.append("shape mismatch for " + ", ".join(
+            f"{key}: file {tuple(state[key].shape)} vs model {tuple(own[key].shape)}"
+            for key in mismatched[:shown]) + _more(mismatched, shown))
+    return details
+
+
+def _more(names: list, shown: int) -> str:
+    return f" and {len(names) - shown} more" if len(names) > shown else ""
 
 
 def save_model(model, filepath, overwrite: bool = True) -> None:

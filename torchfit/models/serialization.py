@@ -25,7 +25,8 @@ from torch import nn
 from torchfit import losses as losses_module
 from torchfit import metrics as metrics_module
 from torchfit import optimizers as optimizers_module
-from torchfit.models import saving
+from torchfit.models import file_checks, saving
+from torchfit.models.file_checks import MalformedEntry, short
 
 __all__ = ["FORMAT", "VERSION", "describe_module", "build_module", "model_payload", "load_model",
            "record_init_arguments"]
@@ -232,7 +233,7 @@ def _shapes(module: nn.Module) -> dict:
 
 # ------------------------------------------------------- rebuilding a module
 
-def build_module(spec: dict, safe_mode: bool = True) -> nn.Module:
+def build_module(spec: dict, safe_mode: bool = True, origins: Optional[dict] = None) -> nn.Module:
     """Builds a new, untrained module from `describe_module`'s output.
 
     Args:
@@ -240,43 +241,109 @@ def build_module(spec: dict, safe_mode: bool = True) -> nn.Module:
         safe_mode: When `True`, a `torchfit.Model` subclass is only taken
             from modules already imported; `False` lets this import its
             module (which runs that module's code). Defaults to `True`.
+        origins: A dict to fill with `id(submodule)` -> the entry of the
+            description it came from. Defaults to `None`.
 
     Raises:
-        ValueError: If the description is unknown or its class cannot be found.
+        ValueError: If the description is unknown or its class cannot be
+            found; `file_checks.MalformedEntry` (a ValueError) names the
+            entry of a description no constructor accepts.
+
+    Example:
+    >>> build_module({"kind": "torch.nn", "class": "Linear",
+    ...               "args": {"in_features": 2, "out_features": 1}})
+    Linear(in_features=2, out_features=1, bias=True)
+    >>> build_module({"kind": "torch.nn", "class": "Nope", "args": {}})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    torchfit.models.file_checks.MalformedEntry: entry `module.class`: names no torch.nn layer...
     """
+    return _build(spec, safe_mode, "module", {} if origins is None else origins)
+
+
+def _build(spec: Any, safe_mode: bool, where: str, origins: dict) -> nn.Module:
     from torchfit.models.model import Model
 
     kind = spec.get("kind") if isinstance(spec, dict) else None
     if kind == "torch.nn":
-        cls = getattr(nn, str(spec.get("class")), None)
-        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-            raise ValueError(f"Unknown torch.nn layer {spec.get('class')!r} in the model file.")
-        if spec["class"] in _CONTAINERS:
-            children = [(name, build_module(child, safe_mode)) for name, child in spec["children"]]
-            if spec["class"] == "ModuleList":
-                return cls([child for _, child in children])
-            return cls(OrderedDict(children))
-        return cls(**spec["args"])
-    if kind == "torchfit.Model":
-        return Model(build_module(spec["module"], safe_mode), output_names=spec.get("output_names"))
-    if kind == "class":
-        cls = _import_model_class(spec["path"], safe_mode)
-        args = [_build_argument(value, safe_mode) for value in spec["args"]]
-        kwargs = {key: _build_argument(value, safe_mode) for key, value in spec["kwargs"].items()}
+        module = _build_torch_nn(spec, safe_mode, where, origins)
+    elif kind == "torchfit.Model":
+        output_names = spec.get("output_names")
+        if output_names is not None and not (
+                isinstance(output_names, list) and all(isinstance(n, str) for n in output_names)):
+            raise MalformedEntry(f"{where}.output_names", "must be a list of strings or None")
+        module = Model(_build(spec.get("module"), safe_mode, f"{where}.module", origins),
+                       output_names=output_names)
+    elif kind == "class":
+        module = _build_class(spec, safe_mode, where, origins)
+    elif isinstance(spec, dict):
+        raise MalformedEntry(f"{where}.kind",
+                             f"describes a module in an unknown way ({short(kind)})")
+    else:
+        raise MalformedEntry(where, f"must describe a module (a dict), not a {type(spec).__name__}")
+    origins.setdefault(id(module), where)
+    return module
+
+
+def _build_torch_nn(spec: dict, safe_mode: bool, where: str, origins: dict) -> nn.Module:
+    name = spec.get("class")
+    cls = getattr(nn, name, None) if isinstance(name, str) else None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise MalformedEntry(f"{where}.class", f"names no torch.nn layer ({short(name)})")
+    if name in _CONTAINERS:
+        children = spec.get("children")
+        if not isinstance(children, list) or not all(_is_named_child(c) for c in children):
+            raise MalformedEntry(f"{where}.children", "must be a list of [name, description] pairs")
+        built = [(child_name, _build(child, safe_mode, f"{where}.children[{i}]", origins))
+                 for i, (child_name, child) in enumerate(children)]
+        arguments = ([child for _, child in built],) if name == "ModuleList" else (OrderedDict(built),)
+        return _construct(cls, arguments, {}, f"{where}.children", f"nn.{name}")
+    args = spec.get("args")
+    if not isinstance(args, dict) or not all(isinstance(key, str) for key in args):
+        raise MalformedEntry(f"{where}.args",
+                             f"must be a dict of constructor arguments, not {short(args)}")
+    return _construct(cls, (), args, f"{where}.args", f"nn.{name}")
+
+
+def _build_class(spec: dict, safe_mode: bool, where: str, origins: dict) -> nn.Module:
+    path, args, kwargs = spec.get("path"), spec.get("args"), spec.get("kwargs")
+    if not isinstance(path, str):
+        raise MalformedEntry(f"{where}.path", f"must be a 'module:Class' string, not {short(path)}")
+    if not (isinstance(args, list) and isinstance(kwargs, dict) and all(isinstance(k, str) for k in kwargs)):
+        raise MalformedEntry(f"{where}.args",
+                             "must be a list (and `kwargs` a dict) of constructor arguments")
+    cls = _import_model_class(path, safe_mode, where)
+    args = [_build_argument(value, safe_mode, f"{where}.args[{index}]", origins)
+            for index, value in enumerate(args)]
+    kwargs = {key: _build_argument(value, safe_mode, f"{where}.kwargs.{key}", origins)
+              for key, value in kwargs.items()}
+    return _construct(cls, args, kwargs, f"{where}.args", path, in_user_code=True)
+
+
+def _is_named_child(child: Any) -> bool:
+    return isinstance(child, (list, tuple)) and len(child) == 2 and isinstance(child[0], str)
+
+
+def _construct(cls: type, args: Any, kwargs: dict, where: str, name: str,
+               in_user_code: bool = False) -> nn.Module:
+    try:
         return cls(*args, **kwargs)
-    raise ValueError(f"The model file describes its module in an unknown way (kind={kind!r}).")
+    except Exception as err:  # noqa: BLE001 - whatever a constructor raises on file data
+        call = f"{name}(...)" if args else f"{name}(**{short(kwargs, 120)})"
+        raise MalformedEntry(where, f"{call} failed: {type(err).__name__}: {err}",
+                             in_user_code=in_user_code) from err
 
 
-def _build_argument(value: Any, safe_mode: bool) -> Any:
+def _build_argument(value: Any, safe_mode: bool, where: str, origins: dict) -> Any:
     if isinstance(value, dict) and set(value) == {_MODULE_MARKER}:
-        return build_module(value[_MODULE_MARKER], safe_mode)
+        return _build(value[_MODULE_MARKER], safe_mode, where, origins)
     return value
 
 
-def _import_model_class(path: str, safe_mode: bool) -> type:
+def _import_model_class(path: str, safe_mode: bool, where: str = "module") -> type:
     from torchfit.models.model import Model
 
-    module_name, _, qualname = str(path).partition(":")
+    module_name, _, qualname = path.partition(":")
     if module_name in sys.modules:
         owner = sys.modules[module_name]
     elif safe_mode:
@@ -288,15 +355,20 @@ def _import_model_class(path: str, safe_mode: bool) -> type:
             " load_model import it (that runs the module's code)."
         )
     else:
-        owner = importlib.import_module(module_name)
+        try:
+            owner = importlib.import_module(module_name)
+        except (ImportError, ValueError, TypeError) as err:
+            raise MalformedEntry(f"{where}.path",
+                                 f"names a module that cannot be imported ({err})") from err
     cls = owner
     for part in qualname.split("."):
         cls = getattr(cls, part, None)
     if not (isinstance(cls, type) and issubclass(cls, Model)):
-        raise ValueError(
-            f"The model file was saved from the class {path!r}, which was not found"
-            f" in {module_name!r} (or is not a torchfit.Model). Pass `module=`: a model"
-            " built the same way."
+        raise MalformedEntry(
+            f"{where}.path",
+            f"names the class {short(path)}, which is not a torchfit.Model found in"
+            f" {short(module_name)}. If the class was renamed or moved, pass `module=`:"
+            " a model built the same way",
         )
     return cls
 
@@ -358,7 +430,9 @@ def _serialize_optimizer(optimizer) -> dict:
 def _deserialize_optimizer(config: dict, model):
     if "torchfit" in config:
         return optimizers_module.deserialize(config["torchfit"])
-    cls = getattr(torch.optim, config["torch"])
+    cls = getattr(torch.optim, str(config["torch"]), None)
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise ValueError(f"names no torch.optim optimizer ({short(config['torch'])})")
     return cls([p for p in model.parameters() if p.requires_grad], **config["defaults"])
 
 
@@ -454,21 +528,50 @@ def _build_model(payload: dict, module: Any, safe_mode: bool, filepath: str):
             "`module` must be an nn.Module (or a torchfit.Model) built like the saved one."
             f" Received: module of type {type(module).__name__}."
         )
-    spec = payload.get("module") or {}
+    spec = payload["module"]
     if spec.get("kind") == "unknown":
         raise ValueError(
-            f"The model in {filepath!r} cannot be rebuilt from the file: {spec.get('reason')}."
+            f"The model in {filepath!r} cannot be rebuilt from the file:"
+            f" {short(spec.get('reason'), 300)}."
             " Pass `module=`: a module (or model) built the same way, e.g."
             " `torchfit.models.load_model(path, module=MyNet())`."
         )
+    _check_described_module(spec, payload["weights"], safe_mode, filepath)
     model = build_module(spec, safe_mode=safe_mode)
     return model if isinstance(model, Model) else Model(model)
+
+
+def _check_described_module(spec: dict, weights: dict, safe_mode: bool, filepath: str) -> None:
+    """Builds the described module on the meta device and compares it with the stored weights.
+
+    Only a module whose every parameter and buffer matches a stored tensor is
+    then built for real, so a forged layer size never takes its memory.
+    """
+    from torchfit.models.model import Model
+
+    origins: dict = {}
+    described = file_checks.built_on_meta(lambda s: build_module(s, safe_mode, origins), spec)
+    if described is None:
+        return  # a subclass whose constructor cannot run on the meta device: built directly
+    target = described._weights_module() if isinstance(described, Model) else described
+    file_checks.check_fits(target, weights, filepath, origins)
+
+
+def _from_entry(entry: str, function, *args):
+    """`function(*args)` on data read from the file; any failure names the entry."""
+    try:
+        return function(*args)
+    except Exception as err:  # noqa: BLE001 - whatever the file's data makes fail
+        raise MalformedEntry(entry, f"{type(err).__name__}: {err}") from err
 
 
 def _compile(model, payload: dict, filepath: str) -> None:
     missing = payload.get("compile_missing") or []
     config = dict(payload.get("compile_config") or {})
-    optimizer = _deserialize_optimizer(config.pop("optimizer"), model) if "optimizer" in config else "rmsprop"
+    optimizer = "rmsprop"
+    if "optimizer" in config:
+        optimizer = _from_entry("compile_config.optimizer", _deserialize_optimizer,
+                                config.pop("optimizer"), model)
     if missing:
         warnings.warn(
             f"The model in {filepath!r} was loaded but not compiled: these compile"
@@ -479,10 +582,10 @@ def _compile(model, payload: dict, filepath: str) -> None:
         return
     for key in ("loss", "metrics", "weighted_metrics"):
         if key in config:
-            config[key] = _deserialize_object(config[key])
-    model.compile(optimizer=optimizer, **config)
+            config[key] = _from_entry(f"compile_config.{key}", _deserialize_object, config[key])
+    _from_entry("compile_config", lambda: model.compile(optimizer=optimizer, **config))
     if payload.get("optimizer") is not None:
-        model.optimizer.load_state_dict(payload["optimizer"])
+        _from_entry("optimizer", model.optimizer.load_state_dict, payload["optimizer"])
 
 
 def load_model(filepath, module: Optional[nn.Module] = None, compile: bool = True,
@@ -511,14 +614,20 @@ def load_model(filepath, module: Optional[nn.Module] = None, compile: bool = Tru
 
     Raises:
         ValueError: For a corrupt or foreign file, a file that would run code,
-            a module that cannot be rebuilt (pass `module=`), or weights that
-            do not fit `module`.
+            a module that cannot be rebuilt (pass `module=`), weights that do
+            not fit `module`, or an edited entry (named, with the file). The
+            described module is built on the meta device and checked against
+            the stored weights before any of its memory is allocated.
     """
     filepath = os.fspath(filepath)
     payload = _check_payload(saving.read_torch_file(filepath), filepath)
-    model = _build_model(payload, module, safe_mode, filepath)
-    saving.load_state(model, payload["weights"], filepath)
-    model._place()
-    if compile and payload.get("compiled"):
-        _compile(model, payload, filepath)
+    file_checks.check_entries(payload, filepath)
+    try:
+        model = _build_model(payload, module, safe_mode, filepath)
+        saving.load_state(model, payload["weights"], filepath)
+        model._place()
+        if compile and payload.get("compiled"):
+            _compile(model, payload, filepath)
+    except MalformedEntry as err:
+        raise file_checks.malformed(filepath, err.entry, err.problem) from err
     return model
