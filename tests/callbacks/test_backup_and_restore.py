@@ -328,3 +328,37 @@ def test_states_of_callbacks_the_resumed_run_lacks_are_named(tmp_path):
     torch.save(backup, tmp_path / "latest.pt")
     with pytest.warns(UserWarning, match=r"does not have: \['EarlyStopping'\]"):
         _train(tmp_path)
+
+
+def _train_counting_batches(work_dir, interrupt_at=None):
+    torchfit.utils.set_random_seed(11)
+    x = np.random.rand(40, 5).astype("float32")
+    model = torchfit.Model(nn.Linear(5, 1), device="cpu")
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.1), loss="mse")
+    # Callbacks counting batches after the backup: their count of the batch a backup
+    # follows must be in that backup.
+    board = torchfit.callbacks.TensorBoard(str(work_dir / "logs"), update_freq=1, write_graph=False)
+    run = [BackupAndRestore(work_dir / "backup", save_freq=2),
+           torchfit.callbacks.ModelCheckpoint(str(work_dir / "e{epoch}-b{batch}.pt"), save_freq=3,
+                                              save_weights_only=True),
+           board]
+    if interrupt_at is not None:
+        run.append(_Interrupt(interrupt_at))
+    model.fit(x, x[:, :1], batch_size=8, epochs=3, verbose=0, callbacks=run)
+    return board
+
+
+def test_resume_keeps_batch_counting_callbacks_in_step(tmp_path):
+    reference_dir, resumed_dir = tmp_path / "reference", tmp_path / "resumed"
+    reference = _train_counting_batches(reference_dir)
+    with pytest.raises(KeyboardInterrupt):
+        _train_counting_batches(resumed_dir, interrupt_at=8)  # resumes after batch 8
+    resumed = _train_counting_batches(resumed_dir)
+    assert resumed.state_dict() == reference.state_dict() == {"global_train_batch": 15}
+    names = sorted(name for name in os.listdir(reference_dir) if name.endswith(".pt"))
+    assert names == ["e1-b3.pt", "e2-b1.pt", "e2-b4.pt", "e3-b2.pt", "e3-b5.pt"]
+    assert sorted(name for name in os.listdir(resumed_dir) if name.endswith(".pt")) == names
+    for name in names:
+        expected = torch.load(reference_dir / name, weights_only=True)
+        saved = torch.load(resumed_dir / name, weights_only=True)
+        assert all(torch.equal(saved[key], value) for key, value in expected.items()), name
