@@ -202,3 +202,165 @@ def test_loss_history_running_mean_is_batch_size_weighted():
     y = np.array([[1], [1], [1], [1], [2], [2]], "float32")
     model.fit(x, y, batch_size=4, shuffle=False, callbacks=[loss_history], verbose=0)
     np.testing.assert_allclose(loss_history.per_batch_losses, [1.0, (4 * 1.0 + 2 * 4.0) / 6], rtol=1e-6)
+
+
+def test_early_stopping_restore_best_weights_brings_back_the_best_val_loss():
+    torchfit.utils.set_random_seed(0)
+    x_train, y_train = digits_data()
+    model = get_compiled_model(64)
+    model.compile(optimizer=torchfit.optimizers.RMSprop(learning_rate=0.05),
+                  loss="sparse_categorical_crossentropy", metrics=["sparse_categorical_accuracy"])
+    callback = torchfit.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+    history = model.fit(x_train, y_train, epochs=30, batch_size=64, callbacks=[callback],
+                        validation_split=0.2, verbose=0)
+    val_losses = history.history["val_loss"]
+    assert callback.stopped_epoch > 0 and callback.best_epoch == int(np.argmin(val_losses))
+    assert callback.best_epoch < len(val_losses) - 1, "the last epoch should not be the best"
+    # The model scores the best epoch's val_loss, not the last one's.
+    x_val, y_val = x_train[1149:], y_train[1149:]  # validation_split=0.2 of 1437 samples
+    loss, _ = model.evaluate(x_val, y_val, verbose=0)
+    np.testing.assert_allclose(loss, min(val_losses), rtol=1e-5)
+
+
+# -------------------------- The "Writing your own callbacks" guide's examples
+class EarlyStoppingAtMinLoss(torchfit.callbacks.Callback):
+    """Stop training when the loss is at its min, i.e. the loss stops decreasing.
+
+    Arguments:
+        patience: Number of epochs to wait after min has been hit. After this
+        number of no improvement, training stops.
+    """
+
+    def __init__(self, patience=0):
+        super().__init__()
+        self.patience = patience
+        # best_weights to store the weights at which the minimum loss occurs.
+        self.best_weights = None
+
+    def on_train_begin(self, logs=None):
+        # The number of epoch it has waited when loss is no longer minimum.
+        self.wait = 0
+        # The epoch the training stops at.
+        self.stopped_epoch = 0
+        # Initialize the best as infinity.
+        self.best = np.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = logs.get("loss")
+        if np.less(current, self.best):
+            self.best = current
+            self.wait = 0
+            # Record the best weights if current results is better (less).
+            self.best_weights = self.model.get_weights()
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.stopped_epoch = epoch
+                self.model.stop_training = True
+                print("Restoring model weights from the end of the best epoch.")
+                self.model.set_weights(self.best_weights)
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+
+
+class _Snapshots(torchfit.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.weights = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append(self.model.get_weights())
+
+
+def _guide_regression_model():
+    # The guide's `keras.Sequential([keras.layers.Dense(1)])` on flattened images.
+    model = torchfit.Model(nn.Linear(64, 1), device="cpu")
+    model.compile(optimizer=torchfit.optimizers.RMSprop(learning_rate=0.1), loss="mean_squared_error",
+                  metrics=["mean_absolute_error"])
+    return model
+
+
+def test_early_stopping_at_min_loss_restores_the_best_weights(capsys):
+    torchfit.utils.set_random_seed(0)
+    x_train, y_train = digits_data()
+    model = _guide_regression_model()
+    snapshots = _Snapshots()
+    # The guide's steps_per_epoch=5 over MNIST: 5 batches of 64 an epoch here.
+    history = model.fit(x_train[:320], y_train[:320].astype("float32"), batch_size=64, epochs=30,
+                        verbose=0, callbacks=[snapshots, EarlyStoppingAtMinLoss()])
+    losses = history.history["loss"]
+    assert len(losses) < 30, "the loss never went up: no early stop to test"
+    best = int(np.argmin(losses))
+    assert best == len(losses) - 2  # patience=0: stops at the first worse epoch
+    for restored, saved in zip(model.get_weights(), snapshots.weights[best]):
+        np.testing.assert_array_equal(restored, saved)
+    assert not np.array_equal(model.get_weights()[0], snapshots.weights[-1][0])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == ["Restoring model weights from the end of the best epoch.", f"Epoch {len(losses)}: early stopping"]
+
+
+class CustomLearningRateScheduler(torchfit.callbacks.Callback):
+    """Learning rate scheduler which sets the learning rate according to schedule.
+
+    Arguments:
+        schedule: a function that takes an epoch index
+            (integer, indexed from 0) and current learning rate
+            as inputs and returns a new learning rate as output (float).
+    """
+
+    def __init__(self, schedule):
+        super().__init__()
+        self.schedule = schedule
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not hasattr(self.model.optimizer, "learning_rate"):
+            raise ValueError('Optimizer must have a "learning_rate" attribute.')
+        # Get the current learning rate from model's optimizer.
+        lr = self.model.optimizer.learning_rate
+        # Call schedule function to get the scheduled learning rate.
+        scheduled_lr = self.schedule(epoch, lr)
+        # Set the value back to the optimizer before this epoch starts
+        self.model.optimizer.learning_rate = scheduled_lr
+        print(f"\nEpoch {epoch}: Learning rate is {float(np.array(scheduled_lr))}.")
+
+
+LR_SCHEDULE = [
+    # (epoch to start, learning rate) tuples
+    (3, 0.05),
+    (6, 0.01),
+    (9, 0.005),
+    (12, 0.001),
+]
+
+
+def lr_schedule(epoch, lr):
+    """Helper function to retrieve the scheduled learning rate based on epoch."""
+    if epoch < LR_SCHEDULE[0][0] or epoch > LR_SCHEDULE[-1][0]:
+        return lr
+    for i in range(len(LR_SCHEDULE)):
+        if epoch == LR_SCHEDULE[i][0]:
+            return LR_SCHEDULE[i][1]
+    return lr
+
+
+def test_custom_learning_rate_scheduler_sets_the_rate_each_epoch_trains_with(capsys):
+    torchfit.utils.set_random_seed(0)
+    x_train, y_train = digits_data()
+    model = _guide_regression_model()
+
+    class Rates(torchfit.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.rates = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 0:  # the rate the epoch's steps use
+                self.rates.append(self.model.optimizer.param_groups[0]["lr"])
+
+    rates = Rates()
+    model.fit(x_train[:320], y_train[:320].astype("float32"), batch_size=64, epochs=15, verbose=0,
+              callbacks=[CustomLearningRateScheduler(lr_schedule), rates])
+    expected = [0.1] * 3 + [0.05] * 3 + [0.01] * 3 + [0.005] * 3 + [0.001] * 3
+    assert rates.rates == pytest.approx(expected)
+    out = capsys.readouterr().out
+    assert "Epoch 3: Learning rate is 0.05." in out and "Epoch 14: Learning rate is 0.001." in out

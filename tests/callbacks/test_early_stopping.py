@@ -103,3 +103,65 @@ def test_real_fit_stops_and_restores_best_weights():
     best = int(np.argmin(history.history["loss"]))
     assert stopper.best_epoch == best
     np.testing.assert_allclose(model.get_weights()[0], stopper.best_weights[0])
+
+
+# (scores, baseline, patience, epoch it stops at or None, best epoch), derived by hand
+# from Keras 3's rule: `wait` grows every watched epoch; an improvement over the best
+# resets it only if it also beats the baseline (strictly); training stops at an epoch
+# without improvement once `wait >= patience`.
+BASELINE_CASES = [
+    # 0.5 equals the baseline, so it does not beat it (a `<=` rule resets and stops at 3).
+    ([0.9, 0.5, 0.6, 0.7, 0.8], 0.5, 2, 2, 1),
+    # Improving above the baseline still counts (counting only worse epochs never stops;
+    # starting the best at the baseline, as tf.keras 2, stops at 1).
+    ([0.9, 0.8, 0.85, 0.7, 0.6], 0.5, 2, 2, 1),
+    # Beating the baseline resets the wait (`wait > patience` would stop at 4).
+    ([0.9, 0.4, 0.45, 0.42, 0.41, 0.3], 0.5, 2, 3, 1),
+    # Improving, though never below the baseline, never stops.
+    ([0.9, 0.8, 0.7, 0.6, 0.55], 0.5, 1, None, 4),
+]
+
+
+@pytest.mark.parametrize("scores, baseline, patience, stop, best", BASELINE_CASES)
+def test_real_fit_baseline_and_patience(bias_fit, scripted, scores, baseline, patience, stop, best):
+    stopper = EarlyStopping(monitor="score", mode="min", baseline=baseline, patience=patience,
+                            restore_best_weights=True)
+    model, history, snapshots = bias_fit([scripted(scores), stopper], epochs=len(scores))
+    assert history.epoch == list(range(len(scores) if stop is None else stop + 1))
+    assert stopper.stopped_epoch == (stop or 0)
+    assert stopper.best_epoch == best
+    # The weights of the best epoch are back, not the last epoch's.
+    for restored, saved in zip(model.get_weights(), snapshots.weights[best]):
+        np.testing.assert_array_equal(restored, saved)
+    if best != history.epoch[-1]:
+        assert model.get_weights()[1] != snapshots.weights[-1][1]
+
+
+def test_real_fit_restores_best_weights_when_another_callback_stops(bias_fit, scripted):
+    import torchfit
+
+    class StopAtTwo(torchfit.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = epoch == 2
+
+    stopper = EarlyStopping(monitor="score", mode="min", patience=10, restore_best_weights=True)
+    model, history, snapshots = bias_fit([scripted([3.0, 1.0, 2.0, 0.5]), stopper, StopAtTwo()], epochs=4)
+    assert history.epoch == [0, 1, 2] and stopper.stopped_epoch == 0
+    np.testing.assert_array_equal(model.get_weights()[1], snapshots.weights[1][1])
+    assert snapshots.weights[1][1] != snapshots.weights[2][1]
+
+
+def test_state_dict_round_trip_continues_the_wait():
+    stopper = EarlyStopping(patience=2, restore_best_weights=True)
+    _, model = _run(stopper, [1.0, 1.1])
+    state = stopper.state_dict()
+    resumed = EarlyStopping(patience=2, restore_best_weights=True)
+    model = FakeModel()
+    callbacks = CallbackList([resumed], model=model, verbose=0, epochs=4, steps=1)
+    callbacks.on_train_begin()
+    resumed.load_state_dict(state)
+    callbacks.on_epoch_end(2, {"val_loss": 1.2})
+    # Third epoch without improvement: stops now, as the uninterrupted run would.
+    assert model.stop_training and resumed.stopped_epoch == 2
+    assert resumed.best == 1.0 and resumed.best_epoch == 0
+    np.testing.assert_array_equal(resumed.best_weights[0], [0.0, 0.0])

@@ -57,3 +57,45 @@ def test_plain_torch_optimizer_sets_every_group(capsys):
 def test_factor_must_be_below_one():
     with pytest.raises(ValueError, match="factor"):
         ReduceLROnPlateau(factor=1.0)
+
+
+# (scores, patience, cooldown, min_lr, rate each epoch trains with), derived by hand from
+# Keras 3's rule: at each epoch end the cooldown counter first drops (resetting the wait),
+# then the epoch is judged; so `cooldown=c` leaves c - 1 epochs unjudged after a reduction
+# (a counter dropping after the judgement would leave c, and reduce one epoch later).
+COOLDOWN_CASES = [
+    ([1.0] * 8, 2, 2, 0.0, [1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25]),
+    ([1.0] * 6, 1, 1, 0.0, [1, 1, 0.5, 0.25, 0.125, 0.0625]),
+    # An improvement inside the cooldown becomes the new best.
+    ([1.0, 1.0, 0.5, 0.6, 0.7, 0.8], 1, 2, 0.0, [1, 1, 0.5, 0.5, 0.25, 0.25]),
+    ([1.0] * 8, 2, 2, 0.3, [1, 1, 1, 0.5, 0.5, 0.5, 0.3, 0.3]),
+]
+
+
+@pytest.mark.parametrize("scores, patience, cooldown, min_lr, rates", COOLDOWN_CASES)
+def test_real_fit_trains_with_the_reduced_rate(bias_fit, bias_steps, scripted, scores, patience,
+                                               cooldown, min_lr, rates):
+    callback = ReduceLROnPlateau(monitor="score", mode="min", factor=0.5, patience=patience,
+                                 cooldown=cooldown, min_lr=min_lr)
+    model, history, snapshots = bias_fit([scripted(scores), callback], epochs=len(scores))
+    # The bias gains the rate at each step: the epochs trained with these rates.
+    assert bias_steps(snapshots) == pytest.approx(rates, rel=1e-5)
+    assert history.history["learning_rate"] == pytest.approx(rates)
+    assert model.optimizer.param_groups[0]["lr"] == pytest.approx(model.optimizer.learning_rate)
+
+
+def test_state_dict_round_trip_continues_the_cooldown():
+    callback = ReduceLROnPlateau(factor=0.5, patience=1, cooldown=3)
+    optimizer = RateOptimizer(1.0)
+    _run(callback, [1.0, 1.0], optimizer)  # reduced at the second epoch: cooling down
+    state = callback.state_dict()
+    assert state == {"best": 1.0, "wait": 0, "cooldown_counter": 3}
+    resumed = ReduceLROnPlateau(factor=0.5, patience=1, cooldown=3)
+    callbacks = CallbackList([resumed], model=FakeModel(optimizer), verbose=0, epochs=5, steps=1)
+    callbacks.on_train_begin()
+    resumed.load_state_dict(state)
+    for epoch in (2, 3):
+        callbacks.on_epoch_end(epoch, {"val_loss": 1.0})
+    assert optimizer.learning_rate == 0.5  # still cooling down, as without the break
+    callbacks.on_epoch_end(4, {"val_loss": 1.0})
+    assert optimizer.learning_rate == 0.25

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+import torchfit
 from torchfit.callbacks import CallbackList, SwapEMAWeights
 
 
@@ -112,3 +113,54 @@ def test_real_fit_validates_with_ema_weights():
                         callbacks=[SwapEMAWeights(), Spy()])
     assert len(history.history["val_loss"]) == 2
     assert checks == [True, True, True, True]
+
+
+class _EMARecorder(torchfit.callbacks.Callback):
+    """At each epoch end: the model's bias and the optimizer's `average` slot of it."""
+
+    def __init__(self):
+        super().__init__()
+        self.model_bias, self.slot_bias = [], []
+
+    def on_epoch_end(self, epoch, logs=None):
+        bias = self.model.module.bias
+        self.model_bias.append(bias.item())
+        self.slot_bias.append(self.model.optimizer.state[bias]["average"].item())
+
+
+def _ema_sgd():
+    return torchfit.optimizers.SGD(learning_rate=1.0, use_ema=True, ema_momentum=0.5)
+
+
+def test_real_fit_validates_with_the_average_and_ends_holding_it(bias_fit):
+    import numpy as np
+
+    recorder = _EMARecorder()
+    data = (np.zeros((4, 1), "float32"), np.full((4, 1), 100.0, "float32"))
+    model, history, _ = bias_fit([SwapEMAWeights(), recorder], epochs=3, optimizer=_ema_sgd(),
+                                 validation_data=data)
+    # Raw weights train on: 2 steps of 1.0 per epoch; the average lags behind.
+    assert recorder.model_bias == [2.0, 4.0, 6.0]
+    assert all(average < raw for average, raw in zip(recorder.slot_bias, recorder.model_bias))
+    # Validation ran on the average: |average - 100|, not |raw - 100|.
+    assert history.history["val_loss"] == pytest.approx([100 - a for a in recorder.slot_bias])
+    # fit ends with the average in the model, as Keras.
+    assert model.module.bias.item() == recorder.slot_bias[-1]
+
+
+def test_real_fit_swap_on_epoch_checkpoints_hold_the_average(tmp_path, bias_fit):
+    from torchfit.callbacks import ModelCheckpoint
+
+    recorder = _EMARecorder()
+    checkpoint = ModelCheckpoint(str(tmp_path / "e{epoch}.pt"), save_weights_only=True)
+    model, _, _ = bias_fit([SwapEMAWeights(swap_on_epoch=True), recorder, checkpoint], epochs=3,
+                           optimizer=_ema_sgd())
+    # Between epochs the model holds the average and the slot the raw weights; after
+    # the last one both hold the average, which fit's end keeps.
+    assert recorder.slot_bias[:2] == [2.0, 4.0]
+    assert all(average < raw for average, raw in zip(recorder.model_bias, [2.0, 4.0, 6.0]))
+    assert recorder.slot_bias[2] == recorder.model_bias[2]
+    for epoch, average in enumerate(recorder.model_bias):
+        saved = torch.load(tmp_path / f"e{epoch + 1}.pt", weights_only=True)["bias"].item()
+        assert saved == average
+    assert model.module.bias.item() == recorder.model_bias[-1]

@@ -199,3 +199,30 @@ def test_real_fit_writes_keras_tags(tmp_path):
     assert "epoch_loss" in validation.Tags()["scalars"]
     assert "0.weight/histogram" in train.Tags()["histograms"]
     assert train.Tags()["graph"]
+
+
+@pytest.mark.parametrize("below", [False, True], ids=["file", "under_a_file"])
+def test_log_dir_that_is_a_file_fails_before_training(tmp_path, bias_fit, below):
+    import warnings
+
+    (tmp_path / "taken").write_text("mine")
+    log_dir = tmp_path / "taken" / "logs" if below else tmp_path / "taken"
+    callback = TensorBoard(log_dir=str(log_dir))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no misleading warning on the way
+        with pytest.raises(ValueError, match="`log_dir`.*'.*taken'.* is a file"):
+            bias_fit([callback], epochs=1)
+    assert callback.model.optimizer.iterations == 0
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_state_dict_continues_the_batch_steps(tmp_path):
+    first = TensorBoard(log_dir=str(tmp_path), update_freq=1)
+    _fit(first, FakeModel(), epochs=1, steps=3)
+    resumed = TensorBoard(log_dir=str(tmp_path), update_freq=1)
+    callbacks = CallbackList([resumed], model=FakeModel(), verbose=0, epochs=2, steps=3)
+    callbacks.on_train_begin()
+    resumed.load_state_dict(first.state_dict())
+    callbacks.on_train_batch_end(0, {"loss": 0.5})
+    callbacks.on_train_end()
+    assert resumed.state_dict() == {"global_train_batch": 4}

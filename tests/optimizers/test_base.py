@@ -152,6 +152,46 @@ def test_callables_with_and_without_a_step():
     assert SGD(learning_rate=lambda: 0.3).learning_rate == pytest.approx(0.3)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_schedule_going_non_finite_stops_before_the_rate_is_used(bad):
+    w = _param(1.0)
+    optimizer = SGD([w], learning_rate=lambda step: 0.5 if step < 2 else bad)
+    _step(optimizer, [w], [[1.0]])
+    with pytest.raises(ValueError, match=rf"schedule <lambda> at step 2 is {bad}"):
+        _step(optimizer, [w], [[1.0]])
+    # Both applied steps used 0.5; the bad rate never reached the weight.
+    assert w.item() == 0.0 and optimizer.iterations == 2
+
+
+def test_real_fit_with_a_schedule_going_nan_names_the_step():
+    import numpy as np
+
+    import torchfit
+
+    class Blows(schedules.LearningRateSchedule):
+        def __call__(self, step):
+            return 0.1 / (5 - step) if step < 5 else float("nan")
+
+    module = torch.nn.Linear(2, 1)
+    model = torchfit.Model(module)
+    model.compile(optimizer=SGD(learning_rate=Blows()), loss="mse")
+    x = np.ones((8, 2), "float32")
+    with pytest.raises(ValueError, match="schedule Blows at step 5 is nan"):
+        model.fit(x, x[:, :1], epochs=4, batch_size=2, verbose=0)
+    assert model.optimizer.iterations == 5
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_number_is_not_a_learning_rate(bad):
+    with pytest.raises(ValueError, match="learning rate from `learning_rate` is"):
+        SGD(learning_rate=bad)
+    optimizer = SGD(learning_rate=0.1)
+    with pytest.raises(ValueError, match="finite"):
+        optimizer.learning_rate = bad
+    assert optimizer.learning_rate == 0.1
+
+
 def test_torch_lr_scheduler_drives_the_learning_rate():
     w = _param(0.0)
     optimizer = SGD([w], learning_rate=1.0)

@@ -4,10 +4,12 @@ Owns the backup file (what it holds, when it is written, the `.bkp` copy and
 the fallback to it) and putting a resumed run back where the killed one was:
 weights, optimizer state (with its iteration count, hence the position of
 a learning-rate schedule), random generator states, the data order of the
-interrupted epoch, the metric states, the `History` so far, epoch and batch.
+interrupted epoch, the metric states, the `History` so far, epoch and batch,
+and the state of every other callback of the run (their `state_dict()`).
 Skipping already trained batches belongs to `loops.train_epoch` (through
-`model._resume`); writing files atomically to `utils.file_utils`; capturing
-generator states to `utils.rng_state`.
+`model._resume`); what each callback's state holds to that callback;
+writing files atomically to `utils.file_utils`; capturing generator states
+to `utils.rng_state`.
 """
 
 import copy
@@ -19,7 +21,7 @@ from typing import Any, Optional, Union
 import torch
 
 from torchfit.callbacks.callback import Callback, Logs, check_batch_frequency
-from torchfit.utils.file_utils import atomic_write
+from torchfit.utils.file_utils import atomic_write, check_folder
 from torchfit.utils.rng_state import get_rng_state, set_rng_state
 
 __all__ = ["BackupAndRestore"]
@@ -43,18 +45,25 @@ def _is_writer() -> bool:
     return not (distributed.is_available() and distributed.is_initialized()) or distributed.get_rank() == 0
 
 
-def _plain_history(history: dict, epochs: list, epoch: Optional[int], logs: Logs) -> dict:
-    """The History as plain data, with this epoch's logs when History has not recorded them yet."""
+def _plain_history(history: dict, epochs: list) -> dict:
+    """The History as plain data (the numeric series only)."""
     values = {key: [float(v) if isinstance(v, (int, float)) else v for v in items]
               for key, items in history.items()}
-    epochs = list(epochs)
-    if epoch is not None and (not epochs or epochs[-1] != epoch):
-        epochs.append(epoch)
-        for key, value in (logs or {}).items():
-            values.setdefault(key, []).append(value)
     values = {key: items for key, items in values.items()
               if all(isinstance(v, (int, float)) for v in items)}
-    return {"history": values, "epoch": epochs}
+    return {"history": values, "epoch": list(epochs)}
+
+
+def _state_keys(callbacks: list) -> list:
+    """One key per callback, its class name, numbered from the second of a kind."""
+    seen: dict = {}
+    keys = []
+    for callback in callbacks:
+        name = type(callback).__name__
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        keys.append(name if count == 0 else f"{name}_{count}")
+    return keys
 
 
 class BackupAndRestore(Callback):
@@ -65,18 +74,27 @@ class BackupAndRestore(Callback):
     iteration count, hence the position of a learning-rate schedule), the
     states of torch's (CPU and CUDA), NumPy's and Python's random generators,
     the `History` so far, the epoch and batch reached and, mid-epoch, the
-    metric states and the generator states at the start of the epoch. Run
-    the same script again: `fit` starts where the backup was made, redraws the
-    same shuffling order for the interrupted epoch, skips the batches already
-    trained on, and ends with the same weights as a run never interrupted
-    (bitwise on CPU with a fixed seed). Files are written to a temporary file
-    and renamed, so a kill while writing leaves the previous backup intact.
+    metric states and the generator states at the start of the epoch, and
+    the `state_dict()` of every other callback of the run (`EarlyStopping`'s
+    wait and best weights, `ModelCheckpoint`'s best value,
+    `ReduceLROnPlateau`'s wait and cooldown, how far `CSVLogger` has written
+    its file, ...). Run the same script again: `fit` starts where the backup
+    was made, redraws the same shuffling order for the interrupted epoch,
+    skips the batches already trained on, and ends with the same weights,
+    the same checkpoints, CSV rows and stopping epoch as a run never
+    interrupted (bitwise on CPU with a fixed seed). Files are written to a
+    temporary file and renamed, so a kill while writing leaves the previous
+    backup intact.
 
-    Not restored: the internal state of other callbacks (`EarlyStopping`'s
-    wait count, `ModelCheckpoint`'s best value, `ReduceLROnPlateau`'s
-    cooldown; the learning rate it set is restored with the optimizer), and
-    the data order of sources that do not draw it from torch's global
-    generator at the start of an epoch (generators, `steps_per_epoch`
+    A backup is taken once every callback has seen the epoch (or batch) it
+    follows: the one due at an epoch's end is written when the next epoch
+    begins (or when training ends, with `delete_checkpoint=False`), the one
+    due after a batch when the next batch begins. A callback's state is
+    given back after its `on_train_begin` and before its first
+    `on_epoch_begin`, whatever the order of the callbacks.
+
+    Not restored: the data order of sources that do not draw it from torch's
+    global generator at the start of an epoch (generators, `steps_per_epoch`
     shorter than the data).
 
     Args:
@@ -94,7 +112,9 @@ class BackupAndRestore(Callback):
 
     Raises:
         ValueError: For an empty `backup_dir` or a `save_freq` that is
-            neither `"epoch"` nor a positive integer.
+            neither `"epoch"` nor a positive integer; when training starts,
+            if `backup_dir` (or a folder above it) is a file, or holds a
+            backup that cannot be read.
 
     Example:
     >>> import tempfile
@@ -120,23 +140,36 @@ class BackupAndRestore(Callback):
         self.delete_checkpoint = delete_checkpoint
         self._backup_path = os.path.join(self.backup_dir, BACKUP_NAME)
         self._previous_path = self._backup_path + ".bkp"
+        self._callbacks: list = []
         self._reset_run_state()
+
+    def set_callbacks(self, callbacks: list) -> None:
+        """Gives the callbacks of the run (this one among them), whose states
+        the backup carries. `CallbackList` calls it.
+
+        Args:
+            callbacks: The run's callbacks, in the order their hooks are called.
+        """
+        self._callbacks = callbacks
 
     def _reset_run_state(self) -> None:
         self._current_epoch = 0
         self._batches_since_saving = 0
         self._save_at_epoch_end = False
+        self._pending: Optional[tuple] = None  # (epoch, batch) of a backup due
         self._epoch_start_rng: Optional[dict] = None
         self._restored: Optional[dict] = None  # applied at the first epoch begin
+        self._states_to_restore: list = []  # callbacks after this one, and their states
 
     def _overrides(self, hook: str) -> bool:
-        if hook in ("on_train_batch_end", "on_batch_end"):
+        if hook in ("on_train_batch_begin", "on_batch_begin", "on_train_batch_end", "on_batch_end"):
             return self.save_freq != "epoch"
         return super()._overrides(hook)
 
     # ---------------------------------------------------------------- restore
 
     def on_train_begin(self, logs: Logs = None) -> None:
+        check_folder("backup_dir", self.backup_dir)
         self._reset_run_state()
         backup = self._read_backup()
         if backup is None:
@@ -148,14 +181,46 @@ class BackupAndRestore(Callback):
         if backup.get("optimizer") is not None and model.optimizer is not None:
             model.optimizer.load_state_dict(backup["optimizer"])
         model._initial_epoch = backup["epoch"]
+        if backup.get("stop_training"):
+            # The run had stopped early (EarlyStopping): train no more epochs.
+            model._initial_epoch = max(backup["epoch"], (self.params or {}).get("epochs", 0))
         self._current_epoch = backup["epoch"]
         self._batches_since_saving = backup.get("batches_since_saving", 0)
+        self._restore_callbacks(backup.get("callbacks") or {})
         # The generator states, History and metric states are put back at the
         # start of the first epoch, right before its data order is drawn: other
         # callbacks' on_train_begin must not shift the generators.
         self._restored = backup
 
+    def _restore_callbacks(self, states: dict) -> None:
+        """Gives each callback its state: now to those whose on_train_begin has
+        run, at the first epoch begin to those after this one."""
+        others = [(index, c) for index, c in enumerate(self._callbacks) if c is not self]
+        own_index = next((i for i, c in enumerate(self._callbacks) if c is self), len(self._callbacks))
+        keys = _state_keys([callback for _, callback in others])
+        unknown = set(states) - set(keys)
+        if unknown and _is_writer():
+            warnings.warn(
+                f"The backup in {self.backup_dir!r} holds the state of callbacks this run"
+                f" does not have: {sorted(unknown)}. They are not restored.",
+                stacklevel=3,
+            )
+        for (index, callback), key in zip(others, keys):
+            if key not in states:
+                continue
+            if index < own_index:
+                callback.load_state_dict(states[key])
+            else:
+                self._states_to_restore.append((callback, states[key]))
+
+    def _restore_later_callbacks(self) -> None:
+        pending, self._states_to_restore = self._states_to_restore, []
+        for callback, state in pending:
+            callback.load_state_dict(state)
+
     def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
+        self._write_pending()
+        self._restore_later_callbacks()
         backup, self._restored = self._restored, None
         if backup is not None and backup["epoch"] == epoch:
             self._restore_history(backup["history"])
@@ -250,6 +315,10 @@ class BackupAndRestore(Callback):
 
     # ------------------------------------------------------------------- save
 
+    def on_train_batch_begin(self, batch: int, logs: Logs = None) -> None:
+        # Every callback has now seen the batch the pending backup follows.
+        self._write_pending()
+
     def on_train_batch_end(self, batch: int, logs: Logs = None) -> None:
         if self.save_freq == "epoch":
             return
@@ -263,16 +332,34 @@ class BackupAndRestore(Callback):
             # epoch's end (its logs, validation): back up there instead.
             self._save_at_epoch_end = True
             return
-        self._save(epoch=self._current_epoch, batch=batch + 1)
+        self._pending = (self._current_epoch, batch + 1)
 
     def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         self._current_epoch = epoch + 1
-        if self.save_freq == "epoch" or self._save_at_epoch_end:
+        # A backup due after the last batch of an epoch of unknown length
+        # becomes the epoch's backup.
+        batch_due = self._pending is not None
+        if self.save_freq == "epoch" or self._save_at_epoch_end or batch_due:
             self._save_at_epoch_end = False
-            self._save(epoch=epoch + 1, batch=None, finished_epoch=epoch, logs=logs)
+            # Written when the next epoch begins, once every callback has seen
+            # this epoch's end (EarlyStopping's wait, the CSV row, ...).
+            self._pending = (epoch + 1, None)
 
-    def _save(self, epoch: int, batch: Optional[int], finished_epoch: Optional[int] = None,
-              logs: Logs = None) -> None:
+    def _write_pending(self) -> None:
+        if self._pending is not None:
+            (epoch, batch), self._pending = self._pending, None
+            self._save(epoch=epoch, batch=batch)
+
+    def _callback_states(self) -> dict:
+        callbacks = [c for c in self._callbacks if c is not self]
+        states = {}
+        for callback, key in zip(callbacks, _state_keys(callbacks)):
+            state = callback.state_dict()
+            if state:
+                states[key] = state
+        return states
+
+    def _save(self, epoch: int, batch: Optional[int]) -> None:
         # Every rank takes part in summing the metric states, then rank 0 writes.
         metric_states = self._metric_states() if batch is not None else None
         if not _is_writer():
@@ -290,9 +377,10 @@ class BackupAndRestore(Callback):
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
             "rng": get_rng_state(),
             "epoch_rng": self._epoch_start_rng if batch is not None else None,
-            "history": _plain_history(getattr(history, "history", {}), getattr(history, "epoch", []),
-                                      finished_epoch, logs),
+            "history": _plain_history(getattr(history, "history", {}), getattr(history, "epoch", [])),
             "metrics": metric_states,
+            "callbacks": self._callback_states(),
+            "stop_training": bool(getattr(model, "stop_training", False)),
         }
         os.makedirs(self.backup_dir, exist_ok=True)
         if self.double_checkpoint and os.path.exists(self._backup_path):
@@ -304,10 +392,14 @@ class BackupAndRestore(Callback):
     # -------------------------------------------------------------------- end
 
     def on_train_end(self, logs: Logs = None) -> None:
+        self._restore_later_callbacks()
         backup, self._restored = self._restored, None
         if backup is not None:
             # The backup was made after the last epoch: no epoch ran to restore it in.
             self._restore_history(backup["history"])
+        if not self.delete_checkpoint:
+            self._write_pending()
+        self._pending = None
         if not (self.delete_checkpoint and _is_writer()):
             return
         stale = glob.glob(os.path.join(glob.escape(self.backup_dir), f".{BACKUP_NAME}*.tmp"))

@@ -89,6 +89,30 @@ class Callback:
             return model.module
         return model
 
+    def state_dict(self) -> dict:
+        """The state a resumed run needs to carry on where this one was.
+
+        `BackupAndRestore` stores it in each backup and gives it back to
+        `load_state_dict` when the run resumes. Override both in a callback
+        that keeps state across epochs; the values must be plain Python
+        numbers, strings, lists, dicts or tensors. Empty (no state) here.
+
+        Example:
+        >>> Callback().state_dict()
+        {}
+        """
+        return {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Puts back a state returned by `state_dict`.
+
+        Called by `BackupAndRestore` after this callback's `on_train_begin`
+        and before its first `on_epoch_begin` of the resumed run.
+
+        Args:
+            state_dict: What `state_dict()` returned in the interrupted run.
+        """
+
     def _overrides(self, hook: str) -> bool:
         """Whether calling `hook` on this callback can do anything.
 

@@ -12,6 +12,7 @@ them pays the device sync. The order in which hooks fire belongs to
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Optional
 
+from torchfit.callbacks.backup_and_restore import BackupAndRestore
 from torchfit.callbacks.callback import BATCH_HOOKS, Callback, Logs
 from torchfit.callbacks.history import History
 from torchfit.callbacks.progbar_logger import ProgbarLogger
@@ -95,6 +96,7 @@ class CallbackList(Callback):
         self._history: Optional[History] = None
         self._progbar: Optional[ProgbarLogger] = None
         self._add_default_callbacks(add_history, add_progbar, params)
+        self._share_callbacks()
         self._hooks: dict[str, list] = {}
         self.set_model(model)
         self.set_params(params)
@@ -111,6 +113,12 @@ class CallbackList(Callback):
         if self._progbar is None and add_progbar and params.get("verbose", 1) != 0:
             self._progbar = ProgbarLogger()
             self.callbacks.append(self._progbar)
+
+    def _share_callbacks(self) -> None:
+        # BackupAndRestore carries the other callbacks' states in its backups.
+        for callback in self.callbacks:
+            if isinstance(callback, BackupAndRestore):
+                callback.set_callbacks(self.callbacks)
 
     def _refresh_batch_hooks(self) -> None:
         self._hooks = {
@@ -141,6 +149,7 @@ class CallbackList(Callback):
                 new.set_model(self._model)
             if self.params:
                 new.set_params(self.params)
+        self._share_callbacks()
         self._refresh_batch_hooks()
 
     def __iter__(self) -> Iterator[Callback]:

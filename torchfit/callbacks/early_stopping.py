@@ -1,11 +1,15 @@
 """Stops training when a monitored value stops improving.
 
-Owns patience, baseline, the warm-up (`start_from_epoch`) and keeping and
-restoring the best weights. Reading the monitored value and its direction
-belongs to `monitor_callback.py`; the loop honours `model.stop_training`.
+Owns patience, baseline, the warm-up (`start_from_epoch`), keeping and
+restoring the best weights, and carrying all of it through a resumed run.
+Reading the monitored value and its direction belongs to
+`monitor_callback.py`; the loop honours `model.stop_training`.
 """
 
 from typing import Optional
+
+import numpy as np
+import torch
 
 from torchfit.callbacks.callback import Logs
 from torchfit.callbacks.monitor_callback import MonitorCallback
@@ -92,6 +96,35 @@ class EarlyStopping(MonitorCallback):
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             self.model.stop_training = True
+
+    def state_dict(self) -> dict:
+        """Wait, best value and epoch, stop epoch and best weights.
+
+        Example:
+        >>> stopper = EarlyStopping(monitor="loss", patience=2)
+        >>> stopper.on_train_begin()
+        >>> stopper.on_epoch_end(0, {"loss": 0.5})
+        >>> sorted(stopper.state_dict().items())
+        [('best', 0.5), ('best_epoch', 0), ('best_weights', None), ('stopped_epoch', 0), ('wait', 0)]
+        """
+        weights = self.best_weights
+        return {
+            **super().state_dict(),
+            "wait": self.wait,
+            "stopped_epoch": self.stopped_epoch,
+            "best_epoch": self.best_epoch,
+            # As tensors: a backup is read back with weights_only=True.
+            "best_weights": None if weights is None else [torch.from_numpy(np.array(w)) for w in weights],
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Puts back the state of the interrupted run."""
+        super().load_state_dict(state_dict)
+        self.wait = state_dict["wait"]
+        self.stopped_epoch = state_dict["stopped_epoch"]
+        self.best_epoch = state_dict["best_epoch"]
+        weights = state_dict["best_weights"]
+        self.best_weights = None if weights is None else [w.numpy() for w in weights]
 
     def on_train_end(self, logs: Logs = None) -> None:
         if self.stopped_epoch > 0 and self.verbose > 0:

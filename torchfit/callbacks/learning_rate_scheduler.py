@@ -1,13 +1,15 @@
 """Sets the learning rate at the start of each epoch from a schedule.
 
-Owns `LearningRateScheduler` and the two helpers every learning-rate
-callback uses to read and write an optimizer's rate, whether it is a
-torchfit optimizer (`learning_rate` property) or a plain torch one
-(`param_groups[i]["lr"]`). Per-step schedules belong to
-`torchfit.optimizers.schedules`.
+Owns `LearningRateScheduler` (refusing a rate that is not a finite number,
+and calling the schedule with the same rate again when a resumed run
+repeats an epoch) and the two helpers every learning-rate callback uses to
+read and write an optimizer's rate, whether it is a torchfit optimizer
+(`learning_rate` property) or a plain torch one (`param_groups[i]["lr"]`).
+Per-step schedules belong to `torchfit.optimizers.schedules`.
 """
 
-from typing import Any, Callable
+import math
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -73,10 +75,44 @@ class LearningRateScheduler(Callback):
         super().__init__()
         self.schedule = schedule
         self.verbose = verbose
+        # The epoch last scheduled and the rate the schedule was given then.
+        self._scheduled_epoch: Optional[int] = None
+        self._rate_given: Optional[float] = None
+
+    def on_train_begin(self, logs: Logs = None) -> None:
+        self._scheduled_epoch = self._rate_given = None
+
+    def state_dict(self) -> dict:
+        """The epoch last scheduled and the rate the schedule received then.
+
+        Example:
+        >>> LearningRateScheduler(lambda epoch, lr: lr).state_dict()
+        {'epoch': None, 'learning_rate': None}
+        """
+        return {"epoch": self._scheduled_epoch, "learning_rate": self._rate_given}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Puts back the last scheduled epoch of the interrupted run."""
+        self._scheduled_epoch = state_dict["epoch"]
+        self._rate_given = state_dict["learning_rate"]
 
     def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
         optimizer = self.model.optimizer
         current = get_learning_rate(optimizer)
+        if epoch == self._scheduled_epoch:
+            # A resumed run repeats this epoch after the rate was already set
+            # for it: give the schedule the rate it was given the first time.
+            current = self._rate_given
+        self._scheduled_epoch, self._rate_given = epoch, current
+        learning_rate = self._call_schedule(epoch, current)
+        set_learning_rate(optimizer, learning_rate)
+        if self.verbose > 0:
+            print_msg(
+                f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning"
+                f" rate to {learning_rate}."
+            )
+
+    def _call_schedule(self, epoch: int, current: float) -> float:
         try:
             learning_rate = self.schedule(epoch, current)
         except TypeError:
@@ -91,12 +127,13 @@ class LearningRateScheduler(Callback):
                 "The output of the `schedule` function should be a float."
                 f" Received: {learning_rate!r} of type {type(learning_rate).__name__}."
             )
-        set_learning_rate(optimizer, float(learning_rate))
-        if self.verbose > 0:
-            print_msg(
-                f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning"
-                f" rate to {float(learning_rate)}."
+        if not math.isfinite(learning_rate):
+            raise ValueError(
+                f"The `schedule` function returned a learning rate of {float(learning_rate)}"
+                f" for epoch {epoch} (from 0), given lr={current}. A learning rate must be"
+                " a finite number: check the schedule for a division by zero or an overflow."
             )
+        return float(learning_rate)
 
     def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         if logs is not None:

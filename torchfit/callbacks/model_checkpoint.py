@@ -1,9 +1,10 @@
 """Saves the model or its weights during training.
 
-Owns when to save (every epoch, every N batches, only on improvement) and
-the file name (`{epoch}` from 1, `{batch}` from 1, `{key:format}` from the
-logs). Writing the file, atomically, belongs to `model.save` and
-`model.save_weights`.
+Owns when to save (every epoch, every N batches, only on improvement), the
+file name (`{epoch}` from 1, `{batch}` from 1, `{key:format}` from the logs)
+and checking it before training, and carrying the best value and the batch
+count through a resumed run. Writing the file, atomically, belongs to
+`model.save` and `model.save_weights`.
 """
 
 import os
@@ -16,6 +17,7 @@ import numpy as np
 
 from torchfit.callbacks.callback import Logs, check_batch_frequency
 from torchfit.callbacks.monitor_callback import MonitorCallback
+from torchfit.utils.file_utils import check_file
 from torchfit.utils.progbar import print_msg
 
 __all__ = ["ModelCheckpoint"]
@@ -27,6 +29,58 @@ def _placeholders(filepath: str) -> set:
         if field:
             names.add(field.split(".")[0].split("[")[0])
     return names
+
+
+_FORMATTER = string.Formatter()
+_HINT = (
+    " Placeholders look like '{epoch:02d}' or '{val_loss:.2f}'; write a literal"
+    " brace as '{{' or '}}'."
+)
+
+
+def _fits(field: str, conversion: Optional[str], spec: str, value: object) -> bool:
+    """Whether the placeholder `{field!conversion:spec}` formats `value`."""
+    base = field.split(".")[0].split("[")[0]
+    try:
+        obj, _ = _FORMATTER.get_field(field, (), {base: value})
+        format(_FORMATTER.convert_field(obj, conversion), spec)
+        return True
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError):
+        return False
+
+
+def check_filepath(filepath: str) -> None:
+    """Raises a `ValueError` naming `filepath` if it cannot be formatted.
+
+    Catches unbalanced braces, placeholders without a name (`{}`) and
+    formats that fit no value they can receive (`{epoch:02q}`) before
+    training instead of at the first save. `epoch` and `batch` are ints; a
+    log key may be a float or an int.
+
+    Example:
+    >>> check_filepath("ckpt-{epoch:02d}-{val_loss:.2f}.pt")
+    >>> check_filepath("ckpt-{epoch.pt")
+    Traceback (most recent call last):
+    ...
+    ValueError: `filepath` 'ckpt-{epoch.pt' is not a valid file name pattern: expected '}' before end of string. ...
+    """
+    try:
+        fields = [(f, c, s) for _, f, s, c in _FORMATTER.parse(filepath) if f is not None]
+    except ValueError as err:
+        raise ValueError(f"`filepath` {filepath!r} is not a valid file name pattern: {err}.{_HINT}") from err
+    for field, conversion, spec in fields:
+        if not field or field[0].isdigit():
+            raise ValueError(f"`filepath` {filepath!r} has a placeholder without a name ('{{{field}}}').{_HINT}")
+        if "{" in spec:
+            continue  # a nested "{key:{width}}": checked when formatted
+        integer = field.split(".")[0].split("[")[0] in ("epoch", "batch")
+        if not any(_fits(field, conversion, spec, value) for value in ((1,) if integer else (1, 0.5))):
+            placeholder = field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            expected = "an int" if integer else "a number"
+            raise ValueError(
+                f"`filepath` {filepath!r} has a placeholder '{{{placeholder}}}' whose format"
+                f" does not fit its value ({expected}).{_HINT}"
+            )
 
 
 class ModelCheckpoint(MonitorCallback):
@@ -53,7 +107,12 @@ class ModelCheckpoint(MonitorCallback):
             the first save with `save_best_only`. Defaults to `None`.
 
     Raises:
-        ValueError: If `save_freq` is neither `"epoch"` nor a positive int.
+        ValueError: If `save_freq` is neither `"epoch"` nor a positive int;
+            when training starts, if `filepath` is not a valid pattern or
+            its folder cannot be created, or if `save_best_only` watches a
+            validation key at batch ends; at an epoch end, if `monitor`
+            with `save_best_only` is not in the logs (the closest keys are
+            named).
 
     Example:
     >>> callback = ModelCheckpoint("ckpt-{epoch:02d}.pt", monitor="loss")
@@ -89,6 +148,38 @@ class ModelCheckpoint(MonitorCallback):
             return self.save_freq != "epoch"
         return super()._overrides(hook)
 
+    def on_train_begin(self, logs: Logs = None) -> None:
+        # Fail before the first step, not at the first save.
+        check_filepath(self.filepath)
+        if "{" not in os.path.dirname(self.filepath):
+            check_file("filepath", self.filepath)
+        if self.save_best_only and self.save_freq != "epoch" and self.monitor.startswith("val_"):
+            raise ValueError(
+                f"ModelCheckpoint(save_best_only=True, save_freq={self.save_freq}) compares"
+                f" monitor={self.monitor!r} at batch ends, where validation metrics are never"
+                " logged. Monitor a training metric (e.g. monitor='loss') or save at epoch"
+                " ends (save_freq='epoch')."
+            )
+
+    def state_dict(self) -> dict:
+        """Best value and the batches counted since the last save.
+
+        Example:
+        >>> ModelCheckpoint("best.pt", save_best_only=True).state_dict()
+        {'best': None, 'batches_seen_since_last_saving': 0, 'last_batch_seen': None}
+        """
+        return {
+            **super().state_dict(),
+            "batches_seen_since_last_saving": self._batches_seen_since_last_saving,
+            "last_batch_seen": self._last_batch_seen,
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Puts back the state of the interrupted run."""
+        super().load_state_dict(state_dict)
+        self._batches_seen_since_last_saving = state_dict["batches_seen_since_last_saving"]
+        self._last_batch_seen = state_dict["last_batch_seen"]
+
     def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
         self._current_epoch = epoch
 
@@ -119,15 +210,12 @@ class ModelCheckpoint(MonitorCallback):
             if self.verbose > 0:
                 print_msg(f"\nEpoch {epoch + 1}: saving model to {filepath}")
             return True
-        current = logs.get(self.monitor)
+        # A key never logged raises here, with the closest keys.
+        current = self._monitor_value(logs)
         if current is None:
-            warnings.warn(
-                f"Can save best model only with {self.monitor} available;"
-                f" available keys: {', '.join(sorted(logs)) or '(none)'}."
-                " Saving anyway.",
-                stacklevel=3,
-            )
-            return True
+            # A validation key on an epoch without validation (validation_freq):
+            # the best file keeps the best validated epoch (Keras saves anyway).
+            return False
         if isinstance(current, np.ndarray) and current.ndim > 0:
             warnings.warn(
                 "Can save best model only when `monitor` is a scalar value."
@@ -136,8 +224,6 @@ class ModelCheckpoint(MonitorCallback):
                 stacklevel=3,
             )
             return True
-        if self.monitor_op is None:
-            self._set_monitor_op()
         best_text = "None" if self.best is None else f"{self.best:.5f}"
         if self._is_improvement(current, self.best):
             if self.verbose > 0:

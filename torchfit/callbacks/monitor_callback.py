@@ -1,9 +1,10 @@
 """Shared base of the callbacks that watch one logged value for improvement.
 
 Owns `mode` ("auto"/"min"/"max"), deciding the direction of a metric in
-"auto" mode, `min_delta`, and reading the monitored value out of the epoch
-logs with a clear error when it is not there. What to do on improvement
-(stop, save, lower the learning rate) belongs to the subclasses.
+"auto" mode, `min_delta`, the best value so far (and carrying it through a
+resumed run), and reading the monitored value out of the epoch logs with a
+clear error when it is not there. What to do on improvement (stop, save,
+lower the learning rate) belongs to the subclasses.
 """
 
 import difflib
@@ -15,6 +16,22 @@ from typing import Any, Callable, Optional
 from torchfit.callbacks.callback import Callback
 
 __all__ = ["MonitorCallback"]
+
+
+def plain_number(value: Any) -> Any:
+    """`value` as a Python number when it is a NumPy or 0-d torch scalar.
+
+    States go into backups loaded with `weights_only=True`, which take
+    plain numbers but not NumPy scalars.
+
+    Example:
+    >>> import numpy as np
+    >>> type(plain_number(np.float32(0.5)))
+    <class 'float'>
+    """
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return value.item()
+    return value
 
 # Name fragments of metrics that improve upwards / downwards, for metrics the
 # model cannot tell us about (no `_direction` attribute).
@@ -110,6 +127,19 @@ class MonitorCallback(Callback):
             self.monitor_op = operator.lt
             self.min_delta = -abs(self.min_delta)
 
+    def state_dict(self) -> dict:
+        """The best value so far, e.g. `{"best": 0.31}` (`None` before any).
+
+        Example:
+        >>> MonitorCallback(monitor="loss", baseline=0.5).state_dict()
+        {'best': 0.5}
+        """
+        return {"best": plain_number(self.best)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Puts back the best value of the interrupted run."""
+        self.best = state_dict["best"]
+
     def _is_improvement(self, monitor_value: float, reference_value: Optional[float]) -> bool:
         if reference_value is None:
             return True
@@ -143,8 +173,9 @@ class MonitorCallback(Callback):
             # key may well appear later, so only warn, as Keras does.
             warnings.warn(
                 f"{type(self).__name__} is conditioned on metric"
-                f" `{self.monitor}` which is not available. Available metrics"
-                f" are: {','.join(available)}. Pass validation data to `fit`"
+                f" `{self.monitor}` which is not available: no validation ran"
+                f" this epoch. Available metrics are: {','.join(available)}."
+                " Pass `validation_data` to `fit` (and check `validation_freq`)"
                 " to produce it.",
                 stacklevel=3,
             )

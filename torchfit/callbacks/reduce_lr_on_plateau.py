@@ -1,6 +1,7 @@
 """Lowers the learning rate when a monitored value stops improving.
 
-Owns factor, patience, cooldown and the floor `min_lr`. Reading and
+Owns factor, patience, cooldown, the floor `min_lr`, and carrying the wait
+and cooldown counts through a resumed run. Reading and
 writing the rate belongs to the helpers in `learning_rate_scheduler.py`;
 the monitored value and its direction to `monitor_callback.py`.
 """
@@ -83,6 +84,21 @@ class ReduceLROnPlateau(MonitorCallback):
 
     def on_train_begin(self, logs: Logs = None) -> None:
         self._reset()
+
+    def state_dict(self) -> dict:
+        """Best value, wait and cooldown counts.
+
+        Example:
+        >>> ReduceLROnPlateau(cooldown=2).state_dict()
+        {'best': None, 'wait': 0, 'cooldown_counter': 0}
+        """
+        return {**super().state_dict(), "wait": self.wait, "cooldown_counter": self.cooldown_counter}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Puts back the state of the interrupted run."""
+        super().load_state_dict(state_dict)
+        self.wait = state_dict["wait"]
+        self.cooldown_counter = state_dict["cooldown_counter"]
 
     def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         logs = logs if logs is not None else {}

@@ -1,7 +1,8 @@
 """Evaluates and predicts with the optimizer's moving-average weights.
 
 Owns when to swap (around every evaluation and prediction, and optionally
-at each epoch end). How the average is kept and swapped belongs to the
+at each epoch end), and which weights the model holds through a resumed
+run. How the average is kept and swapped belongs to the
 optimizer (`use_ema=True`), through its `swap_ema_weights()` and
 `finalize_variable_values()` methods.
 """
@@ -35,6 +36,19 @@ class SwapEMAWeights(Callback):
         super().__init__()
         self.swap_on_epoch = swap_on_epoch
         self._ema_weights_in_model = False
+
+    def state_dict(self) -> dict:
+        """Whether the model holds the EMA weights (between two epochs).
+
+        Example:
+        >>> SwapEMAWeights().state_dict()
+        {'ema_weights_in_model': False}
+        """
+        return {"ema_weights_in_model": self._ema_weights_in_model}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Puts back which weights the model held when the run was backed up."""
+        self._ema_weights_in_model = state_dict["ema_weights_in_model"]
 
     def _optimizer(self) -> Any:
         optimizer = self.model.optimizer

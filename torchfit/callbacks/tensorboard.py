@@ -3,8 +3,10 @@
 Owns the Keras 3 layout: `log_dir/train` and `log_dir/validation`, tags
 `epoch_<key>` (validation keys lose `val_`), `epoch_learning_rate`,
 `epoch_steps_per_second`, `batch_<key>`, `evaluation_<key>_vs_iterations`,
-weight histograms and images, the module graph, embeddings, and the
-optional torch profiler trace. Log values themselves belong to the loop.
+weight histograms and images, the module graph, embeddings, the optional
+torch profiler trace, checking `log_dir` before training and carrying the
+batch step count through a resumed run. Log values themselves belong to
+the loop.
 
 `profile_batch` (Keras raises on its torch backend) runs `torch.profiler`
 over the chosen training batches and writes a trace into `log_dir/train`
@@ -22,6 +24,7 @@ from torch import nn
 
 from torchfit.callbacks.callback import Callback, Logs, check_batch_frequency
 from torchfit.callbacks.learning_rate_scheduler import get_learning_rate
+from torchfit.utils.file_utils import check_folder
 
 __all__ = ["TensorBoard"]
 
@@ -110,6 +113,10 @@ class TensorBoard(Callback):
             embedding, or a dict from embedding module name to such a file.
             Defaults to `None`.
 
+    Raises:
+        ValueError: For a bad `update_freq` or `profile_batch`; when
+            training starts, if `log_dir` (or a folder above it) is a file.
+
     Example:
     >>> import tempfile
     >>> callback = TensorBoard(log_dir=tempfile.mkdtemp(), update_freq="batch")
@@ -193,7 +200,22 @@ class TensorBoard(Callback):
         return None if iterations is None else int(iterations)
 
     def on_train_begin(self, logs: Logs = None) -> None:
+        # Writers open lazily: check the folder now, before the first step.
+        check_folder("log_dir", self.log_dir)
         self._global_train_batch = 0
+
+    def state_dict(self) -> dict:
+        """The training batches logged so far (the `batch_*` step).
+
+        Example:
+        >>> TensorBoard().state_dict()
+        {'global_train_batch': 0}
+        """
+        return {"global_train_batch": self._global_train_batch}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Continues the batch steps of the interrupted run."""
+        self._global_train_batch = state_dict["global_train_batch"]
 
     def on_train_end(self, logs: Logs = None) -> None:
         self._stop_trace()

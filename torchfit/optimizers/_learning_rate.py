@@ -2,12 +2,14 @@
 
 Owns the accepted kinds (a number, a `LearningRateSchedule`, or a callable),
 whether a rate changes with the step, how a callable is called (with the
-step, or with nothing when it takes no argument), and the number check. The
+step, or with nothing when it takes no argument), and the number checks
+(a number, and a finite one). The
 schedules themselves live in `schedules.py`; keeping the current rate in the
 param groups belongs to `base.py`.
 """
 
 import inspect
+import math
 from collections.abc import Callable
 from numbers import Number
 from typing import Any, Union
@@ -16,7 +18,9 @@ import torch
 
 from torchfit.optimizers import schedules
 
-__all__ = ["LearningRate", "as_float", "is_learning_rate", "is_schedule", "takes_step"]
+__all__ = [
+    "LearningRate", "as_float", "check_finite", "is_learning_rate", "is_schedule", "takes_step",
+]
 
 LearningRate = Union[float, schedules.LearningRateSchedule, Callable[..., float]]
 
@@ -28,6 +32,33 @@ def as_float(name: str, value: Any) -> float:
             f"Argument `{name}` must be a number. Received: type {type(value).__name__}."
         )
     return float(value)
+
+
+def check_finite(value: float, source: str) -> float:
+    """Returns `value`, or raises a `ValueError` saying where a NaN/inf rate came from.
+
+    `value` is a Python float (schedules are evaluated on the host, from the
+    Python step count), so the check costs no device sync.
+
+    Args:
+        value: The learning rate about to be used.
+        source: Where it came from, for the message, e.g.
+            `"schedule ExponentialDecay at step 12"`.
+
+    Example:
+    >>> check_finite(0.01, "learning_rate")
+    0.01
+    >>> check_finite(float("nan"), "schedule decay at step 3")
+    Traceback (most recent call last):
+    ...
+    ValueError: The learning rate from schedule decay at step 3 is nan. ...
+    """
+    if not math.isfinite(value):
+        raise ValueError(
+            f"The learning rate from {source} is {value}. A learning rate must be a"
+            " finite number; check the schedule for a division by zero or an overflow."
+        )
+    return value
 
 
 def is_learning_rate(value: Any) -> bool:

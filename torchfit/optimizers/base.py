@@ -17,6 +17,7 @@ ints and floats, so no step waits on the device.
 
 import difflib
 import inspect
+import math
 import re
 import warnings
 from collections import OrderedDict, defaultdict
@@ -30,6 +31,7 @@ from torchfit.optimizers._gradients import Batch
 from torchfit.optimizers._learning_rate import (
     LearningRate,
     as_float,
+    check_finite,
     is_learning_rate,
     is_schedule,
     takes_step,
@@ -265,12 +267,16 @@ class Optimizer(torch.optim.Optimizer):
             self._lr_takes_step = takes_step(learning_rate)
             self._is_scheduled = True
         else:
-            self._learning_rate = as_float("learning_rate", learning_rate)
+            self._learning_rate = check_finite(as_float("learning_rate", learning_rate), "`learning_rate`")
             self._is_scheduled = False
 
     def _scheduled_lr(self, step: int) -> float:
         value = self._learning_rate(step) if self._lr_takes_step else self._learning_rate()
-        return value if isinstance(value, float) else float(value)
+        value = value if isinstance(value, float) else float(value)
+        if math.isfinite(value):  # a Python float: no device sync
+            return value
+        name = getattr(self._learning_rate, "__name__", type(self._learning_rate).__name__)
+        return check_finite(value, f"the `learning_rate` schedule {name} at step {step}")
 
     def _initial_group_lr(self) -> float:
         return self._scheduled_lr(self._iterations) if self._is_scheduled else self._learning_rate

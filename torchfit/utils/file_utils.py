@@ -1,16 +1,18 @@
 """Writes files so that a crash never leaves a torn one.
 
-Owns `atomic_write`: the temporary file, fsync and rename. What goes into
-the file (weights, CSV rows, configs) belongs to the caller.
+Owns `atomic_write` (the temporary file, fsync and rename) and the checks
+that a path given for a folder or a file can be one (`check_folder`,
+`check_file`), run before training so a bad path fails before any step.
+What goes into the file (weights, CSV rows, configs) belongs to the caller.
 """
 
 import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
-from typing import IO, Union
+from typing import IO, Optional, Union
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "check_file", "check_folder"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -87,3 +89,81 @@ def _fsync_folder(folder: str) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _blocking_file(path: str) -> Optional[str]:
+    """The file standing where `path` or a folder above it would be, if any."""
+    current = os.path.abspath(path)
+    while not os.path.exists(current):
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+    return None if os.path.isdir(current) else current
+
+
+def check_folder(argument: str, path: PathLike) -> None:
+    """Raises a `ValueError` naming `argument` unless `path` can be a folder.
+
+    The folder need not exist yet (it is created when first written), but
+    neither it nor a folder above it may be an existing file.
+
+    Args:
+        argument: The argument's name for the message, e.g. `"log_dir"`.
+        path: The folder path given by the user.
+
+    Raises:
+        ValueError: If `path`, or a folder above it, is a file.
+
+    Example:
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> check_folder("log_dir", os.path.join(folder, "new", "logs"))
+    >>> open(os.path.join(folder, "notes"), "w").close()
+    >>> check_folder("log_dir", os.path.join(folder, "notes"))
+    Traceback (most recent call last):
+    ...
+    ValueError: `log_dir` must be a folder, but ... is a file. Pass a folder path (it is created if missing).
+    """
+    path = os.fspath(path)
+    blocking = _blocking_file(path)
+    if blocking is None:
+        return
+    if blocking == os.path.abspath(path):
+        raise ValueError(
+            f"`{argument}` must be a folder, but {path!r} is a file."
+            " Pass a folder path (it is created if missing)."
+        )
+    raise ValueError(
+        f"`{argument}` {path!r} cannot be a folder: {blocking!r} above it is a file."
+        " Pass a folder path (it is created if missing)."
+    )
+
+
+def check_file(argument: str, path: PathLike) -> None:
+    """Raises a `ValueError` naming `argument` unless `path` can be a file.
+
+    Args:
+        argument: The argument's name for the message, e.g. `"filename"`.
+        path: The file path given by the user.
+
+    Raises:
+        ValueError: If `path` is a folder, or a folder above it is a file.
+
+    Example:
+    >>> import tempfile
+    >>> check_file("filename", tempfile.mkdtemp())
+    Traceback (most recent call last):
+    ...
+    ValueError: `filename` must be a file path, but ... is a folder.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"`{argument}` must be a file path, but {path!r} is a folder.")
+    folder = os.path.dirname(path)
+    blocking = _blocking_file(folder) if folder else None
+    if blocking is not None:
+        raise ValueError(
+            f"`{argument}` {path!r} cannot be written: {blocking!r} above it is a file,"
+            " not a folder."
+        )
