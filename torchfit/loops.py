@@ -167,6 +167,7 @@ def train_epoch(model, train, callbacks) -> dict:
             # Build compiled metrics before the first step, so a custom
             # train_step can walk `model.metrics` from its first call, as in Keras.
             model._ensure_built(batch)
+            train.check_targets(model._compile_loss, model._compile_metrics)
         if groups.opens(step):
             callbacks.on_train_batch_begin(step)
         logs = _as_batch_logs(step_function(batch))
@@ -197,6 +198,7 @@ def evaluate_loop(model, iterator, callbacks) -> dict:
             for step, batch in iterator.enumerate_epoch():
                 if logs is None:
                     model._ensure_built(batch)
+                    iterator.check_targets(model._compile_loss, model._compile_metrics)
                 if groups.opens(step):
                     callbacks.on_test_batch_begin(step)
                 logs = _as_batch_logs(model.test_step(batch))

@@ -141,6 +141,9 @@ class _Sharded(DataAdapter):
     def num_batches(self) -> Optional[int]:
         return self.inner.num_batches
 
+    def check_targets(self, check) -> None:
+        self.inner.check_targets(check)
+
     def on_epoch_begin(self) -> None:
         self.inner.on_epoch_begin()
 
