@@ -29,12 +29,17 @@ FEATURES = 1024
 CLASSES = 10
 
 
-def _write_data(directory: str, gib: float) -> tuple:
+def _paths(directory: str, gib: float) -> tuple:
+    num_samples = int(gib * 2**30) // (FEATURES * 4)
+    return (num_samples, os.path.join(directory, f"x-{num_samples}.npy"),
+            os.path.join(directory, f"y-{num_samples}.npy"))
+
+
+def _write_data(directory: str, gib: float) -> None:
+    """Writes the files (run in its own process: see `_ensure_data`)."""
     import numpy as np
 
-    num_samples = int(gib * 2**30) // (FEATURES * 4)
-    x_path = os.path.join(directory, f"x-{num_samples}.npy")
-    y_path = os.path.join(directory, f"y-{num_samples}.npy")
+    num_samples, x_path, y_path = _paths(directory, gib)
     if not (os.path.exists(x_path) and os.path.exists(y_path)):
         x = np.lib.format.open_memmap(x_path + ".tmp", mode="w+", dtype=np.float32,
                                       shape=(num_samples, FEATURES))
@@ -46,7 +51,33 @@ def _write_data(directory: str, gib: float) -> tuple:
         del x
         os.replace(x_path + ".tmp", x_path)
         np.save(y_path, rng.integers(0, CLASSES, num_samples).astype(np.int64))
-    return x_path, y_path
+
+
+def _ensure_data(args) -> tuple:
+    """Writes the data in a child process and returns the paths.
+
+    Linux carries a process's peak RSS over `fork` and `exec` into the
+    children's `ru_maxrss`: a parent that had touched the mapped file would
+    raise every contender's reported peak to its own.
+    """
+    command = [sys.executable, os.path.abspath(__file__), "--write", "--gib", str(args.gib),
+               "--dir", args.dir]
+    subprocess.run(command, check=True)
+    return _paths(args.dir, args.gib)[1:]
+
+
+def _current_rss_mib() -> float:
+    """The resident set now (not the peak), from /proc; the peak where /proc is missing."""
+    import resource
+
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _loop(x, y, args) -> None:
@@ -92,7 +123,7 @@ def _worker(args) -> None:
         torch.set_num_threads(args.threads)
     if args.runner == "torchfit":
         import torchfit  # noqa: F401  (imported before the baseline is read, as torch is)
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    baseline = _current_rss_mib()
     x = np.load(args.x, mmap_mode="r")
     y = np.load(args.y, mmap_mode="r")
     start = time.perf_counter()
@@ -124,6 +155,7 @@ def main() -> None:
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="where the .npy files go")
     parser.add_argument("--runners", default=",".join(RUNNERS))
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--write", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--runner", help=argparse.SUPPRESS)
     parser.add_argument("--x", help=argparse.SUPPRESS)
     parser.add_argument("--y", help=argparse.SUPPRESS)
@@ -131,7 +163,10 @@ def main() -> None:
     if args.worker:
         _worker(args)
         return
-    x_path, y_path = _write_data(args.dir, args.gib)
+    if args.write:
+        _write_data(args.dir, args.gib)
+        return
+    x_path, y_path = _ensure_data(args)
     results = {runner: _run(runner, args, x_path, y_path) for runner in args.runners.split(",")}
     floor = results.get("torch loop", {}).get("peak_mib")
     header = (f"{'runner':<12} {'data MiB':>9} {'start MiB':>10} {'peak MiB':>9} {'growth MiB':>11}"

@@ -365,7 +365,8 @@ class CompileMetrics:
         self._weighted = self._build_set(self._weighted_config, "weighted_metrics", flat_true, flat_pred, seen)
         self._name_metrics()
         self.metrics = [metric for _, metric in self._unweighted + self._weighted]
-        self._target_checks = _metric_target_checks(self._unweighted + self._weighted, self.outputs, flat_pred)
+        self._target_checks = _metric_target_checks(self._unweighted + self._weighted,
+                                                    self.outputs, flat_pred)
         for metric in self.metrics:
             metric.to(device)
         self.built = True
@@ -457,8 +458,8 @@ class CompileMetrics:
 
 def _metric_rule(metric: Any) -> Any:
     """The label rule of the metrics that look labels up (a bad one crashes them)."""
-    if isinstance(metric, metrics_module.SparseTopKCategoricalAccuracy) and not metric.from_sorted_ids:
-        return targets_module.ClassIndices()
+    if isinstance(metric, metrics_module.SparseTopKCategoricalAccuracy):
+        return None if metric.from_sorted_ids else targets_module.ClassIndices()
     if isinstance(metric, metrics_module.SparseCategoricalCrossentropy):
         return targets_module.ClassIndices(metric.axis, metric.ignore_class)
     return None

@@ -66,7 +66,8 @@ def test_a_sample_weight_of_a_wrong_shape_names_the_batch_and_the_shapes():
         yield _X[:4], _Y[:4], np.ones((4, 3), "float32")
 
     with pytest.raises(ValueError, match=r"In batch index 0 of the generator, `sample_weight` has"
-                                         r" shape \(4, 3\) but the targets it weighs have shape \(4, 1\)"):
+                                         r" shape \(4, 3\) but the targets it weighs have"
+                                         r" shape \(4, 1\)"):
         _fit(batches())
     _fit(iter([(_X[:4], _Y[:4], np.ones(4, "float32"))]))  # one weight per sample is fine
 

@@ -125,7 +125,7 @@ def test_shuffle_ignored_with_warning(x, what):
 
 
 def test_unsupported_type_lists_accepted_kinds():
-    with pytest.raises(ValueError, match="type for `x`: int. An int is not valid data.*NumPy arrays"):
+    with pytest.raises(ValueError, match="`x`: int. An int is not valid data.*NumPy arrays"):
         get_adapter(3)
     with pytest.raises(ValueError, match="type for `x`: str. A str is not valid data: `predict"):
         get_adapter("data.csv", purpose="predict")

@@ -124,10 +124,13 @@ def match_sample_weight(y: Any, sample_weight: Any) -> Any:
     return type(y)(sample_weight for _ in y)
 
 
-def _fits_on_device(tensors: list, device: Optional[torch.device]) -> bool:
+def _fits_on_device(leaves: list, device: Optional[torch.device]) -> bool:
+    """Whether the data, converted, takes at most `DEVICE_MEMORY_FRACTION` of a
+    CUDA device's free memory (always True elsewhere)."""
     if device is None or device.type != "cuda":
         return True
-    nbytes = sum(t.numel() * t.element_size() for t in tensors if t.device != device)
+    nbytes = sum(_final_nbytes(leaf) for leaf in leaves
+                 if not (isinstance(leaf, torch.Tensor) and leaf.device == device))
     free, _ = torch.cuda.mem_get_info(device)
     return nbytes <= DEVICE_MEMORY_FRACTION * free
 
@@ -155,10 +158,11 @@ def is_memory_mapped(leaf: Any) -> bool:
 
 def _final_nbytes(leaf: Any) -> int:
     """Bytes of `leaf` once converted: floats become float32."""
-    dtype = leaf.dtype
-    floating = dtype.is_floating_point if isinstance(dtype, torch.dtype) else dtype.kind == "f"
-    itemsize = 4 if floating else (leaf.element_size() if isinstance(leaf, torch.Tensor) else dtype.itemsize)
-    return math.prod(leaf.shape) * itemsize
+    if isinstance(leaf, torch.Tensor):
+        floating, itemsize = leaf.is_floating_point(), leaf.element_size()
+    else:
+        floating, itemsize = leaf.dtype.kind == "f", leaf.dtype.itemsize
+    return math.prod(leaf.shape) * (4 if floating else itemsize)
 
 
 def _converts_by_copy(leaf: Any) -> bool:
@@ -169,7 +173,7 @@ def _converts_by_copy(leaf: Any) -> bool:
             or not leaf.flags.writeable or any(s < 0 for s in leaf.strides))
 
 
-def gathers_in_place(leaves: list, device: Optional[torch.device], shuffle: Any) -> bool:
+def should_gather_in_place(leaves: list, device: Optional[torch.device], shuffle: Any) -> bool:
     """Whether batches are gathered by index from the arrays where they lie.
 
     True for a memory-mapped array, and for data whose copies (the float32
@@ -183,10 +187,8 @@ def gathers_in_place(leaves: list, device: Optional[torch.device], shuffle: Any)
     if any(is_memory_mapped(leaf) for leaf in leaves):
         return True
     on_cuda = device is not None and device.type == "cuda"
-    if on_cuda and torch.cuda.is_available():
-        free, _ = torch.cuda.mem_get_info(device)
-        if sum(_final_nbytes(leaf) for leaf in leaves) > DEVICE_MEMORY_FRACTION * free:
-            return True
+    if not _fits_on_device(leaves, device):
+        return True
     copies = sum(_final_nbytes(leaf) for leaf in leaves if _converts_by_copy(leaf))
     if shuffle and not on_cuda:
         copies += sum(_final_nbytes(leaf) for leaf in leaves)
@@ -268,16 +270,7 @@ class ArrayDataAdapter(DataAdapter):
         self._device = device
 
         parts = (x, y, sample_weight) if sample_weight is not None else (x, y)
-        parts = _convert_parts(parts, _as_array)
-        self._in_place = gathers_in_place(data_utils.flatten(parts), device, self._shuffle)
-        if self._in_place:
-            inputs = _convert_parts(parts, data_utils.shared_host_tensor)
-        else:
-            inputs = _convert_parts(parts, data_utils.to_tensor)
-        self._host_targets = inputs[1]  # kept until `check_targets` has read them
-        self._on_device = not self._in_place
-        if self._on_device:
-            inputs = data_utils.move_to_device(inputs, device)
+        inputs = self._tensors(_convert_parts(parts, _as_array))
         if class_weight is not None:
             weights = data_utils.class_weight_for_targets(inputs[1], class_weight)
             inputs = (inputs[0], inputs[1], weights)
@@ -287,6 +280,20 @@ class ArrayDataAdapter(DataAdapter):
         self._flat = all(isinstance(part, torch.Tensor) for part in inputs)
         self._targets_checked = False
 
+    def _tensors(self, parts: tuple) -> tuple:
+        """Converts the arrays: in place (shared, uncast) or once (float32, on the device)."""
+        self._in_place = should_gather_in_place(data_utils.flatten(parts), self._device,
+                                                self._shuffle)
+        self._on_device = not self._in_place
+        if self._in_place:
+            inputs = _convert_parts(parts, data_utils.shared_host_tensor)
+        else:
+            inputs = _convert_parts(parts, data_utils.to_tensor)
+        self._host_targets = inputs[1]  # kept until `check_targets` has read them
+        if self._on_device:
+            inputs = data_utils.move_to_device(inputs, self._device)
+        return inputs
+
     def check_targets(self, check) -> None:
         """Checks all of `y` on the host, once (see `DataAdapter.check_targets`)."""
         if self._targets_checked:
@@ -294,7 +301,8 @@ class ArrayDataAdapter(DataAdapter):
         self._targets_checked = True
         targets, self._host_targets = self._host_targets, None
         if targets is not None:
-            check(targets, "in `y`")
+            # Targets given as device tensors are read once per fit, not per step.
+            check(data_utils.map_structure(lambda t: t.cpu(), targets), "in `y`")
 
     # -- iteration ---------------------------------------------------------
 

@@ -21,8 +21,10 @@ TargetCheck = Callable[[Any, str], None]
 
 
 def describe_batch(index: Optional[int], source: str) -> str:
-    """`"batch index 3 of the generator"`, or `"a batch of the generator"`."""
-    return f"batch index {index} of the {source}" if index is not None else f"a batch of the {source}"
+    """`"batch index 3 of the generator"`; `"a batch of the generator"` without an index."""
+    if index is None:
+        return f"a batch of the {source}"
+    return f"batch index {index} of the {source}"
 
 
 def _shape(leaf: Any) -> tuple:
@@ -38,10 +40,10 @@ def check_lengths(batch: tuple, where: str) -> None:
     """Raises when the leaves of `(x, y, sample_weight)` differ in length.
 
     Example:
-        >>> check_lengths((torch.zeros(4, 2), torch.zeros(3)), "a batch")
+        >>> check_lengths((torch.zeros(4, 2), torch.zeros(3)), "a batch")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: In a batch, x has 4 samples but y has 3. Shapes: x (4, 2), y (3,). Every part of a batch needs the same number of samples.
+        ValueError: In a batch, x has 4 samples but y has 3. Shapes: x (4, 2), y (3,). ...
     """
     sizes = {}
     for name, part in zip(("x", "y", "sample_weight"), batch):
@@ -52,8 +54,8 @@ def check_lengths(batch: tuple, where: str) -> None:
         return
     counts = [f"{name} has {'/'.join(str(n) for n in sorted(lengths))}"
               for name, lengths in sizes.items()]
-    shapes = ", ".join(f"{name} {_shapes(part)}"
-                       for name, part in zip(("x", "y", "sample_weight"), batch) if part is not None)
+    named = zip(("x", "y", "sample_weight"), batch)
+    shapes = ", ".join(f"{name} {_shapes(part)}" for name, part in named if part is not None)
     raise ValueError(
         f"In {where}, {' samples but '.join(counts)}. Shapes: {shapes}."
         " Every part of a batch needs the same number of samples."
@@ -122,13 +124,14 @@ class BatchConverter:
 
     Example:
         >>> convert = BatchConverter()
-        >>> x, y = convert((torch.zeros(2, 3, dtype=torch.float64), torch.tensor([0, 1])), index=0)
+        >>> batch = (torch.zeros(2, 3, dtype=torch.float64), torch.tensor([0, 1]))
+        >>> x, y = convert(batch, index=0)
         >>> x.dtype, y.tolist()
         (torch.float32, [0, 1])
-        >>> convert(None, index=4)
+        >>> convert(None, index=4)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: The generator gave None as batch index 4. Each batch must be `x`, `(x, y)` or `(x, y, sample_weight)`.
+        ValueError: The generator gave None as batch index 4. Each batch must be ...
     """
 
     def __init__(self, device=None, cast=True, class_weight=None, source="generator"):

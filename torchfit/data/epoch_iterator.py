@@ -1,7 +1,8 @@
 """Turns a DataAdapter into epochs of `(step, batch)` pairs.
 
-Owns steps_per_epoch, carrying a finite iterator across epochs, and the
-"ran out of data" warning. Batching and shuffling belong to the adapter;
+Owns steps_per_epoch, carrying a finite iterator across epochs, the "ran
+out of data" warning, and handing the compiled target checks to the adapter.
+Batching, shuffling and when targets are checked belong to the adapter;
 validation and callbacks belong to loops.py.
 """
 
