@@ -286,3 +286,160 @@ def test_fit_logs_per_output_names_like_keras():
     assert list(history.history) == keys + [f"val_{key}" for key in keys]
     logs = model.evaluate(x, y, verbose=0, return_dict=True)
     assert logs["loss"] == pytest.approx(logs["score_loss"] + 0.5 * logs["cls_loss"], rel=1e-5)
+
+
+# ------------------------------------------------- targets checked before the loss
+_X = np.random.default_rng(0).random((16, 4), dtype=np.float32)
+
+
+def _linear(units):
+    return lambda: nn.Linear(4, units)
+
+
+def _compiled(make_module, loss, **kwargs):
+    torch.manual_seed(0)
+    model = torchfit.Model(make_module(), output_names=kwargs.pop("output_names", None), device="cpu")
+    model.compile("sgd", loss=loss, **kwargs)
+    return model
+
+
+def _unchanged(model, before):
+    return all(np.array_equal(a, b) for a, b in zip(model.get_weights(), before))
+
+
+class _TwoHeads(nn.Module):
+    """A regression head (N, 1) and a 3-class head (N, 3), in that order."""
+
+    def __init__(self):
+        super().__init__()
+        self.value = nn.Linear(4, 1)
+        self.cls = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.value(x), self.cls(x)
+
+
+def test_fit_rejects_a_target_that_would_be_broadcast_against_the_output():
+    model = _compiled(_linear(1), "mse")
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"output 'output'.*`mse`.*target has shape \(8, 3\)"
+                                         r" and the prediction \(8, 1\)"):
+        model.fit(_X, np.zeros((16, 3), "float32"), batch_size=8, verbose=0)
+    assert _unchanged(model, before)
+
+
+def test_fit_keeps_the_broadcast_keras_documents_a_rank_1_target_for_a_n_by_1_output():
+    y = np.random.default_rng(1).random(16, dtype=np.float32)
+    flat, column = _compiled(_linear(1), "mse"), _compiled(_linear(1), "mse")
+    flat_history = flat.fit(_X, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    column_history = column.fit(_X, y[:, None], batch_size=8, epochs=2, shuffle=False, verbose=0)
+    assert flat_history.history["loss"] == column_history.history["loss"]
+
+
+def test_sparse_targets_given_in_the_wrong_output_order_are_an_error_not_truncated():
+    labels = np.arange(16) % 3
+    values = np.random.default_rng(2).random((16, 1), dtype=np.float32)
+    model = _compiled(_TwoHeads, ["mse", losses.SparseCategoricalCrossentropy(from_logits=True)])
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"output 'output_2' in `y`.*sparse_categorical_"
+                                         r".*3 classes.*are not integers.*order of the outputs"):
+        model.fit(_X, [labels[:, None].astype("float32"), values], verbose=0)
+    assert _unchanged(model, before)
+    model.fit(_X, [values, labels], verbose=0)  # the right order trains
+
+
+@pytest.mark.parametrize("labels, shown", [
+    (np.arange(16) % 5, r"labels 3, 4 are outside the valid range \[0, 2\]"),
+    (np.where(np.arange(16) == 3, -2, 1), r"labels -2 are outside the valid range \[0, 2\]"),
+    (np.where(np.arange(16) == 3, np.nan, 1.0), r"labels include NaN"),
+])
+def test_sparse_labels_out_of_range_are_named_before_any_kernel_sees_them(labels, shown):
+    model = _compiled(_linear(3), "sparse_categorical_crossentropy")
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=rf"output 'output' in `y`.*{shown}"):
+        model.fit(_X, labels, batch_size=8, verbose=0)
+    assert _unchanged(model, before)
+    with pytest.raises(ValueError, match=shown):
+        model.evaluate(_X, labels, verbose=0)
+
+
+def test_ignore_class_may_lie_outside_the_range_and_still_counts_for_nothing():
+    labels = np.where(np.arange(16) % 4 == 0, -1, np.arange(16) % 3)
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1)
+    model = _compiled(_linear(3), loss)
+    result = model.evaluate(_X, labels, batch_size=16, verbose=0)
+    keep = labels != -1
+    logits = model.predict(_X, verbose=0)
+    expected = nn.functional.cross_entropy(torch.tensor(logits[keep]), torch.tensor(labels[keep]))
+    assert result == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_array_targets_are_checked_once_not_per_step(monkeypatch):
+    calls = []
+    original = torchfit.losses.targets.class_index_problem
+
+    def counting(values, num_classes, rule):
+        calls.append(len(values))
+        return original(values, num_classes, rule)
+
+    monkeypatch.setattr(torchfit.losses.targets, "class_index_problem", counting)
+    model = _compiled(_linear(3), "sparse_categorical_crossentropy")
+    model.fit(_X, np.arange(16) % 3, batch_size=4, epochs=3, verbose=0)
+    assert calls == [16]  # the whole array, once: 12 steps, no per-step check
+
+
+def test_batches_of_a_generator_are_checked_on_the_host_before_they_train():
+    def batches():
+        for index in range(4):
+            yield _X[index * 4:(index + 1) * 4], np.full(4, 5 if index == 2 else 1)
+
+    model = _compiled(_linear(3), "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"batch index 2 of the generator.*labels 5 are outside"):
+        model.fit(batches(), shuffle=False, verbose=0)
+    reference = _compiled(_linear(3), "sparse_categorical_crossentropy")
+    reference.fit(_X[:8], np.ones(8, "int64"), batch_size=4, shuffle=False, verbose=0)
+    assert _unchanged(model, reference.get_weights())  # batches 0 and 1 trained, 2 did not
+
+
+def test_the_first_batch_of_a_data_loader_is_checked_before_it_trains():
+    dataset = torch.utils.data.TensorDataset(torch.tensor(_X), torch.full((16,), 7))
+    model = _compiled(_linear(3), nn.CrossEntropyLoss())
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"batch index 0 of the DataLoader.*`cross_entropy_loss`"
+                                         r".*labels 7 are outside the valid range \[0, 2\]"):
+        model.fit(torch.utils.data.DataLoader(dataset, batch_size=8), shuffle=False, verbose=0)
+    assert _unchanged(model, before)
+
+
+def test_torch_cross_entropy_keeps_its_ignore_index_and_probability_targets():
+    model = _compiled(_linear(3), nn.CrossEntropyLoss())
+    model.fit(_X, np.where(np.arange(16) % 4 == 0, -100, 1), verbose=0)
+    model.fit(_X, np.full((16, 3), 1 / 3, "float32"), verbose=0)
+
+
+def test_a_sparse_top_k_metric_checks_the_labels_when_the_loss_does_not():
+    model = _compiled(_linear(3), lambda y_true, y_pred: (y_pred ** 2).mean(),
+                      metrics=[metrics.SparseTopKCategoricalAccuracy(k=2)])
+    with pytest.raises(ValueError, match=r"`sparse_top_k_categorical_accuracy`.*labels 3"):
+        model.fit(_X, np.arange(16) % 4, verbose=0)
+
+
+# ---------------------------------------------- dict keys of a single-output model
+def test_a_one_key_loss_dict_naming_no_output_is_rejected():
+    model = _compiled(_linear(1), {"predictions": "mse"})
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"`loss` is a dict with keys \['predictions'\].*single"
+                                         r" output, named 'output'.*output_names"):
+        model.fit(_X, np.zeros((16, 1), "float32"), verbose=0)
+    assert _unchanged(model, before)
+    named = _compiled(_linear(1), {"predictions": "mse"}, output_names=["predictions"])
+    named.fit(_X, np.zeros((16, 1), "float32"), verbose=0)
+
+
+def test_a_loss_weights_dict_naming_no_output_is_rejected_and_metrics_dicts_are_not():
+    model = _compiled(_linear(1), {"output": "mse"}, loss_weights={"score": 2.0})
+    with pytest.raises(ValueError, match=r"`loss_weights` is a dict with keys \['score'\]"):
+        model.fit(_X, np.zeros((16, 1), "float32"), verbose=0)
+    # Keras applies every metric of a single-output model, whatever the key.
+    model = _compiled(_linear(1), "mse", metrics={"anything": ["mae"]})
+    assert "mae" in model.fit(_X, np.zeros((16, 1), "float32"), verbose=0).history

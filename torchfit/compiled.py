@@ -3,10 +3,12 @@
 Owns the mapping from `compile(loss=..., loss_weights=..., metrics=...,
 weighted_metrics=...)` onto the model's outputs, Keras 3's log names for them
 (`loss`, `<output>_loss`, `<output>_<metric>`, `_1` for duplicates,
-`weighted_` for collisions), and the resolution of `"accuracy"` and
-`"crossentropy"` from the shapes of the first batch. The numbers themselves
-belong to `losses/` and `metrics/`; the step that calls these belongs to
-`models/model.py`.
+`weighted_` for collisions), the resolution of `"accuracy"` and
+`"crossentropy"` from the shapes of the first batch, and checking each
+output's targets against what its loss needs (shapes at every call; class
+indices on host copies the data adapters hand over). The numbers, and the
+target rules, belong to `losses/` and `metrics/`; the step that calls these
+belongs to `models/model.py`.
 """
 
 import copy
@@ -16,8 +18,9 @@ from typing import Any, Optional
 import torch
 
 from torchfit import losses as losses_module
-from torchfit import tree
 from torchfit import metrics as metrics_module
+from torchfit import tree
+from torchfit.losses import targets as targets_module
 
 __all__ = ["CompileLoss", "CompileMetrics", "Outputs", "UnbuiltMetrics", "outputs_structure"]
 
@@ -136,17 +139,24 @@ def _per_output(config: Any, outputs: Outputs, argument: str) -> list:
     """Spreads a compile argument (one value, list or dict) over the outputs."""
     if outputs.count == 1:
         if isinstance(config, Mapping):
-            unknown = sorted(set(config) - set(outputs.names))
-            if len(config) > 1 or unknown and outputs.kind != "single":
-                raise ValueError(
-                    f"`{argument}` is a dict with keys {sorted(config)} but the"
-                    f" model has a single output named {outputs.names}."
-                )
+            _check_single_output_keys(config, outputs, argument)
             return list(config.values())
         if isinstance(config, (list, tuple)) and len(config) == 1 and argument == "loss":
             return [config[0]]
         return [config]
     return outputs.match(config, argument, broadcast=True)
+
+
+def _check_single_output_keys(config: Mapping, outputs: Outputs, argument: str) -> None:
+    """A dict for one output must be keyed by that output's name, as Keras requires."""
+    if len(config) == 1 and set(config) <= set(outputs.names):
+        return
+    raise ValueError(
+        f"`{argument}` is a dict with keys {list(config)}, but the model has a single"
+        f" output, named {outputs.names[0]!r}. Key the dict by {outputs.names[0]!r},"
+        " pass the value alone, or name the output with"
+        " `torchfit.Model(module, output_names=[...])`."
+    )
 
 
 def _check_string_ids(config: Any, resolve, skip: tuple) -> None:
@@ -161,12 +171,103 @@ def _batch_size(tensor: Any) -> int:
     return int(tensor.shape[0]) if getattr(tensor, "ndim", 0) else 1
 
 
+def _num_classes(rule: Any, y_pred: Any) -> Optional[int]:
+    """The length of the class axis a `ClassIndices` rule indexes, or `None`."""
+    shape = tuple(getattr(y_pred, "shape", ()))
+    if not isinstance(rule, targets_module.ClassIndices) or not shape:
+        return None
+    if not -len(shape) <= rule.axis < len(shape):
+        return None
+    return int(shape[rule.axis])
+
+
+class _TargetCheck:
+    """Checks one output's targets against what its loss (or metric) needs.
+
+    Shapes are host metadata: they are checked at every call, and compared
+    again only when they change. Values are checked only when a data adapter
+    hands over host copies (`values`), so no check waits for the device.
+    """
+
+    __slots__ = ("index", "name", "outputs", "rule", "consumer", "num_classes", "_checked")
+
+    def __init__(self, index: int, outputs: "Outputs", rule: Any, consumer: str, y_pred: Any):
+        self.index = index
+        self.name = outputs.names[index]
+        self.outputs = outputs
+        self.rule = rule
+        self.consumer = consumer
+        self.num_classes = _num_classes(rule, y_pred)
+        self._checked = None  # the (target, prediction) shapes last found fitting
+
+    def shapes(self, y_true: Any, y_pred: Any) -> None:
+        """Raises when `y_true` is missing or cannot be `y_pred`'s target."""
+        if y_true is None:
+            _raise_missing_target(self.name, self.outputs)
+        if self.rule is None:
+            return
+        shapes = (getattr(y_true, "shape", None), getattr(y_pred, "shape", None))
+        if shapes == self._checked:
+            return
+        problem = targets_module.shape_problem(self.rule, y_true, y_pred)
+        if problem is not None:
+            raise ValueError(
+                f"The target `y` of output {self.name!r} does not fit its prediction"
+                f" under `{self.consumer}`: {problem}. Pass targets shaped like the"
+                " output (a (N,) target for a (N, 1) output is fine)"
+                f"{self._order_hint()}."
+            )
+        self._checked = shapes
+
+    def values(self, y_true: Any, where: str) -> None:
+        """Raises when the host array `y_true` holds labels that are no class index."""
+        if self.num_classes is None or y_true is None:
+            return
+        problem = targets_module.class_index_problem(y_true, self.num_classes, self.rule)
+        if problem is None:
+            return
+        ignored = self.rule.ignore_class
+        allowed = f" (or {ignored}, the ignored class)" if ignored is not None else ""
+        raise ValueError(
+            f"The targets of output {self.name!r} {where} are not class indices for"
+            f" `{self.consumer}`, which sees {self.num_classes} classes in the"
+            f" prediction: {problem}. Pass integer labels from 0 to"
+            f" {self.num_classes - 1}{allowed}; one-hot targets go with"
+            f" `categorical_crossentropy`{self._order_hint()}."
+        )
+
+    def _order_hint(self) -> str:
+        if self.outputs.count == 1:
+            return ""
+        return f"; with several outputs, give `y` in the order of the outputs {self.outputs.names}"
+
+
+def _raise_missing_target(name: str, outputs: "Outputs") -> None:
+    where = "" if outputs.kind == "single" else f" for output `{name}`"
+    raise ValueError(
+        f"A loss was compiled{where} but no target `y` was given. Pass `y` to"
+        " fit/evaluate (or yield `(x, y)` batches), or compile without a loss"
+        " when the model adds its own with `add_loss`."
+    )
+
+
+def _check_values(checks: list, outputs: Optional["Outputs"], y: Any, where: str) -> None:
+    """Runs the value checks of `checks` on the host targets `y`."""
+    checks = [check for check in checks if check.num_classes is not None]
+    if not checks or y is None:
+        return
+    flat_true = outputs.match(y, "y")
+    for check in checks:
+        check.values(flat_true[check.index], where)
+
+
 class CompileLoss:
     """The weighted sum of the compiled losses over the model's outputs.
 
     Built on the first batch, when the outputs' structure and shapes are
     known. With more than one loss it keeps a `<output>_loss` tracker per
-    output, logged before weighting, as Keras 3 does.
+    output, logged before weighting, as Keras 3 does. Before each loss runs,
+    its target is checked against the prediction (`Loss.target_rule`).
     """
 
     def __init__(self, loss: Any, loss_weights: Any = None, output_names=None):
@@ -177,7 +278,7 @@ class CompileLoss:
         self.built = False
         self.outputs: Optional[Outputs] = None
         self.metrics: list = []
-        self._terms: list = []  # (index, loss_fn, weight, tracker)
+        self._terms: list = []  # (index, loss_fn, weight, tracker, target check)
 
     def build(self, y_true: Any, y_pred: Any, device: torch.device) -> None:
         self.outputs = Outputs(y_pred, self._output_names)
@@ -198,7 +299,9 @@ class CompileLoss:
             else:
                 loss_fn = losses_module.get(config)
             weight = 1.0 if weights[index] is None else float(weights[index])
-            terms.append([index, loss_fn, weight, None])
+            check = _TargetCheck(index, self.outputs, loss_fn.target_rule, loss_fn.name,
+                                 flat_pred[index])
+            terms.append([index, loss_fn, weight, None, check])
         if len(terms) > 1:
             for term in terms:
                 name = f"{self.outputs.names[term[0]]}_loss"
@@ -216,23 +319,40 @@ class CompileLoss:
         with_loss = [name for name, config in zip(outputs.names, configs) if config is not None]
         return [f"{name}_loss" for name in with_loss] if len(with_loss) > 1 else []
 
+    def check_targets(self, y: Any, where: str = "in `y`") -> None:
+        """Checks that host targets hold valid class indices where a loss needs them.
+
+        Called by the data adapters with host copies (all of `y` once for
+        arrays, else each batch before it moves to the device), so that a bad
+        label never reaches a kernel: on CUDA it would be a device-side assert.
+
+        Args:
+            y: Targets on the host, in the structure `fit` received.
+            where: Where they come from, for the error (`"in batch 3"`).
+
+        Raises:
+            ValueError: naming the output, the loss, the bad labels and the range.
+        """
+        if self.built:
+            _check_values([term[4] for term in self._terms], self.outputs, y, where)
+
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None):
         """Returns the total loss, or `None` when no output has a loss."""
         outputs = self.outputs
         if outputs.kind == "single" and len(self._terms) == 1 and not isinstance(y_true, (list, tuple, Mapping)):
             # The common case, kept to one call: one output, one loss.
-            _, loss_fn, weight, _ = self._terms[0]
+            _, loss_fn, weight, _, check = self._terms[0]
             pred = y_pred[0] if isinstance(y_pred, (list, tuple)) else y_pred
             sw = sample_weight[0] if isinstance(sample_weight, (list, tuple)) else sample_weight
-            _check_target(y_true, outputs.names[0], outputs)
+            check.shapes(y_true, pred)
             value = loss_fn(y_true, pred, sample_weight=sw)
             return value if weight == 1.0 else value * weight
         flat_pred = outputs.flatten(y_pred)
         flat_true = outputs.match(y_true, "y")
         flat_weights = outputs.match(sample_weight, "sample_weight", broadcast=True)
         total = None
-        for index, loss_fn, weight, tracker in self._terms:
-            _check_target(flat_true[index], outputs.names[index], outputs)
+        for index, loss_fn, weight, tracker, check in self._terms:
+            check.shapes(flat_true[index], flat_pred[index])
             value = loss_fn(flat_true[index], flat_pred[index], sample_weight=flat_weights[index])
             if tracker is not None and _batch_size(flat_pred[index]):
                 tracker.update_state(value, sample_weight=_batch_size(flat_pred[index]))
@@ -240,16 +360,6 @@ class CompileLoss:
                 value = value * weight
             total = value if total is None else total + value
         return total
-
-
-def _check_target(y_true: Any, name: str, outputs: Outputs) -> None:
-    if y_true is None:
-        where = "" if outputs.kind == "single" else f" for output `{name}`"
-        raise ValueError(
-            f"A loss was compiled{where} but no target `y` was given. Pass `y` to"
-            " fit/evaluate (or yield `(x, y)` batches), or compile without a loss"
-            " when the model adds its own with `add_loss`."
-        )
 
 
 class CompileMetrics:
@@ -272,6 +382,7 @@ class CompileMetrics:
         self._weighted: list = []
         # Stands in `model.metrics` until the first batch builds the metrics.
         self.unbuilt = UnbuiltMetrics(self)
+        self._target_checks: list = []  # value checks of the sparse metrics' labels
 
     def build(self, y_true: Any, y_pred: Any, device: torch.device) -> None:
         self.outputs = Outputs(y_pred, self._output_names)
@@ -282,6 +393,8 @@ class CompileMetrics:
         self._weighted = self._build_set(self._weighted_config, "weighted_metrics", flat_true, flat_pred, seen)
         self._name_metrics()
         self.metrics = [metric for _, metric in self._unweighted + self._weighted]
+        self._target_checks = _metric_target_checks(self._unweighted + self._weighted,
+                                                    self.outputs, flat_pred)
         for metric in self.metrics:
             metric.to(device)
             # A metric object may come with the state of an earlier use: the first
@@ -365,6 +478,12 @@ class CompileMetrics:
             return []  # `build` raises the full error at the first batch
         return _log_names(outputs, unweighted, weighted)
 
+    def check_targets(self, y: Any, where: str = "in `y`") -> None:
+        """Checks host targets for the metrics that index by label (see
+        `CompileLoss.check_targets`)."""
+        if self.built:
+            _check_values(self._target_checks, self.outputs, y, where)
+
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         if self.outputs.kind == "single" and not isinstance(y_true, (list, tuple, Mapping)):
             # The common case: one output, no structure to walk.
@@ -440,6 +559,23 @@ class UnbuiltMetrics(metrics_module.Metric):
     def reset_state(self) -> None:
         for metric in self._compile_metrics.metrics:
             metric.reset_state()
+
+def _metric_rule(metric: Any) -> Any:
+    """The label rule of the metrics that look labels up (a bad one crashes them)."""
+    if isinstance(metric, metrics_module.SparseTopKCategoricalAccuracy):
+        return None if metric.from_sorted_ids else targets_module.ClassIndices()
+    if isinstance(metric, metrics_module.SparseCategoricalCrossentropy):
+        return targets_module.ClassIndices(metric.axis, metric.ignore_class)
+    return None
+
+
+def _metric_target_checks(metrics: list, outputs: Outputs, flat_pred: list) -> list:
+    checks = []
+    for index, metric in metrics:
+        rule = _metric_rule(metric)
+        if rule is not None:
+            checks.append(_TargetCheck(index, outputs, rule, metric.name, flat_pred[index]))
+    return checks
 
 
 def _as_list(value: Any) -> list:

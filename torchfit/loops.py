@@ -163,6 +163,14 @@ class _HookGroups:
         return self.start is not None
 
 
+def _check_targets_once_built(model, data) -> None:
+    """Has `data` check its host targets against the compiled loss and metrics
+    as soon as the first step builds them, before any loss sees a batch."""
+    model._when_compiled_built(
+        lambda: data.check_targets(model._compile_loss, model._compile_metrics)
+    )
+
+
 def train_epoch(model, train, callbacks) -> dict:
     """One epoch of training steps; returns the epoch's logs as floats."""
     logs = None
@@ -172,6 +180,7 @@ def train_epoch(model, train, callbacks) -> dict:
     # epoch and skips the batches that were already trained on.
     resume, model._resume = model._resume, None
     step = -1
+    _check_targets_once_built(model, train)
     model._in_train_epoch = True  # an evaluate() from a callback keeps our metric states
     try:
         for step, batch in train.enumerate_epoch():
@@ -225,6 +234,7 @@ def _test_steps(model, iterator, callbacks) -> Any:
     logs = None
     groups = _HookGroups(model.steps_per_execution)
     step = -1
+    _check_targets_once_built(model, iterator)
     tracking, model._track_added_metrics = model._track_added_metrics, True
     try:
         with torch.no_grad():

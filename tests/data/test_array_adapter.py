@@ -1,8 +1,13 @@
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 
+import torchfit
+from torchfit.data import array_adapter
 from torchfit.data.array_adapter import ArrayDataAdapter, epoch_permutation
 
 
@@ -203,8 +208,8 @@ def test_cuda_staged_pinned_path_matches_cpu(monkeypatch, shuffle):
     staged = ArrayDataAdapter(x, torch.arange(15), batch_size=4, shuffle=shuffle,
                               device=torch.device("cuda"))
     reference = ArrayDataAdapter(x, torch.arange(15), batch_size=4, shuffle=shuffle)
-    assert not staged._on_device
-    for seed in (0, 1):  # two epochs reuse the pinned gather buffer
+    assert staged.gathers_in_place and not staged._on_device
+    for seed in (0, 1):  # two epochs, two orders
         torch.manual_seed(seed)
         got = [[t.cpu() for t in batch] for batch in _batches(staged)]
         torch.manual_seed(seed)
@@ -212,3 +217,74 @@ def test_cuda_staged_pinned_path_matches_cpu(monkeypatch, shuffle):
         assert len(got) == len(expected) == 4
         for (gx, gy), (ex, ey) in zip(got, expected):
             assert torch.equal(gx, ex) and torch.equal(gy, ey)
+
+
+# ------------------------------------------- memory bounded by the data, not its copies
+def _memmap(tmp_path, rows, features=4, dtype=np.float32):
+    path = tmp_path / "x.npy"
+    x = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(rows, features))
+    x[:] = np.random.default_rng(0).random((rows, features))
+    x.flush()
+    del x
+    return np.load(path, mmap_mode="r")
+
+
+def _trained_weights(x, y, **fit_kwargs):
+    torch.manual_seed(0)
+    model = torchfit.Model(nn.Linear(x.shape[1], 1), device="cpu")
+    model.compile("sgd", "mse")
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=True, verbose=0, **fit_kwargs)
+    return model.get_weights()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_memmap_is_gathered_in_place_and_trains_like_the_array_in_memory(tmp_path, dtype):
+    x = _memmap(tmp_path, 50, dtype=dtype)
+    y = np.random.default_rng(1).random((50, 1), dtype=np.float32)
+    adapter = ArrayDataAdapter(x, y, batch_size=8, shuffle=True)
+    assert adapter.gathers_in_place
+    assert not ArrayDataAdapter(np.array(x), y, batch_size=8, shuffle=True).gathers_in_place
+    in_place, in_memory = _trained_weights(x, y), _trained_weights(np.array(x), y)
+    assert all(np.array_equal(a, b) for a, b in zip(in_place, in_memory))
+    start, stop = x.ctypes.data, x.ctypes.data + x.nbytes
+    for shuffle in (True, False):
+        batch = next(iter(ArrayDataAdapter(x, y, batch_size=8, shuffle=shuffle).get_iterator()))[0]
+        assert batch.dtype == torch.float32
+        assert not start <= batch.data_ptr() < stop  # a copy: the mapping is read-only
+
+
+def test_data_large_next_to_free_host_memory_is_gathered_by_index(monkeypatch):
+    x = np.random.default_rng(0).random((50, 4))
+    y = np.arange(50) % 2
+    expected = _trained_weights(x, y, class_weight={0: 1.0, 1: 3.0})
+    monkeypatch.setattr(array_adapter, "_available_host_memory", lambda: x.nbytes)
+    assert ArrayDataAdapter(x, y, shuffle=True).gathers_in_place
+    assert not ArrayDataAdapter(x.astype(np.float32), y, shuffle=False).gathers_in_place
+    got = _trained_weights(x, y, class_weight={0: 1.0, 1: 3.0})
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+
+
+def _rss_anon_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no RssAnon line")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads RssAnon (Linux)")
+def test_fit_on_a_memmap_with_shuffle_holds_no_copy_of_the_data(tmp_path):
+    x = _memmap(tmp_path, 32768, features=1024)  # 128 MiB on disk
+    y = np.zeros((len(x), 1), np.float32)
+    data_mib = x.nbytes / 2**20
+    torch.manual_seed(0)
+    model = torchfit.Model(nn.Linear(1024, 1), device="cpu")
+    model.compile("sgd", "mse")
+    samples = []
+    sample = torchfit.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: samples.append(_rss_anon_mib()))
+    start = _rss_anon_mib()
+    model.fit(x, y, batch_size=1024, epochs=2, shuffle=True, verbose=0, callbacks=[sample])
+    # The mapped pages count as file memory; a copy of the data (the float32
+    # conversion, a shuffled copy per epoch) would add `data_mib` of anonymous memory.
+    assert max(samples) - start < 0.5 * data_mib

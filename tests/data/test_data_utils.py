@@ -2,7 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 
+import torchfit
 from torchfit.data import data_utils
 from torchfit.data.data_utils import (
     class_weight_to_sample_weights,
@@ -100,6 +102,28 @@ def test_train_validation_split_last_fraction():
     assert sw_train is None and sw_val is None
 
 
+def test_a_frame_with_a_non_numeric_column_names_the_column_through_fit():
+    frame = pd.DataFrame({"age": [30.0, 40.0, 50.0, 60.0], "city": ["a", "b", "a", "c"],
+                          "visits": [1, 2, 3, 4]})
+    model = torchfit.Model(nn.Linear(3, 1), device="cpu")
+    model.compile("sgd", "mse")
+    with pytest.raises(TypeError, match=r"`x`: .*pandas column\(s\) 'city' \(.*\) hold values"
+                                        r" that are no numbers"):
+        model.fit(frame, np.zeros(4), verbose=0)
+    with pytest.raises(TypeError, match=r"`y`: .*pandas Series 'label'"):
+        model.fit(frame.drop(columns="city").assign(x=1.0),
+                  pd.Series(["yes", "no", "yes", "no"], name="label"), verbose=0)
+    mixed = pd.DataFrame({"a": [1.0, 2.0], "b": pd.Series([3, 4], dtype=object)})
+    assert data_utils.to_tensor(mixed).tolist() == [[1.0, 3.0], [2.0, 4.0]]  # numbers in objects
+
+
+def test_shared_host_tensor_shares_read_only_memory_and_host_tensor_copies_it():
+    array = np.arange(6.0).reshape(3, 2)
+    array.flags.writeable = False
+    assert data_utils.shared_host_tensor(array).data_ptr() == array.ctypes.data
+    assert data_utils.host_tensor(array).data_ptr() != array.ctypes.data
+
+
 def test_train_validation_split_nested_and_pandas():
     x = {"a": pd.DataFrame({"c": range(5)}), "b": [np.arange(5), np.arange(5)]}
     train, val = train_validation_split((x, pd.Series(range(5))), 0.2)
@@ -157,20 +181,3 @@ def test_class_weight_invalid_keys_and_values():
         class_weight_to_sample_weights(np.array([0]), [1.0, 2.0])
     with pytest.raises(ValueError, match="empty dict"):
         class_weight_to_sample_weights(np.array([0]), {})
-
-
-def test_batch_converter_class_weight_and_errors():
-    convert = data_utils.BatchConverter(class_weight={1: 4.0})
-    x, y, weights = convert((np.zeros((2, 1)), np.array([1, 0])))
-    assert weights.tolist() == [4.0, 1.0]
-    with pytest.raises(ValueError, match="class_weight.*sample_weight"):
-        convert((np.zeros(2), np.zeros(2), np.ones(2)))
-    with pytest.raises(ValueError, match="needs targets"):
-        convert(np.zeros(2))
-    with pytest.raises(ValueError, match="single-output"):
-        convert((np.zeros(2), [np.zeros(2), np.zeros(2)]))
-
-
-def test_batch_converter_without_cast_keeps_dtype():
-    batch = data_utils.BatchConverter(cast=False)([torch.zeros(2, dtype=torch.float64)])
-    assert batch[0].dtype == torch.float64

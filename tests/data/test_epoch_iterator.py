@@ -155,3 +155,18 @@ def test_invalid_steps_per_epoch():
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="steps_per_epoch"):
             EpochIterator(adapter, bad)
+
+
+def test_check_targets_hands_every_compiled_check_to_the_adapter_which_reads_arrays_once():
+    class Recording:
+        def __init__(self):
+            self.seen = []
+
+        def check_targets(self, y, where):
+            self.seen.append((y.tolist(), where))
+
+    loss, metrics = Recording(), Recording()
+    iterator = EpochIterator(ArrayDataAdapter(np.zeros((3, 1)), np.array([0, 1, 2]), batch_size=2))
+    iterator.check_targets(loss, None, metrics)
+    iterator.check_targets(loss, None, metrics)  # the loops call it every epoch
+    assert loss.seen == metrics.seen == [([0, 1, 2], "in `y`")]

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from torchfit.data import (
@@ -13,6 +14,7 @@ from torchfit.data import (
     SequenceAdapter,
     get_adapter,
 )
+import torchfit
 from torchfit.utils.sequence import Sequence
 
 
@@ -123,10 +125,25 @@ def test_shuffle_ignored_with_warning(x, what):
 
 
 def test_unsupported_type_lists_accepted_kinds():
-    with pytest.raises(ValueError, match="Unrecognized data type for `x`: int.*NumPy arrays"):
+    with pytest.raises(ValueError, match="`x`: int. An int is not valid data.*NumPy arrays"):
         get_adapter(3)
-    with pytest.raises(ValueError, match="Unrecognized data type for `x`: str"):
+    with pytest.raises(ValueError, match="type for `x`: str. A str is not valid data: `predict"):
         get_adapter("data.csv", purpose="predict")
+
+
+def test_fit_with_an_int_x_says_an_int_is_no_data():
+    model = torchfit.Model(nn.Linear(2, 1), device="cpu")
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match=r"An int is not valid data: `fit\(\)` accepts") as info:
+        model.fit(5, np.zeros((4, 1)), verbose=0)
+    assert "iterable, `y`" not in str(info.value)
+
+
+def test_arguments_rejected_for_an_iterable_use_an():
+    with pytest.raises(ValueError, match="When `x` is an iterable, `y` should not be passed"):
+        get_adapter(Batches(), y=np.zeros(2))
+    with pytest.warns(UserWarning, match="provided as an iterable"):
+        get_adapter(Batches(), shuffle=True)
 
 
 def test_list_of_numbers_rejected_with_hint():

@@ -93,6 +93,13 @@ def get_adapter(x: Any, y: Any = None, sample_weight: Any = None, *,
                                 shuffle=shuffle, class_weight=class_weight, device=device)
     if data_utils.is_nested(x) and not _is_list_of_batches(x):
         _reject_mixed_structure(x)
+    if not isinstance(x, (Sequence, Dataset)) and not _is_batch_iterable(x):
+        name = type(x).__name__
+        raise ValueError(
+            f"Unrecognized data type for `x`: {name}. {_with_article(name).capitalize()}"
+            f" is not valid data: `{purpose}()` accepts {_ACCEPTED}."
+            f" Received: x={_short_repr(x)}."
+        )
     kind = _kind_of(x)
     _reject_arguments(kind, y, sample_weight)
     if isinstance(x, Sequence):
@@ -112,13 +119,18 @@ def get_adapter(x: Any, y: Any = None, sample_weight: Any = None, *,
     if isinstance(x, Dataset):
         return DatasetAdapter(x, batch_size=batch_size, shuffle=shuffle,
                               class_weight=class_weight, device=device)
-    if isinstance(x, types.GeneratorType) or _is_batch_iterable(x):
-        _warn_shuffle_ignored(shuffle, f"a {kind}", f"The {kind}")
-        return GeneratorDataAdapter(x, class_weight=class_weight, device=device)
-    raise ValueError(
-        f"Unrecognized data type for `x`: {type(x).__name__}. `{purpose}()` accepts"
-        f" {_ACCEPTED}."
-    )
+    _warn_shuffle_ignored(shuffle, _with_article(kind), f"The {kind}")
+    return GeneratorDataAdapter(x, class_weight=class_weight, device=device)
+
+
+def _with_article(noun: str) -> str:
+    """`"a generator"`, `"an iterable"`."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _kind_of(x: Any) -> str:
@@ -170,7 +182,7 @@ def _reject_arguments(kind: str, y: Any, sample_weight: Any) -> None:
                               ("sample_weight", sample_weight, "the sample weights")):
         if value is not None:
             raise ValueError(
-                f"When `x` is a {kind}, `{name}` should not be passed: {what} must"
+                f"When `x` is {_with_article(kind)}, `{name}` should not be passed: {what} must"
                 f" come from the {kind}, as batches `(x, y)` or"
                 f" `(x, y, sample_weight)`. Received: {name} of type {type(value).__name__}."
             )

@@ -50,6 +50,19 @@ class DataAdapter:
         """Size of the last, smaller batch; `None` when there is none or unknown."""
         return None
 
+    def check_targets(self, check) -> None:
+        """Runs `check(y, where)` on host copies of the targets before they reach a loss.
+
+        Called by the loops once the compiled loss is built, when `check`
+        knows the number of classes from the first prediction. Arrays are
+        checked whole, once; batches on the host before they move to the
+        device (the batch already delivered included), so the check never
+        waits for the device. The base class checks nothing.
+
+        Args:
+            check: `check(y, where)`, raising a `ValueError` for bad targets.
+        """
+
     def on_epoch_begin(self) -> None:
         """Called by the epoch iterator before each epoch."""
 

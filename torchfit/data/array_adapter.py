@@ -1,23 +1,31 @@
-"""Batches in-memory arrays: NumPy, torch tensors, pandas, and lists/dicts of them.
+"""Batches arrays: NumPy (memory-mapped too), torch tensors, pandas, and lists/dicts of them.
 
-Owns converting the data to tensors once, placing it on the device once,
-shuffling (one gather per epoch so each batch is a contiguous slice) and
-turning `class_weight` into sample weights. Type dispatch belongs to
-`torchfit.data.get_adapter`; steps_per_epoch to the epoch iterator.
+Owns choosing between the two ways to batch them (data small next to its
+memory is converted to tensors and placed on the device once, and shuffled by
+one gather per epoch so each batch is a slice; memory-mapped or large data is
+gathered batch by batch from where it lies), checking all of `y` once for the
+compiled loss, and turning `class_weight` into sample weights. Type dispatch
+belongs to `torchfit.data.get_adapter`; steps_per_epoch to the epoch iterator.
 """
 
 import math
+import mmap
 from collections.abc import Mapping
 from typing import Any, Iterator, Optional
 
+import numpy as np
 import torch
 
 from torchfit.data import data_utils
 from torchfit.data.adapter import DataAdapter
+from torchfit.data.batch_converter import check_sample_weight
 
 # Data is copied to the GPU once when it takes at most this share of the free
-# memory; bigger data stays in pinned host memory and is copied per batch.
+# memory; bigger data stays in host memory and each batch is gathered there.
 DEVICE_MEMORY_FRACTION = 0.3
+# Data is converted and shuffled by whole copies when those copies take at
+# most this share of the available host memory; else batches are gathered.
+HOST_MEMORY_FRACTION = 0.3
 _PARTS = ("x", "y", "sample_weight")
 
 
@@ -116,16 +124,118 @@ def match_sample_weight(y: Any, sample_weight: Any) -> Any:
     return type(y)(sample_weight for _ in y)
 
 
-def _fits_on_device(tensors: list, device: Optional[torch.device]) -> bool:
+def _fits_on_device(leaves: list, device: Optional[torch.device]) -> bool:
+    """Whether the data, converted, takes at most `DEVICE_MEMORY_FRACTION` of a
+    CUDA device's free memory (always True elsewhere)."""
     if device is None or device.type != "cuda":
         return True
-    nbytes = sum(t.numel() * t.element_size() for t in tensors if t.device != device)
+    nbytes = sum(_final_nbytes(leaf) for leaf in leaves
+                 if not (isinstance(leaf, torch.Tensor) and leaf.device == device))
     free, _ = torch.cuda.mem_get_info(device)
     return nbytes <= DEVICE_MEMORY_FRACTION * free
 
 
+def _available_host_memory() -> Optional[int]:
+    """Bytes of host memory available without swapping (Linux), else `None`."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def is_memory_mapped(leaf: Any) -> bool:
+    """Whether `leaf` is a NumPy array over a memory-mapped file (or a view of one)."""
+    while isinstance(leaf, np.ndarray):
+        if isinstance(leaf, np.memmap) or isinstance(leaf.base, mmap.mmap):
+            return True
+        leaf = leaf.base
+    return False
+
+
+def _final_nbytes(leaf: Any) -> int:
+    """Bytes of `leaf` once converted: floats become float32."""
+    if isinstance(leaf, torch.Tensor):
+        floating, itemsize = leaf.is_floating_point(), leaf.element_size()
+    else:
+        floating, itemsize = leaf.dtype.kind == "f", leaf.dtype.itemsize
+    return math.prod(leaf.shape) * (4 if floating else itemsize)
+
+
+def _converts_by_copy(leaf: Any) -> bool:
+    """Whether `to_tensor` copies `leaf` (a cast to float32, read-only or reversed memory)."""
+    if isinstance(leaf, torch.Tensor):
+        return leaf.is_floating_point() and leaf.dtype != torch.float32
+    return ((leaf.dtype.kind == "f" and leaf.dtype != np.float32)
+            or not leaf.flags.writeable or any(s < 0 for s in leaf.strides))
+
+
+def should_gather_in_place(leaves: list, device: Optional[torch.device], shuffle: Any) -> bool:
+    """Whether batches are gathered by index from the arrays where they lie.
+
+    True for a memory-mapped array, and for data whose copies (the float32
+    conversion, a shuffled copy per epoch) would take more than
+    `HOST_MEMORY_FRACTION` of the available host memory, or that would take
+    more than `DEVICE_MEMORY_FRACTION` of the free memory of a CUDA device.
+    Otherwise the data is converted and placed once (the fast path).
+    """
+    if any(isinstance(leaf, torch.Tensor) and leaf.device.type != "cpu" for leaf in leaves):
+        return False
+    if any(is_memory_mapped(leaf) for leaf in leaves):
+        return True
+    on_cuda = device is not None and device.type == "cuda"
+    if not _fits_on_device(leaves, device):
+        return True
+    copies = sum(_final_nbytes(leaf) for leaf in leaves if _converts_by_copy(leaf))
+    if shuffle and not on_cuda:
+        copies += sum(_final_nbytes(leaf) for leaf in leaves)
+    available = _available_host_memory()
+    return available is not None and copies > HOST_MEMORY_FRACTION * available
+
+
+def _convert_parts(parts: tuple, convert) -> tuple:
+    """Converts each of `(x, y, sample_weight)`, naming the part a failure is in."""
+    converted = []
+    for name, part in zip(_PARTS, parts):
+        try:
+            converted.append(data_utils.map_structure(convert, part))
+        except TypeError as err:
+            raise TypeError(f"`{name}`: {err}") from err
+    return tuple(converted)
+
+
+def _as_array(leaf: Any) -> Any:
+    return leaf if isinstance(leaf, (torch.Tensor, np.ndarray)) else data_utils.as_numpy(leaf)
+
+
+def _gather(tensor: torch.Tensor, rows, pin: bool) -> torch.Tensor:
+    """The rows of `tensor` (a slice or an index tensor) as a new tensor.
+
+    Always a copy: the source may be read-only memory. With `pin`, the copy
+    is made into pinned memory, ready for an asynchronous copy to the GPU.
+    """
+    if isinstance(rows, slice):
+        part = tensor[rows]
+        return part.pin_memory() if pin else part.clone()
+    if not pin:
+        return tensor.index_select(0, rows)
+    out = torch.empty((len(rows),) + tuple(tensor.shape[1:]), dtype=tensor.dtype, pin_memory=True)
+    return torch.index_select(tensor, 0, rows, out=out)
+
+
 class ArrayDataAdapter(DataAdapter):
-    """Batches arrays that fit in host memory.
+    """Batches arrays: NumPy (memory-mapped too), torch tensors, pandas.
+
+    Data that is small next to the memory it lives in is converted to float32
+    tensors and placed on the device once; each epoch's shuffle is one gather,
+    so each batch is a slice. Memory-mapped data, and data whose copies would
+    crowd the host or device memory, stays where it is: each batch is gathered
+    by index from the original arrays (on CUDA into pinned memory, copied to
+    the device one batch ahead on a side stream), so memory holds a few
+    batches, not copies of the data.
 
     Args:
         x: An array, or a list/tuple/dict of arrays (several inputs).
@@ -140,73 +250,72 @@ class ArrayDataAdapter(DataAdapter):
         class_weight: `{class_index: weight}` for a single-output `y`.
         device: Where batches are delivered. Defaults to `None` (leave the
             data where it is).
+
+    Example:
+        >>> adapter = ArrayDataAdapter(np.zeros((5, 2)), np.arange(5), batch_size=2)
+        >>> [tuple(x.shape) for x, y in adapter.get_iterator()]
+        [(2, 2), (2, 2), (1, 2)]
     """
 
     def __init__(self, x, y=None, sample_weight=None, *, batch_size=None, steps=None,
                  shuffle=False, class_weight=None, device=None):
         self._shuffle = check_shuffle(shuffle)
-        if class_weight is not None and sample_weight is not None:
-            raise ValueError(
-                "You cannot pass both `class_weight` and `sample_weight`:"
-                " fold the class weights into `sample_weight` instead."
-            )
-        if class_weight is not None and y is None:
-            raise ValueError("`class_weight` needs targets: pass `y` as well.")
-        if class_weight is not None:
-            data_utils.single_output(y)
+        _check_class_weight_arguments(y, sample_weight, class_weight)
         sample_weight = match_sample_weight(y, sample_weight)
         self._num_samples = check_cardinality(x, y, sample_weight)
+        check_sample_weight(y, sample_weight, "the data given")
         if not batch_size:
             batch_size = math.ceil(self._num_samples / steps) if steps else 32
         self._batch_size = int(batch_size)
         self._device = device
 
-        inputs = (x, y, sample_weight) if sample_weight is not None else (x, y)
-        inputs = data_utils.map_structure(data_utils.to_tensor, inputs)
-        leaves = data_utils.flatten(inputs)
-        self._on_device = _fits_on_device(leaves, device)
-        if self._on_device:
-            inputs = data_utils.move_to_device(inputs, device)
+        parts = (x, y, sample_weight) if sample_weight is not None else (x, y)
+        inputs = self._tensors(_convert_parts(parts, _as_array))
         if class_weight is not None:
-            inputs = (inputs[0], inputs[1], data_utils.class_weight_for_targets(inputs[1], class_weight))
+            weights = data_utils.class_weight_for_targets(inputs[1], class_weight)
+            inputs = (inputs[0], inputs[1], weights)
         if inputs[1] is None and len(inputs) == 2:
             inputs = inputs[:1]
         self._inputs = inputs
         self._flat = all(isinstance(part, torch.Tensor) for part in inputs)
-        self._pinned_buffer = None
-        self._last_copy = None
-        if not self._on_device and not self._shuffle:
-            self._inputs = data_utils.map_structure(lambda t: t.pin_memory(), inputs)
+        self._targets_checked = False
+
+    def _tensors(self, parts: tuple) -> tuple:
+        """Converts the arrays: in place (shared, uncast) or once (float32, on the device)."""
+        self._in_place = should_gather_in_place(data_utils.flatten(parts), self._device,
+                                                self._shuffle)
+        self._on_device = not self._in_place
+        if self._in_place:
+            inputs = _convert_parts(parts, data_utils.shared_host_tensor)
+        else:
+            inputs = _convert_parts(parts, data_utils.to_tensor)
+        self._host_targets = inputs[1]  # kept until `check_targets` has read them
+        if self._on_device:
+            inputs = data_utils.move_to_device(inputs, self._device)
+        return inputs
+
+    def check_targets(self, check) -> None:
+        """Checks all of `y` on the host, once (see `DataAdapter.check_targets`)."""
+        if self._targets_checked:
+            return
+        self._targets_checked = True
+        targets, self._host_targets = self._host_targets, None
+        if targets is not None:
+            # Targets given as device tensors are read once per fit, not per step.
+            check(data_utils.map_structure(lambda t: t.cpu(), targets), "in `y`")
 
     # -- iteration ---------------------------------------------------------
 
     def get_iterator(self) -> Iterator[tuple]:
         """Returns an iterator over one epoch; the permutation is drawn now."""
         permutation = epoch_permutation(self._num_samples, self._batch_size, self._shuffle)
+        if self._in_place:
+            return self._gathered(permutation)
         inputs = self._inputs
         if permutation is not None:
-            inputs = self._gather(inputs, permutation)
-        if self._on_device:
-            return self._slices(inputs)
-        return self._staged_slices(inputs)
-
-    def _gather(self, inputs, permutation):
-        if self._on_device:
             index = permutation.to(data_utils.flatten(inputs)[0].device)
-            return data_utils.map_structure(lambda t: t.index_select(0, index), inputs)
-        # Host data: gather into a reused pinned buffer, once the previous
-        # epoch's asynchronous copies out of it have finished.
-        if self._last_copy is not None:
-            self._last_copy.synchronize()
-        if self._pinned_buffer is None:
-            self._pinned_buffer = data_utils.map_structure(
-                lambda t: torch.empty(t.shape, dtype=t.dtype, pin_memory=True), inputs)
-        buffers = iter(data_utils.flatten(self._pinned_buffer))
-
-        def gather(tensor):
-            return torch.index_select(tensor, 0, permutation, out=next(buffers))
-
-        return data_utils.map_structure(gather, inputs)
+            inputs = data_utils.map_structure(lambda t: t.index_select(0, index), inputs)
+        return self._slices(inputs)
 
     def _slices(self, inputs) -> Iterator[tuple]:
         batch_size = self._batch_size
@@ -219,27 +328,42 @@ class ArrayDataAdapter(DataAdapter):
                 stop = start + batch_size
                 yield data_utils.map_structure(lambda t: t[start:stop], inputs)
 
-    def _staged_slices(self, inputs) -> Iterator[tuple]:
-        """Copies pinned host slices on a side stream, one batch ahead."""
+    def _rows(self, permutation) -> Iterator:
+        """Each batch's rows: a slice, or its share of the permutation."""
+        for start in range(0, self._num_samples, self._batch_size):
+            stop = start + self._batch_size
+            yield slice(start, stop) if permutation is None else permutation[start:stop]
+
+    def _gathered(self, permutation) -> Iterator[tuple]:
+        """Batches gathered by index from the arrays where they lie."""
+        device = self._device
+        staged = device is not None and device.type == "cuda"
+        host_batches = (
+            data_utils.map_structure(lambda t: _gather(t, rows, staged), self._inputs)
+            for rows in self._rows(permutation)
+        )
+        if staged:
+            return self._staged(host_batches)
+        return (data_utils.structure_to_device(batch, device) for batch in host_batches)
+
+    def _staged(self, host_batches) -> Iterator[tuple]:
+        """Copies pinned host batches on a side stream, one batch ahead."""
         device = self._device
         copy_stream = torch.cuda.Stream(device)
 
-        def load(start):
+        def load(host_batch):
             with torch.cuda.stream(copy_stream):
-                batch = data_utils.map_structure(
-                    lambda t: t[start:start + self._batch_size].to(device, non_blocking=True),
-                    inputs)
+                batch = data_utils.structure_to_device(host_batch, device)
                 done = torch.cuda.Event()
                 done.record(copy_stream)
             return batch, done
 
-        starts = range(0, self._num_samples, self._batch_size)
-        pending = load(0)
-        for start in starts:
+        host_batches = iter(host_batches)
+        pending = load(next(host_batches))
+        while pending is not None:
             batch, done = pending
-            if start + self._batch_size < self._num_samples:
-                pending = load(start + self._batch_size)
-            self._last_copy = pending[1]
+            following = next(host_batches, None)
+            pending = load(following) if following is not None else None
             compute_stream = torch.cuda.current_stream(device)
             compute_stream.wait_event(done)
             for tensor in data_utils.flatten(batch):
@@ -259,6 +383,11 @@ class ArrayDataAdapter(DataAdapter):
         return self._num_samples
 
     @property
+    def gathers_in_place(self) -> bool:
+        """Whether each batch is gathered from the arrays where they lie."""
+        return self._in_place
+
+    @property
     def batch_size(self) -> int:
         return self._batch_size
 
@@ -269,3 +398,16 @@ class ArrayDataAdapter(DataAdapter):
     @property
     def partial_batch_size(self) -> Optional[int]:
         return self._num_samples % self._batch_size or None
+
+
+def _check_class_weight_arguments(y, sample_weight, class_weight) -> None:
+    if class_weight is None:
+        return
+    if sample_weight is not None:
+        raise ValueError(
+            "You cannot pass both `class_weight` and `sample_weight`:"
+            " fold the class weights into `sample_weight` instead."
+        )
+    if y is None:
+        raise ValueError("`class_weight` needs targets: pass `y` as well.")
+    data_utils.single_output(y)

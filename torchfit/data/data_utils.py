@@ -8,6 +8,7 @@ device placement belong to the adapters.
 
 import math
 import sys
+import warnings
 from collections.abc import Mapping
 from typing import Any, Optional
 
@@ -152,13 +153,91 @@ def is_array_structure(structure: Any) -> bool:
     return len(values) > 0 and all(is_array_structure(item) for item in values)
 
 
-def _numpy_from(value: Any) -> np.ndarray:
+def _non_numeric_columns(value: Any) -> list:
+    """`name (dtype)` of each column of a DataFrame (or of the Series) that
+    holds something other than numbers."""
+    columns = value.items() if hasattr(value, "columns") else [(value.name, value)]
+    found = []
+    for name, column in columns:
+        if column.dtype.kind in "biuf":
+            continue
+        try:
+            column.to_numpy(dtype=np.float32)
+        except (TypeError, ValueError):
+            found.append(f"{name!r} ({column.dtype})")
+    return found
+
+
+def as_numpy(value: Any) -> np.ndarray:
+    """One array-like as NumPy (pandas through `to_numpy`, naming non-numeric columns)."""
     if _is_pandas(value):
         array = value.to_numpy()
         if array.dtype == object:  # mixed column dtypes: Keras casts to floatx
+            found = _non_numeric_columns(value)
+            if found:
+                what = "column(s)" if hasattr(value, "columns") else "Series"
+                raise TypeError(
+                    "Data must be numeric to become a torch tensor, but the pandas"
+                    f" {what} {', '.join(found)} hold values that are no numbers."
+                    " Encode them as numbers (e.g. `pd.get_dummies(frame)` or"
+                    " `column.cat.codes`) or drop them."
+                )
             array = value.to_numpy(dtype=np.float32)
         return array
     return np.asarray(value)
+
+
+def host_tensor(value: Any) -> Any:
+    """Converts one leaf to a torch tensor, keeping its dtype and where it lives.
+
+    NumPy memory is shared when torch can share it; read-only and
+    negative-stride arrays are copied. Tensors and `None` pass unchanged.
+
+    Raises:
+        TypeError: if `value` holds strings or Python objects.
+
+    Example:
+        >>> host_tensor(np.array([1.5, 2.5])).dtype
+        torch.float64
+    """
+    if value is None or isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (bool, int, float)):
+        return torch.tensor(value)
+    array = as_numpy(value)
+    if array.dtype == object or array.dtype.kind in "USV":
+        raise TypeError(
+            "Data must be numeric to become a torch tensor."
+            f" Received: an array of dtype {array.dtype} and shape {array.shape}."
+            " Encode strings and Python objects as numbers first."
+        )
+    if not array.flags.writeable or any(s < 0 for s in array.strides):
+        array = np.array(array)  # torch cannot share read-only/negative-stride memory
+    return torch.from_numpy(array)
+
+
+def shared_host_tensor(value: Any) -> Any:
+    """A CPU tensor over `value`'s own memory, dtype unchanged, for data only read from.
+
+    Unlike `host_tensor`, read-only memory (a `np.load(mmap_mode="r")` array)
+    is shared, not copied: the tensor must never be written to. Only
+    negative-stride arrays are copied.
+
+    Example:
+        >>> array = np.arange(3.0)
+        >>> array.flags.writeable = False
+        >>> shared_host_tensor(array).data_ptr() == array.ctypes.data
+        True
+    """
+    if value is None or isinstance(value, torch.Tensor):
+        return value
+    array = as_numpy(value)
+    if array.dtype == object or array.dtype.kind in "USV" or any(s < 0 for s in array.strides):
+        return host_tensor(array)
+    with warnings.catch_warnings():
+        # torch warns that it cannot mark the tensor read-only; nothing writes to it.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
 
 
 def to_tensor(value: Any, device: Optional[torch.device] = None) -> Any:
@@ -178,22 +257,9 @@ def to_tensor(value: Any, device: Optional[torch.device] = None) -> Any:
     Raises:
         TypeError: if `value` holds strings or Python objects.
     """
+    value = host_tensor(value)
     if value is None:
         return None
-    if not isinstance(value, torch.Tensor):
-        if isinstance(value, (bool, int, float)):
-            value = torch.tensor(value)
-        else:
-            array = _numpy_from(value)
-            if array.dtype == object or array.dtype.kind in "USV":
-                raise TypeError(
-                    "Data must be numeric to become a torch tensor."
-                    f" Received: an array of dtype {array.dtype} and shape {array.shape}."
-                    " Encode strings and Python objects as numbers first."
-                )
-            if not array.flags.writeable or any(s < 0 for s in array.strides):
-                array = np.array(array)  # torch cannot share read-only/negative-stride memory
-            value = torch.from_numpy(array)
     # Move before casting: a pinned float64 batch still copies asynchronously.
     if device is not None and value.device != device:
         value = value.to(device, non_blocking=True)
@@ -408,51 +474,3 @@ def class_weight_for_targets(y: Any, class_weight: Any, table=None) -> Any:
         table = class_weight_lookup(class_weight, target.device)
     weights = class_weight_to_sample_weights(target, table)
     return map_structure(lambda _: weights, y)
-
-
-class BatchConverter:
-    """Puts each batch of a generator, Dataset or Sequence into final form.
-
-    Standardizes the tuple (`standardize_batch`), converts leaves to tensors
-    (floats to float32 when `cast=True`), moves them to `device` with
-    `non_blocking=True`, and appends class weights when a table is given.
-
-    Args:
-        device: Target device, or `None` to leave tensors where they are.
-        cast: Convert NumPy/numbers and floats to float32 tensors. A user's
-            DataLoader is passed with `cast=False`: its tensors keep their dtype.
-        class_weight: `{class_index: weight}` or `None`.
-        source: How the data was given, for error messages ("generator").
-    """
-
-    def __init__(self, device=None, cast=True, class_weight=None, source="generator"):
-        self.device = device
-        self.cast = cast
-        self.source = source
-        self.table = None
-        if class_weight is not None:
-            self.table = class_weight_lookup(class_weight, device)
-
-    def __call__(self, batch: Any) -> tuple:
-        batch = standardize_batch(batch)
-        if self.cast:
-            batch = structure_to_device(batch, self.device)
-        else:
-            batch = move_to_device(batch, self.device)
-        if self.table is not None:
-            batch = self._add_class_weights(batch)
-        return batch
-
-    def _add_class_weights(self, batch: tuple) -> tuple:
-        if len(batch) == 3:
-            raise ValueError(
-                f"You cannot use `class_weight` when the {self.source} already"
-                " yields `(x, y, sample_weight)`: fold the class weights into"
-                " the sample weights instead."
-            )
-        if len(batch) == 1 or batch[1] is None:
-            raise ValueError(
-                f"`class_weight` needs targets, but the {self.source} yields"
-                " batches without `y`."
-            )
-        return (batch[0], batch[1], class_weight_for_targets(batch[1], None, self.table))

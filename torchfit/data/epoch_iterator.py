@@ -1,7 +1,8 @@
 """Turns a DataAdapter into epochs of `(step, batch)` pairs.
 
-Owns steps_per_epoch, carrying a finite iterator across epochs, and the
-"ran out of data" warning. Batching and shuffling belong to the adapter;
+Owns steps_per_epoch, carrying a finite iterator across epochs, the "ran
+out of data" warning, and handing the compiled target checks to the adapter.
+Batching, shuffling and when targets are checked belong to the adapter;
 validation and callbacks belong to loops.py.
 """
 
@@ -53,6 +54,26 @@ class EpochIterator:
         """Batches per epoch: steps_per_epoch, the adapter's count, or the
         count seen in the first full pass; `None` while unknown."""
         return self.steps_per_epoch or self.adapter.num_batches or self._counted_batches
+
+    def check_targets(self, *compiled) -> None:
+        """Has the adapter check its host targets against the compiled loss and metrics.
+
+        Called by the loops before the first step of each epoch, when the
+        compiled objects are built; the adapter checks each array once.
+
+        Args:
+            *compiled: Objects with `check_targets(y, where)` (a `CompileLoss`,
+                a `CompileMetrics`), or `None`.
+        """
+        checks = [item.check_targets for item in compiled if item is not None]
+        if not checks:
+            return
+
+        def check(y, where: str) -> None:
+            for each in checks:
+                each(y, where)
+
+        self.adapter.check_targets(check)
 
     def enumerate_epoch(self) -> Iterator[tuple]:
         """Yields `(step, batch)` for one epoch, `step` counting from 0.

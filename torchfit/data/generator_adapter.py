@@ -9,8 +9,8 @@ When a one-pass source runs dry is the epoch iterator's business.
 from collections.abc import Iterator
 from typing import Any, Optional
 
-from torchfit.data import data_utils
 from torchfit.data.adapter import DataAdapter
+from torchfit.data.batch_converter import BatchConverter
 
 
 class GeneratorDataAdapter(DataAdapter):
@@ -33,7 +33,7 @@ class GeneratorDataAdapter(DataAdapter):
             restartable = not isinstance(data, Iterator)
         self.restartable = restartable
         self._source = "iterable" if restartable else "generator"
-        self._convert = data_utils.BatchConverter(device, True, class_weight, self._source)
+        self._convert = BatchConverter(device, True, class_weight, self._source)
         self._passes = 0
         self._num_batches = None
         try:
@@ -50,13 +50,16 @@ class GeneratorDataAdapter(DataAdapter):
         convert = self._convert
         count = 0
         for batch in iterator:
+            yield convert(batch, count)
             count += 1
-            yield convert(batch)
         if count == 0 and check_empty:
             raise ValueError(
                 f"The {self._source} passed as `x` yielded no batches."
                 " It must yield at least one batch `(x, y)`."
             )
+
+    def check_targets(self, check) -> None:
+        self._convert.check_targets(check)
 
     @property
     def num_batches(self) -> Optional[int]:

@@ -15,9 +15,9 @@ from typing import Callable, Iterable, Iterator, Optional
 
 import torch
 
-from torchfit.data import data_utils
 from torchfit.data.adapter import DataAdapter
 from torchfit.data.array_adapter import check_shuffle
+from torchfit.data.batch_converter import BatchConverter
 
 # The Sequence a worker process serves; set once per process by _init_worker.
 _worker_sequence = None
@@ -63,7 +63,7 @@ class SequenceAdapter(DataAdapter):
                 stacklevel=3,
             )
             self._shuffle = False
-        self._convert = data_utils.BatchConverter(device, True, class_weight, "Sequence")
+        self._convert = BatchConverter(device, True, class_weight, "Sequence")
         workers = sequence.workers
         self._use_processes = bool(sequence.use_multiprocessing) and workers > 0
         self._workers = workers
@@ -86,7 +86,7 @@ class SequenceAdapter(DataAdapter):
     def _fetch_serial(self, indices) -> Iterator[tuple]:
         sequence, convert = self._sequence, self._convert
         for index in indices:
-            yield convert(sequence[index])
+            yield convert(sequence[index], index)
 
     def _make_executor(self) -> tuple[Executor, Callable]:
         if self._use_processes:
@@ -106,15 +106,19 @@ class SequenceAdapter(DataAdapter):
         indices = iter(indices)
         try:
             for index in itertools.islice(indices, self._max_queue_size):
-                pending.append(executor.submit(fetch, index))
+                pending.append((index, executor.submit(fetch, index)))
             while pending:
-                batch = pending.popleft().result()
-                for index in itertools.islice(indices, 1):
-                    pending.append(executor.submit(fetch, index))
-                yield self._convert(batch)
+                index, future = pending.popleft()
+                batch = future.result()
+                for following in itertools.islice(indices, 1):
+                    pending.append((following, executor.submit(fetch, following)))
+                yield self._convert(batch, index)
         finally:
             # Runs when the epoch ends or the iterator is dropped early.
             executor.shutdown(wait=True, cancel_futures=True)
+
+    def check_targets(self, check) -> None:
+        self._convert.check_targets(check)
 
     @property
     def num_batches(self) -> Optional[int]:

@@ -12,9 +12,9 @@ from typing import Iterator, Optional
 
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
-from torchfit.data import data_utils
 from torchfit.data.adapter import DataAdapter
 from torchfit.data.array_adapter import check_shuffle, epoch_permutation
+from torchfit.data.batch_converter import BatchConverter
 
 
 class _EpochPermutationSampler(Sampler):
@@ -57,7 +57,7 @@ class DataLoaderAdapter(DataAdapter):
     def __init__(self, loader: DataLoader, *, class_weight=None, device=None, cast=False,
                  source="DataLoader"):
         self._loader = loader
-        self._convert = data_utils.BatchConverter(device, cast, class_weight, source)
+        self._convert = BatchConverter(device, cast, class_weight, source)
         self._num_batches = None
         self._partial_batch_size = None
         try:
@@ -70,7 +70,10 @@ class DataLoaderAdapter(DataAdapter):
 
     def get_iterator(self) -> Iterator[tuple]:
         convert = self._convert
-        return (convert(batch) for batch in self._loader)
+        return (convert(batch, index) for index, batch in enumerate(self._loader))
+
+    def check_targets(self, check) -> None:
+        self._convert.check_targets(check)
 
     @property
     def num_batches(self) -> Optional[int]:

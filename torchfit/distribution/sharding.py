@@ -141,6 +141,9 @@ class _Sharded(DataAdapter):
     def num_batches(self) -> Optional[int]:
         return self.inner.num_batches
 
+    def check_targets(self, check) -> None:
+        self.inner.check_targets(check)
+
     def on_epoch_begin(self) -> None:
         self.inner.on_epoch_begin()
 
@@ -177,7 +180,8 @@ class ShardedArrayAdapter(_Sharded):
             model._loss_weight = weight
             batch = data_utils.map_structure(lambda t: t[low:high], inputs)
             if device is not None:
-                batch = data_utils.move_to_device(batch, device)
+                # structure_to_device: data gathered in place is cast here.
+                batch = data_utils.structure_to_device(batch, device)
             recorder.rows(np.arange(low, high) if permutation is None else permutation[low:high].numpy())
             yield tuple(batch)
         model._loss_weight = 1.0

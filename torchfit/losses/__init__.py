@@ -269,6 +269,10 @@ class _ShapeResolvedCrossentropy(Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.resolved: Optional[Loss] = None
 
+    @property
+    def target_rule(self):
+        return None if self.resolved is None else self.resolved.target_rule
+
     def __call__(self, y_true, y_pred, sample_weight=None):
         if self.resolved is None:
             self.resolved = resolve_crossentropy(y_true, y_pred, name=self.name)

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from torchfit.losses.targets import ClassIndices
+
 __all__ = [
     "Loss",
     "LossFunctionWrapper",
@@ -231,6 +233,11 @@ class Loss:
     # being cast to y_pred's dtype.
     _integer_targets = False
 
+    #: What `fit` checks of the targets before calling this loss:
+    #: `targets.SAME_SHAPE` (nothing broadcast), a `targets.ClassIndices`
+    #: (labels in range), or `None` (nothing; a user's loss decides).
+    target_rule: Any = None
+
     def __init__(self, name: Optional[str] = None, reduction: Optional[str] = "sum_over_batch_size", dtype: Any = None):
         self.name = name or to_snake_case(type(self).__name__)
         self.reduction = standardize_reduction(reduction)
@@ -397,6 +404,17 @@ class TorchLoss(Loss):
             return reduce_weighted_values(output, None, None, "sum_over_batch_size")
         values = self._unreduced()(y_pred, y_true)
         return reduce_weighted_values(values, sample_weight, None, "sum_over_batch_size")
+
+    @property
+    def target_rule(self) -> Any:
+        """Class indices along axis 1 for `nn.CrossEntropyLoss`/`nn.NLLLoss`.
+
+        Their float targets are class probabilities, not indices. Other torch
+        modules check their own targets.
+        """
+        if isinstance(self.module, (torch.nn.CrossEntropyLoss, torch.nn.NLLLoss)):
+            return ClassIndices(1, self.module.ignore_index, floats_are_indices=False)
+        return None
 
     def _unreduced(self) -> torch.nn.Module:
         """The module with `reduction="none"`, made once (it shares parameters)."""

@@ -24,6 +24,7 @@ from torchfit.losses.loss import (
     as_tensor,
     squeeze_or_expand_to_same_rank,
 )
+from torchfit.losses.targets import SAME_SHAPE
 
 EPSILON = 1e-7  # Keras's backend.epsilon()
 _LOG_2 = math.log(2.0)
@@ -258,6 +259,8 @@ class MeanSquaredError(_MeanFastPath, LossFunctionWrapper):
         0.5
     """
 
+    target_rule = SAME_SHAPE
+
     def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error", dtype=None):
         super().__init__(mean_squared_error, name=name, reduction=reduction, dtype=dtype)
 
@@ -273,6 +276,8 @@ class MeanAbsoluteError(_MeanFastPath, LossFunctionWrapper):
         name: Defaults to `"mean_absolute_error"`.
         dtype: See `Loss`. Defaults to `None`.
     """
+
+    target_rule = SAME_SHAPE
 
     def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error", dtype=None):
         super().__init__(mean_absolute_error, name=name, reduction=reduction, dtype=dtype)
@@ -290,6 +295,8 @@ class MeanAbsolutePercentageError(LossFunctionWrapper):
         dtype: See `Loss`. Defaults to `None`.
     """
 
+    target_rule = SAME_SHAPE
+
     def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_percentage_error", dtype=None):
         super().__init__(mean_absolute_percentage_error, name=name, reduction=reduction, dtype=dtype)
 
@@ -302,6 +309,8 @@ class MeanSquaredLogarithmicError(LossFunctionWrapper):
         name: Defaults to `"mean_squared_logarithmic_error"`.
         dtype: See `Loss`. Defaults to `None`.
     """
+
+    target_rule = SAME_SHAPE
 
     def __init__(self, reduction="sum_over_batch_size", name="mean_squared_logarithmic_error", dtype=None):
         super().__init__(mean_squared_logarithmic_error, name=name, reduction=reduction, dtype=dtype)
@@ -316,6 +325,8 @@ class CosineSimilarity(LossFunctionWrapper):
         name: Defaults to `"cosine_similarity"`.
         dtype: See `Loss`. Defaults to `None`.
     """
+
+    target_rule = SAME_SHAPE
 
     def __init__(self, axis=-1, reduction="sum_over_batch_size", name="cosine_similarity", dtype=None):
         super().__init__(cosine_similarity, name=name, reduction=reduction, dtype=dtype, axis=axis)
@@ -332,6 +343,8 @@ class Huber(_MeanFastPath, LossFunctionWrapper):
         name: Defaults to `"huber_loss"`.
         dtype: See `Loss`. Defaults to `None`.
     """
+
+    target_rule = SAME_SHAPE
 
     def __init__(self, delta=1.0, reduction="sum_over_batch_size", name="huber_loss", dtype=None):
         super().__init__(huber, name=name, reduction=reduction, dtype=dtype, delta=delta)
@@ -351,6 +364,8 @@ class LogCosh(LossFunctionWrapper):
         dtype: See `Loss`. Defaults to `None`.
     """
 
+    target_rule = SAME_SHAPE
+
     def __init__(self, reduction="sum_over_batch_size", name="log_cosh", dtype=None):
         super().__init__(log_cosh, name=name, reduction=reduction, dtype=dtype)
 
@@ -363,6 +378,8 @@ class Hinge(LossFunctionWrapper):
         name: Defaults to `"hinge"`.
         dtype: See `Loss`. Defaults to `None`.
     """
+
+    target_rule = SAME_SHAPE
 
     def __init__(self, reduction="sum_over_batch_size", name="hinge", dtype=None):
         super().__init__(hinge, name=name, reduction=reduction, dtype=dtype)
@@ -377,6 +394,8 @@ class SquaredHinge(LossFunctionWrapper):
         dtype: See `Loss`. Defaults to `None`.
     """
 
+    target_rule = SAME_SHAPE
+
     def __init__(self, reduction="sum_over_batch_size", name="squared_hinge", dtype=None):
         super().__init__(squared_hinge, name=name, reduction=reduction, dtype=dtype)
 
@@ -389,6 +408,8 @@ class CategoricalHinge(LossFunctionWrapper):
         name: Defaults to `"categorical_hinge"`.
         dtype: See `Loss`. Defaults to `None`.
     """
+
+    target_rule = SAME_SHAPE
 
     def __init__(self, reduction="sum_over_batch_size", name="categorical_hinge", dtype=None):
         super().__init__(categorical_hinge, name=name, reduction=reduction, dtype=dtype)
@@ -403,6 +424,8 @@ class Dice(LossFunctionWrapper):
         axis: Axes to sum over; `None` sums everything into one value. Defaults to None.
         dtype: See `Loss`. Defaults to `None`.
     """
+
+    target_rule = SAME_SHAPE
 
     def __init__(self, reduction="sum_over_batch_size", name="dice", axis=None, dtype=None):
         super().__init__(dice, name=name, reduction=reduction, dtype=dtype, axis=axis)
@@ -424,6 +447,8 @@ class Tversky(LossFunctionWrapper):
         axis: Axes to sum over; `None` sums everything. Defaults to None.
         dtype: See `Loss`. Defaults to `None`.
     """
+
+    target_rule = SAME_SHAPE
 
     def __init__(self, alpha=0.5, beta=0.5, reduction="sum_over_batch_size", name="tversky", axis=None, dtype=None):
         super().__init__(tversky, name=name, reduction=reduction, dtype=dtype, alpha=alpha, beta=beta, axis=axis)

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from torchfit.losses.loss import LossFunctionWrapper, as_tensor, squeeze_or_expand_to_same_rank
 from torchfit.losses.losses import EPSILON, _pair
+from torchfit.losses.targets import SAME_SHAPE, ClassIndices
 
 _MEAN_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
 
@@ -282,6 +283,8 @@ class BinaryCrossentropy(LossFunctionWrapper):
         0.6931
     """
 
+    target_rule = SAME_SHAPE
+
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size", name="binary_crossentropy", dtype=None):
         super().__init__(binary_crossentropy, name=name, reduction=reduction, dtype=dtype, from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
         self.from_logits, self.label_smoothing, self.axis = from_logits, label_smoothing, axis
@@ -313,6 +316,8 @@ class BinaryFocalCrossentropy(LossFunctionWrapper):
         name: Defaults to `"binary_focal_crossentropy"`.
         dtype: See `Loss`. Defaults to `None`.
     """
+
+    target_rule = SAME_SHAPE
 
     def __init__(
         self,
@@ -354,6 +359,8 @@ class CategoricalCrossentropy(LossFunctionWrapper):
         dtype: See `Loss`. Defaults to `None`.
     """
 
+    target_rule = SAME_SHAPE
+
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size", name="categorical_crossentropy", dtype=None):
         _check_axis(axis)
         super().__init__(categorical_crossentropy, name=name, reduction=reduction, dtype=dtype, from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
@@ -383,6 +390,8 @@ class CategoricalFocalCrossentropy(LossFunctionWrapper):
         name: Defaults to `"categorical_focal_crossentropy"`.
         dtype: See `Loss`. Defaults to `None`.
     """
+
+    target_rule = SAME_SHAPE
 
     def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size", name="categorical_focal_crossentropy", dtype=None):
         _check_axis(axis)
@@ -428,6 +437,11 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
         super().__init__(sparse_categorical_crossentropy, name=name, reduction=reduction, dtype=dtype, from_logits=from_logits, ignore_class=ignore_class, axis=axis)
         self.from_logits, self.ignore_class, self.axis = from_logits, ignore_class, axis
 
+    @property
+    def target_rule(self) -> ClassIndices:
+        """Class indices along `axis`; `ignore_class` may appear anywhere."""
+        return ClassIndices(self.axis, self.ignore_class)
+
     def __call__(self, y_true, y_pred, sample_weight=None):
         fused = self.reduction in _MEAN_REDUCTIONS or self.reduction == "sum"
         if sample_weight is None and self.ignore_class is None and fused:
@@ -453,6 +467,8 @@ class KLDivergence(LossFunctionWrapper):
         dtype: See `Loss`. Defaults to `None`.
     """
 
+    target_rule = SAME_SHAPE
+
     def __init__(self, reduction="sum_over_batch_size", name="kl_divergence", dtype=None):
         super().__init__(kl_divergence, name=name, reduction=reduction, dtype=dtype)
 
@@ -465,6 +481,8 @@ class Poisson(LossFunctionWrapper):
         name: Defaults to `"poisson"`.
         dtype: See `Loss`. Defaults to `None`.
     """
+
+    target_rule = SAME_SHAPE
 
     def __init__(self, reduction="sum_over_batch_size", name="poisson", dtype=None):
         super().__init__(poisson, name=name, reduction=reduction, dtype=dtype)
@@ -483,6 +501,7 @@ class CategoricalGeneralizedCrossEntropy(LossFunctionWrapper):
     """
 
     _integer_targets = True
+    target_rule = ClassIndices()
 
     def __init__(self, q=0.5, reduction="sum_over_batch_size", name="categorical_generalized_cross_entropy", dtype=None):
         if not 0 < q < 1:

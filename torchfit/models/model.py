@@ -140,6 +140,7 @@ class Model(Trainer, MetricsTracking, nn.Module):
         self._output_structure = None
         self._initial_epoch = None
         self._resume = None  # set by BackupAndRestore: see loops.train_epoch
+        self._on_compiled_built = None  # see _when_compiled_built
         self.steps_per_execution = 1
         self.jit_compile = False
         self.run_eagerly = False
@@ -469,7 +470,7 @@ class Model(Trainer, MetricsTracking, nn.Module):
         total = None
         if self._compile_loss is not None:
             if not self._compile_loss.built:
-                self._compile_loss.build(y, y_pred, self.device)
+                self._build_compiled(y, y_pred)
             with self._autocast():
                 total = self._compile_loss(y, y_pred, sample_weight)
         for added in self.losses:
@@ -494,9 +495,33 @@ class Model(Trainer, MetricsTracking, nn.Module):
         del x
         if self._compile_metrics is not None:
             if not self._compile_metrics.built:
-                self._compile_metrics.build(y, y_pred, self.device)
+                self._build_compiled(y, y_pred)
             self._compile_metrics.update_state(y, y_pred, sample_weight)
         return loops.MetricLogs(self.get_metrics_result)
+
+    def _build_compiled(self, y, y_pred) -> None:
+        """Builds the compiled loss and metrics from the first real batch, both at once.
+
+        Then runs the callback of `_when_compiled_built` (the loops' target
+        check), before any loss or metric sees the batch: the data checks its
+        host targets against both, so no bad label reaches a kernel.
+        """
+        for compiled in (self._compile_loss, self._compile_metrics):
+            if compiled is not None and not compiled.built:
+                compiled.build(y, y_pred, self.device)
+        callback, self._on_compiled_built = self._on_compiled_built, None
+        if callback is not None:
+            callback()
+
+    def _when_compiled_built(self, callback) -> None:
+        """Runs `callback()` once the compiled loss and metrics are built: now if they are,
+        else right after `_build_compiled` (a later call replaces an earlier callback)."""
+        pending = [c for c in (self._compile_loss, self._compile_metrics) if c is not None and not c.built]
+        if pending:
+            self._on_compiled_built = callback
+        else:
+            self._on_compiled_built = None
+            callback()
 
     def _ensure_built(self, batch) -> None:
         """Builds the compiled loss and metrics from one batch, without training.
@@ -520,10 +545,7 @@ class Model(Trainer, MetricsTracking, nn.Module):
                 y_pred = self(x, training=False)
         finally:
             self._track_added_metrics = tracking
-        if needs_loss:
-            self._compile_loss.build(y, y_pred, self.device)
-        if needs_metrics:
-            self._compile_metrics.build(y, y_pred, self.device)
+        self._build_compiled(y, y_pred)
 
     # ----------------------------------------------------------------- steps
     def train_step(self, data):
