@@ -1,0 +1,611 @@
+"""Mutation check: plants one hand-made bug at a time and asks whether the tests notice.
+
+Owns the mutation operators (the kinds of bugs real code gets: a comparison off its
+boundary, an off-by-one, a dropped `sample_weight`, a copy turned into an alias, a
+missing reset, a wrong reduction, swapped arguments), choosing the tests that are
+relevant to each mutated module, running them against a copy of the tree, and the
+report. What the tests check belongs to tests/ and compat/; mutants known to be
+equivalent (no test could tell them apart) are listed, with a reason, in
+tools/equivalent_mutants.txt and left out of the score.
+
+Not run in CI and not collected by pytest. Run it from the repository root, with the
+Python that runs the suite:
+
+    python tools/mutate.py --list                          # every mutant; nothing runs
+    python tools/mutate.py --sample 80 --seed 0            # a random sample of 80
+    python tools/mutate.py --files torchfit/metrics --jobs 2
+    python tools/mutate.py --sample 80 --seed 0 --operators boundary,drop_reset
+
+`--files` takes files or folders (default: torchfit/models, loops.py, compiled.py,
+torchfit/callbacks, torchfit/data, torchfit/metrics). Each mutant runs in a fresh
+`python -m pytest -x -q -p no:randomly` subprocess, in a per-worker copy of the tree
+(the real files are never written), on the mutated module's doctests, its mirrored
+tests/ module(s) and the compat/ tests that exercise it (`tests_for`). The tests are
+first run once unmutated, which sets each mutant's timeout (`--timeout-factor` times
+that run, plus 20 s). A mutant is killed when the tests fail, times out when they
+hang, and survives when they pass. The score is killed (timeouts included) over the
+non-equivalent mutants. `--json FILE` writes every result. Exit status: 0, or 1 when
+a survivor is not marked equivalent.
+
+A sample of 80 takes about 15-25 minutes with `--jobs 2` on a 2-core machine.
+"""
+
+import argparse
+import ast
+import copy
+import dataclasses
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TARGETS = (
+    "torchfit/models", "torchfit/loops.py", "torchfit/compiled.py",
+    "torchfit/callbacks", "torchfit/data", "torchfit/metrics",
+)
+EQUIVALENT_FILE = ROOT / "tools" / "equivalent_mutants.txt"
+COPIED = ("torchfit", "tests", "compat", "conftest.py", "pyproject.toml")
+
+
+# --------------------------------------------------------------------------- mutants
+
+
+@dataclasses.dataclass
+class Mutant:
+    """One planted bug: `original` (source of the node) becomes `replacement` at `path:line`."""
+
+    path: str
+    line: int
+    operator: str
+    function: str
+    original: str
+    replacement: str
+    start: int  # byte offsets of the replaced source segment
+    end: int
+
+    @property
+    def key(self) -> str:
+        """Stable across line moves: how tools/equivalent_mutants.txt names a mutant."""
+        return f"{self.path}::{self.function}::{self.operator}::{self.original} -> {self.replacement}"
+
+    def describe(self) -> str:
+        return f"{self.path}:{self.line} [{self.operator}] `{self.original}` -> `{self.replacement}` (in {self.function})"
+
+
+@dataclasses.dataclass
+class Site:
+    """A node an operator may rewrite, with what encloses it."""
+
+    node: ast.AST
+    function: str
+
+
+_RESET_NAMES = {"reset_state", "reset_states", "reset_metrics", "reset", "zero_grad", "zero_", "clear"}
+# Calls whose swapped arguments are no bug (commutative) or no plausible one (builtins
+# taking a value and a type or a name: swapping them only raises).
+_NOT_SWAPPED = {"max", "min", "maximum", "minimum", "add", "mul", "eq", "equal", "ne", "isclose",
+                "allclose", "logical_and", "logical_or", "hypot", "isinstance", "issubclass",
+                "getattr", "setattr", "hasattr", "super", "zip", "range", "enumerate", "map"}
+_BOUNDARY = {ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Lt: ast.LtE, ast.LtE: ast.Lt}
+_REDUCTIONS = {"mean": "sum", "sum": "mean", "nanmean": "nansum", "nansum": "nanmean"}
+
+
+def _call_name(node: ast.AST) -> Optional[str]:
+    if not isinstance(node, ast.Call):
+        return None
+    if isinstance(node.func, ast.Attribute):
+        return node.func.attr
+    return node.func.id if isinstance(node.func, ast.Name) else None
+
+
+def _int_constant(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and type(node.value) is int
+
+
+def _edited(node: ast.AST, edit: Callable[[ast.AST], Optional[ast.AST]]) -> Optional[ast.AST]:
+    """Applies `edit` to a deep copy of `node` (the tree itself is never changed)."""
+    return edit(copy.deepcopy(node))
+
+
+def op_boundary(node: ast.AST) -> Iterator[ast.AST]:
+    """`>` <-> `>=`, `<` <-> `<=`: the comparison off its boundary."""
+    if isinstance(node, ast.Compare):
+        for index, op in enumerate(node.ops):
+            if type(op) in _BOUNDARY:
+                mutant = copy.deepcopy(node)
+                mutant.ops[index] = _BOUNDARY[type(op)]()
+                yield mutant
+
+
+def op_off_by_one(node: ast.AST) -> Iterator[ast.AST]:
+    """`x + 1` / `x - 1` lose their 1; `range(n)` stops one early; int bounds move by one."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+        if _int_constant(node.right) and node.right.value == 1:
+            yield copy.deepcopy(node.left)
+    if _call_name(node) == "range" and node.args and not node.keywords:
+        mutant = copy.deepcopy(node)
+        stop = mutant.args[min(1, len(mutant.args) - 1)]
+        mutant.args[min(1, len(mutant.args) - 1)] = ast.BinOp(stop, ast.Sub(), ast.Constant(1))
+        yield mutant
+    if isinstance(node, ast.Compare) and len(node.comparators) == 1 and _int_constant(node.comparators[0]):
+        mutant = copy.deepcopy(node)
+        mutant.comparators[0] = ast.Constant(node.comparators[0].value + 1)
+        yield mutant
+    if isinstance(node, ast.Slice):
+        for bound in ("lower", "upper"):
+            if _int_constant(getattr(node, bound)):
+                mutant = copy.deepcopy(node)
+                setattr(mutant, bound, ast.Constant(getattr(node, bound).value + 1))
+                yield mutant
+
+
+def op_drop_sample_weight(node: ast.AST) -> Iterator[ast.AST]:
+    """A call that forgets to pass `sample_weight` on."""
+    if not isinstance(node, ast.Call):
+        return
+    for index, keyword in enumerate(node.keywords):
+        if keyword.arg == "sample_weight" and not (
+            isinstance(keyword.value, ast.Constant) and keyword.value.value is None
+        ):
+            mutant = copy.deepcopy(node)
+            del mutant.keywords[index]
+            yield mutant
+    if node.args and isinstance(node.args[-1], ast.Name) and node.args[-1].id == "sample_weight":
+        mutant = copy.deepcopy(node)
+        del mutant.args[-1]
+        yield mutant
+
+
+def op_copy_to_alias(node: ast.AST) -> Iterator[ast.AST]:
+    """A copy that becomes an alias: `.clone()`, `.copy()`, `copy.copy`, `np.array`, `copy=True`."""
+    name = _call_name(node)
+    if name in ("clone", "copy") and isinstance(node.func, ast.Attribute) and not node.args:
+        receiver = node.func.value
+        if not (isinstance(receiver, ast.Name) and receiver.id == "copy"):
+            yield copy.deepcopy(receiver)
+    if name in ("copy", "deepcopy") and isinstance(node.func, ast.Attribute):
+        if isinstance(node.func.value, ast.Name) and node.func.value.id == "copy" and len(node.args) == 1:
+            yield copy.deepcopy(node.args[0])
+    if name in ("dict", "list") and isinstance(node.func, ast.Name) and len(node.args) == 1 and not node.keywords:
+        yield copy.deepcopy(node.args[0])
+    if name == "array" and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
+        if node.func.value.id in ("np", "numpy") and not any(k.arg == "copy" for k in node.keywords):
+            yield _edited(node, lambda n: _set_attr(n, "asarray"))
+    if isinstance(node, ast.Call):
+        for index, keyword in enumerate(node.keywords):
+            if keyword.arg == "copy" and isinstance(keyword.value, ast.Constant) and keyword.value.value is True:
+                mutant = copy.deepcopy(node)
+                mutant.keywords[index].value = ast.Constant(False)
+                yield mutant
+
+
+def _set_attr(node: ast.Call, attr: str) -> ast.Call:
+    node.func.attr = attr
+    return node
+
+
+def op_drop_reset(node: ast.AST) -> Iterator[ast.AST]:
+    """A reset that never happens: `metric.reset_state()`, `optimizer.zero_grad()`, `d.clear()`."""
+    if isinstance(node, ast.Expr) and _call_name(node.value) in _RESET_NAMES:
+        yield ast.Pass()
+
+
+def op_reduction(node: ast.AST) -> Iterator[ast.AST]:
+    """`mean` <-> `sum`, and a division that loses its divisor."""
+    name = _call_name(node)
+    if name in _REDUCTIONS and isinstance(node.func, ast.Attribute):
+        yield _edited(node, lambda n: _set_attr(n, _REDUCTIONS[name]))
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        if not isinstance(node.right, ast.Constant):
+            yield copy.deepcopy(node.left)
+
+
+def op_swap_args(node: ast.AST) -> Iterator[ast.AST]:
+    """The first two positional arguments, both plain names, in the wrong order."""
+    if not isinstance(node, ast.Call) or len(node.args) < 2 or _call_name(node) in _NOT_SWAPPED:
+        return
+    first, second = node.args[0], node.args[1]
+    if isinstance(first, ast.Name) and isinstance(second, ast.Name) and first.id != second.id:
+        mutant = copy.deepcopy(node)
+        mutant.args[0], mutant.args[1] = mutant.args[1], mutant.args[0]
+        yield mutant
+
+
+OPERATORS = {
+    "boundary": op_boundary,
+    "off_by_one": op_off_by_one,
+    "drop_sample_weight": op_drop_sample_weight,
+    "copy_to_alias": op_copy_to_alias,
+    "drop_reset": op_drop_reset,
+    "reduction": op_reduction,
+    "swap_args": op_swap_args,
+}
+
+
+def _is_docstring(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str))
+
+
+def _skipped(node: ast.AST) -> bool:
+    """Error messages and warnings: a mutant there changes only the text people read."""
+    return isinstance(node, (ast.JoinedStr, ast.Raise)) or _call_name(node) == "warn"
+
+
+def iter_sites(tree: ast.AST, function: str = "<module>") -> Iterator[Site]:
+    """Every node outside docstrings, error messages and warnings, with its function's name."""
+    for child in ast.iter_child_nodes(tree):
+        if _is_docstring(child) or _skipped(child):
+            continue
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            inner = child.name if function == "<module>" else f"{function}.{child.name}"
+            yield from iter_sites(child, inner)
+            continue
+        yield Site(child, function)
+        yield from iter_sites(child, function)
+
+
+def _line_offsets(source: bytes) -> list[int]:
+    offsets, position = [0], 0
+    for line in source.splitlines(keepends=True):
+        position += len(line)
+        offsets.append(position)
+    return offsets
+
+
+def _replacement_text(node: ast.AST, mutant_node: ast.AST) -> str:
+    if isinstance(mutant_node, ast.Pass):
+        return "pass"
+    text = ast.unparse(mutant_node)
+    return text if isinstance(node, ast.Slice) else f"({text})"
+
+
+def mutants_of(path: Path, operators: dict) -> list[Mutant]:
+    """All mutants of one file, in source order, each checked to compile and to differ."""
+    source = path.read_bytes()
+    tree = ast.parse(source)
+    offsets, relative = _line_offsets(source), path.relative_to(ROOT).as_posix()
+    found, seen = [], set()
+    for site in iter_sites(tree):
+        node = site.node
+        if not hasattr(node, "end_lineno") or node.end_lineno is None:
+            continue
+        start = offsets[node.lineno - 1] + node.col_offset
+        end = offsets[node.end_lineno - 1] + node.end_col_offset
+        for name, operator in operators.items():
+            for mutant_node in operator(node):
+                mutant = _make_mutant(relative, site, name, node, mutant_node, start, end)
+                if (mutant.start, mutant.replacement) not in seen and _valid(source, tree, mutant):
+                    seen.add((mutant.start, mutant.replacement))
+                    found.append(mutant)
+    return found
+
+
+def _make_mutant(path, site, operator, node, mutant_node, start, end) -> Mutant:
+    replacement = _replacement_text(node, ast.fix_missing_locations(mutant_node))
+    original = " ".join(ast.unparse(node).split())
+    return Mutant(path, node.lineno, operator, site.function, original,
+                  " ".join(replacement.split()), start, end)
+
+
+def apply(source: bytes, mutant: Mutant) -> bytes:
+    return source[: mutant.start] + mutant.replacement.encode() + source[mutant.end:]
+
+
+def _valid(source: bytes, tree: ast.AST, mutant: Mutant) -> bool:
+    try:
+        mutated = ast.parse(apply(source, mutant))
+    except SyntaxError:
+        return False
+    return ast.dump(mutated) != ast.dump(tree)
+
+
+def python_files(targets) -> list[Path]:
+    files = []
+    for target in targets:
+        path = (ROOT / target).resolve()
+        files.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
+    return [f for f in files if "__pycache__" not in f.parts]
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+# Compat tests per module prefix: the parity and guide ports that drive that code.
+_GUIDE = "compat/guide/test_guide_"
+_COMPAT = {
+    "torchfit/metrics/confusion_metrics.py": ["compat/keras_parity/test_confusion_metrics_parity.py"],
+    "torchfit/metrics/_confusion_utils.py": ["compat/keras_parity/test_confusion_metrics_parity.py"],
+    "torchfit/metrics/f_score_metrics.py": ["compat/keras_parity/test_confusion_metrics_parity.py"],
+    "torchfit/metrics/iou_metrics.py": ["compat/keras_parity/test_confusion_metrics_parity.py"],
+    "torchfit/metrics/": ["compat/keras_parity/test_metrics_parity.py"],
+    "torchfit/data/": [f"{_GUIDE}other_inputs.py", f"{_GUIDE}datasets.py", f"{_GUIDE}validation_split.py",
+                       f"{_GUIDE}sequence.py"],
+    "torchfit/callbacks/tensorboard.py": [f"{_GUIDE}tensorboard.py"],
+    "torchfit/callbacks/learning_rate_scheduler.py": [f"{_GUIDE}lr_schedules.py"],
+    "torchfit/callbacks/": [f"{_GUIDE}callbacks.py", f"{_GUIDE}checkpointing.py"],
+    "torchfit/models/saving.py": [f"{_GUIDE}checkpointing.py"],
+    "torchfit/models/serialization.py": [f"{_GUIDE}checkpointing.py"],
+    "torchfit/models/": [f"{_GUIDE}overview.py", f"{_GUIDE}compile.py", f"{_GUIDE}weighting.py",
+                         "compat/keras_parity/test_end_to_end_parity.py"],
+    "torchfit/loops.py": ["tests/models/test_trainer.py", "tests/test_steps_per_execution.py",
+                          f"{_GUIDE}overview.py", f"{_GUIDE}callbacks.py", f"{_GUIDE}validation_split.py"],
+    "torchfit/compiled.py": [f"{_GUIDE}compile.py", f"{_GUIDE}weighting.py", f"{_GUIDE}multi_io.py",
+                             f"{_GUIDE}custom_losses_metrics.py", "tests/test_multi_io.py"],
+}
+# Mirrored tests where the file name alone does not say it.
+_MIRRORED = {
+    "torchfit/metrics/__init__.py": ["tests/metrics/test_metrics_get.py"],
+    "torchfit/metrics/_confusion_utils.py": ["tests/metrics/test_confusion_metrics.py"],
+    "torchfit/data/__init__.py": ["tests/data/test_get_adapter.py"],
+    "torchfit/callbacks/__init__.py": ["tests/callbacks/test_callback_list.py"],
+    "torchfit/models/__init__.py": ["tests/models/test_model.py"],
+    "torchfit/models/model.py": ["tests/models/test_model.py", "tests/models/test_trainer.py"],
+}
+
+
+def tests_for(path: str) -> list[list[str]]:
+    """Two stages: the module's doctests and mirrored tests, then the compat tests using it.
+
+    The second stage runs only when the first passes: pytest collects every file before
+    running one, and the compat files import Keras.
+    """
+    relative = Path(path).relative_to("torchfit")
+    mirrored = _MIRRORED.get(path) or [str(Path("tests", relative.parent, f"test_{relative.name}"))]
+    compat = next((paths for prefix, paths in _COMPAT.items() if path.startswith(prefix)), [])
+    stages = [[path, *mirrored], compat]
+    return [[p for p in stage if (ROOT / p).exists()] for stage in stages if stage]
+
+
+@dataclasses.dataclass
+class Outcome:
+    status: str  # killed, survived, timeout, no_tests, baseline_failed
+    seconds: float
+    detail: str = ""
+    stage_seconds: list = dataclasses.field(default_factory=list)
+
+
+def _pytest_command(test_paths: list[str]) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", "--no-header",
+            "-o", "console_output_style=classic", *test_paths]
+
+
+def _environment(workdir: Path) -> dict:
+    env = dict(os.environ)
+    env.update(PYTHONPATH=str(workdir), PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
+    return env
+
+
+def run_stages(workdir: Path, stages: list[list[str]], timeouts: list[float]) -> Outcome:
+    """Runs the stages in order and stops at the first that does not pass."""
+    seconds, status, detail = [], "no_tests", ""
+    for stage, timeout in zip(stages, timeouts):
+        outcome = run_tests(workdir, stage, timeout)
+        seconds.append(outcome.seconds)
+        if outcome.status == "no_tests":
+            continue
+        status, detail = outcome.status, outcome.detail
+        if status != "survived":
+            break
+    return Outcome(status, sum(seconds), detail, seconds)
+
+
+def run_tests(workdir: Path, test_paths: list[str], timeout: float) -> Outcome:
+    """Runs pytest in its own process group, so a hang is killed with all its children."""
+    started = time.monotonic()
+    process = subprocess.Popen(_pytest_command(test_paths), cwd=workdir, env=_environment(workdir),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        return Outcome("timeout", time.monotonic() - started)
+    seconds = time.monotonic() - started
+    status = {0: "survived", 5: "no_tests"}.get(process.returncode, "killed")
+    return Outcome(status, seconds, _first_failure(output))
+
+
+def _first_failure(output: str) -> str:
+    for line in output.splitlines():
+        if line.startswith(("FAILED", "ERROR")):
+            return line[:200]
+    return ""
+
+
+# ---------------------------------------------------------------------------- workers
+
+
+def make_workdir() -> Path:
+    """A private copy of the tree: mutants are written there, never into the real files."""
+    workdir = Path(tempfile.mkdtemp(prefix="torchfit-mutate-"))
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in COPIED:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, workdir / name, ignore=ignore)
+        elif source.exists():
+            shutil.copy2(source, workdir / name)
+    return workdir
+
+
+def check_imports_from(workdir: Path) -> None:
+    command = [sys.executable, "-c", "import torchfit; print(torchfit.__file__)"]
+    found = subprocess.run(command, cwd=workdir, env=_environment(workdir), capture_output=True,
+                           text=True, check=True).stdout.strip()
+    if not found.startswith(str(workdir)):
+        raise SystemExit(f"The copy's torchfit is not the one imported: {found} (workdir {workdir}).")
+
+
+class Workers:
+    """A pool of tree copies; each mutant borrows one, writes its file, runs, restores it."""
+
+    def __init__(self, count: int):
+        self._free = [make_workdir() for _ in range(count)]
+        self._lock = threading.Lock()
+        check_imports_from(self._free[0])
+
+    def _take(self) -> Path:
+        with self._lock:
+            return self._free.pop()
+
+    def _give(self, workdir: Path) -> None:
+        with self._lock:
+            self._free.append(workdir)
+
+    def run(self, mutant: Optional[Mutant], stages: list[list[str]], timeouts: list[float]) -> Outcome:
+        workdir = self._take()
+        target = workdir / mutant.path if mutant else None
+        original = target.read_bytes() if target else None
+        try:
+            if target:
+                target.write_bytes(apply(original, mutant))
+            return run_stages(workdir, stages, timeouts)
+        finally:
+            if target:
+                target.write_bytes(original)
+            self._give(workdir)
+
+    def close(self) -> None:
+        for workdir in self._free:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def load_equivalent() -> dict[str, str]:
+    """`key | reason` lines of tools/equivalent_mutants.txt (`#` starts a comment)."""
+    if not EQUIVALENT_FILE.exists():
+        return {}
+    marked = {}
+    for line in EQUIVALENT_FILE.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, reason = line.rpartition(" | ")
+            marked[key.strip()] = reason.strip()
+    return marked
+
+
+def summarize(results: list[tuple[Mutant, Outcome]], equivalent: dict[str, str]) -> int:
+    counts: dict[str, int] = {}
+    for mutant, outcome in results:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    survivors = [(m, o) for m, o in results if o.status == "survived"]
+    marked = [m for m, _ in survivors if m.key in equivalent]
+    detected = counts.get("killed", 0) + counts.get("timeout", 0)
+    scored = detected + len(survivors) - len(marked)
+    print("\n== mutation check")
+    print("   " + ", ".join(f"{status}: {n}" for status, n in sorted(counts.items())))
+    print(f"   equivalent (marked): {len(marked)}")
+    if scored:
+        print(f"   score: {detected}/{scored} = {100.0 * detected / scored:.1f} % of non-equivalent mutants killed")
+    for mutant, _ in survivors:
+        tag = f"EQUIVALENT ({equivalent[mutant.key]})" if mutant.key in equivalent else "SURVIVED"
+        print(f"{tag}: {mutant.describe()}")
+    return 1 if len(survivors) > len(marked) else 0
+
+
+def write_json(path: str, results: list[tuple[Mutant, Outcome]], equivalent: dict[str, str]) -> None:
+    rows = [{**dataclasses.asdict(m), "key": m.key, **dataclasses.asdict(o),
+             "equivalent": equivalent.get(m.key)} for m, o in results]
+    Path(path).write_text(json.dumps(rows, indent=1))
+
+
+# ------------------------------------------------------------------------------- main
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", nargs="+", default=list(DEFAULT_TARGETS),
+                        help="files or folders to mutate, relative to the repository root")
+    parser.add_argument("--operators", default=",".join(OPERATORS),
+                        help=f"comma-separated subset of: {', '.join(OPERATORS)}")
+    parser.add_argument("--sample", type=int, default=None, help="run a random sample of N mutants")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample; defaults to 0")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants run at once; defaults to 1")
+    parser.add_argument("--timeout-factor", type=float, default=3.0,
+                        help="timeout = factor x the unmutated run + 20 s; defaults to 3")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--json", default=None, help="write every result to this file")
+    return parser.parse_args(argv)
+
+
+def choose_mutants(args: argparse.Namespace) -> list[Mutant]:
+    unknown = set(args.operators.split(",")) - set(OPERATORS)
+    if unknown:
+        raise SystemExit(f"Unknown --operators {sorted(unknown)}; choose from {list(OPERATORS)}.")
+    operators = {name: OPERATORS[name] for name in args.operators.split(",")}
+    mutants = [m for path in python_files(args.files) for m in mutants_of(path, operators)]
+    if args.sample is not None and args.sample < len(mutants):
+        mutants = random.Random(args.seed).sample(mutants, args.sample)
+        mutants.sort(key=lambda m: (m.path, m.start))
+    return mutants
+
+
+def baselines(workers: Workers, mutants: list[Mutant], jobs: int) -> dict[str, Outcome]:
+    """Each mutated file's tests, run once unmutated: they must pass, and they set the timeout."""
+
+    def one(path: str) -> tuple[str, Outcome]:
+        stages = tests_for(path)
+        outcome = workers.run(None, stages, [1800.0] * len(stages))
+        status = "passed" if outcome.status == "survived" else f"FAILED {outcome.detail}"
+        print(f"baseline {outcome.seconds:5.0f} s  {path}: {status}", flush=True)
+        return path, outcome
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return dict(pool.map(one, sorted({m.path for m in mutants})))
+
+
+def run_all(workers: Workers, mutants: list[Mutant], jobs: int, factor: float) -> list:
+    base = baselines(workers, mutants, jobs)
+    done = []
+
+    def one(mutant: Mutant) -> tuple[Mutant, Outcome]:
+        baseline = base[mutant.path]
+        if baseline.status != "survived":
+            outcome = Outcome("baseline_failed", 0.0, baseline.detail)
+        else:
+            timeouts = [factor * seconds + 20 for seconds in baseline.stage_seconds]
+            outcome = workers.run(mutant, tests_for(mutant.path), timeouts)
+        done.append(mutant)
+        print(f"[{len(done)}/{len(mutants)}] {outcome.status:8} {outcome.seconds:5.0f} s  "
+              f"{mutant.describe()}", flush=True)
+        return mutant, outcome
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, mutants))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    mutants = choose_mutants(args)
+    if args.list:
+        for mutant in mutants:
+            print(mutant.describe())
+        print(f"{len(mutants)} mutants")
+        return 0
+    workers = Workers(max(1, args.jobs))
+    try:
+        results = run_all(workers, mutants, max(1, args.jobs), args.timeout_factor)
+    finally:
+        workers.close()
+    equivalent = load_equivalent()
+    if args.json:
+        write_json(args.json, results, equivalent)
+    return summarize(results, equivalent)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
