@@ -42,6 +42,14 @@ def test_sparse_crossentropy_ignore_class_masks_weighted_entries():
     assert float(metric.result()) == pytest.approx(math.log(2.0), rel=1e-6)
 
 
+def test_sparse_crossentropy_ignore_class_leaves_the_entry_out_of_the_average():
+    # The ignored entry has its own loss (-log 0.9) and the weights sum to 4, not 2:
+    # counting it, keeping its loss, or dividing by the batch size each give another number.
+    metric = metrics.SparseCategoricalCrossentropy(ignore_class=0)
+    metric.update_state([0, 1], [[0.9, 0.1], [0.25, 0.75]], sample_weight=[1.0, 3.0])
+    assert float(metric.result()) == pytest.approx(-math.log(0.75), rel=1e-6)
+
+
 def test_sparse_crossentropy_class_axis_first():
     scores = torch.tensor([[0.2, 0.7], [0.8, 0.3]])  # classes on axis 0
     value = metrics.sparse_categorical_crossentropy([1, 0], scores, axis=0)
