@@ -1,9 +1,13 @@
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+import torchfit
 from torchfit.data import (
     ArrayDataAdapter,
     DataLoaderAdapter,
@@ -173,3 +177,30 @@ def test_a_list_of_batch_tuples_is_an_iterable_of_batches():
     seen = list(adapter.get_iterator())
     assert len(seen) == 3
     assert tuple(seen[0][0].shape) == (4, 2) and tuple(seen[0][1].shape) == (4, 1)
+
+
+def _linear_model(net=None):
+    model = torchfit.Model(net if net is not None else nn.Linear(2, 1))
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+@pytest.mark.parametrize("x", [[], {}])
+@pytest.mark.parametrize("method", ["fit", "evaluate", "predict"])
+def test_empty_list_or_dict_is_rejected_not_run_as_no_data(x, method):
+    # An empty list is neither a list of batches (fit would "train" with loss 0) nor a
+    # structure of arrays (the adapter would fail deep inside).
+    with pytest.raises(ValueError, match="`x` is a (list|dict).*it is empty"):
+        getattr(_linear_model(), method)(x, verbose=0)
+
+
+def test_a_list_of_one_batch_trains_like_the_arrays_it_holds():
+    torch.manual_seed(0)
+    net = nn.Linear(2, 1)
+    twin = copy.deepcopy(net)
+    x, y = np.ones((4, 2), "float32"), np.full((4, 1), 3.0, "float32")
+    from_list = _linear_model(net).fit([(x, y)], epochs=2, shuffle=False, verbose=0)
+    from_arrays = _linear_model(twin).fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    assert from_list.history["loss"] == pytest.approx(from_arrays.history["loss"])
+    assert from_list.history["loss"][1] < from_list.history["loss"][0]
+    assert torch.equal(net.weight, twin.weight)
