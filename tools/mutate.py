@@ -15,6 +15,7 @@ Python that runs the suite:
     python tools/mutate.py --sample 80 --seed 0            # a random sample of 80
     python tools/mutate.py --files torchfit/metrics --jobs 2
     python tools/mutate.py --sample 80 --seed 0 --operators boundary,drop_reset
+    python tools/mutate.py --rerun before.json --json after.json   # after adding tests
 
 `--files` takes files or folders (default: torchfit/models, loops.py, compiled.py,
 torchfit/callbacks, torchfit/data, torchfit/metrics). Each mutant runs in a fresh
@@ -539,6 +540,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="timeout = factor x the unmutated run + 20 s; defaults to 3")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--json", default=None, help="write every result to this file")
+    parser.add_argument("--rerun", default=None, metavar="JSON",
+                        help="re-run only the mutants an earlier --json run did not kill; its"
+                        " kills are carried over (adding tests cannot revive a mutant)")
     return parser.parse_args(argv)
 
 
@@ -588,9 +592,35 @@ def run_all(workers: Workers, mutants: list[Mutant], jobs: int, factor: float) -
         return list(pool.map(one, mutants))
 
 
+def rerun_set(path: str, operators: dict) -> tuple[list[Mutant], list[tuple[Mutant, Outcome]]]:
+    """The earlier run's mutants: those it did not kill (rebuilt from today's source, by
+    key), and its kills as they were."""
+    rows = json.loads(Path(path).read_text())
+    fields = {f.name for f in dataclasses.fields(Mutant)}
+    carried, again = [], []
+    for row in rows:
+        if row["status"] in ("killed", "timeout"):
+            outcome = Outcome(row["status"], row["seconds"], row["detail"], row["stage_seconds"])
+            carried.append((Mutant(**{k: row[k] for k in fields}), outcome))
+        else:
+            again.append(row)
+    current = {}
+    for file in sorted({row["path"] for row in again}):
+        for mutant in mutants_of(ROOT / file, operators):
+            current.setdefault(mutant.key, mutant)
+    missing = [row["key"] for row in again if row["key"] not in current]
+    if missing:
+        raise SystemExit(f"The source changed under these mutants; run afresh: {missing}")
+    return [current[row["key"]] for row in again], carried
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    mutants = choose_mutants(args)
+    carried = []
+    if args.rerun:
+        mutants, carried = rerun_set(args.rerun, OPERATORS)
+    else:
+        mutants = choose_mutants(args)
     if args.list:
         for mutant in mutants:
             print(mutant.describe())
@@ -598,7 +628,7 @@ def main(argv=None) -> int:
         return 0
     workers = Workers(max(1, args.jobs))
     try:
-        results = run_all(workers, mutants, max(1, args.jobs), args.timeout_factor)
+        results = carried + run_all(workers, mutants, max(1, args.jobs), args.timeout_factor)
     finally:
         workers.close()
     equivalent = load_equivalent()

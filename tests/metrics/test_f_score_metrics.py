@@ -42,6 +42,14 @@ def test_prediction_at_the_threshold_is_negative():
     assert metric.false_negatives.tolist() == [0.0, 1.0]
 
 
+def test_no_threshold_row_at_the_zero_floor_predicts_nothing():
+    # Keras: |y_pred| > 1e-9, strictly; a row whose maximum is 1e-9 predicts no class.
+    metric = F1Score()
+    metric.update_state([[1, 0], [0, 1]], [[1e-9, 0.0], [0.0, 2e-9]])
+    assert metric.true_positives.tolist() == [0.0, 1.0]
+    assert metric.false_negatives.tolist() == [1.0, 0.0]
+
+
 def test_no_threshold_marks_the_row_maximum_including_ties():
     metric = F1Score()
     metric.update_state([[0, 1, 0], [1, 0, 0]], [[0.3, 0.3, 0.1], [0.0, 0.0, 0.0]])

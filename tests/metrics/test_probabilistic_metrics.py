@@ -57,6 +57,20 @@ def test_sparse_crossentropy_class_axis_first():
     assert torch.allclose(value, expected)
 
 
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_sparse_crossentropy_on_sequences_takes_the_last_axis_as_classes(from_logits):
+    # (batch, time, classes) scores: the class axis (2) must move to torch's axis 1.
+    scores = torch.rand(2, 3, 4, generator=torch.Generator().manual_seed(0)) + 0.1
+    if not from_logits:
+        scores = scores / scores.sum(dim=-1, keepdim=True)
+    labels = torch.tensor([[0, 3, 1], [2, 2, 0]])
+    value = metrics.sparse_categorical_crossentropy(labels, scores, from_logits=from_logits)
+    log_probs = torch.log_softmax(scores, -1) if from_logits else torch.log(scores)
+    expected = -log_probs.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    assert value.shape == (2, 3)
+    torch.testing.assert_close(value, expected)
+
+
 def test_kl_divergence_and_poisson_values():
     assert float(metrics.KLDivergence()([[0.5, 0.5]], [[0.5, 0.5]])) == 0.0
     assert float(metrics.Poisson()([[0.0]], [[2.0]])) == pytest.approx(2.0)
