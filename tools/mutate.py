@@ -78,10 +78,12 @@ class Mutant:
     @property
     def key(self) -> str:
         """Stable across line moves: how tools/equivalent_mutants.txt names a mutant."""
-        return f"{self.path}::{self.function}::{self.operator}::{self.original} -> {self.replacement}"
+        where = f"{self.path}::{self.function}::{self.operator}"
+        return f"{where}::{self.original} -> {self.replacement}"
 
     def describe(self) -> str:
-        return f"{self.path}:{self.line} [{self.operator}] `{self.original}` -> `{self.replacement}` (in {self.function})"
+        change = f"`{self.original}` -> `{self.replacement}`"
+        return f"{self.path}:{self.line} [{self.operator}] {change} (in {self.function})"
 
 
 @dataclasses.dataclass
@@ -92,7 +94,8 @@ class Site:
     function: str
 
 
-_RESET_NAMES = {"reset_state", "reset_states", "reset_metrics", "reset", "zero_grad", "zero_", "clear"}
+_RESET_NAMES = {"reset_state", "reset_states", "reset_metrics", "reset", "zero_grad", "zero_",
+                "clear"}
 # Calls whose swapped arguments are no bug (commutative) or no plausible one (builtins
 # taking a value and a type or a name: swapping them only raises).
 _NOT_SWAPPED = {"max", "min", "maximum", "minimum", "add", "mul", "eq", "equal", "ne", "isclose",
@@ -139,7 +142,8 @@ def op_off_by_one(node: ast.AST) -> Iterator[ast.AST]:
         stop = mutant.args[min(1, len(mutant.args) - 1)]
         mutant.args[min(1, len(mutant.args) - 1)] = ast.BinOp(stop, ast.Sub(), ast.Constant(1))
         yield mutant
-    if isinstance(node, ast.Compare) and len(node.comparators) == 1 and _int_constant(node.comparators[0]):
+    single = isinstance(node, ast.Compare) and len(node.comparators) == 1
+    if single and _int_constant(node.comparators[0]):
         mutant = copy.deepcopy(node)
         mutant.comparators[0] = ast.Constant(node.comparators[0].value + 1)
         yield mutant
@@ -169,26 +173,38 @@ def op_drop_sample_weight(node: ast.AST) -> Iterator[ast.AST]:
 
 
 def op_copy_to_alias(node: ast.AST) -> Iterator[ast.AST]:
-    """A copy that becomes an alias: `.clone()`, `.copy()`, `copy.copy`, `np.array`, `copy=True`."""
-    name = _call_name(node)
-    if name in ("clone", "copy") and isinstance(node.func, ast.Attribute) and not node.args:
-        receiver = node.func.value
-        if not (isinstance(receiver, ast.Name) and receiver.id == "copy"):
-            yield copy.deepcopy(receiver)
-    if name in ("copy", "deepcopy") and isinstance(node.func, ast.Attribute):
-        if isinstance(node.func.value, ast.Name) and node.func.value.id == "copy" and len(node.args) == 1:
-            yield copy.deepcopy(node.args[0])
-    if name in ("dict", "list") and isinstance(node.func, ast.Name) and len(node.args) == 1 and not node.keywords:
-        yield copy.deepcopy(node.args[0])
-    if name == "array" and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
-        if node.func.value.id in ("np", "numpy") and not any(k.arg == "copy" for k in node.keywords):
-            yield _edited(node, lambda n: _set_attr(n, "asarray"))
+    """A copy that becomes an alias: `.clone()`, `.copy()`, `copy.copy`, `dict(x)`, `np.array`,
+    `copy=True`."""
     if isinstance(node, ast.Call):
-        for index, keyword in enumerate(node.keywords):
-            if keyword.arg == "copy" and isinstance(keyword.value, ast.Constant) and keyword.value.value is True:
-                mutant = copy.deepcopy(node)
-                mutant.keywords[index].value = ast.Constant(False)
-                yield mutant
+        yield from _copy_calls(node)
+        yield from _copy_keywords(node)
+
+
+def _is_name(node: ast.AST, *names: str) -> bool:
+    return isinstance(node, ast.Name) and node.id in names
+
+
+def _copy_calls(node: ast.Call) -> Iterator[ast.AST]:
+    name, func = _call_name(node), node.func
+    method = isinstance(func, ast.Attribute)
+    if name in ("clone", "copy") and method and not node.args and not _is_name(func.value, "copy"):
+        yield copy.deepcopy(func.value)
+    if name in ("copy", "deepcopy") and method and _is_name(func.value, "copy") and node.args:
+        yield copy.deepcopy(node.args[0])
+    if _is_name(func, "dict", "list") and len(node.args) == 1 and not node.keywords:
+        yield copy.deepcopy(node.args[0])
+    if name == "array" and method and _is_name(func.value, "np", "numpy"):
+        if not any(keyword.arg == "copy" for keyword in node.keywords):
+            yield _edited(node, lambda n: _set_attr(n, "asarray"))
+
+
+def _copy_keywords(node: ast.Call) -> Iterator[ast.AST]:
+    for index, keyword in enumerate(node.keywords):
+        value = keyword.value
+        if keyword.arg == "copy" and isinstance(value, ast.Constant) and value.value is True:
+            mutant = copy.deepcopy(node)
+            mutant.keywords[index].value = ast.Constant(False)
+            yield mutant
 
 
 def _set_attr(node: ast.Call, attr: str) -> ast.Call:
@@ -325,14 +341,15 @@ def python_files(targets) -> list[Path]:
 
 # Compat tests per module prefix: the parity and guide ports that drive that code.
 _GUIDE = "compat/guide/test_guide_"
+_CONFUSION_PARITY = "compat/keras_parity/test_confusion_metrics_parity.py"
 _COMPAT = {
-    "torchfit/metrics/confusion_metrics.py": ["compat/keras_parity/test_confusion_metrics_parity.py"],
-    "torchfit/metrics/_confusion_utils.py": ["compat/keras_parity/test_confusion_metrics_parity.py"],
-    "torchfit/metrics/f_score_metrics.py": ["compat/keras_parity/test_confusion_metrics_parity.py"],
-    "torchfit/metrics/iou_metrics.py": ["compat/keras_parity/test_confusion_metrics_parity.py"],
+    "torchfit/metrics/confusion_metrics.py": [_CONFUSION_PARITY],
+    "torchfit/metrics/_confusion_utils.py": [_CONFUSION_PARITY],
+    "torchfit/metrics/f_score_metrics.py": [_CONFUSION_PARITY],
+    "torchfit/metrics/iou_metrics.py": [_CONFUSION_PARITY],
     "torchfit/metrics/": ["compat/keras_parity/test_metrics_parity.py"],
-    "torchfit/data/": [f"{_GUIDE}other_inputs.py", f"{_GUIDE}datasets.py", f"{_GUIDE}validation_split.py",
-                       f"{_GUIDE}sequence.py"],
+    "torchfit/data/": [f"{_GUIDE}other_inputs.py", f"{_GUIDE}datasets.py",
+                       f"{_GUIDE}validation_split.py", f"{_GUIDE}sequence.py"],
     "torchfit/callbacks/tensorboard.py": [f"{_GUIDE}tensorboard.py"],
     "torchfit/callbacks/learning_rate_scheduler.py": [f"{_GUIDE}lr_schedules.py"],
     "torchfit/callbacks/": [f"{_GUIDE}callbacks.py", f"{_GUIDE}checkpointing.py"],
@@ -341,7 +358,8 @@ _COMPAT = {
     "torchfit/models/": [f"{_GUIDE}overview.py", f"{_GUIDE}compile.py", f"{_GUIDE}weighting.py",
                          "compat/keras_parity/test_end_to_end_parity.py"],
     "torchfit/loops.py": ["tests/models/test_trainer.py", "tests/test_steps_per_execution.py",
-                          f"{_GUIDE}overview.py", f"{_GUIDE}callbacks.py", f"{_GUIDE}validation_split.py"],
+                          f"{_GUIDE}overview.py", f"{_GUIDE}callbacks.py",
+                          f"{_GUIDE}validation_split.py"],
     "torchfit/compiled.py": [f"{_GUIDE}compile.py", f"{_GUIDE}weighting.py", f"{_GUIDE}multi_io.py",
                              f"{_GUIDE}custom_losses_metrics.py", "tests/test_multi_io.py"],
 }
@@ -447,7 +465,7 @@ def check_imports_from(workdir: Path) -> None:
     found = subprocess.run(command, cwd=workdir, env=_environment(workdir), capture_output=True,
                            text=True, check=True).stdout.strip()
     if not found.startswith(str(workdir)):
-        raise SystemExit(f"The copy's torchfit is not the one imported: {found} (workdir {workdir}).")
+        raise SystemExit(f"The copy's torchfit is not the one imported: {found} ({workdir}).")
 
 
 class Workers:
@@ -466,7 +484,7 @@ class Workers:
         with self._lock:
             self._free.append(workdir)
 
-    def run(self, mutant: Optional[Mutant], stages: list[list[str]], timeouts: list[float]) -> Outcome:
+    def run(self, mutant: Optional[Mutant], stages: list, timeouts: list[float]) -> Outcome:
         workdir = self._take()
         target = workdir / mutant.path if mutant else None
         original = target.read_bytes() if target else None
@@ -511,14 +529,15 @@ def summarize(results: list[tuple[Mutant, Outcome]], equivalent: dict[str, str])
     print("   " + ", ".join(f"{status}: {n}" for status, n in sorted(counts.items())))
     print(f"   equivalent (marked): {len(marked)}")
     if scored:
-        print(f"   score: {detected}/{scored} = {100.0 * detected / scored:.1f} % of non-equivalent mutants killed")
+        score = f"{detected}/{scored} = {100.0 * detected / scored:.1f} %"
+        print(f"   score: {score} of non-equivalent mutants killed")
     for mutant, _ in survivors:
         tag = f"EQUIVALENT ({equivalent[mutant.key]})" if mutant.key in equivalent else "SURVIVED"
         print(f"{tag}: {mutant.describe()}")
     return 1 if len(survivors) > len(marked) else 0
 
 
-def write_json(path: str, results: list[tuple[Mutant, Outcome]], equivalent: dict[str, str]) -> None:
+def write_json(path: str, results: list, equivalent: dict[str, str]) -> None:
     rows = [{**dataclasses.asdict(m), "key": m.key, **dataclasses.asdict(o),
              "equivalent": equivalent.get(m.key)} for m, o in results]
     Path(path).write_text(json.dumps(rows, indent=1))
@@ -604,14 +623,15 @@ def rerun_set(path: str, operators: dict) -> tuple[list[Mutant], list[tuple[Muta
             carried.append((Mutant(**{k: row[k] for k in fields}), outcome))
         else:
             again.append(row)
+    # The same change can occur twice in one function: the line tells them apart.
     current = {}
     for file in sorted({row["path"] for row in again}):
         for mutant in mutants_of(ROOT / file, operators):
-            current.setdefault(mutant.key, mutant)
-    missing = [row["key"] for row in again if row["key"] not in current]
+            current[mutant.key, mutant.line] = mutant
+    missing = [row["key"] for row in again if (row["key"], row["line"]) not in current]
     if missing:
         raise SystemExit(f"The source changed under these mutants; run afresh: {missing}")
-    return [current[row["key"]] for row in again], carried
+    return [current[row["key"], row["line"]] for row in again], carried
 
 
 def main(argv=None) -> int:

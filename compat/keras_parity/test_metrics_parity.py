@@ -168,7 +168,9 @@ CASES = [
     ),
     (
         "r2_adjusted_variance_weighted",
-        lambda: keras.metrics.R2Score(class_aggregation="variance_weighted_average", num_regressors=5),
+        lambda: keras.metrics.R2Score(
+            class_aggregation="variance_weighted_average", num_regressors=5
+        ),
         lambda: metrics.R2Score(class_aggregation="variance_weighted_average", num_regressors=5),
         "regression",
     ),
@@ -188,7 +190,9 @@ CASES = [
     ),
     (
         "r2_adjusted_fallback_p_above_n",
-        lambda: keras.metrics.R2Score(class_aggregation="variance_weighted_average", num_regressors=80),
+        lambda: keras.metrics.R2Score(
+            class_aggregation="variance_weighted_average", num_regressors=80
+        ),
         lambda: metrics.R2Score(class_aggregation="variance_weighted_average", num_regressors=80),
         "regression",
     ),

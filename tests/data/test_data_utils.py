@@ -174,3 +174,18 @@ def test_batch_converter_class_weight_and_errors():
 def test_batch_converter_without_cast_keeps_dtype():
     batch = data_utils.BatchConverter(cast=False)([torch.zeros(2, dtype=torch.float64)])
     assert batch[0].dtype == torch.float64
+
+
+@pytest.mark.parametrize("structure, expected", [
+    (np.zeros(2), True),
+    ([np.zeros(2), torch.zeros(2)], True),
+    ({"a": np.zeros(2), "b": None}, True),
+    ([], False),
+    ({}, False),
+    ([np.zeros(2), []], False),
+    ([1.0, 2.0], False),
+])
+def test_is_array_structure_needs_arrays_and_at_least_one(structure, expected):
+    # An empty list or dict holds no inputs: calling it a structure of arrays lets
+    # `fit([])` through to fail deep in the adapter.
+    assert data_utils.is_array_structure(structure) is expected

@@ -87,12 +87,15 @@ def _weighted_regression_batches(columns):
     return y_true, y_pred, weight
 
 
-@pytest.mark.parametrize("class_aggregation", [None, "uniform_average", "variance_weighted_average"])
+AGGREGATIONS = [None, "uniform_average", "variance_weighted_average"]
+
+
+@pytest.mark.parametrize("class_aggregation", AGGREGATIONS)
 def test_r2_adjusted_matches_sklearn_formula_adjusted_by_hand(class_aggregation):
     # As Keras, every entry counts as a sample, zero-weighted ones included:
     # n = rows x outputs (3 columns, so a per-row count gives other numbers).
     y_true, y_pred, weight = _weighted_regression_batches(columns=3)
-    metric = metrics.R2Score(class_aggregation=class_aggregation, num_regressors=4, dtype=torch.float64)
+    metric = metrics.R2Score(class_aggregation, num_regressors=4, dtype=torch.float64)
     metric.update_state(y_true[:5], y_pred[:5], sample_weight=weight[:5])
     metric.update_state(y_true[5:], y_pred[5:], sample_weight=weight[5:])
     plain = _sklearn_r2(y_true, y_pred, weight, class_aggregation)
