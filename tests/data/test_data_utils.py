@@ -72,6 +72,16 @@ def test_to_tensor_shares_numpy_memory_for_float32():
     assert tensor[0].item() == 5
 
 
+def test_to_tensor_shares_a_writeable_view_with_a_zero_stride():
+    # `labels[:, None]` is the everyday way to add a unit axis; its new axis has stride 0.
+    labels = np.zeros(4, dtype=np.float32)
+    view = labels[:, None]
+    assert 0 in view.strides
+    tensor = data_utils.to_tensor(view)
+    labels[0] = 5
+    assert tensor.shape == (4, 1) and tensor[0, 0].item() == 5
+
+
 def test_to_tensor_read_only_and_reversed_arrays():
     array = np.arange(4.0)
     array.setflags(write=False)

@@ -74,6 +74,14 @@ def test_tensor_dataset_uses_array_path_with_all_parts():
     assert all(len(batch) == 3 for batch in adapter.get_iterator())
 
 
+def test_tensor_dataset_parts_keep_their_roles():
+    data = TensorDataset(torch.zeros(4, 3), torch.ones(4, 1), torch.full((4,), 2.0))
+    x, y, sample_weight = next(iter(get_adapter(data, batch_size=4, shuffle=False).get_iterator()))
+    assert x.shape == (4, 3) and float(x.sum()) == 0.0
+    assert y.shape == (4, 1) and float(y.sum()) == 4.0
+    assert sample_weight.tolist() == [2.0] * 4
+
+
 def test_device_places_batches():
     adapter = get_adapter(np.zeros((3, 1)), np.zeros(3), device="cpu")
     x, y = next(iter(adapter.get_iterator()))
@@ -151,6 +159,14 @@ def test_y_of_wrong_type_rejected():
 def test_length_mismatch():
     with pytest.raises(ValueError, match="x has 100 samples, y has 90"):
         get_adapter(np.zeros((100, 2)), np.zeros(90))
+
+
+@pytest.mark.parametrize("one", [1, np.int64(1)])
+def test_batch_size_and_steps_of_one_are_valid(one):
+    # 1 is the smallest positive integer, also as a NumPy integer (e.g. from arithmetic).
+    adapter = get_adapter(np.arange(3.0), np.arange(3.0), batch_size=one, steps=one)
+    assert adapter.num_batches == 3
+    assert EpochIterator(adapter, steps_per_epoch=one).num_batches == 1
 
 
 @pytest.mark.parametrize("batch_size", [0, -1, 1.5])

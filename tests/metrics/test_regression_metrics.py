@@ -26,6 +26,21 @@ def test_error_metrics_values_names_and_direction(cls, expected, name):
     assert metric._direction == "down"
 
 
+@pytest.mark.parametrize("fn", [
+    metrics.mean_squared_error, metrics.mean_absolute_error,
+    metrics.mean_absolute_percentage_error, metrics.mean_squared_logarithmic_error,
+    metrics.cosine_similarity, metrics.log_cosh,
+])
+@pytest.mark.parametrize("pred_dtype", [torch.float32, torch.bfloat16, torch.int64])
+def test_regression_functions_compute_in_the_dtype_of_y_pred(fn, pred_dtype):
+    # As Keras: y_pred becomes a float tensor and y_true is cast to its dtype, so float64
+    # targets do not pull a float32 or bfloat16 model's metric into float64.
+    y_true = np.array([[1.0, 2.0], [0.5, 3.0]])  # float64
+    y_pred = torch.tensor([[2, 2], [1, 1]], dtype=pred_dtype)
+    expected = pred_dtype if pred_dtype.is_floating_point else torch.float32
+    assert fn(y_true, y_pred).dtype == expected
+
+
 def test_mape_uses_epsilon_floor():
     value = metrics.mean_absolute_percentage_error([[0.0]], [[1e-7]])
     assert float(value) == pytest.approx(100.0)
