@@ -17,7 +17,11 @@ keras = pytest.importorskip("keras")
 from torchfit import metrics  # noqa: E402
 
 # Keras's torch backend warns about NumPy 2's copy keyword on every conversion.
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+# Keras's R2Score warns when the adjusted score falls back to the plain one.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:.*Falling back to standard R2 score:UserWarning"),
+]
 
 SEEDS = [0, 1, 2]
 BATCH_SIZES = (8, 5, 7)
@@ -154,6 +158,42 @@ CASES = [
         "r2_adjusted",
         lambda: keras.metrics.R2Score(num_regressors=2),
         lambda: metrics.R2Score(num_regressors=2),
+        "regression",
+    ),
+    (
+        "r2_adjusted_raw",
+        lambda: keras.metrics.R2Score(class_aggregation=None, num_regressors=5),
+        lambda: metrics.R2Score(class_aggregation=None, num_regressors=5),
+        "regression",
+    ),
+    (
+        "r2_adjusted_variance_weighted",
+        lambda: keras.metrics.R2Score(
+            class_aggregation="variance_weighted_average", num_regressors=5
+        ),
+        lambda: metrics.R2Score(class_aggregation="variance_weighted_average", num_regressors=5),
+        "regression",
+    ),
+    # 20 rows x 3 outputs = 60 samples as Keras counts them: p = 58 still adjusts,
+    # p = 59 would divide by zero and p = 80 exceeds them, so both fall back.
+    (
+        "r2_adjusted_last_valid_p",
+        lambda: keras.metrics.R2Score(class_aggregation=None, num_regressors=58),
+        lambda: metrics.R2Score(class_aggregation=None, num_regressors=58),
+        "regression",
+    ),
+    (
+        "r2_adjusted_fallback_p_equals_n_minus_1",
+        lambda: keras.metrics.R2Score(num_regressors=59),
+        lambda: metrics.R2Score(num_regressors=59),
+        "regression",
+    ),
+    (
+        "r2_adjusted_fallback_p_above_n",
+        lambda: keras.metrics.R2Score(
+            class_aggregation="variance_weighted_average", num_regressors=80
+        ),
+        lambda: metrics.R2Score(class_aggregation="variance_weighted_average", num_regressors=80),
         "regression",
     ),
     ("kld", lambda: keras.metrics.KLDivergence(), lambda: metrics.KLDivergence(), "distribution"),

@@ -30,6 +30,7 @@ def test_check_positive_int():
     assert check_positive_int("batch_size", 4) == 4
     import numpy as np
     assert check_positive_int("batch_size", np.int64(8)) == 8
+    assert check_positive_int("batch_size", np.int64(1)) == 1  # the smallest one
     for bad in (0, -3, 2.0, True, "4"):
         with pytest.raises(ValueError, match="`batch_size` must be a positive integer"):
             check_positive_int("batch_size", bad)

@@ -74,6 +74,16 @@ def test_to_tensor_shares_numpy_memory_for_float32():
     assert tensor[0].item() == 5
 
 
+def test_to_tensor_shares_a_writeable_view_with_a_zero_stride():
+    # `labels[:, None]` is the everyday way to add a unit axis; its new axis has stride 0.
+    labels = np.zeros(4, dtype=np.float32)
+    view = labels[:, None]
+    assert 0 in view.strides
+    tensor = data_utils.to_tensor(view)
+    labels[0] = 5
+    assert tensor.shape == (4, 1) and tensor[0, 0].item() == 5
+
+
 def test_to_tensor_read_only_and_reversed_arrays():
     array = np.arange(4.0)
     array.setflags(write=False)
@@ -181,3 +191,18 @@ def test_class_weight_invalid_keys_and_values():
         class_weight_to_sample_weights(np.array([0]), [1.0, 2.0])
     with pytest.raises(ValueError, match="empty dict"):
         class_weight_to_sample_weights(np.array([0]), {})
+
+
+@pytest.mark.parametrize("structure, expected", [
+    (np.zeros(2), True),
+    ([np.zeros(2), torch.zeros(2)], True),
+    ({"a": np.zeros(2), "b": None}, True),
+    ([], False),
+    ({}, False),
+    ([np.zeros(2), []], False),
+    ([1.0, 2.0], False),
+])
+def test_is_array_structure_needs_arrays_and_at_least_one(structure, expected):
+    # An empty list or dict holds no inputs: calling it a structure of arrays lets
+    # `fit([])` through to fail deep in the adapter.
+    assert data_utils.is_array_structure(structure) is expected

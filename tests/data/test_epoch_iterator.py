@@ -3,10 +3,14 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset
 
+import torchfit
 from torchfit.data.array_adapter import ArrayDataAdapter
 from torchfit.data.epoch_iterator import EpochIterator
 from torchfit.data.generator_adapter import GeneratorDataAdapter
+from torchfit.data.torch_adapter import DataLoaderAdapter
 
 
 def _array_iterator(num_samples, steps_per_epoch=None):
@@ -170,3 +174,57 @@ def test_check_targets_hands_every_compiled_check_to_the_adapter_which_reads_arr
     iterator.check_targets(loss, None, metrics)
     iterator.check_targets(loss, None, metrics)  # the loops call it every epoch
     assert loss.seen == metrics.seen == [([0, 1, 2], "in `y`")]
+
+
+class EmptyPasses(IterableDataset):
+    """Yields nothing; counts its passes and refuses a 6th, so a restart loop fails, not hangs."""
+
+    def __init__(self):
+        self.passes = 0
+
+    def __iter__(self):
+        self.passes += 1
+        if self.passes > 5:
+            raise RuntimeError("restarted an empty pass over and over")
+        return iter([])
+
+
+def test_reiterable_of_one_batch_restarts_every_epoch():
+    # A pass of exactly one batch ended: the next epoch restarts it. (The rule is "the
+    # pass that just ended was not empty", so a one-batch pass must count.)
+    iterator = EpochIterator(GeneratorDataAdapter(ReIterable(1)), steps_per_epoch=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        epochs = [[v for _, v in _epoch(iterator)] for _ in range(3)]
+    assert epochs == [[0], [0], [0]]
+
+
+def test_empty_restartable_source_with_steps_warns_instead_of_restarting_forever():
+    # A DataLoader over an empty IterableDataset: size unknown, restartable, no batch.
+    source = EmptyPasses()
+    adapter = DataLoaderAdapter(DataLoader(source, batch_size=2))
+    iterator = EpochIterator(adapter, steps_per_epoch=2)
+    with pytest.warns(UserWarning, match="ran out of data after 0 of 2 steps"):
+        assert _epoch(iterator) == []
+    assert source.passes == 1
+
+
+def test_fit_trains_every_epoch_on_a_one_batch_reiterable():
+    class OneBatch:
+        def __iter__(self):
+            yield torch.ones(4, 2), torch.zeros(4, 1)
+
+    model = torchfit.Model(nn.Linear(2, 1))
+    model.compile(optimizer="sgd", loss="mse")
+    trained = []
+    record = torchfit.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: trained.append(batch)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        history = model.fit(
+            OneBatch(), steps_per_epoch=1, epochs=3, shuffle=False, verbose=0, callbacks=[record]
+        )
+    assert trained == [0, 0, 0]
+    losses = history.history["loss"]
+    assert losses[0] > losses[1] > losses[2]

@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -5,6 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+import torchfit
 from torchfit.data import (
     ArrayDataAdapter,
     DataLoaderAdapter,
@@ -70,6 +73,14 @@ def test_tensor_dataset_uses_array_path_with_all_parts():
     adapter = get_adapter(data, batch_size=2, shuffle=True)
     assert adapter.num_batches == 3
     assert all(len(batch) == 3 for batch in adapter.get_iterator())
+
+
+def test_tensor_dataset_parts_keep_their_roles():
+    data = TensorDataset(torch.zeros(4, 3), torch.ones(4, 1), torch.full((4,), 2.0))
+    x, y, sample_weight = next(iter(get_adapter(data, batch_size=4, shuffle=False).get_iterator()))
+    assert x.shape == (4, 3) and float(x.sum()) == 0.0
+    assert y.shape == (4, 1) and float(y.sum()) == 4.0
+    assert sample_weight.tolist() == [2.0] * 4
 
 
 def test_device_places_batches():
@@ -166,6 +177,14 @@ def test_length_mismatch():
         get_adapter(np.zeros((100, 2)), np.zeros(90))
 
 
+@pytest.mark.parametrize("one", [1, np.int64(1)])
+def test_batch_size_and_steps_of_one_are_valid(one):
+    # 1 is the smallest positive integer, also as a NumPy integer (e.g. from arithmetic).
+    adapter = get_adapter(np.arange(3.0), np.arange(3.0), batch_size=one, steps=one)
+    assert adapter.num_batches == 3
+    assert EpochIterator(adapter, steps_per_epoch=one).num_batches == 1
+
+
 @pytest.mark.parametrize("batch_size", [0, -1, 1.5])
 def test_invalid_batch_size(batch_size):
     with pytest.raises(ValueError, match="`batch_size` must be a positive integer"):
@@ -190,3 +209,30 @@ def test_a_list_of_batch_tuples_is_an_iterable_of_batches():
     seen = list(adapter.get_iterator())
     assert len(seen) == 3
     assert tuple(seen[0][0].shape) == (4, 2) and tuple(seen[0][1].shape) == (4, 1)
+
+
+def _linear_model(net=None):
+    model = torchfit.Model(net if net is not None else nn.Linear(2, 1))
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+@pytest.mark.parametrize("x", [[], {}])
+@pytest.mark.parametrize("method", ["fit", "evaluate", "predict"])
+def test_empty_list_or_dict_is_rejected_not_run_as_no_data(x, method):
+    # An empty list is neither a list of batches (fit would "train" with loss 0) nor a
+    # structure of arrays (the adapter would fail deep inside).
+    with pytest.raises(ValueError, match="`x` is a (list|dict).*it is empty"):
+        getattr(_linear_model(), method)(x, verbose=0)
+
+
+def test_a_list_of_one_batch_trains_like_the_arrays_it_holds():
+    torch.manual_seed(0)
+    net = nn.Linear(2, 1)
+    twin = copy.deepcopy(net)
+    x, y = np.ones((4, 2), "float32"), np.full((4, 1), 3.0, "float32")
+    from_list = _linear_model(net).fit([(x, y)], epochs=2, shuffle=False, verbose=0)
+    from_arrays = _linear_model(twin).fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    assert from_list.history["loss"] == pytest.approx(from_arrays.history["loss"])
+    assert from_list.history["loss"][1] < from_list.history["loss"][0]
+    assert torch.equal(net.weight, twin.weight)

@@ -71,6 +71,16 @@ def test_threads_keep_order():
     assert threading.get_ident() not in sequence.fetchers
 
 
+@pytest.mark.parametrize("use_multiprocessing", [False, True])
+def test_zero_workers_fetch_in_this_thread(use_multiprocessing):
+    # workers=0 means no pool at all, even with use_multiprocessing=True.
+    sequence = IndexSequence(3, workers=0, use_multiprocessing=use_multiprocessing)
+    batches = list(SequenceAdapter(sequence).get_iterator())
+    assert [int(b[1].item()) for b in batches] == [0, 1, 2]
+    assert sequence.fetchers == {threading.get_ident()}
+    assert all(int(b[2].item()) == os.getpid() for b in batches)
+
+
 def test_processes_keep_order_and_run_elsewhere():
     sequence = IndexSequence(5, workers=2, use_multiprocessing=True, max_queue_size=3)
     batches = list(SequenceAdapter(sequence).get_iterator())

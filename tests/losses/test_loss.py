@@ -200,6 +200,20 @@ def test_torch_loss_sample_weight_uses_keras_weighting():
     assert loss.module.reduction == "mean"  # the user's module is untouched
 
 
+@pytest.mark.parametrize("weights", [[0.5, 0.0, 3.0, 1.5], [0.25, 0.25, 0.0, 0.5]])
+def test_torch_loss_sample_weight_divides_by_batch_size_not_weight_sum(weights):
+    # Weights summing to 5 and to 1 (not 4): Keras's sum_over_batch_size divides by the
+    # 4 samples; dividing by the weight sum (torch's weighted "mean") gives another number.
+    loss = TorchLoss(nn.CrossEntropyLoss())
+    logits = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 2, 1, 1])
+    weights = torch.tensor(weights)
+    weighted = nn.functional.cross_entropy(logits, labels, reduction="none") * weights
+    result = loss(labels, logits, sample_weight=weights)
+    assert torch.allclose(result, weighted.sum() / 4)
+    assert not torch.allclose(result, weighted.sum() / weights.sum())
+
+
 def test_torch_loss_casts_float_targets_and_rejects_non_modules():
     loss = TorchLoss(nn.MSELoss())
     assert loss(np.array([1.0, 3.0]), torch.zeros(2)).dtype == torch.float32

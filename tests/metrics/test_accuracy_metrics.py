@@ -16,6 +16,15 @@ def test_binary_accuracy_threshold_is_strict():
     assert float(metrics.BinaryAccuracy(threshold=0.2)([[1], [0]], [[0.5], [0.1]])) == 1.0
 
 
+@pytest.mark.parametrize("threshold", [0.5, 0.25, 0.75])
+def test_binary_accuracy_prediction_at_the_threshold_is_negative(threshold):
+    # Keras: y_pred > threshold. All-negative labels at the threshold separate `>` from `>=`
+    # (the thresholds are exact in float32, so no rounding decides).
+    y_true, y_pred = [[0.0], [0.0], [1.0]], [[threshold], [threshold], [threshold + 0.125]]
+    assert metrics.binary_accuracy(y_true, y_pred, threshold=threshold).tolist() == [[1.0]] * 3
+    assert float(metrics.BinaryAccuracy(threshold=threshold)(y_true, y_pred)) == 1.0
+
+
 def test_binary_accuracy_matches_labels_of_other_rank():
     metric = metrics.BinaryAccuracy()
     assert float(metric(torch.tensor([1.0, 0.0]), torch.tensor([[0.9], [0.8]]))) == 0.5

@@ -33,6 +33,23 @@ def test_averages_hand_checked():
     assert micro.true_positives.shape == ()
 
 
+def test_prediction_at_the_threshold_is_negative():
+    # Keras: y_pred > threshold; `>=` would count the 0.5 entries as false positives.
+    metric = F1Score(threshold=0.5)
+    metric.update_state([[0, 1], [0, 1]], [[0.5, 0.75], [0.5, 0.5]])
+    assert metric.false_positives.tolist() == [0.0, 0.0]
+    assert metric.true_positives.tolist() == [0.0, 1.0]
+    assert metric.false_negatives.tolist() == [0.0, 1.0]
+
+
+def test_no_threshold_row_at_the_zero_floor_predicts_nothing():
+    # Keras: |y_pred| > 1e-9, strictly; a row whose maximum is 1e-9 predicts no class.
+    metric = F1Score()
+    metric.update_state([[1, 0], [0, 1]], [[1e-9, 0.0], [0.0, 2e-9]])
+    assert metric.true_positives.tolist() == [0.0, 1.0]
+    assert metric.false_negatives.tolist() == [1.0, 0.0]
+
+
 def test_no_threshold_marks_the_row_maximum_including_ties():
     metric = F1Score()
     metric.update_state([[0, 1, 0], [1, 0, 0]], [[0.3, 0.3, 0.1], [0.0, 0.0, 0.0]])

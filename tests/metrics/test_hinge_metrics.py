@@ -31,3 +31,20 @@ def test_hinge_metrics_weighted_average_and_config(cls):
     assert float(metric.result()) == pytest.approx(float(unweighted))
     assert cls.from_config(metric.get_config()).name == metric.name
     assert metric._direction == "down"
+
+
+@pytest.mark.parametrize("cls, fn", [
+    (metrics.Hinge, metrics.hinge),
+    (metrics.SquaredHinge, metrics.squared_hinge),
+    (metrics.CategoricalHinge, metrics.categorical_hinge),
+])
+def test_hinge_metrics_weight_each_sample(cls, fn):
+    # Unequal weights summing to 4 over 2 samples: ignoring them, or dividing by the
+    # batch size, gives another number.
+    y_true = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    y_pred = torch.tensor([[0.5, 0.5], [0.75, -0.5]])
+    metric = cls()
+    metric.update_state(y_true, y_pred, sample_weight=torch.tensor([1.0, 3.0]))
+    per_sample = fn(y_true, y_pred)
+    assert float(metric.result()) == pytest.approx(float(per_sample[0] + 3 * per_sample[1]) / 4)
+    assert float(per_sample[0]) != pytest.approx(float(per_sample[1]))

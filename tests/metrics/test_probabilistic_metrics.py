@@ -42,11 +42,33 @@ def test_sparse_crossentropy_ignore_class_masks_weighted_entries():
     assert float(metric.result()) == pytest.approx(math.log(2.0), rel=1e-6)
 
 
+def test_sparse_crossentropy_ignore_class_leaves_the_entry_out_of_the_average():
+    # The ignored entry has its own loss (-log 0.9) and the weights sum to 4, not 2:
+    # counting it, keeping its loss, or dividing by the batch size each give another number.
+    metric = metrics.SparseCategoricalCrossentropy(ignore_class=0)
+    metric.update_state([0, 1], [[0.9, 0.1], [0.25, 0.75]], sample_weight=[1.0, 3.0])
+    assert float(metric.result()) == pytest.approx(-math.log(0.75), rel=1e-6)
+
+
 def test_sparse_crossentropy_class_axis_first():
     scores = torch.tensor([[0.2, 0.7], [0.8, 0.3]])  # classes on axis 0
     value = metrics.sparse_categorical_crossentropy([1, 0], scores, axis=0)
     expected = metrics.sparse_categorical_crossentropy([1, 0], scores.T)
     assert torch.allclose(value, expected)
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_sparse_crossentropy_on_sequences_takes_the_last_axis_as_classes(from_logits):
+    # (batch, time, classes) scores: the class axis (2) must move to torch's axis 1.
+    scores = torch.rand(2, 3, 4, generator=torch.Generator().manual_seed(0)) + 0.1
+    if not from_logits:
+        scores = scores / scores.sum(dim=-1, keepdim=True)
+    labels = torch.tensor([[0, 3, 1], [2, 2, 0]])
+    value = metrics.sparse_categorical_crossentropy(labels, scores, from_logits=from_logits)
+    log_probs = torch.log_softmax(scores, -1) if from_logits else torch.log(scores)
+    expected = -log_probs.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    assert value.shape == (2, 3)
+    torch.testing.assert_close(value, expected)
 
 
 def test_kl_divergence_and_poisson_values():

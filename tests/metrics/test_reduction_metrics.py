@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+import torchfit
 from torchfit.metrics import Mean, MeanMetricWrapper, Sum, mean_squared_error
 from torchfit.metrics.reduction_metrics import (
     reduce_to_samplewise_values,
@@ -60,6 +61,31 @@ def test_squeeze_or_expand_to_same_rank():
     assert a.shape == (4, 3) and b.shape == (4, 3)
     a, b = squeeze_or_expand_to_same_rank(torch.zeros(4, 3), torch.zeros(4))
     assert a.shape == (4, 3) and b.shape == (4,)
+
+
+def test_squeeze_or_expand_handles_the_extra_unit_dim_on_either_side():
+    a, b = squeeze_or_expand_to_same_rank(torch.zeros(4), torch.zeros(4, 1))
+    assert a.shape == (4, 1) and b.shape == (4, 1)
+    a, b = squeeze_or_expand_to_same_rank(torch.zeros(4, 3), torch.zeros(4, 3, 1))
+    assert a.shape == (4, 3) and b.shape == (4, 3)
+    a, b = squeeze_or_expand_to_same_rank(torch.zeros(4), torch.zeros(4, 2))
+    assert a.shape == (4,) and b.shape == (4, 2)
+
+
+def test_evaluate_one_unit_output_against_flat_labels_is_per_sample():
+    # The everyday case: a Linear(.., 1) head and labels of shape (batch,). Without the
+    # rank fix the error would broadcast to (batch, batch).
+    net = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[1.0, 0.0]]))
+        net.bias.zero_()
+    model = torchfit.Model(net)
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    x = np.array([[0.0, 5.0], [1.0, 5.0], [2.0, 5.0], [4.0, 5.0]], "float32")
+    y = np.array([1.0, 0.0, 2.0, 3.0], "float32")  # predictions are 0, 1, 2, 4
+    logs = model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)
+    assert logs["mae"] == pytest.approx(3 / 4)
+    assert logs["loss"] == pytest.approx(3 / 4)
 
 
 def test_reduce_to_samplewise_values_with_rank_two_weight():

@@ -259,7 +259,10 @@ class R2Score(Metric):
             "variance_weighted_average", or None (the vector of scores).
             Defaults to "uniform_average".
         num_regressors: Number of independent regressors; above 0 gives the
-            adjusted R². Defaults to 0.
+            adjusted R², `1 - (1 - R²) * (n - 1) / (n - num_regressors - 1)`.
+            As in Keras, `n` counts every entry seen (rows x outputs,
+            zero-weighted ones included), and the plain score is returned
+            while `n - 1 <= num_regressors`. Defaults to 0.
         name: Defaults to "r2_score".
         dtype: Dtype of the state and result. Defaults to `torch.float32`.
 
