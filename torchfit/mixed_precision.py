@@ -10,6 +10,9 @@ from typing import Optional, Union
 
 import torch
 
+# Keras 3 exports it here too: keras.mixed_precision.LossScaleOptimizer.
+from torchfit.optimizers.loss_scale_optimizer import LossScaleOptimizer  # noqa: F401
+
 __all__ = ["DTypePolicy", "Policy", "global_policy", "set_global_policy", "set_dtype_policy", "dtype_policy"]
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}

@@ -64,7 +64,9 @@ from .probabilistic_metrics import (
     Poisson,
     SparseCategoricalCrossentropy,
     binary_crossentropy,
+    binary_focal_crossentropy,
     categorical_crossentropy,
+    categorical_focal_crossentropy,
     kl_divergence,
     poisson,
     sparse_categorical_crossentropy,
@@ -80,6 +82,7 @@ from .regression_metrics import (
     R2Score,
     RootMeanSquaredError,
     cosine_similarity,
+    huber,
     log_cosh,
     mean_absolute_error,
     mean_absolute_percentage_error,
@@ -131,6 +134,8 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
         kl_divergence, poisson, binary_crossentropy, categorical_crossentropy,
         sparse_categorical_crossentropy, hinge, squared_hinge, categorical_hinge,
         pearson_correlation, concordance_correlation,
+        # Keras exports these loss functions as metrics too, with no class or string id.
+        huber, binary_focal_crossentropy, categorical_focal_crossentropy,
     )
 }  # fmt: skip
 

@@ -22,7 +22,9 @@ __all__ = [
     "Poisson",
     "SparseCategoricalCrossentropy",
     "binary_crossentropy",
+    "binary_focal_crossentropy",
     "categorical_crossentropy",
+    "categorical_focal_crossentropy",
     "kl_divergence",
     "poisson",
     "sparse_categorical_crossentropy",
@@ -122,6 +124,90 @@ def categorical_crossentropy(
         num_classes = y_true.shape[-1]
         y_true = y_true * (1.0 - label_smoothing) + label_smoothing / num_classes
     return -torch.sum(y_true * _log_probabilities(y_pred, from_logits, axis), dim=axis)
+
+
+def binary_focal_crossentropy(
+    y_true: Any,
+    y_pred: Any,
+    apply_class_balancing: bool = False,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+) -> torch.Tensor:
+    """Binary crossentropy scaled by the focal factor `(1 - p_t) ** gamma`, averaged over `axis`.
+
+    `p_t` is `y_pred` for a target of 1 and `1 - y_pred` for a target of 0
+    (after label smoothing; logits go through a sigmoid first). With
+    `apply_class_balancing`, targets of 1 are weighted by `alpha` and targets
+    of 0 by `1 - alpha`. Keras 3 exports this as
+    `keras.metrics.binary_focal_crossentropy` without a metric class or
+    string id: wrap it, `MeanMetricWrapper(binary_focal_crossentropy, gamma=3.0)`.
+
+    Example:
+    >>> binary_focal_crossentropy([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]]).tolist()
+    ... # doctest: +ELLIPSIS
+    [0.32..., 0.20...]
+    """
+    y_true, y_pred = _float_pair(y_true, y_pred)
+    y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+    if label_smoothing:
+        y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    if from_logits:
+        y_pred = torch.sigmoid(y_pred)
+    clipped = torch.clamp(y_pred, EPSILON, 1.0 - EPSILON)
+    bce = F.binary_cross_entropy(clipped, y_true, reduction="none")
+    p_t = y_true * y_pred + (1.0 - y_true) * (1.0 - y_pred)
+    focal_bce = torch.pow(1.0 - p_t, gamma) * bce
+    if apply_class_balancing:
+        focal_bce = (y_true * alpha + (1.0 - y_true) * (1.0 - alpha)) * focal_bce
+    return focal_bce.mean(dim=axis)
+
+
+def categorical_focal_crossentropy(
+    y_true: Any,
+    y_pred: Any,
+    alpha: Any = 0.25,
+    gamma: float = 2.0,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+) -> torch.Tensor:
+    """Categorical crossentropy with each class term weighted by `alpha (1 - p) ** gamma`.
+
+    Probabilities are renormalized to sum to 1 along `axis` and clipped to
+    [1e-7, 1 - 1e-7]; logits go through a softmax first. `alpha` is a number
+    or one weight per class. Keras 3 exports this as
+    `keras.metrics.categorical_focal_crossentropy` without a metric class or
+    string id: wrap it, `MeanMetricWrapper(categorical_focal_crossentropy)`.
+
+    Example:
+    >>> categorical_focal_crossentropy(
+    ...     [[0, 1, 0], [0, 0, 1]], [[0.05, 0.9, 0.05], [0.1, 0.85, 0.05]]
+    ... ).tolist()  # doctest: +ELLIPSIS
+    [0.00026..., 0.67...]
+    """
+    if isinstance(axis, bool):
+        raise ValueError(f"`axis` must be of type `int`. Received: axis={axis!r}.")
+    y_true, y_pred = _float_pair(y_true, y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(
+            "`y_true` and `y_pred` must have the same shape for categorical focal"
+            f" crossentropy. Received: y_true.shape={tuple(y_true.shape)},"
+            f" y_pred.shape={tuple(y_pred.shape)}. One-hot encode integer labels."
+        )
+    if label_smoothing:
+        num_classes = y_true.shape[-1]
+        y_true = y_true * (1.0 - label_smoothing) + label_smoothing / num_classes
+    if from_logits:
+        y_pred = torch.softmax(y_pred, dim=axis)
+    output = y_pred / torch.sum(y_pred, dim=axis, keepdim=True)
+    output = torch.clamp(output, EPSILON, 1.0 - EPSILON)
+    if not isinstance(alpha, (int, float)):
+        alpha = torch.as_tensor(alpha, dtype=y_pred.dtype, device=y_pred.device)
+    weighting = torch.pow(1.0 - output, gamma) * alpha
+    return torch.sum(weighting * (-y_true * torch.log(output)), dim=axis)
 
 
 def _log_probabilities(y_pred: torch.Tensor, from_logits: bool, axis: int) -> torch.Tensor:

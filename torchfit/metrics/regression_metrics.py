@@ -24,6 +24,7 @@ __all__ = [
     "R2Score",
     "RootMeanSquaredError",
     "cosine_similarity",
+    "huber",
     "log_cosh",
     "mean_absolute_error",
     "mean_absolute_percentage_error",
@@ -121,6 +122,27 @@ def log_cosh(y_true: Any, y_pred: Any) -> torch.Tensor:
     y_true, y_pred = _prepare(y_true, y_pred)
     x = y_pred - y_true
     return (x + torch.nn.functional.softplus(-2.0 * x) - math.log(2.0)).mean(dim=-1)
+
+
+def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> torch.Tensor:
+    """Mean over the last axis of `0.5 e^2` where `|e| <= delta`, else `delta |e| - 0.5 delta^2`.
+
+    `e = y_pred - y_true`. Keras 3 exports this as `keras.metrics.huber` (the
+    loss function) without a metric class or string id, so wrap it to track
+    it: `MeanMetricWrapper(huber, delta=2.0)`.
+
+    Example:
+    >>> values = huber([[0.0, 1.0], [0.0, 0.0]], [[0.6, 0.4], [0.4, 3.0]])
+    >>> [round(v, 4) for v in values.tolist()]
+    [0.18, 1.29]
+    """
+    y_true, y_pred = _prepare(y_true, y_pred)
+    error = y_pred - y_true
+    abs_error = torch.abs(error)
+    delta = torch.as_tensor(delta, dtype=y_pred.dtype, device=y_pred.device)
+    quadratic = 0.5 * torch.square(error)
+    linear = delta * abs_error - 0.5 * torch.square(delta)
+    return torch.where(abs_error <= delta, quadratic, linear).mean(dim=-1)
 
 
 class _ErrorMetric(MeanMetricWrapper):

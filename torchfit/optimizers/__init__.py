@@ -12,13 +12,17 @@ import torch
 
 from torchfit.optimizers import schedules
 from torchfit.optimizers.adadelta import Adadelta
+from torchfit.optimizers.adafactor import Adafactor
 from torchfit.optimizers.adagrad import Adagrad
 from torchfit.optimizers.adam import Adam
 from torchfit.optimizers.adamax import Adamax
 from torchfit.optimizers.adamw import AdamW
 from torchfit.optimizers.base import Optimizer
 from torchfit.optimizers.ftrl import Ftrl
+from torchfit.optimizers.lamb import Lamb
 from torchfit.optimizers.lion import Lion
+from torchfit.optimizers.loss_scale_optimizer import LossScaleOptimizer
+from torchfit.optimizers.muon import Muon
 from torchfit.optimizers.nadam import Nadam
 from torchfit.optimizers.rmsprop import RMSprop
 from torchfit.optimizers.sgd import SGD
@@ -35,6 +39,10 @@ __all__ = [
     "Nadam",
     "Lion",
     "Ftrl",
+    "Adafactor",
+    "Lamb",
+    "Muon",
+    "LossScaleOptimizer",
     "schedules",
     "get",
     "serialize",
@@ -42,7 +50,11 @@ __all__ = [
 ]
 
 ALL_OBJECTS = (SGD, RMSprop, Adam, AdamW, Adagrad, Adadelta, Adamax, Nadam, Lion, Ftrl)
+ALL_OBJECTS += (Adafactor, Muon, LossScaleOptimizer, Lamb)
 ALL_OBJECTS_DICT = {cls.__name__.lower(): cls for cls in ALL_OBJECTS}
+# Keras 3 deserializes Lamb by its class name but gives it no string id:
+# `keras.optimizers.get("lamb")` raises.
+_NOT_STRING_IDS = {"lamb"}
 
 
 def serialize(optimizer: Optimizer) -> dict[str, Any]:
@@ -69,10 +81,14 @@ def serialize(optimizer: Optimizer) -> dict[str, Any]:
 
 
 def _unknown_identifier(identifier: str) -> ValueError:
-    close = difflib.get_close_matches(identifier.lower(), list(ALL_OBJECTS_DICT), n=3)
+    valid = sorted(set(ALL_OBJECTS_DICT) - _NOT_STRING_IDS)
+    close = difflib.get_close_matches(identifier.lower(), valid, n=3)
+    hint = ""
+    if identifier.lower() in _NOT_STRING_IDS:
+        name = ALL_OBJECTS_DICT[identifier.lower()].__name__
+        hint = f" As in Keras, {name} has no string id: pass {name}() instead."
     return ValueError(
-        f"Unknown optimizer: '{identifier}'."
-        f" Closest valid ids: {close or sorted(ALL_OBJECTS_DICT)}."
+        f"Unknown optimizer: '{identifier}'.{hint} Closest valid ids: {close or valid}."
     )
 
 
@@ -128,7 +144,7 @@ def get(identifier: Any) -> Union[Optimizer, torch.optim.Optimizer, type, None]:
         return None
     if isinstance(identifier, str):
         cls = ALL_OBJECTS_DICT.get(identifier.lower())
-        if cls is None:
+        if cls is None or identifier.lower() in _NOT_STRING_IDS:
             raise _unknown_identifier(identifier)
         return cls()
     if isinstance(identifier, dict):
