@@ -37,13 +37,15 @@ def _run(weights, grads, **kwargs):
     return w.detach().double().numpy(), optimizer
 
 
+@pytest.mark.parametrize("learning_rate", [0.3, 0.9])  # 0.9: capped at 1 / sqrt(t) from t = 2
 @pytest.mark.parametrize("shape", [(3, 4), (2, 3, 2), (5,), ()])
-def test_three_steps_follow_keras_rule(shape):
+def test_three_steps_follow_keras_rule(shape, learning_rate):
     rng = np.random.default_rng(len(shape))
     weights = rng.normal(size=shape)
     grads = [rng.normal(size=shape) for _ in range(3)]
-    got, _ = _run(weights, grads, learning_rate=0.3)
-    np.testing.assert_allclose(got, _keras_rule(weights, grads, lr=0.3), rtol=1e-5, atol=1e-6)
+    got, _ = _run(weights, grads, learning_rate=learning_rate)
+    expected = _keras_rule(weights, grads, lr=learning_rate)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_matrices_keep_row_and_column_averages_vectors_a_full_velocity():
@@ -58,6 +60,15 @@ def test_matrices_keep_row_and_column_averages_vectors_a_full_velocity():
     assert tuple(optimizer.state[matrix]["c"].shape) == (4,)
     assert shapes == {"r": (2, 3), "c": (2, 5)}  # the cube's last two axes
     assert sorted(optimizer.state[vector]) == ["velocity"]
+
+
+def test_row_and_column_states_are_averages_of_the_squared_gradient():
+    w = torch.nn.Parameter(torch.ones(2, 3))
+    optimizer = Adafactor([w])
+    w.grad = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 6.0]])
+    optimizer.step()  # beta_2_t = 0 at the first step: the states are the averages
+    torch.testing.assert_close(optimizer.state[w]["r"], torch.tensor([14 / 3, 12.0]))
+    torch.testing.assert_close(optimizer.state[w]["c"], torch.tensor([0.5, 2.0, 22.5]))
 
 
 def test_clip_threshold_bounds_the_update_rms():

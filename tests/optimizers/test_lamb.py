@@ -31,6 +31,13 @@ def test_zero_weights_take_the_plain_step():
     torch.testing.assert_close(w, torch.tensor([-0.1, 0.1]), rtol=1e-5, atol=1e-7)
 
 
+def test_a_zero_update_leaves_nonzero_weights_alone():
+    # ||u|| = 0: the ratio is 1 (not ||w|| / 0), so nothing moves and nothing is NaN.
+    w, v = _step([[3.0, 4.0], [1.0]], [[0.0, 0.0], [1.0]], learning_rate=0.1)
+    assert w.tolist() == [3.0, 4.0]
+    assert v.tolist() == pytest.approx([0.9], rel=1e-5)
+
+
 def test_epsilon_is_added_to_the_bias_corrected_root():
     # m_hat = g and sqrt(v_hat) = |g| at the first step: with epsilon = 1 the
     # direction is g / (|g| + 1) = (0.5, 2/3), not Adam's g / (sqrt(v) + eps).

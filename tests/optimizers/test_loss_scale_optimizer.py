@@ -116,6 +116,18 @@ def test_apply_takes_gradients_of_a_scaled_loss_as_keras_does():
     assert w.grad is None
 
 
+def test_apply_and_apply_gradients_take_any_iterables():
+    net = nn.Linear(2, 1)
+    optimizer = LossScaleOptimizer(SGD(learning_rate=0.5), initial_scale=2.0)
+    before = [p.detach().clone() for p in net.parameters()]
+    optimizer.apply((torch.full_like(p, 2.0) for p in net.parameters()), net.parameters())
+    for old, new in zip(before, net.parameters()):
+        torch.testing.assert_close(new.detach(), old - 0.5)
+    assert optimizer.apply_gradients(zip([torch.full((1,), 4.0)], [net.bias])) == 2
+    torch.testing.assert_close(net.bias.detach(), before[1] - 1.5)
+    assert optimizer.apply_gradients(zip([], [])) == 2
+
+
 @pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
 def test_non_finite_update_is_skipped_and_halves_the_scale(bad):
     w, v = _param(1.0, 2.0), _param(3.0)
@@ -181,6 +193,7 @@ def test_state_dict_round_trip_resumes_exactly():
     resumed_w = torch.nn.Parameter(saved_w)
     resumed = LossScaleOptimizer(Adam([resumed_w], learning_rate=0.1), dynamic_growth_steps=2)
     resumed.load_state_dict(saved_state)
+    assert "loss_scale" in saved_state  # the caller's dict is left as it was
     assert (resumed.dynamic_scale, resumed.step_counter, resumed.iterations) == (2.0**15, 1, 3)
     run(resumed, resumed_w, grads[4:])
     assert torch.equal(resumed_w, w)
@@ -194,6 +207,9 @@ def test_config_round_trip_rebuilds_the_inner_optimizer():
     assert config["class_name"] == "LossScaleOptimizer" and config["registered_name"] is None
     rebuilt = torchfit.optimizers.deserialize(config)
     assert rebuilt.get_config() == optimizer.get_config()
+    direct = LossScaleOptimizer.from_config(config["config"])
+    assert config["config"] == optimizer.get_config()  # from_config left it as it was
+    assert direct.get_config() == optimizer.get_config()
     assert isinstance(rebuilt.inner_optimizer, Adam) and rebuilt.inner_optimizer.beta_1 == 0.5
     assert rebuilt.dynamic_scale == 256.0
 

@@ -59,14 +59,72 @@ def test_unnamed_parameters_warn_that_embeddings_cannot_be_told_apart():
         Muon([torch.nn.Parameter(torch.zeros(3))])  # no matrix: nothing to tell apart
 
 
+def test_only_unnamed_matrices_make_the_warning():
+    with pytest.warns(UserWarning, match="named_parameters"):
+        Muon(nn.Linear(3, 2).parameters())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Muon(nn.Conv1d(2, 2, 3).parameters())  # 3-D and 1-D only: all take the fallback
+
+
 def test_exclude_layers_needs_names():
     with pytest.raises(ValueError, match="named_parameters"):
         Muon(_Net().parameters(), exclude_layers=["head"])
 
 
-def test_exclude_layers_must_be_a_list_of_strings():
+def test_exclude_layers_must_be_a_list_of_strings_and_is_copied():
     with pytest.raises(TypeError, match="exclude_layers"):
         Muon(exclude_layers="head")
+    patterns = ("head",)
+    optimizer = Muon(exclude_layers=patterns)
+    assert optimizer.get_config()["exclude_layers"] == ["head"]
+    patterns = ["head"]
+    optimizer = Muon(exclude_layers=patterns)
+    patterns.append("hidden")
+    assert optimizer.exclude_layers == ["head"]
+
+
+def _quintic(sigma, steps=5, a=3.4445, b=-4.7750, c=2.0315):
+    for _ in range(steps):
+        sigma = a * sigma + b * sigma**3 + c * sigma**5
+    return sigma
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_two_muon_steps_on_a_row_by_hand(nesterov):
+    # A 1 x 4 matrix has one singular value: Newton-Schulz maps d to
+    # quintic^5(|d| / (|d| + 1e-7)) * d / |d|, and the update is scaled by
+    # lr * sqrt(max(1, 4)) * rms_rate = 0.1 * 2 * 0.2.
+    w = nn.Parameter(torch.zeros(1, 4))
+    optimizer = Muon([("w", w)], learning_rate=0.1, weight_decay=None, nesterov=nesterov)
+    g1, g2 = np.array([1.0, 0.0, 0.0, 0.0]), np.array([0.0, 2.0, 0.0, 0.0])
+    m1 = g1
+    m2 = 0.95 * m1 + g2
+    directions = [g1 + 0.95 * m1, g2 + 0.95 * m2] if nesterov else [m1, m2]
+    expected = np.zeros(4)
+    for grad, d in zip((g1, g2), directions):
+        w.grad = torch.tensor(grad[None], dtype=torch.float32)
+        optimizer.step()
+        norm = np.linalg.norm(d)
+        expected -= 0.1 * 2 * 0.2 * _quintic(norm / (norm + 1e-7)) * d / norm
+        np.testing.assert_allclose(w.detach().numpy()[0], expected, rtol=1e-5, atol=1e-7)
+
+
+def test_fallback_is_keras_adam_at_the_adam_learning_rate():
+    rng = np.random.default_rng(0)
+    grads = [rng.normal(size=3) for _ in range(3)]
+    w = nn.Parameter(torch.tensor([0.5, -1.0, 2.0]))
+    optimizer = Muon([("w", w)], learning_rate=0.2, adam_lr_ratio=0.5, adam_weight_decay=None,
+                     adam_beta_1=0.8, adam_beta_2=0.9, epsilon=1e-3)  # fmt: skip
+    expected, m, v = np.array([0.5, -1.0, 2.0]), np.zeros(3), np.zeros(3)
+    for t, g in enumerate(grads, start=1):
+        w.grad = torch.tensor(g, dtype=torch.float32)
+        optimizer.step()
+        m = m + (g - m) * 0.2
+        v = v + (g**2 - v) * 0.1
+        alpha = 0.1 * np.sqrt(1 - 0.9**t) / (1 - 0.8**t)
+        expected = expected - m * alpha / (np.sqrt(v) + 1e-3)
+        np.testing.assert_allclose(w.detach().numpy(), expected, rtol=1e-5, atol=1e-7)
 
 
 def test_each_kind_of_parameter_gets_its_own_weight_decay():
