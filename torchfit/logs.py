@@ -33,16 +33,12 @@ def pythonify_logs(logs: Mapping[str, Any] | None) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     _flatten_into(flat, logs or {})
     scalars = [
-        key
-        for key, value in flat.items()
-        if isinstance(value, torch.Tensor) and value.numel() == 1
+        key for key, value in flat.items() if isinstance(value, torch.Tensor) and value.numel() == 1
     ]
     if scalars:
         # One host copy for every scalar: this is the sync the whole design
         # defers to here.
-        stacked = torch.stack(
-            [flat[key].detach().reshape(()).to(torch.float64) for key in scalars]
-        )
+        stacked = torch.stack([flat[key].detach().reshape(()).to(torch.float64) for key in scalars])
         for key, value in zip(scalars, stacked.cpu().tolist()):
             flat[key] = value
     for key, value in flat.items():

@@ -19,7 +19,12 @@ from torchfit.metrics.torchmetrics_adapter import TorchMetricsAdapter
 from torchfit.models.forward import run_in_mode
 
 __all__ = [
-    "MetricLogs", "Validation", "batch_size_of", "evaluate_loop", "fit_loop", "kept_epoch_metrics",
+    "MetricLogs",
+    "Validation",
+    "batch_size_of",
+    "evaluate_loop",
+    "fit_loop",
+    "kept_epoch_metrics",
     "predict_loop",
 ]
 
@@ -92,8 +97,15 @@ class Validation:
         return {f"val_{key}": value for key, value in logs.items()}
 
 
-def fit_loop(model, train, callbacks, *, epochs: int, initial_epoch: int = 0,
-             validation: Optional[Validation] = None):
+def fit_loop(
+    model,
+    train,
+    callbacks,
+    *,
+    epochs: int,
+    initial_epoch: int = 0,
+    validation: Optional[Validation] = None,
+):
     """Trains for `epochs` epochs, in Keras 3's event order."""
     model.stop_training = False
     callbacks.on_train_begin()

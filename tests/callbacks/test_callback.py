@@ -61,7 +61,9 @@ def test_overrides_sees_only_real_overrides():
         def on_epoch_end(self, epoch, logs=None):
             pass
 
-    assert not any(OnlyEpochs()._overrides(h) for h in ("on_train_batch_end", "on_test_batch_begin"))
+    assert not any(
+        OnlyEpochs()._overrides(h) for h in ("on_train_batch_end", "on_test_batch_begin")
+    )
 
 
 def test_check_batch_frequency_takes_its_words_or_a_positive_batch_count():

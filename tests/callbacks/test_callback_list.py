@@ -31,7 +31,9 @@ class Recorder(Callback):
 
 
 def test_adds_history_and_progbar_like_keras():
-    callbacks = CallbackList([Recorder()], add_history=True, add_progbar=True, verbose=1, epochs=1, steps=1)
+    callbacks = CallbackList(
+        [Recorder()], add_history=True, add_progbar=True, verbose=1, epochs=1, steps=1
+    )
     assert [type(c) for c in callbacks] == [Recorder, History, ProgbarLogger]
     silent = CallbackList(add_history=True, add_progbar=True, verbose=0, epochs=1, steps=1)
     assert [type(c) for c in silent] == [History]

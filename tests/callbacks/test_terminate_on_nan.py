@@ -44,4 +44,12 @@ def test_real_fit_raises_on_nan_input():
     model = torchfit.Model(torch.nn.Sequential(torch.nn.Linear(2, 1)))
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(RuntimeError, match="batch 1"):
-        model.fit(x, x[:, :1], epochs=1, batch_size=4, shuffle=False, verbose=0, callbacks=[TerminateOnNaN(raise_error=True)])
+        model.fit(
+            x,
+            x[:, :1],
+            epochs=1,
+            batch_size=4,
+            shuffle=False,
+            verbose=0,
+            callbacks=[TerminateOnNaN(raise_error=True)],
+        )

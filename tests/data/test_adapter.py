@@ -13,7 +13,7 @@ def test_base_defaults():
     with pytest.raises(NotImplementedError):
         adapter.get_iterator()
     with pytest.raises(NotImplementedError):
-        adapter.num_batches
+        adapter.num_batches  # noqa: B018 - reading the property must raise
 
 
 def test_resolve_device():
@@ -29,6 +29,7 @@ def test_check_positive_int():
     assert check_positive_int("batch_size", None) is None
     assert check_positive_int("batch_size", 4) == 4
     import numpy as np
+
     assert check_positive_int("batch_size", np.int64(8)) == 8
     assert check_positive_int("batch_size", np.int64(1)) == 1  # the smallest one
     for bad in (0, -3, 2.0, True, "4"):

@@ -106,23 +106,32 @@ def test_to_tensor_rejects_strings():
 def test_train_validation_split_last_fraction():
     x = np.arange(10).reshape(10, 1)
     y = torch.arange(10)
-    (x_train, y_train, sw_train), (x_val, y_val, sw_val) = train_validation_split((x, y, None), 0.25)
+    (x_train, y_train, sw_train), (x_val, y_val, sw_val) = train_validation_split(
+        (x, y, None), 0.25
+    )
     assert x_train.shape[0] == 7 and y_train.tolist() == list(range(7))  # floor(10 * 0.75)
     assert x_val[:, 0].tolist() == [7, 8, 9] and y_val.tolist() == [7, 8, 9]
     assert sw_train is None and sw_val is None
 
 
 def test_a_frame_with_a_non_numeric_column_names_the_column_through_fit():
-    frame = pd.DataFrame({"age": [30.0, 40.0, 50.0, 60.0], "city": ["a", "b", "a", "c"],
-                          "visits": [1, 2, 3, 4]})
+    frame = pd.DataFrame(
+        {"age": [30.0, 40.0, 50.0, 60.0], "city": ["a", "b", "a", "c"], "visits": [1, 2, 3, 4]}
+    )
     model = torchfit.Model(nn.Linear(3, 1), device="cpu")
     model.compile("sgd", "mse")
-    with pytest.raises(TypeError, match=r"`x`: .*pandas column\(s\) 'city' \(.*\) hold values"
-                                        r" that are no numbers"):
+    with pytest.raises(
+        TypeError,
+        match=r"`x`: .*pandas column\(s\) 'city' \(.*\) hold values"
+        r" that are no numbers",
+    ):
         model.fit(frame, np.zeros(4), verbose=0)
     with pytest.raises(TypeError, match=r"`y`: .*pandas Series 'label'"):
-        model.fit(frame.drop(columns="city").assign(x=1.0),
-                  pd.Series(["yes", "no", "yes", "no"], name="label"), verbose=0)
+        model.fit(
+            frame.drop(columns="city").assign(x=1.0),
+            pd.Series(["yes", "no", "yes", "no"], name="label"),
+            verbose=0,
+        )
     mixed = pd.DataFrame({"a": [1.0, 2.0], "b": pd.Series([3, 4], dtype=object)})
     assert data_utils.to_tensor(mixed).tolist() == [[1.0, 3.0], [2.0, 4.0]]  # numbers in objects
 
@@ -193,15 +202,18 @@ def test_class_weight_invalid_keys_and_values():
         class_weight_to_sample_weights(np.array([0]), {})
 
 
-@pytest.mark.parametrize("structure, expected", [
-    (np.zeros(2), True),
-    ([np.zeros(2), torch.zeros(2)], True),
-    ({"a": np.zeros(2), "b": None}, True),
-    ([], False),
-    ({}, False),
-    ([np.zeros(2), []], False),
-    ([1.0, 2.0], False),
-])
+@pytest.mark.parametrize(
+    "structure, expected",
+    [
+        (np.zeros(2), True),
+        ([np.zeros(2), torch.zeros(2)], True),
+        ({"a": np.zeros(2), "b": None}, True),
+        ([], False),
+        ({}, False),
+        ([np.zeros(2), []], False),
+        ([1.0, 2.0], False),
+    ],
+)
 def test_is_array_structure_needs_arrays_and_at_least_one(structure, expected):
     # An empty list or dict holds no inputs: calling it a structure of arrays lets
     # `fit([])` through to fail deep in the adapter.

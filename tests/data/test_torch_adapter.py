@@ -84,8 +84,9 @@ def test_dataset_dict_items_are_x():
 def test_dataset_shuffle_matches_array_path(seed):
     values = np.arange(9, dtype=np.float64)
     dataset_adapter = DatasetAdapter(PairDataset(9), batch_size=4, shuffle=True)
-    array_adapter = ArrayDataAdapter(np.stack([values, values], 1), np.arange(9),
-                                     batch_size=4, shuffle=True)
+    array_adapter = ArrayDataAdapter(
+        np.stack([values, values], 1), np.arange(9), batch_size=4, shuffle=True
+    )
     torch.manual_seed(seed)
     from_dataset = [b[1].tolist() for b in dataset_adapter.get_iterator()]
     torch.manual_seed(seed)
@@ -102,7 +103,7 @@ def test_dataset_shuffle_batch_within_chunks():
 
 def test_dataset_class_weight():
     adapter = DatasetAdapter(PairDataset(4), batch_size=4, class_weight={1: 2.0, 3: 4.0})
-    (_, y, weights), = list(adapter.get_iterator())
+    ((_, y, weights),) = list(adapter.get_iterator())
     assert weights.tolist() == [1.0, 2.0, 1.0, 4.0]
 
 

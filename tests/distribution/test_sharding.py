@@ -31,7 +31,9 @@ def test_loss_weights_average_to_one_per_global_batch():
 
 def test_indivisible_global_batch_is_a_clear_error():
     assert local_batch_size(64, 4) == 16
-    with pytest.raises(ValueError, match=r"multiple of the world size.*batch_size=30.*batch_size=28"):
+    with pytest.raises(
+        ValueError, match=r"multiple of the world size.*batch_size=30.*batch_size=28"
+    ):
         local_batch_size(30, 4)
 
 

@@ -4,7 +4,6 @@ import warnings
 
 import pytest
 import torch
-
 from torch import nn
 
 from torchfit.models.forward import (
@@ -123,14 +122,20 @@ def test_mode_differs_looks_at_the_wrapped_module_too():
 
 def test_describe_forward_error_keeps_the_type_and_names_every_input():
     err = RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x2 and 3x1)")
-    described = describe_forward_error(err, (torch.ones(4, 2, dtype=torch.int64), [torch.ones(4)]),
-                                       {"mask": torch.ones(4, dtype=torch.bool), "training": True},
-                                       ["a", "b", "mask"], torch.float32)
+    described = describe_forward_error(
+        err,
+        (torch.ones(4, 2, dtype=torch.int64), [torch.ones(4)]),
+        {"mask": torch.ones(4, dtype=torch.bool), "training": True},
+        ["a", "b", "mask"],
+        torch.float32,
+    )
     assert type(described) is RuntimeError
     message = str(described)
     assert message.startswith("mat1 and mat2 shapes cannot be multiplied (4x2 and 3x1)")
-    assert ("forward(a, b, mask) received (positional inputs in this order): input 0: int64 (4, 2);"
-            " input 1: [float32 (4,)]; input `mask`: bool (4,).") in message
+    assert (
+        "forward(a, b, mask) received (positional inputs in this order): input 0: int64 (4, 2);"
+        " input 1: [float32 (4,)]; input `mask`: bool (4,)."
+    ) in message
     assert "Input 0 has dtype int64 while the model's weights are float32" in message
     assert "Input `mask` has dtype bool" in message
 

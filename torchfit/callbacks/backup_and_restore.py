@@ -42,15 +42,23 @@ class _Resume:
 def _is_writer() -> bool:
     # Under torch.distributed, every rank restores but only rank 0 writes.
     distributed = torch.distributed
-    return not (distributed.is_available() and distributed.is_initialized()) or distributed.get_rank() == 0
+    return (
+        not (distributed.is_available() and distributed.is_initialized())
+        or distributed.get_rank() == 0
+    )
 
 
 def _plain_history(history: dict, epochs: list) -> dict:
     """The History as plain data (the numeric series only)."""
-    values = {key: [float(v) if isinstance(v, (int, float)) else v for v in items]
-              for key, items in history.items()}
-    values = {key: items for key, items in values.items()
-              if all(isinstance(v, (int, float)) for v in items)}
+    values = {
+        key: [float(v) if isinstance(v, (int, float)) else v for v in items]
+        for key, items in history.items()
+    }
+    values = {
+        key: items
+        for key, items in values.items()
+        if all(isinstance(v, (int, float)) for v in items)
+    }
     return {"history": values, "epoch": list(epochs)}
 
 
@@ -132,7 +140,9 @@ class BackupAndRestore(Callback):
     ):
         super().__init__()
         if not backup_dir:
-            raise ValueError(f"`backup_dir` must be a folder path. Received: backup_dir={backup_dir!r}.")
+            raise ValueError(
+                f"`backup_dir` must be a folder path. Received: backup_dir={backup_dir!r}."
+            )
         check_batch_frequency("save_freq", save_freq)
         self.backup_dir = os.fspath(backup_dir)
         self.save_freq = save_freq
@@ -196,7 +206,9 @@ class BackupAndRestore(Callback):
         """Gives each callback its state: now to those whose on_train_begin has
         run, at the first epoch begin to those after this one."""
         others = [(index, c) for index, c in enumerate(self._callbacks) if c is not self]
-        own_index = next((i for i, c in enumerate(self._callbacks) if c is self), len(self._callbacks))
+        own_index = next(
+            (i for i, c in enumerate(self._callbacks) if c is self), len(self._callbacks)
+        )
         keys = _state_keys([callback for _, callback in others])
         unknown = set(states) - set(keys)
         if unknown and _is_writer():
@@ -230,7 +242,9 @@ class BackupAndRestore(Callback):
                 # Redraw the interrupted epoch's data order, then resume after
                 # the batches already trained on (see loops.train_epoch).
                 set_rng_state(backup["epoch_rng"])
-                self.model._resume = _Resume(backup["batch"], lambda batch: self._on_resumed(batch, backup))
+                self.model._resume = _Resume(
+                    backup["batch"], lambda batch: self._on_resumed(batch, backup)
+                )
         self._epoch_start_rng = get_rng_state()
 
     def _on_resumed(self, batch: Any, backup: dict) -> None:
@@ -300,9 +314,15 @@ class BackupAndRestore(Callback):
             except ValueError as err:
                 errors.append(str(err))
                 continue
-            if isinstance(backup, dict) and backup.get("format") == FORMAT and backup.get("version") == VERSION:
+            if (
+                isinstance(backup, dict)
+                and backup.get("format") == FORMAT
+                and backup.get("version") == VERSION
+            ):
                 if errors:
-                    warnings.warn(f"Resuming from the previous backup {path!r}: {errors[0]}", stacklevel=3)
+                    warnings.warn(
+                        f"Resuming from the previous backup {path!r}: {errors[0]}", stacklevel=3
+                    )
                 return backup
             errors.append(f"{path!r} is not a torchfit backup")
         if errors:
@@ -373,11 +393,15 @@ class BackupAndRestore(Callback):
             "epoch": epoch,
             "batch": batch,
             "batches_since_saving": self._batches_since_saving,
-            "weights": {k: v.detach().cpu() for k, v in model._weights_module().state_dict().items()},
+            "weights": {
+                k: v.detach().cpu() for k, v in model._weights_module().state_dict().items()
+            },
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
             "rng": get_rng_state(),
             "epoch_rng": self._epoch_start_rng if batch is not None else None,
-            "history": _plain_history(getattr(history, "history", {}), getattr(history, "epoch", [])),
+            "history": _plain_history(
+                getattr(history, "history", {}), getattr(history, "epoch", [])
+            ),
             "metrics": metric_states,
             "callbacks": self._callback_states(),
             "stop_training": bool(getattr(model, "stop_training", False)),

@@ -76,7 +76,9 @@ class CSVLogger(Callback):
     0,0.5,NA
     """
 
-    def __init__(self, filename: Union[str, os.PathLike], separator: str = ",", append: bool = False):
+    def __init__(
+        self, filename: Union[str, os.PathLike], separator: str = ",", append: bool = False
+    ):
         super().__init__()
         self.sep = separator
         self.filename = os.fspath(filename)

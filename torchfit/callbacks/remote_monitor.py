@@ -67,7 +67,9 @@ class RemoteMonitor(Callback):
         else:
             body = urllib.parse.urlencode({self.field: json.dumps(payload)}).encode("utf-8")
             headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
-        request = urllib.request.Request(self.root + self.path, data=body, headers=headers, method="POST")
+        request = urllib.request.Request(
+            self.root + self.path, data=body, headers=headers, method="POST"
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 response.read()

@@ -28,10 +28,18 @@ from torchfit.data.torch_adapter import DataLoaderAdapter, DatasetAdapter
 from torchfit.utils.sequence import Sequence
 
 __all__ = [
-    "ArrayDataAdapter", "DataAdapter", "DataLoaderAdapter", "DatasetAdapter",
-    "EpochIterator", "GeneratorDataAdapter", "SequenceAdapter", "get_adapter",
-    "class_weight_to_sample_weights", "pack_x_y_sample_weight",
-    "train_validation_split", "unpack_x_y_sample_weight",
+    "ArrayDataAdapter",
+    "DataAdapter",
+    "DataLoaderAdapter",
+    "DatasetAdapter",
+    "EpochIterator",
+    "GeneratorDataAdapter",
+    "SequenceAdapter",
+    "get_adapter",
+    "class_weight_to_sample_weights",
+    "pack_x_y_sample_weight",
+    "train_validation_split",
+    "unpack_x_y_sample_weight",
 ]
 
 _PURPOSES = ("fit", "evaluate", "predict")
@@ -42,10 +50,18 @@ _ACCEPTED = (
 )
 
 
-def get_adapter(x: Any, y: Any = None, sample_weight: Any = None, *,
-                batch_size: Optional[int] = None, steps: Optional[int] = None,
-                shuffle: Any = False, class_weight: Optional[dict] = None,
-                device=None, purpose: str = "fit") -> DataAdapter:
+def get_adapter(
+    x: Any,
+    y: Any = None,
+    sample_weight: Any = None,
+    *,
+    batch_size: Optional[int] = None,
+    steps: Optional[int] = None,
+    shuffle: Any = False,
+    class_weight: Optional[dict] = None,
+    device=None,
+    purpose: str = "fit",
+) -> DataAdapter:
     """Returns the DataAdapter for `x` (and `y`, `sample_weight`).
 
     Args:
@@ -89,8 +105,16 @@ def get_adapter(x: Any, y: Any = None, sample_weight: Any = None, *,
     if data_utils.is_array_structure(x) and not _is_list_of_batches(x):
         _check_arrays("y", y)
         _check_arrays("sample_weight", sample_weight)
-        return ArrayDataAdapter(x, y, sample_weight, batch_size=batch_size, steps=steps,
-                                shuffle=shuffle, class_weight=class_weight, device=device)
+        return ArrayDataAdapter(
+            x,
+            y,
+            sample_weight,
+            batch_size=batch_size,
+            steps=steps,
+            shuffle=shuffle,
+            class_weight=class_weight,
+            device=device,
+        )
     if data_utils.is_nested(x) and not _is_list_of_batches(x):
         _reject_mixed_structure(x)
     if not isinstance(x, (Sequence, Dataset)) and not _is_batch_iterable(x):
@@ -117,8 +141,9 @@ def get_adapter(x: Any, y: Any = None, sample_weight: Any = None, *,
     if isinstance(x, TensorDataset):
         return _tensor_dataset_adapter(x, batch_size, steps, shuffle, class_weight, device)
     if isinstance(x, Dataset):
-        return DatasetAdapter(x, batch_size=batch_size, shuffle=shuffle,
-                              class_weight=class_weight, device=device)
+        return DatasetAdapter(
+            x, batch_size=batch_size, shuffle=shuffle, class_weight=class_weight, device=device
+        )
     _warn_shuffle_ignored(shuffle, _with_article(kind), f"The {kind}")
     return GeneratorDataAdapter(x, class_weight=class_weight, device=device)
 
@@ -130,7 +155,7 @@ def _with_article(noun: str) -> str:
 
 def _short_repr(value: Any, limit: int = 60) -> str:
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _kind_of(x: Any) -> str:
@@ -149,7 +174,8 @@ def _is_list_of_batches(x: Any) -> bool:
     """A list whose items are all `(x, y)` / `(x, y, sample_weight)` tuples is a
     list of batches, not several inputs (those are arrays or lists of arrays)."""
     return (
-        isinstance(x, list) and len(x) > 0
+        isinstance(x, list)
+        and len(x) > 0
         and all(isinstance(item, tuple) and len(item) in (2, 3) for item in x)
     )
 
@@ -160,8 +186,13 @@ def _is_batch_iterable(x: Any) -> bool:
 
 def _reject_mixed_structure(x: Any) -> None:
     leaves = x.values() if isinstance(x, dict) else x
-    found = sorted({type(leaf).__name__ for leaf in leaves
-                    if not data_utils.is_array_structure(leaf) or leaf is None})
+    found = sorted(
+        {
+            type(leaf).__name__
+            for leaf in leaves
+            if not data_utils.is_array_structure(leaf) or leaf is None
+        }
+    )
     raise ValueError(
         f"`x` is a {type(x).__name__} whose items are not all arrays or tensors"
         f" (found {', '.join(found) or 'nothing: it is empty'}). Several inputs go"
@@ -178,8 +209,10 @@ def _check_arrays(name: str, value: Any) -> None:
 
 
 def _reject_arguments(kind: str, y: Any, sample_weight: Any) -> None:
-    for name, value, what in (("y", y, "the targets"),
-                              ("sample_weight", sample_weight, "the sample weights")):
+    for name, value, what in (
+        ("y", y, "the targets"),
+        ("sample_weight", sample_weight, "the sample weights"),
+    ):
         if value is not None:
             raise ValueError(
                 f"When `x` is {_with_article(kind)}, `{name}` should not be passed: {what} must"
@@ -206,5 +239,13 @@ def _tensor_dataset_adapter(dataset, batch_size, steps, shuffle, class_weight, d
             f" (x, y, sample_weight). Received {len(tensors)} tensors."
         )
     x, y, sample_weight = unpack_x_y_sample_weight(tuple(tensors))
-    return ArrayDataAdapter(x, y, sample_weight, batch_size=batch_size, steps=steps,
-                            shuffle=shuffle, class_weight=class_weight, device=device)
+    return ArrayDataAdapter(
+        x,
+        y,
+        sample_weight,
+        batch_size=batch_size,
+        steps=steps,
+        shuffle=shuffle,
+        class_weight=class_weight,
+        device=device,
+    )

@@ -6,7 +6,8 @@ the target device. Choosing the adapter belongs to `torchfit.data.get_adapter`;
 `steps_per_epoch` and running out of data belong to `EpochIterator`.
 """
 
-from typing import Iterator, Optional
+from collections.abc import Iterator
+from typing import Optional
 
 import torch
 
@@ -100,7 +101,5 @@ def check_positive_int(name: str, value, allow_none: bool = True):
             value_int = value.__index__()
             if value_int > 0:
                 return value_int
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}."
-        )
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}.")
     return value

@@ -10,8 +10,8 @@ belongs to `torchfit.data.get_adapter`; steps_per_epoch to the epoch iterator.
 
 import math
 import mmap
-from collections.abc import Mapping
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator, Mapping
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -35,9 +35,7 @@ def check_shuffle(shuffle: Any) -> Any:
         return False
     if shuffle in (True, False) or shuffle == "batch":
         return shuffle
-    raise ValueError(
-        f'`shuffle` must be True, False or "batch". Received: shuffle={shuffle!r}.'
-    )
+    raise ValueError(f'`shuffle` must be True, False or "batch". Received: shuffle={shuffle!r}.')
 
 
 def epoch_permutation(num_samples: int, batch_size: int, shuffle: Any) -> Optional[torch.Tensor]:
@@ -129,8 +127,11 @@ def _fits_on_device(leaves: list, device: Optional[torch.device]) -> bool:
     CUDA device's free memory (always True elsewhere)."""
     if device is None or device.type != "cuda":
         return True
-    nbytes = sum(_final_nbytes(leaf) for leaf in leaves
-                 if not (isinstance(leaf, torch.Tensor) and leaf.device == device))
+    nbytes = sum(
+        _final_nbytes(leaf)
+        for leaf in leaves
+        if not (isinstance(leaf, torch.Tensor) and leaf.device == device)
+    )
     free, _ = torch.cuda.mem_get_info(device)
     return nbytes <= DEVICE_MEMORY_FRACTION * free
 
@@ -169,8 +170,11 @@ def _converts_by_copy(leaf: Any) -> bool:
     """Whether `to_tensor` copies `leaf` (a cast to float32, read-only or reversed memory)."""
     if isinstance(leaf, torch.Tensor):
         return leaf.is_floating_point() and leaf.dtype != torch.float32
-    return ((leaf.dtype.kind == "f" and leaf.dtype != np.float32)
-            or not leaf.flags.writeable or any(s < 0 for s in leaf.strides))
+    return (
+        (leaf.dtype.kind == "f" and leaf.dtype != np.float32)
+        or not leaf.flags.writeable
+        or any(s < 0 for s in leaf.strides)
+    )
 
 
 def should_gather_in_place(leaves: list, device: Optional[torch.device], shuffle: Any) -> bool:
@@ -257,8 +261,18 @@ class ArrayDataAdapter(DataAdapter):
         [(2, 2), (2, 2), (1, 2)]
     """
 
-    def __init__(self, x, y=None, sample_weight=None, *, batch_size=None, steps=None,
-                 shuffle=False, class_weight=None, device=None):
+    def __init__(
+        self,
+        x,
+        y=None,
+        sample_weight=None,
+        *,
+        batch_size=None,
+        steps=None,
+        shuffle=False,
+        class_weight=None,
+        device=None,
+    ):
         self._shuffle = check_shuffle(shuffle)
         _check_class_weight_arguments(y, sample_weight, class_weight)
         sample_weight = match_sample_weight(y, sample_weight)
@@ -282,8 +296,9 @@ class ArrayDataAdapter(DataAdapter):
 
     def _tensors(self, parts: tuple) -> tuple:
         """Converts the arrays: in place (shared, uncast) or once (float32, on the device)."""
-        self._in_place = should_gather_in_place(data_utils.flatten(parts), self._device,
-                                                self._shuffle)
+        self._in_place = should_gather_in_place(
+            data_utils.flatten(parts), self._device, self._shuffle
+        )
         self._on_device = not self._in_place
         if self._in_place:
             inputs = _convert_parts(parts, data_utils.shared_host_tensor)
@@ -326,7 +341,7 @@ class ArrayDataAdapter(DataAdapter):
         else:
             for start in range(0, self._num_samples, batch_size):
                 stop = start + batch_size
-                yield data_utils.map_structure(lambda t: t[start:stop], inputs)
+                yield data_utils.map_structure(lambda t: t[start:stop], inputs)  # noqa: B023 - called now
 
     def _rows(self, permutation) -> Iterator:
         """Each batch's rows: a slice, or its share of the permutation."""
@@ -339,7 +354,7 @@ class ArrayDataAdapter(DataAdapter):
         device = self._device
         staged = device is not None and device.type == "cuda"
         host_batches = (
-            data_utils.map_structure(lambda t: _gather(t, rows, staged), self._inputs)
+            data_utils.map_structure(lambda t: _gather(t, rows, staged), self._inputs)  # noqa: B023
             for rows in self._rows(permutation)
         )
         if staged:

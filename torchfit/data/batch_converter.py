@@ -9,9 +9,8 @@ values belong to compiled.py; the batch format to data_utils.py; iterating
 the source to each adapter.
 """
 
-from typing import Any, Callable, Optional
-
-import torch
+from collections.abc import Callable
+from typing import Any, Optional
 
 from torchfit.data import data_utils
 from torchfit.tree import flatten, is_nested, map_structure
@@ -40,6 +39,7 @@ def check_lengths(batch: tuple, where: str) -> None:
     """Raises when the leaves of `(x, y, sample_weight)` differ in length.
 
     Example:
+        >>> import torch
         >>> check_lengths((torch.zeros(4, 2), torch.zeros(3)), "a batch")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
@@ -52,8 +52,9 @@ def check_lengths(batch: tuple, where: str) -> None:
             sizes[name] = lengths
     if len({n for lengths in sizes.values() for n in lengths}) <= 1:
         return
-    counts = [f"{name} has {'/'.join(str(n) for n in sorted(lengths))}"
-              for name, lengths in sizes.items()]
+    counts = [
+        f"{name} has {'/'.join(str(n) for n in sorted(lengths))}" for name, lengths in sizes.items()
+    ]
     named = zip(("x", "y", "sample_weight"), batch)
     shapes = ", ".join(f"{name} {_shapes(part)}" for name, part in named if part is not None)
     raise ValueError(
@@ -81,7 +82,7 @@ def weight_fits_target(weight_shape: tuple, target_shape: tuple) -> bool:
         False
     """
     weight, target = _strip_ones(tuple(weight_shape)), _strip_ones(tuple(target_shape))
-    return target[:len(weight)] == weight
+    return target[: len(weight)] == weight
 
 
 def check_sample_weight(y: Any, sample_weight: Any, where: str) -> None:
@@ -123,6 +124,7 @@ class BatchConverter:
         source: How the data was given, for error messages ("generator").
 
     Example:
+        >>> import torch
         >>> convert = BatchConverter()
         >>> batch = (torch.zeros(2, 3, dtype=torch.float64), torch.tensor([0, 1]))
         >>> x, y = convert(batch, index=0)
@@ -205,8 +207,7 @@ class BatchConverter:
             )
         if len(batch) == 1 or batch[1] is None:
             raise ValueError(
-                f"`class_weight` needs targets, but the {self.source} yields"
-                " batches without `y`."
+                f"`class_weight` needs targets, but the {self.source} yields batches without `y`."
             )
         weights = data_utils.class_weight_for_targets(batch[1], None, self.table)
         return (batch[0], batch[1], weights)

@@ -17,6 +17,7 @@ import torch
 
 from torchfit.tree import flatten, is_nested, map_structure
 
+
 def _is_pandas(value: Any) -> bool:
     """Whether `value` is a pandas DataFrame or Series.
 
@@ -25,6 +26,7 @@ def _is_pandas(value: Any) -> bool:
     """
     pandas = sys.modules.get("pandas")
     return pandas is not None and isinstance(value, (pandas.DataFrame, pandas.Series))
+
 
 Batch = tuple  # `(x,)`, `(x, y)` or `(x, y, sample_weight)`, leaves are tensors.
 

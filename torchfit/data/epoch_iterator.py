@@ -7,7 +7,8 @@ validation and callbacks belong to loops.py.
 """
 
 import warnings
-from typing import Iterator, Optional
+from collections.abc import Iterator
+from typing import Optional
 
 from torchfit.data.adapter import DataAdapter, check_positive_int
 
@@ -144,8 +145,12 @@ class EpochIterator:
         # The previous epoch ended exactly at the end of an unknown-size pass:
         # start the next pass rather than report an empty epoch.
         # (_steps_seen > 0: the pass that just ended was not itself empty.)
-        return (step == 0 and self.steps_per_epoch is not None
-                and self.adapter.restartable and self._steps_seen > 0)
+        return (
+            step == 0
+            and self.steps_per_epoch is not None
+            and self.adapter.restartable
+            and self._steps_seen > 0
+        )
 
     def _finish_epoch(self, known: Optional[int]) -> None:
         if self._iterator is None:

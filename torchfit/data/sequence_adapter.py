@@ -10,8 +10,9 @@ import collections
 import itertools
 import multiprocessing
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Optional
 
 import torch
 

@@ -8,7 +8,8 @@ each loader batch to the device. A `TensorDataset` never gets here:
 
 import math
 import warnings
-from typing import Iterator, Optional
+from collections.abc import Iterator
+from typing import Optional
 
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
@@ -54,8 +55,9 @@ class DataLoaderAdapter(DataAdapter):
         cast: Convert floats to float32. Defaults to `False` (keep dtypes).
     """
 
-    def __init__(self, loader: DataLoader, *, class_weight=None, device=None, cast=False,
-                 source="DataLoader"):
+    def __init__(
+        self, loader: DataLoader, *, class_weight=None, device=None, cast=False, source="DataLoader"
+    ):
         self._loader = loader
         self._convert = BatchConverter(device, cast, class_weight, source)
         self._num_batches = None
@@ -109,8 +111,9 @@ class DatasetAdapter(DataLoaderAdapter):
         device: Where batches are delivered. Defaults to `None`.
     """
 
-    def __init__(self, dataset: Dataset, *, batch_size=None, shuffle=False,
-                 class_weight=None, device=None):
+    def __init__(
+        self, dataset: Dataset, *, batch_size=None, shuffle=False, class_weight=None, device=None
+    ):
         batch_size = batch_size or 32
         shuffle = check_shuffle(shuffle)
         self._sampler = None
@@ -124,10 +127,12 @@ class DatasetAdapter(DataLoaderAdapter):
         elif shuffle:
             self._sampler = _EpochPermutationSampler(len(dataset), batch_size, shuffle)
         pin_memory = device is not None and device.type == "cuda"
-        loader = DataLoader(dataset, batch_size=batch_size, sampler=self._sampler,
-                            pin_memory=pin_memory)
-        super().__init__(loader, class_weight=class_weight, device=device, cast=True,
-                         source="Dataset")
+        loader = DataLoader(
+            dataset, batch_size=batch_size, sampler=self._sampler, pin_memory=pin_memory
+        )
+        super().__init__(
+            loader, class_weight=class_weight, device=device, cast=True, source="Dataset"
+        )
         if self._num_batches is None:
             try:
                 self._num_batches = math.ceil(len(dataset) / batch_size)

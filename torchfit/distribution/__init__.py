@@ -22,8 +22,19 @@ from torchfit.distribution.strategies import (
 )
 
 __all__ = [
-    "DataParallel", "ModelParallel", "set_distribution", "distribution",
-    "save_sharded", "load_sharded", "full_state_dict",
-    "rank", "world_size", "local_rank", "is_chief", "barrier",
-    "attach", "write_once", "DistributedRun",
+    "DataParallel",
+    "ModelParallel",
+    "set_distribution",
+    "distribution",
+    "save_sharded",
+    "load_sharded",
+    "full_state_dict",
+    "rank",
+    "world_size",
+    "local_rank",
+    "is_chief",
+    "barrier",
+    "attach",
+    "write_once",
+    "DistributedRun",
 ]

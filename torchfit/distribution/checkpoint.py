@@ -9,7 +9,6 @@ included) and writing a plain, full state_dict of an FSDP-sharded model for
 
 import os
 
-
 from torchfit.distribution import env
 
 __all__ = ["save_sharded", "load_sharded", "save_full_weights", "full_state_dict"]
@@ -46,7 +45,9 @@ def load_sharded(model, path) -> None:
     """
     path = os.fspath(path)
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"`path` {path!r} is not a checkpoint folder written by save_sharded.")
+        raise FileNotFoundError(
+            f"`path` {path!r} is not a checkpoint folder written by save_sharded."
+        )
     module = _state_module(model)
     state = {"model": module.state_dict()}
     import torch.distributed.checkpoint as dcp

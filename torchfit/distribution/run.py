@@ -64,11 +64,15 @@ class DistributedRun:
                 aggregations = ["sum"] * len(variables)
             for variable, aggregation in zip(variables, aggregations):
                 if aggregation in _OPS and variable.numel():
-                    groups.setdefault((aggregation, variable.is_floating_point()), []).append(variable)
+                    groups.setdefault((aggregation, variable.is_floating_point()), []).append(
+                        variable
+                    )
         device = env.collective_device()
         for (aggregation, floating), variables in groups.items():
             dtype = torch.float64 if floating else torch.int64
-            flat = torch.cat([v.detach().reshape(-1).to(device=device, dtype=dtype) for v in variables])
+            flat = torch.cat(
+                [v.detach().reshape(-1).to(device=device, dtype=dtype) for v in variables]
+            )
             dist.all_reduce(flat, op=getattr(dist.ReduceOp, _OPS[aggregation]))
             if aggregation == "mean":
                 flat /= self.world_size
@@ -76,7 +80,7 @@ class DistributedRun:
             with torch.no_grad():
                 for variable in variables:
                     count = variable.numel()
-                    variable.copy_(flat[offset:offset + count].reshape(variable.shape))
+                    variable.copy_(flat[offset : offset + count].reshape(variable.shape))
                     offset += count
 
     def agree(self, flag: bool) -> bool:
@@ -109,8 +113,12 @@ class DistributedRun:
             return callbacks
         from torchfit import callbacks as callbacks_module  # callbacks import the models
 
-        chief_only = (callbacks_module.ProgbarLogger, callbacks_module.CSVLogger,
-                      callbacks_module.TensorBoard, callbacks_module.RemoteMonitor)
+        chief_only = (
+            callbacks_module.ProgbarLogger,
+            callbacks_module.CSVLogger,
+            callbacks_module.TensorBoard,
+            callbacks_module.RemoteMonitor,
+        )
         return [cb for cb in callbacks if not isinstance(cb, chief_only)]
 
     # --------------------------------------------------------------- predict
@@ -127,8 +135,14 @@ class DistributedRun:
         keys = np.concatenate([part[0] for part in gathered])
         order = np.argsort(keys, kind="stable")
         ordered_keys = keys[order]
-        keep = order[np.concatenate([[True], ordered_keys[1:] != ordered_keys[:-1]])] if len(keys) else order
-        joined = [np.concatenate([part[1][i] for part in gathered])[keep] for i in range(len(leaves))]
+        keep = (
+            order[np.concatenate([[True], ordered_keys[1:] != ordered_keys[:-1]])]
+            if len(keys)
+            else order
+        )
+        joined = [
+            np.concatenate([part[1][i] for part in gathered])[keep] for i in range(len(leaves))
+        ]
         replacements = iter(joined)
         return tree.map_structure(lambda leaf: next(replacements), outputs)
 

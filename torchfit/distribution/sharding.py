@@ -14,7 +14,8 @@ data belongs to `torchfit.data`.
 import itertools
 import math
 import warnings
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -80,9 +81,13 @@ def shard_adapter(adapter: DataAdapter, run, purpose: str) -> DataAdapter:
     pad = purpose == "fit" or run.sharded or bool(getattr(run.model, "jit_compile", False))
     if isinstance(adapter, ArrayDataAdapter):
         return ShardedArrayAdapter(adapter, run, record)
-    if isinstance(adapter, DatasetAdapter) and not isinstance(adapter._loader.dataset, IterableDataset):
+    if isinstance(adapter, DatasetAdapter) and not isinstance(
+        adapter._loader.dataset, IterableDataset
+    ):
         return ShardedDatasetAdapter(adapter, run, record)
-    if isinstance(adapter, DataLoaderAdapter) and not isinstance(adapter._loader.dataset, IterableDataset):
+    if isinstance(adapter, DataLoaderAdapter) and not isinstance(
+        adapter._loader.dataset, IterableDataset
+    ):
         if adapter._loader.batch_size is not None:
             return ShardedDataLoaderAdapter(adapter, run, record, pad)
         warnings.warn(
@@ -178,11 +183,13 @@ class ShardedArrayAdapter(_Sharded):
         device = None if self.inner._on_device else self.inner._device
         for low, high, weight in self._bounds:
             model._loss_weight = weight
-            batch = data_utils.map_structure(lambda t: t[low:high], inputs)
+            batch = data_utils.map_structure(lambda t: t[low:high], inputs)  # noqa: B023 - called now
             if device is not None:
                 # structure_to_device: data gathered in place is cast here.
                 batch = data_utils.structure_to_device(batch, device)
-            recorder.rows(np.arange(low, high) if permutation is None else permutation[low:high].numpy())
+            recorder.rows(
+                np.arange(low, high) if permutation is None else permutation[low:high].numpy()
+            )
             yield tuple(batch)
         model._loss_weight = 1.0
 
@@ -210,10 +217,13 @@ class ShardedDatasetAdapter(_Sharded):
         self._num_samples = len(loader.dataset)
         sampler = inner._sampler
         self._shuffle = sampler.shuffle if sampler is not None else False
-        self._bounds = _batch_bounds(self._num_samples, self._global_batch, run.rank, run.world_size)
+        self._bounds = _batch_bounds(
+            self._num_samples, self._global_batch, run.rank, run.world_size
+        )
         self._batches: list = []
-        self._loader = DataLoader(loader.dataset, batch_sampler=_ListBatchSampler(self),
-                                  pin_memory=loader.pin_memory)
+        self._loader = DataLoader(
+            loader.dataset, batch_sampler=_ListBatchSampler(self), pin_memory=loader.pin_memory
+        )
 
     @property
     def batch_size(self) -> int:
@@ -261,24 +271,37 @@ class ShardedDataLoaderAdapter(_Sharded):
     def __init__(self, inner: DataLoaderAdapter, run, record: bool, pad: bool = True):
         super().__init__(inner, run, record)
         loader = inner._loader
-        local = local_batch_size(loader.batch_size, run.world_size, argument="the DataLoader's batch_size")
+        local = local_batch_size(
+            loader.batch_size, run.world_size, argument="the DataLoader's batch_size"
+        )
         seed = torch.randint(0, 2**31 - 1, (1,), dtype=torch.int64)
         if run.world_size > 1:
             env.broadcast_(seed)
         if pad:
             self._sampler = DistributedSampler(
-                loader.dataset, num_replicas=run.world_size, rank=run.rank,
-                shuffle=isinstance(loader.sampler, RandomSampler), seed=int(seed), drop_last=loader.drop_last,
+                loader.dataset,
+                num_replicas=run.world_size,
+                rank=run.rank,
+                shuffle=isinstance(loader.sampler, RandomSampler),
+                seed=int(seed),
+                drop_last=loader.drop_last,
             )
         else:
             self._sampler = _EveryWorldth(len(loader.dataset), run.rank, run.world_size)
         workers = loader.num_workers
         self._loader = DataLoader(
-            loader.dataset, batch_size=local, sampler=self._sampler, num_workers=workers,
-            collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, drop_last=loader.drop_last,
-            timeout=loader.timeout, worker_init_fn=loader.worker_init_fn,
+            loader.dataset,
+            batch_size=local,
+            sampler=self._sampler,
+            num_workers=workers,
+            collate_fn=loader.collate_fn,
+            pin_memory=loader.pin_memory,
+            drop_last=loader.drop_last,
+            timeout=loader.timeout,
+            worker_init_fn=loader.worker_init_fn,
             multiprocessing_context=loader.multiprocessing_context if workers else None,
-            generator=loader.generator, prefetch_factor=loader.prefetch_factor if workers else None,
+            generator=loader.generator,
+            prefetch_factor=loader.prefetch_factor if workers else None,
             persistent_workers=loader.persistent_workers if workers else False,
         )
         self._local_batch = local
@@ -305,7 +328,7 @@ class ShardedDataLoaderAdapter(_Sharded):
             batch = convert(batch)
             if rows is not None:
                 count = _rows_of(batch)
-                recorder.rows(rows[position:position + count])
+                recorder.rows(rows[position : position + count])
                 position += count
             yield batch
 
@@ -353,7 +376,11 @@ class ShardedSequenceAdapter(_Sharded):
                 order = order + order[: self.num_batches * world - len(order)]
             indices = order[rank::world]
         inner = self.inner
-        fetch = inner._fetch_parallel if inner._workers > 1 or inner._use_processes else inner._fetch_serial
+        fetch = (
+            inner._fetch_parallel
+            if inner._workers > 1 or inner._use_processes
+            else inner._fetch_serial
+        )
         return self._iterate(fetch(_Tracked(indices, self)))
 
     def _iterate(self, batches) -> Iterator[tuple]:

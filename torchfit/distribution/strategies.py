@@ -9,7 +9,8 @@ trained and saved. What changes per step, epoch and file is `run.py`'s.
 """
 
 import datetime
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 import torch
 from torch import nn
@@ -27,7 +28,9 @@ def _as_timeout(timeout: Union[None, float, datetime.timedelta]) -> Optional[dat
         return timeout
     if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0:
         return datetime.timedelta(seconds=timeout)
-    raise ValueError(f"`timeout` must be a number of seconds or a timedelta. Received: timeout={timeout!r}.")
+    raise ValueError(
+        f"`timeout` must be a number of seconds or a timedelta. Received: timeout={timeout!r}."
+    )
 
 
 class _ModelCall(nn.Module):
@@ -45,7 +48,9 @@ class _ModelCall(nn.Module):
 class _Distribution:
     """Base: process group settings shared by DataParallel and ModelParallel."""
 
-    def __init__(self, backend: Optional[str] = None, timeout: Union[None, float, datetime.timedelta] = None):
+    def __init__(
+        self, backend: Optional[str] = None, timeout: Union[None, float, datetime.timedelta] = None
+    ):
         self.backend = backend
         self.timeout = _as_timeout(timeout)
 
@@ -118,7 +123,9 @@ class DataParallel(_Distribution):
 
         device = model.device
         device_ids = [device] if device.type == "cuda" else None
-        wrapped = DistributedDataParallel(_ModelCall(model), device_ids=device_ids, **self.ddp_kwargs)
+        wrapped = DistributedDataParallel(
+            _ModelCall(model), device_ids=device_ids, **self.ddp_kwargs
+        )
         run.wrapped = wrapped
         # Kept out of the model's submodules (a plain attribute) so that
         # state_dict(), parameters() and saved files are the user's own.
@@ -128,7 +135,11 @@ class DataParallel(_Distribution):
     def _refresh(self, model, run: DistributedRun) -> None:
         # compile(jit_compile=True) compiles the bare module; under DDP the
         # compiled function must be the wrapped one, or gradients go unsynced.
-        if model.jit_compile and model._jit_forward is not None and model._jit_forward is not run.jit_source:
+        if (
+            model.jit_compile
+            and model._jit_forward is not None
+            and model._jit_forward is not run.jit_source
+        ):
             try:
                 compiled = torch.compile(run.wrapped)
             except Exception:  # noqa: BLE001 - no compiler: Model falls back to eager DDP
@@ -158,8 +169,13 @@ class ModelParallel(_Distribution):
             `reshard_after_forward`, ...).
     """
 
-    def __init__(self, modules: Optional[Sequence[nn.Module]] = None, backend=None, timeout=None,
-                 **fsdp_kwargs: Any):
+    def __init__(
+        self,
+        modules: Optional[Sequence[nn.Module]] = None,
+        backend=None,
+        timeout=None,
+        **fsdp_kwargs: Any,
+    ):
         super().__init__(backend, timeout)
         self.modules = list(modules) if modules is not None else None
         self.fsdp_kwargs = fsdp_kwargs

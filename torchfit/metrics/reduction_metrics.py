@@ -170,9 +170,7 @@ class Mean(Metric):
         self._accumulate(values, sample_weight)
 
     def _accumulate(self, values: torch.Tensor, sample_weight: Optional[torch.Tensor]) -> None:
-        values, sample_weight = reduce_to_samplewise_values(
-            values, sample_weight, torch.mean
-        )
+        values, sample_weight = reduce_to_samplewise_values(values, sample_weight, torch.mean)
         self.total.add_(values.sum())
         if sample_weight is not None:
             self.count.add_(sample_weight.sum())
@@ -263,9 +261,7 @@ class MeanMetricWrapper(Mean):
             name = config["fn"]
             fn = _registered_function(name)
             if fn is None:
-                raise ValueError(
-                    f"`fn` names no torchfit metric function. Received: fn={name!r}."
-                )
+                raise ValueError(f"`fn` names no torchfit metric function. Received: fn={name!r}.")
             config["fn"] = fn
         return cls(**config)
 

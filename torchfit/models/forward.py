@@ -20,8 +20,16 @@ from torch import nn
 from torchfit.tree import map_structure
 
 __all__ = [
-    "ForwardSignature", "autocast", "bool_input_cast", "cast_floats", "default_device",
-    "describe_forward_error", "make_jit_forward", "mode_differs", "route_inputs", "run_in_mode",
+    "ForwardSignature",
+    "autocast",
+    "bool_input_cast",
+    "cast_floats",
+    "default_device",
+    "describe_forward_error",
+    "make_jit_forward",
+    "mode_differs",
+    "route_inputs",
+    "run_in_mode",
 ]
 
 
@@ -71,8 +79,10 @@ class ForwardSignature:
             if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY) and p.name != "training"
         ]
         self.num_positional = sum(
-            1 for p in parameters
-            if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD) and p.name != "training"
+            1
+            for p in parameters
+            if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+            and p.name != "training"
         )
 
 
@@ -85,6 +95,7 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
 
 def cast_floats(structure, dtype: torch.dtype):
     """Casts the floating-point tensors of `structure` to `dtype`."""
+
     def cast(leaf):
         if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() and leaf.dtype != dtype:
             return leaf.to(dtype)
@@ -198,8 +209,9 @@ def _integer_inputs(args: tuple, kwargs: dict) -> list:
     ]
 
 
-def bool_input_cast(args: tuple, kwargs: dict,
-                    parameter_dtype: Optional[torch.dtype]) -> Optional[torch.dtype]:
+def bool_input_cast(
+    args: tuple, kwargs: dict, parameter_dtype: Optional[torch.dtype]
+) -> Optional[torch.dtype]:
     """The dtype to cast a bool input to: the weights' floating dtype when the
     whole input is one bool tensor, else `None` (a bool mask among several
     inputs stays bool; integer inputs are never cast, embeddings take them).
@@ -220,8 +232,9 @@ def bool_input_cast(args: tuple, kwargs: dict,
     return parameter_dtype
 
 
-def describe_forward_error(err: Exception, args: tuple, kwargs: dict, names: list,
-                           parameter_dtype: Optional[torch.dtype]) -> Optional[Exception]:
+def describe_forward_error(
+    err: Exception, args: tuple, kwargs: dict, names: list, parameter_dtype: Optional[torch.dtype]
+) -> Optional[Exception]:
     """The error of a failed first forward pass, retold with every input it received.
 
     Args:

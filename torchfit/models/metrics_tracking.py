@@ -25,7 +25,8 @@ class MetricsTracking:
         """Every metric the model tracks, flat: loss, compiled metrics, per-output
         losses, metrics set as attributes, then `add_metric` trackers."""
         own = [
-            value for key, value in self.__dict__.items()
+            value
+            for key, value in self.__dict__.items()
             if isinstance(value, metrics_module.Metric) and not key.startswith("_")
         ]
         result = []

@@ -162,7 +162,9 @@ class Model(Trainer, MetricsTracking, nn.Module):
         return super().to(*args, **kwargs)
 
     def cuda(self, device=None):
-        self._explicit_device = torch.device("cuda", device if device is not None else torch.cuda.current_device())
+        self._explicit_device = torch.device(
+            "cuda", device if device is not None else torch.cuda.current_device()
+        )
         return super().cuda(device)
 
     def cpu(self):
@@ -269,7 +271,9 @@ class Model(Trainer, MetricsTracking, nn.Module):
                 outputs = super().__call__(*args, **kwargs)
         self._forward_losses = collection.losses
         if self._track_added_metrics and (collection.metrics or self._callable_metrics):
-            added = collection.metrics + [(name, fn(), agg) for fn, name, agg in self._callable_metrics]
+            added = collection.metrics + [
+                (name, fn(), agg) for fn, name, agg in self._callable_metrics
+            ]
             self._update_added_metrics(added)
         return outputs
 
@@ -278,7 +282,9 @@ class Model(Trainer, MetricsTracking, nn.Module):
 
     def _make_jit_forward(self):
         # Through nn.Module.__call__ (not Model's), so the module's hooks run as in eager.
-        target = self.module if type(self).forward is Model.forward and self.module is not None else self
+        target = (
+            self.module if type(self).forward is Model.forward and self.module is not None else self
+        )
         return make_jit_forward(functools.partial(nn.Module.__call__, target))
 
     def _call_compiled(self, args: tuple, kwargs: dict):
@@ -337,8 +343,11 @@ class Model(Trainer, MetricsTracking, nn.Module):
             auto_scale_loss: Scale the loss under `mixed_float16`. Defaults
                 to `True`.
         """
-        if isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, int) \
-                or steps_per_execution < 1:
+        if (
+            isinstance(steps_per_execution, bool)
+            or not isinstance(steps_per_execution, int)
+            or steps_per_execution < 1
+        ):
             raise ValueError(
                 "`steps_per_execution` must be a positive integer."
                 f" Received: steps_per_execution={steps_per_execution!r}."
@@ -346,7 +355,9 @@ class Model(Trainer, MetricsTracking, nn.Module):
         self._place()
         self.optimizer = self._resolve_optimizer(optimizer)
         self._has_trainable_weights = any(p.requires_grad for p in self.parameters())
-        self._compile_loss = CompileLoss(loss, loss_weights, self.output_names) if loss is not None else None
+        self._compile_loss = (
+            CompileLoss(loss, loss_weights, self.output_names) if loss is not None else None
+        )
         if loss is None and loss_weights is not None:
             raise ValueError("`loss_weights` was given without a `loss` to weight.")
         has_metrics = metrics is not None or weighted_metrics is not None
@@ -364,10 +375,15 @@ class Model(Trainer, MetricsTracking, nn.Module):
         self.jit_compile = jit_compile is True
         self._jit_forward = self._make_jit_forward() if self.jit_compile else None
         self._compile_config = {
-            "optimizer": optimizer, "loss": loss, "loss_weights": loss_weights,
-            "metrics": metrics, "weighted_metrics": weighted_metrics,
-            "run_eagerly": run_eagerly, "steps_per_execution": steps_per_execution,
-            "jit_compile": jit_compile, "auto_scale_loss": auto_scale_loss,
+            "optimizer": optimizer,
+            "loss": loss,
+            "loss_weights": loss_weights,
+            "metrics": metrics,
+            "weighted_metrics": weighted_metrics,
+            "run_eagerly": run_eagerly,
+            "steps_per_execution": steps_per_execution,
+            "jit_compile": jit_compile,
+            "auto_scale_loss": auto_scale_loss,
         }
         self.compiled = True
 
@@ -379,7 +395,9 @@ class Model(Trainer, MetricsTracking, nn.Module):
         self._autocast_dtype = policy.torch_compute_dtype if policy.is_mixed else None
         # A pure bfloat16/float64 policy casts the weights, so float inputs must follow.
         self._input_dtype = (
-            policy.torch_compute_dtype if not policy.is_mixed and policy.compute_dtype != "float32" else None
+            policy.torch_compute_dtype
+            if not policy.is_mixed and policy.compute_dtype != "float32"
+            else None
         )
         self._loss_scaler = (
             mixed_precision.make_loss_scaler(policy, self.device) if auto_scale_loss else None
@@ -404,7 +422,9 @@ class Model(Trainer, MetricsTracking, nn.Module):
         if unbuilt and parameters:
             # Names let `exclude_from_weight_decay(var_names=...)` match parameters.
             optimizer.build(
-                (name, p) for name, p in self._weights_module().named_parameters() if p.requires_grad
+                (name, p)
+                for name, p in self._weights_module().named_parameters()
+                if p.requires_grad
             )
         return optimizer
 
@@ -516,7 +536,9 @@ class Model(Trainer, MetricsTracking, nn.Module):
     def _when_compiled_built(self, callback) -> None:
         """Runs `callback()` once the compiled loss and metrics are built: now if they are,
         else right after `_build_compiled` (a later call replaces an earlier callback)."""
-        pending = [c for c in (self._compile_loss, self._compile_metrics) if c is not None and not c.built]
+        pending = [
+            c for c in (self._compile_loss, self._compile_metrics) if c is not None and not c.built
+        ]
         if pending:
             self._on_compiled_built = callback
         else:
@@ -654,8 +676,22 @@ class Model(Trainer, MetricsTracking, nn.Module):
         """
         distribution_lib.write_once(saving.save_model, self, filepath, overwrite)
 
-    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
-                show_trainable=False, layer_range=None) -> None:
+    def summary(
+        self,
+        line_length=None,
+        positions=None,
+        print_fn=None,
+        expand_nested=False,
+        show_trainable=False,
+        layer_range=None,
+    ) -> None:
         """Prints the layers, their output shapes when known, and parameter counts."""
-        print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn,
-                      expand_nested=expand_nested, show_trainable=show_trainable, layer_range=layer_range)
+        print_summary(
+            self,
+            line_length=line_length,
+            positions=positions,
+            print_fn=print_fn,
+            expand_nested=expand_nested,
+            show_trainable=show_trainable,
+            layer_range=layer_range,
+        )

@@ -35,7 +35,9 @@ def save_weights(model, filepath, overwrite: bool = True) -> None:
     filepath = os.fspath(filepath)
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"`filepath` {filepath!r} exists and overwrite=False.")
-    state = {key: value.detach().cpu() for key, value in _weights_module(model).state_dict().items()}
+    state = {
+        key: value.detach().cpu() for key, value in _weights_module(model).state_dict().items()
+    }
     with atomic_write(filepath) as file:
         torch.save(state, file)
 
@@ -55,8 +57,7 @@ def read_torch_file(filepath, argument: str = "filepath") -> Any:
         ) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
         raise ValueError(
-            f"`{argument}` {filepath!r} is not a readable torch file (truncated or"
-            f" corrupt?): {err}"
+            f"`{argument}` {filepath!r} is not a readable torch file (truncated or corrupt?): {err}"
         ) from err
 
 
@@ -103,8 +104,11 @@ def load_state(model, state: Any, source: str, skip_mismatch: bool = False) -> N
             f" this model: {'; '.join(details)}. The model's own values were kept for these.",
             stacklevel=3,
         )
-        state = {key: value for key, value in state.items()
-                 if key in own and tuple(own[key].shape) == tuple(value.shape)}
+        state = {
+            key: value
+            for key, value in state.items()
+            if key in own and tuple(own[key].shape) == tuple(value.shape)
+        }
     target.load_state_dict(state, strict=not details)
 
 
@@ -118,17 +122,23 @@ def _mismatches(own: dict, state: dict, shown: int = 10) -> list:
     """
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    mismatched = [key for key in own
-                  if key in state and tuple(own[key].shape) != tuple(state[key].shape)]
+    mismatched = [
+        key for key in own if key in state and tuple(own[key].shape) != tuple(state[key].shape)
+    ]
     details = []
     if missing:
         details.append(f"missing {missing[:shown]}{_more(missing, shown)}")
     if unexpected:
         details.append(f"unexpected {unexpected[:shown]}{_more(unexpected, shown)}")
     if mismatched:
-        details.append("shape mismatch for " + ", ".join(
-            f"{key}: file {tuple(state[key].shape)} vs model {tuple(own[key].shape)}"
-            for key in mismatched[:shown]) + _more(mismatched, shown))
+        details.append(
+            "shape mismatch for "
+            + ", ".join(
+                f"{key}: file {tuple(state[key].shape)} vs model {tuple(own[key].shape)}"
+                for key in mismatched[:shown]
+            )
+            + _more(mismatched, shown)
+        )
     return details
 
 

@@ -28,8 +28,15 @@ from torchfit import optimizers as optimizers_module
 from torchfit.models import file_checks, saving
 from torchfit.models.file_checks import MalformedEntry, short
 
-__all__ = ["FORMAT", "VERSION", "describe_module", "build_module", "model_payload", "load_model",
-           "record_init_arguments"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "describe_module",
+    "build_module",
+    "model_payload",
+    "load_model",
+    "record_init_arguments",
+]
 
 FORMAT = "torchfit.model"
 VERSION = 1
@@ -40,12 +47,35 @@ _CONTAINERS = {"Sequential", "ModuleList", "ModuleDict"}
 _PRESENCE_ARGUMENTS = {"bias"}
 # Recurrent layers take *args/**kwargs; these are their arguments, all attributes.
 _RECURRENT_ARGUMENTS = {
-    "RNN": ("input_size", "hidden_size", "num_layers", "nonlinearity", "bias", "batch_first",
-            "dropout", "bidirectional"),
-    "LSTM": ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
-             "bidirectional", "proj_size"),
-    "GRU": ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
-            "bidirectional"),
+    "RNN": (
+        "input_size",
+        "hidden_size",
+        "num_layers",
+        "nonlinearity",
+        "bias",
+        "batch_first",
+        "dropout",
+        "bidirectional",
+    ),
+    "LSTM": (
+        "input_size",
+        "hidden_size",
+        "num_layers",
+        "bias",
+        "batch_first",
+        "dropout",
+        "bidirectional",
+        "proj_size",
+    ),
+    "GRU": (
+        "input_size",
+        "hidden_size",
+        "num_layers",
+        "bias",
+        "batch_first",
+        "dropout",
+        "bidirectional",
+    ),
 }
 _MODULE_MARKER = "__torchfit_module__"
 _OBJECT_MARKER = "__torchfit_object__"
@@ -56,6 +86,7 @@ class NotRebuildable(Exception):
 
 
 # ----------------------------------------------------------------- plain data
+
 
 def _is_plain(value: Any, tensors: bool = False) -> bool:
     """Whether `value` is data `torch.load(weights_only=True)` reads back as is."""
@@ -100,6 +131,7 @@ def _recordable(args: tuple, kwargs: dict) -> Any:
 
 # ------------------------------------------------------ describing a module
 
+
 def _torch_nn_class(layer: nn.Module) -> Optional[str]:
     cls = type(layer)
     if getattr(nn, cls.__name__, None) is cls and cls.__module__.startswith("torch.nn."):
@@ -115,7 +147,8 @@ def _layer_arguments(layer: nn.Module, class_name: str) -> dict:
     else:
         kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         parameters = [
-            p for p in inspect.signature(cls.__init__).parameters.values()
+            p
+            for p in inspect.signature(cls.__init__).parameters.values()
             if p.kind in kinds and p.name not in ("self", "device", "dtype")
         ]
     arguments = {}
@@ -125,7 +158,9 @@ def _layer_arguments(layer: nn.Module, class_name: str) -> dict:
                 raise NotRebuildable(f"nn.{class_name} keeps no attribute `{parameter.name}`")
             continue
         value = getattr(layer, parameter.name)
-        if parameter.name in _PRESENCE_ARGUMENTS and (value is None or isinstance(value, torch.Tensor)):
+        if parameter.name in _PRESENCE_ARGUMENTS and (
+            value is None or isinstance(value, torch.Tensor)
+        ):
             value = value is not None
         elif isinstance(value, torch.Size):
             value = tuple(value)
@@ -146,7 +181,9 @@ def _describe(module: nn.Module, where: str) -> dict:
     if class_name is None:
         raise NotRebuildable(f"{where} is a {type(module).__name__}, not a torch.nn layer")
     if class_name in _CONTAINERS:
-        children = [[name, _describe(child, f"{where}.{name}")] for name, child in module.named_children()]
+        children = [
+            [name, _describe(child, f"{where}.{name}")] for name, child in module.named_children()
+        ]
         return {"kind": "torch.nn", "class": class_name, "children": children}
     return {"kind": "torch.nn", "class": class_name, "args": _layer_arguments(module, class_name)}
 
@@ -158,8 +195,11 @@ def _describe_model(model, where: str) -> dict:
     if cls is Model:
         if model.module is None:
             raise NotRebuildable(f"{where} is a torchfit.Model without a module")
-        return {"kind": "torchfit.Model", "module": _describe_checked(model.module, f"{where}.module"),
-                "output_names": model.output_names}
+        return {
+            "kind": "torchfit.Model",
+            "module": _describe_checked(model.module, f"{where}.module"),
+            "output_names": model.output_names,
+        }
     path = f"{cls.__module__}:{cls.__qualname__}"
     if "<locals>" in cls.__qualname__:
         raise NotRebuildable(f"{where} is a {cls.__qualname__}, defined inside a function")
@@ -167,7 +207,10 @@ def _describe_model(model, where: str) -> dict:
     if recorded is None and cls.__init__ is Model.__init__:
         # A subclass that only adds methods (forward, train_step) and keeps
         # Model's constructor: its arguments are the module and output names.
-        recorded = ([model.module] if model.module is not None else [], {"output_names": model.output_names})
+        recorded = (
+            [model.module] if model.module is not None else [],
+            {"output_names": model.output_names},
+        )
     if recorded is None:
         raise NotRebuildable(f"{where} ({cls.__name__}) recorded no constructor arguments")
     if isinstance(recorded, str):
@@ -176,8 +219,13 @@ def _describe_model(model, where: str) -> dict:
     return {
         "kind": "class",
         "path": path,
-        "args": [_describe_argument(value, f"{where} argument {i}") for i, value in enumerate(args)],
-        "kwargs": {key: _describe_argument(value, f"{where} argument {key}") for key, value in kwargs.items()},
+        "args": [
+            _describe_argument(value, f"{where} argument {i}") for i, value in enumerate(args)
+        ],
+        "kwargs": {
+            key: _describe_argument(value, f"{where} argument {key}")
+            for key, value in kwargs.items()
+        },
     }
 
 
@@ -233,6 +281,7 @@ def _shapes(module: nn.Module) -> dict:
 
 # ------------------------------------------------------- rebuilding a module
 
+
 def build_module(spec: dict, safe_mode: bool = True, origins: Optional[dict] = None) -> nn.Module:
     """Builds a new, untrained module from `describe_module`'s output.
 
@@ -270,15 +319,19 @@ def _build(spec: Any, safe_mode: bool, where: str, origins: dict) -> nn.Module:
     elif kind == "torchfit.Model":
         output_names = spec.get("output_names")
         if output_names is not None and not (
-                isinstance(output_names, list) and all(isinstance(n, str) for n in output_names)):
+            isinstance(output_names, list) and all(isinstance(n, str) for n in output_names)
+        ):
             raise MalformedEntry(f"{where}.output_names", "must be a list of strings or None")
-        module = Model(_build(spec.get("module"), safe_mode, f"{where}.module", origins),
-                       output_names=output_names)
+        module = Model(
+            _build(spec.get("module"), safe_mode, f"{where}.module", origins),
+            output_names=output_names,
+        )
     elif kind == "class":
         module = _build_class(spec, safe_mode, where, origins)
     elif isinstance(spec, dict):
-        raise MalformedEntry(f"{where}.kind",
-                             f"describes a module in an unknown way ({short(kind)})")
+        raise MalformedEntry(
+            f"{where}.kind", f"describes a module in an unknown way ({short(kind)})"
+        )
     else:
         raise MalformedEntry(where, f"must describe a module (a dict), not a {type(spec).__name__}")
     origins.setdefault(id(module), where)
@@ -294,14 +347,19 @@ def _build_torch_nn(spec: dict, safe_mode: bool, where: str, origins: dict) -> n
         children = spec.get("children")
         if not isinstance(children, list) or not all(_is_named_child(c) for c in children):
             raise MalformedEntry(f"{where}.children", "must be a list of [name, description] pairs")
-        built = [(child_name, _build(child, safe_mode, f"{where}.children[{i}]", origins))
-                 for i, (child_name, child) in enumerate(children)]
-        arguments = ([child for _, child in built],) if name == "ModuleList" else (OrderedDict(built),)
+        built = [
+            (child_name, _build(child, safe_mode, f"{where}.children[{i}]", origins))
+            for i, (child_name, child) in enumerate(children)
+        ]
+        arguments = (
+            ([child for _, child in built],) if name == "ModuleList" else (OrderedDict(built),)
+        )
         return _construct(cls, arguments, {}, f"{where}.children", f"nn.{name}")
     args = spec.get("args")
     if not isinstance(args, dict) or not all(isinstance(key, str) for key in args):
-        raise MalformedEntry(f"{where}.args",
-                             f"must be a dict of constructor arguments, not {short(args)}")
+        raise MalformedEntry(
+            f"{where}.args", f"must be a dict of constructor arguments, not {short(args)}"
+        )
     return _construct(cls, (), args, f"{where}.args", f"nn.{name}")
 
 
@@ -309,14 +367,23 @@ def _build_class(spec: dict, safe_mode: bool, where: str, origins: dict) -> nn.M
     path, args, kwargs = spec.get("path"), spec.get("args"), spec.get("kwargs")
     if not isinstance(path, str):
         raise MalformedEntry(f"{where}.path", f"must be a 'module:Class' string, not {short(path)}")
-    if not (isinstance(args, list) and isinstance(kwargs, dict) and all(isinstance(k, str) for k in kwargs)):
-        raise MalformedEntry(f"{where}.args",
-                             "must be a list (and `kwargs` a dict) of constructor arguments")
+    if not (
+        isinstance(args, list)
+        and isinstance(kwargs, dict)
+        and all(isinstance(k, str) for k in kwargs)
+    ):
+        raise MalformedEntry(
+            f"{where}.args", "must be a list (and `kwargs` a dict) of constructor arguments"
+        )
     cls = _import_model_class(path, safe_mode, where)
-    args = [_build_argument(value, safe_mode, f"{where}.args[{index}]", origins)
-            for index, value in enumerate(args)]
-    kwargs = {key: _build_argument(value, safe_mode, f"{where}.kwargs.{key}", origins)
-              for key, value in kwargs.items()}
+    args = [
+        _build_argument(value, safe_mode, f"{where}.args[{index}]", origins)
+        for index, value in enumerate(args)
+    ]
+    kwargs = {
+        key: _build_argument(value, safe_mode, f"{where}.kwargs.{key}", origins)
+        for key, value in kwargs.items()
+    }
     return _construct(cls, args, kwargs, f"{where}.args", path, in_user_code=True)
 
 
@@ -324,14 +391,16 @@ def _is_named_child(child: Any) -> bool:
     return isinstance(child, (list, tuple)) and len(child) == 2 and isinstance(child[0], str)
 
 
-def _construct(cls: type, args: Any, kwargs: dict, where: str, name: str,
-               in_user_code: bool = False) -> nn.Module:
+def _construct(
+    cls: type, args: Any, kwargs: dict, where: str, name: str, in_user_code: bool = False
+) -> nn.Module:
     try:
         return cls(*args, **kwargs)
     except Exception as err:  # noqa: BLE001 - whatever a constructor raises on file data
         call = f"{name}(...)" if args else f"{name}(**{short(kwargs, 120)})"
-        raise MalformedEntry(where, f"{call} failed: {type(err).__name__}: {err}",
-                             in_user_code=in_user_code) from err
+        raise MalformedEntry(
+            where, f"{call} failed: {type(err).__name__}: {err}", in_user_code=in_user_code
+        ) from err
 
 
 def _build_argument(value: Any, safe_mode: bool, where: str, origins: dict) -> Any:
@@ -358,8 +427,9 @@ def _import_model_class(path: str, safe_mode: bool, where: str = "module") -> ty
         try:
             owner = importlib.import_module(module_name)
         except (ImportError, ValueError, TypeError) as err:
-            raise MalformedEntry(f"{where}.path",
-                                 f"names a module that cannot be imported ({err})") from err
+            raise MalformedEntry(
+                f"{where}.path", f"names a module that cannot be imported ({err})"
+            ) from err
     cls = owner
     for part in qualname.split("."):
         cls = getattr(cls, part, None)
@@ -375,6 +445,7 @@ def _import_model_class(path: str, safe_mode: bool, where: str = "module") -> ty
 
 # ------------------------------------------------------------ compile config
 
+
 def _serialize_object(value: Any, kind: str) -> Any:
     """One compile entry (a loss, a metric) as plain data; raises TypeError if it cannot be."""
     if value is None or isinstance(value, str):
@@ -383,7 +454,11 @@ def _serialize_object(value: Any, kind: str) -> Any:
         return [_serialize_object(item, kind) for item in value]
     if isinstance(value, dict):
         return {key: _serialize_object(item, kind) for key, item in value.items()}
-    if kind == "loss" and isinstance(value, nn.Module) and not isinstance(value, losses_module.Loss):
+    if (
+        kind == "loss"
+        and isinstance(value, nn.Module)
+        and not isinstance(value, losses_module.Loss)
+    ):
         try:
             return {_OBJECT_MARKER: "torch_loss", "value": describe_module(value)}
         except NotRebuildable as err:
@@ -458,6 +533,7 @@ def serialize_compile_config(model) -> tuple[dict, list]:
 
 # ----------------------------------------------------------------- the file
 
+
 def model_payload(model) -> dict:
     """Everything `model.save` writes, as plain data and tensors.
 
@@ -467,7 +543,9 @@ def model_payload(model) -> dict:
     (`optimizer_iterations`, `epoch`) and `module` (how to rebuild it, or
     `{"kind": "unknown", "reason": ...}`).
     """
-    weights = {key: value.detach().cpu() for key, value in model._weights_module().state_dict().items()}
+    weights = {
+        key: value.detach().cpu() for key, value in model._weights_module().state_dict().items()
+    }
     try:
         module_spec = describe_module(model)
     except NotRebuildable as err:
@@ -489,7 +567,9 @@ def model_payload(model) -> dict:
         "compile_config": compile_config,
         "compile_missing": missing,
         "counters": {
-            "optimizer_iterations": int(getattr(model.optimizer, "iterations", 0) or 0) if model.compiled else 0,
+            "optimizer_iterations": int(getattr(model.optimizer, "iterations", 0) or 0)
+            if model.compiled
+            else 0,
             "epoch": int(epochs[-1]) + 1 if epochs else 0,
         },
         "module": module_spec,
@@ -504,7 +584,11 @@ def _check_payload(payload: Any, filepath: str) -> dict:
                 f" {payload.get('version')!r}, this one reads up to {VERSION}). Upgrade torchfit."
             )
         return payload
-    if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+    if (
+        isinstance(payload, dict)
+        and payload
+        and all(isinstance(v, torch.Tensor) for v in payload.values())
+    ):
         raise ValueError(
             f"`filepath` {filepath!r} holds weights only (a state_dict, as `save_weights`"
             " writes), not a whole model. Build the model and call `model.load_weights(path)`."
@@ -570,8 +654,9 @@ def _compile(model, payload: dict, filepath: str) -> None:
     config = dict(payload.get("compile_config") or {})
     optimizer = "rmsprop"
     if "optimizer" in config:
-        optimizer = _from_entry("compile_config.optimizer", _deserialize_optimizer,
-                                config.pop("optimizer"), model)
+        optimizer = _from_entry(
+            "compile_config.optimizer", _deserialize_optimizer, config.pop("optimizer"), model
+        )
     if missing:
         warnings.warn(
             f"The model in {filepath!r} was loaded but not compiled: these compile"
@@ -588,8 +673,9 @@ def _compile(model, payload: dict, filepath: str) -> None:
         _from_entry("optimizer", model.optimizer.load_state_dict, payload["optimizer"])
 
 
-def load_model(filepath, module: Optional[nn.Module] = None, compile: bool = True,
-               safe_mode: bool = True):
+def load_model(
+    filepath, module: Optional[nn.Module] = None, compile: bool = True, safe_mode: bool = True
+):
     """Loads a model written by `model.save(filepath)`.
 
     The file is read with `torch.load(weights_only=True)`: loading never

@@ -32,9 +32,7 @@ def _resolve_verbose(verbose: Any) -> int:
     if verbose == "auto":
         return 1 if sys.stdout.isatty() else 2
     if verbose not in (0, 1, 2):
-        raise ValueError(
-            f"`verbose` must be 0, 1, 2 or \"auto\". Received: verbose={verbose!r}."
-        )
+        raise ValueError(f'`verbose` must be 0, 1, 2 or "auto". Received: verbose={verbose!r}.')
     return int(verbose)
 
 
@@ -138,21 +136,41 @@ class Trainer:
                 (x, y, sample_weight), validation_split=validation_split
             )
         train = EpochIterator(
-            self._distribute_data(get_adapter(
-                x, y, sample_weight, batch_size=batch_size, steps=steps_per_epoch,
-                shuffle=shuffle, class_weight=class_weight, device=self.device, purpose="fit"), "fit"),
+            self._distribute_data(
+                get_adapter(
+                    x,
+                    y,
+                    sample_weight,
+                    batch_size=batch_size,
+                    steps=steps_per_epoch,
+                    shuffle=shuffle,
+                    class_weight=class_weight,
+                    device=self.device,
+                    purpose="fit",
+                ),
+                "fit",
+            ),
             steps_per_epoch=steps_per_epoch,
         )
         validation = None
         if validation_data is not None:
             validation = loops.Validation(
-                self._evaluation_iterator(validation_data, validation_batch_size or batch_size,
-                                          validation_steps),
+                self._evaluation_iterator(
+                    validation_data, validation_batch_size or batch_size, validation_steps
+                ),
                 validation_freq,
             )
-        callbacks = self._callback_list(callbacks, verbose=verbose, epochs=epochs, steps=train.num_batches)
-        return loops.fit_loop(self, train, callbacks, epochs=epochs, initial_epoch=initial_epoch,
-                              validation=validation)
+        callbacks = self._callback_list(
+            callbacks, verbose=verbose, epochs=epochs, steps=train.num_batches
+        )
+        return loops.fit_loop(
+            self,
+            train,
+            callbacks,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            validation=validation,
+        )
 
     def _warn_if_nothing_to_train(self, epochs: int, initial_epoch: int) -> None:
         if initial_epoch and initial_epoch >= epochs:
@@ -182,9 +200,19 @@ class Trainer:
             x, y, sample_weight = unpack_x_y_sample_weight(data)
         else:
             x, y, sample_weight = data, None, None
-        adapter = get_adapter(x, y, sample_weight, batch_size=batch_size, steps=steps, shuffle=False,
-                              device=self.device, purpose="evaluate")
-        return _RestartingEpochIterator(self._distribute_data(adapter, "evaluate"), steps_per_epoch=steps)
+        adapter = get_adapter(
+            x,
+            y,
+            sample_weight,
+            batch_size=batch_size,
+            steps=steps,
+            shuffle=False,
+            device=self.device,
+            purpose="evaluate",
+        )
+        return _RestartingEpochIterator(
+            self._distribute_data(adapter, "evaluate"), steps_per_epoch=steps
+        )
 
     def _distribute_data(self, adapter, purpose: str):
         """This rank's share of the data under torchfit.distribution; `adapter` itself otherwise."""
@@ -194,8 +222,15 @@ class Trainer:
     def _callback_list(self, callbacks, *, verbose: int, epochs: int, steps) -> CallbackList:
         if isinstance(callbacks, CallbackList):
             return callbacks
-        return CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
-                            verbose=verbose, epochs=epochs, steps=steps)
+        return CallbackList(
+            callbacks,
+            add_history=True,
+            add_progbar=verbose != 0,
+            model=self,
+            verbose=verbose,
+            epochs=epochs,
+            steps=steps,
+        )
 
     def evaluate(
         self,
@@ -234,12 +269,26 @@ class Trainer:
         verbose = _resolve_verbose(verbose)
         self._place()
         distribution_lib.attach(self)
-        adapter = get_adapter(x, y, sample_weight, batch_size=batch_size, steps=steps, shuffle=False,
-                              device=self.device, purpose="evaluate")
+        adapter = get_adapter(
+            x,
+            y,
+            sample_weight,
+            batch_size=batch_size,
+            steps=steps,
+            shuffle=False,
+            device=self.device,
+            purpose="evaluate",
+        )
         adapter = self._distribute_data(adapter, "evaluate")
         iterator = EpochIterator(adapter, steps_per_epoch=steps)
-        callbacks = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
-                                 epochs=1, steps=iterator.num_batches)
+        callbacks = CallbackList(
+            callbacks,
+            add_progbar=verbose != 0,
+            model=self,
+            verbose=verbose,
+            epochs=1,
+            steps=iterator.num_batches,
+        )
         with loops.kept_epoch_metrics(self):
             logs = loops.evaluate_loop(self, iterator, callbacks)
         if return_dict:
@@ -261,12 +310,24 @@ class Trainer:
         verbose = _resolve_verbose(verbose)
         self._place()
         distribution_lib.attach(self)
-        adapter = get_adapter(x, batch_size=batch_size, steps=steps, shuffle=False, device=self.device,
-                              purpose="predict")
+        adapter = get_adapter(
+            x,
+            batch_size=batch_size,
+            steps=steps,
+            shuffle=False,
+            device=self.device,
+            purpose="predict",
+        )
         adapter = self._distribute_data(adapter, "predict")
         iterator = EpochIterator(adapter, steps_per_epoch=steps)
-        callbacks = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
-                                 epochs=1, steps=iterator.num_batches)
+        callbacks = CallbackList(
+            callbacks,
+            add_progbar=verbose != 0,
+            model=self,
+            verbose=verbose,
+            epochs=1,
+            steps=iterator.num_batches,
+        )
         outputs = loops.predict_loop(self, iterator, callbacks)
         if self._distribution is not None:
             outputs = self._distribution.gather_predictions(outputs, adapter)
@@ -283,8 +344,9 @@ class Trainer:
                 )
             sample_weight = class_weight_to_sample_weights(y, class_weight)
         if not self._has_trainable_weights:
-            warnings.warn("The model has no trainable weights: train_on_batch() changes none.",
-                          stacklevel=2)
+            warnings.warn(
+                "The model has no trainable weights: train_on_batch() changes none.", stacklevel=2
+            )
         self._place()
         batch = self._single_batch(x, y, sample_weight)
         self.reset_metrics()

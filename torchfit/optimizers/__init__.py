@@ -55,8 +55,7 @@ def serialize(optimizer: Optimizer) -> dict[str, Any]:
     """
     if not isinstance(optimizer, Optimizer):
         raise TypeError(
-            "`optimizer` must be a torchfit Optimizer."
-            f" Received: type {type(optimizer).__name__}."
+            f"`optimizer` must be a torchfit Optimizer. Received: type {type(optimizer).__name__}."
         )
     cls = type(optimizer)
     builtin = ALL_OBJECTS_DICT.get(cls.__name__.lower()) is cls
@@ -76,7 +75,9 @@ def _unknown_identifier(identifier: str) -> ValueError:
     )
 
 
-def deserialize(config: dict[str, Any], custom_objects: Optional[dict[str, Any]] = None) -> Optimizer:
+def deserialize(
+    config: dict[str, Any], custom_objects: Optional[dict[str, Any]] = None
+) -> Optimizer:
     """Creates an optimizer from `serialize()`'s output (Keras's layout works too).
 
     Class names are case-insensitive for the built-in optimizers.

@@ -43,8 +43,14 @@ _GROUP_KEYS = {"params", "lr", "weight_decay", "param_names", "initial_lr", "nam
 _NAME_COUNTS: dict[str, int] = {}
 _HOOK_REGISTRIES = [
     f"_optimizer_{kind}_hooks"
-    for kind in ("step_pre", "step_post", "state_dict_pre", "state_dict_post",
-                 "load_state_dict_pre", "load_state_dict_post")
+    for kind in (
+        "step_pre",
+        "step_post",
+        "state_dict_pre",
+        "state_dict_post",
+        "load_state_dict_pre",
+        "load_state_dict_post",
+    )
 ]
 
 
@@ -189,7 +195,9 @@ class Optimizer(torch.optim.Optimizer):
 
     def _check_unknown_kwargs(self, kwargs: dict) -> None:
         if kwargs.pop("decay", None) is not None:
-            warnings.warn("Argument `decay` is no longer supported and will be ignored.")
+            warnings.warn(
+                "Argument `decay` is no longer supported and will be ignored.", stacklevel=3
+            )
         if not kwargs:
             return
         known = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
@@ -267,7 +275,9 @@ class Optimizer(torch.optim.Optimizer):
             self._lr_takes_step = takes_step(learning_rate)
             self._is_scheduled = True
         else:
-            self._learning_rate = check_finite(as_float("learning_rate", learning_rate), "`learning_rate`")
+            self._learning_rate = check_finite(
+                as_float("learning_rate", learning_rate), "`learning_rate`"
+            )
             self._is_scheduled = False
 
     def _scheduled_lr(self, step: int) -> float:
@@ -455,7 +465,9 @@ class Optimizer(torch.optim.Optimizer):
 
     def _init_state(self, param: torch.Tensor, state: dict) -> None:
         if self.gradient_accumulation_steps:
-            state["gradient_accumulator"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            state["gradient_accumulator"] = torch.zeros_like(
+                param, memory_format=torch.preserve_format
+            )
         if self.use_ema:
             state["average"] = param.detach().clone(memory_format=torch.preserve_format)
         self._init_slots(param, state)
@@ -463,7 +475,9 @@ class Optimizer(torch.optim.Optimizer):
     def _accumulate(self, batches: list[Batch], states: list, calls: int) -> Optional[list[Batch]]:
         """Adds this call's gradients in; returns the cycle's mean on its last call, else `None`."""
         steps = self.gradient_accumulation_steps
-        accumulators = [[s["gradient_accumulator"] for s in group_states] for group_states in states]
+        accumulators = [
+            [s["gradient_accumulator"] for s in group_states] for group_states in states
+        ]
         if (calls + 1) % steps != 0:
             _gradients.accumulate(batches, accumulators)
             return None
@@ -471,7 +485,9 @@ class Optimizer(torch.optim.Optimizer):
         # Keras resets every accumulator after an update, not only those that
         # received a gradient this call.
         all_states = [self.state[param] for param in self._all_params()]
-        torch._foreach_zero_([s["gradient_accumulator"] for s in all_states if "gradient_accumulator" in s])
+        torch._foreach_zero_(
+            [s["gradient_accumulator"] for s in all_states if "gradient_accumulator" in s]
+        )
         return mean
 
     # ----------------------------------------------------------- weight decay
@@ -528,11 +544,15 @@ class Optimizer(torch.optim.Optimizer):
     def _update_moving_average(self) -> None:
         params = self._all_params()
         averages = [s["average"] for s in self._states(params)]
-        _ema.update(params, averages, self.ema_momentum, self.iterations, self.ema_overwrite_frequency)
+        _ema.update(
+            params, averages, self.ema_momentum, self.iterations, self.ema_overwrite_frequency
+        )
 
     def _ema_pairs(self, var_list: Optional[Iterable]) -> tuple[list, list]:
         params = self._all_params() if var_list is None else list(var_list)
-        pairs = [(p, self.state[p]["average"]) for p in params if "average" in self.state.get(p, {})]
+        pairs = [
+            (p, self.state[p]["average"]) for p in params if "average" in self.state.get(p, {})
+        ]
         return [p for p, _ in pairs], [a for _, a in pairs]
 
     @torch.no_grad()
