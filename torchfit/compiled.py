@@ -167,10 +167,6 @@ def _check_string_ids(config: Any, resolve, skip: tuple) -> None:
             resolve(leaf)
 
 
-def _batch_size(tensor: Any) -> int:
-    return int(tensor.shape[0]) if getattr(tensor, "ndim", 0) else 1
-
-
 def _num_classes(rule: Any, y_pred: Any) -> Optional[int]:
     """The length of the class axis a `ClassIndices` rule indexes, or `None`."""
     shape = tuple(getattr(y_pred, "shape", ()))
@@ -359,8 +355,10 @@ class CompileLoss:
         for index, loss_fn, weight, tracker, check in self._terms:
             check.shapes(flat_true[index], flat_pred[index])
             value = loss_fn(flat_true[index], flat_pred[index], sample_weight=flat_weights[index])
-            if tracker is not None and _batch_size(flat_pred[index]):
-                tracker.update_state(value, sample_weight=_batch_size(flat_pred[index]))
+            if tracker is not None:
+                batch_size = tree.batch_size_of(flat_pred[index])
+                if batch_size:
+                    tracker.update_state(value, sample_weight=batch_size)
             if weight != 1.0:
                 value = value * weight
             total = value if total is None else total + value

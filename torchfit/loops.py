@@ -14,46 +14,22 @@ from typing import Any, Optional
 import torch
 
 from torchfit import tree
-from torchfit.logs import BatchLogs, pythonify_logs
+from torchfit.logs import BatchLogs, MetricLogs, as_batch_logs, pythonify_logs
 from torchfit.metrics.torchmetrics_adapter import TorchMetricsAdapter
 from torchfit.models.forward import run_in_mode
+from torchfit.utils.arguments import is_count
 
 __all__ = [
-    "MetricLogs",
     "Validation",
-    "batch_size_of",
     "evaluate_loop",
     "fit_loop",
     "kept_epoch_metrics",
+    "logs_at_epoch_end",
     "predict_loop",
 ]
 
 
-class MetricLogs(BatchLogs):
-    """Batch logs that are exactly the model's metric results (the default steps)."""
-
-    __slots__ = ()
-
-
-def batch_size_of(x: Any) -> int:
-    """The number of samples in a batch: the first dimension of its first leaf."""
-    for leaf in tree.flatten(x):
-        shape = getattr(leaf, "shape", None)
-        if shape is not None and len(shape):
-            return int(shape[0])
-    return 1
-
-
-def _as_batch_logs(logs: Any) -> Any:
-    """Wraps a step's plain dict so that tensors in it are read lazily too."""
-    if logs is None or isinstance(logs, BatchLogs):
-        return logs
-    if isinstance(logs, Mapping):
-        return BatchLogs(lambda: logs)
-    return logs
-
-
-def _epoch_logs(model, step_logs: Any) -> dict:
+def logs_at_epoch_end(model, step_logs: Any) -> dict:
     """The logs at the end of an epoch: the metric results when the step
     returned exactly them, else the last step's own logs (a custom step, or
     `super().train_step(data)` with keys added), as Keras."""
@@ -68,24 +44,25 @@ def _epoch_logs(model, step_logs: Any) -> dict:
     return pythonify_logs(raw)
 
 
-def _check_validation_freq(freq: Any) -> None:
+def _checked_validation_freq(freq: Any) -> Any:
+    """`validation_freq` as an int or a list of epochs, each a count from 1."""
     epochs = freq if isinstance(freq, (list, tuple)) else [freq]
-    if isinstance(freq, bool) or not all(
-        isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 1 for epoch in epochs
-    ):
+    if not all(is_count(epoch) for epoch in epochs):
         raise ValueError(
             "`validation_freq` must be an int >= 1 (validate every N epochs) or a list of"
             f" epochs counted from 1. Received: validation_freq={freq!r}."
         )
+    if isinstance(freq, (list, tuple)):
+        return [epoch.__index__() for epoch in freq]
+    return freq.__index__()
 
 
 class Validation:
     """The validation data of a fit: when it runs, and its cached iterator."""
 
     def __init__(self, iterator, freq: Any):
-        _check_validation_freq(freq)
         self.iterator = iterator
-        self.freq = freq
+        self.freq = _checked_validation_freq(freq)
 
     def due(self, epoch: int) -> bool:
         if isinstance(self.freq, int):
@@ -205,7 +182,7 @@ def train_epoch(model, train, callbacks) -> dict:
                 callbacks.on_train_batch_begin(step)
             if not model.training:
                 model.train()  # a callback left it in eval(): every step trains in train mode
-            logs = _as_batch_logs(step_function(batch))
+            logs = as_batch_logs(step_function(batch))
             if groups.closes(step):
                 callbacks.on_train_batch_end(step, logs)
             if model._distribution is not None:  # one rank's stop stops all, a step later at most
@@ -220,7 +197,7 @@ def train_epoch(model, train, callbacks) -> dict:
         stop = model._distribution.agree_on_stop_at_epoch_end(model.stop_training, step)
         model.stop_training = stop
         model._distribution.reduce_metrics(model.metrics)
-    return _epoch_logs(model, logs)
+    return logs_at_epoch_end(model, logs)
 
 
 def evaluate_loop(model, iterator, callbacks) -> dict:
@@ -236,7 +213,7 @@ def evaluate_loop(model, iterator, callbacks) -> dict:
         logs = _test_steps(model, iterator, callbacks)
         if model._distribution is not None:  # the evaluation's logs over all ranks
             model._distribution.reduce_metrics(model.metrics)
-        epoch_logs = _epoch_logs(model, logs)
+        epoch_logs = logs_at_epoch_end(model, logs)
         callbacks.on_test_end(epoch_logs)
     return epoch_logs
 
@@ -253,7 +230,7 @@ def _test_steps(model, iterator, callbacks) -> Any:
             for step, batch in iterator.enumerate_epoch():
                 if groups.opens(step):
                     callbacks.on_test_batch_begin(step)
-                logs = _as_batch_logs(model.test_step(batch))
+                logs = as_batch_logs(model.test_step(batch))
                 if groups.closes(step):
                     callbacks.on_test_batch_end(step, logs)
                 if model.stop_evaluating:

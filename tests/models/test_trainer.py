@@ -123,6 +123,24 @@ def test_fit_returns_loss_going_down():
     assert history.history["loss"][-1] < history.history["loss"][0] / 2
 
 
+def test_counts_may_be_numpy_integers():
+    # One check for every count: NumPy ints pass wherever Python ints do, as in Keras.
+    model = _recording()
+    x, y = _data()
+    history = model.fit(
+        x,
+        y,
+        epochs=np.int64(3),
+        batch_size=np.int64(4),
+        steps_per_epoch=np.int32(2),
+        validation_data=(x, y),
+        validation_freq=np.int64(2),
+        verbose=0,
+    )
+    assert history.epoch == [0, 1, 2] and len(history.history["val_loss"]) == 1
+    assert [len(batch[0]) for batch in model.train_batches] == [4] * 6
+
+
 def test_bad_counts_are_errors():
     model = _recording()
     x, y = _data()

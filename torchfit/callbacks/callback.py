@@ -9,6 +9,8 @@ callbacks at once belongs to `callback_list.py`.
 from collections.abc import Mapping
 from typing import Any, Optional
 
+from torchfit.utils.arguments import check_count
+
 __all__ = ["Callback", "Logs"]
 
 Logs = Optional[Mapping[str, Any]]
@@ -35,14 +37,15 @@ _ALIASES = {
 def check_batch_frequency(name: str, value: Any, *, words: tuple = ("epoch",)) -> None:
     """Raises a clear error unless `value` is one of `words` or a positive
     number of batches (the `save_freq`/`update_freq` arguments)."""
-    if value in words:
+    if isinstance(value, str) and value in words:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        allowed = " or ".join(repr(word) for word in words)
-        raise ValueError(
-            f"`{name}` must be {allowed} or a positive integer (a number of batches)."
-            f" Received: {name}={value!r}."
-        )
+    allowed = " or ".join(repr(word) for word in words)
+    check_count(
+        name,
+        value,
+        allow_none=False,
+        expected=f"{allowed} or a positive integer (a number of batches)",
+    )
 
 
 class Callback:

@@ -6,8 +6,9 @@ the target device. Choosing the adapter belongs to `torchfit.data.get_adapter`;
 `steps_per_epoch` and running out of data belong to `EpochIterator`.
 """
 
+import warnings
 from collections.abc import Iterator
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -88,18 +89,26 @@ def resolve_device(device) -> Optional[torch.device]:
         ) from err
 
 
-def check_positive_int(name: str, value, allow_none: bool = True):
-    """Validates an argument that must be a positive integer (or `None`).
+def warn_shuffle_ignored(shuffle: Any, what: str, stacklevel: int = 2) -> None:
+    """Warns, when `shuffle` asks for shuffling, that data which sets its own order ignores it.
 
-    Raises:
-        ValueError: naming the argument and the value received.
+    Args:
+        shuffle: The `shuffle` argument received.
+        what: The data, with its article: "a torch DataLoader", "a generator".
+        stacklevel: As for `warnings.warn` called where this is. Defaults to 2.
+
+    Example:
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn_shuffle_ignored(True, "a generator")
+    >>> print(caught[0].message)  # doctest: +ELLIPSIS
+    `shuffle=True` was passed, but will be ignored since the data `x` was provided as a ...
     """
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        if hasattr(value, "__index__") and not isinstance(value, bool):
-            value_int = value.__index__()
-            if value_int > 0:
-                return value_int
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}.")
-    return value
+    if shuffle:
+        warnings.warn(
+            f"`shuffle={shuffle!r}` was passed, but will be ignored since the data `x` was"
+            f" provided as {what}, which sets its own order: it is expected to yield"
+            " already-shuffled data.",
+            stacklevel=stacklevel + 1,
+        )

@@ -16,9 +16,10 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from torchfit.data import data_utils
+from torchfit.data import data_adapter_utils
 from torchfit.data.adapter import DataAdapter
 from torchfit.data.batch_converter import check_sample_weight
+from torchfit.tree import flatten, is_nested, map_structure
 
 # Data is copied to the GPU once when it takes at most this share of the free
 # memory; bigger data stays in host memory and each batch is gathered there.
@@ -76,9 +77,11 @@ def check_cardinality(x: Any, y: Any, sample_weight: Any) -> int:
     """Returns the shared number of samples, or raises naming the mismatch."""
     parts = {}
     for name, part in zip(_PARTS, (x, y, sample_weight)):
-        leaves = data_utils.flatten(part)
+        leaves = flatten(part)
         if leaves:
-            parts[name] = sorted({data_utils.num_samples(leaf) for leaf in leaves}, reverse=True)
+            parts[name] = sorted(
+                {data_adapter_utils.num_samples(leaf) for leaf in leaves}, reverse=True
+            )
     sizes = {size for part_sizes in parts.values() for size in part_sizes}
     if len(sizes) > 1:
         raise ValueError(
@@ -93,9 +96,9 @@ def check_cardinality(x: Any, y: Any, sample_weight: Any) -> int:
 
 def match_sample_weight(y: Any, sample_weight: Any) -> Any:
     """Gives a multi-output `y` one sample_weight per output, as Keras does."""
-    if sample_weight is None or not data_utils.is_nested(y):
+    if sample_weight is None or not is_nested(y):
         return sample_weight
-    if data_utils.is_nested(sample_weight):
+    if is_nested(sample_weight):
         same = (
             set(sample_weight) == set(y)
             if isinstance(y, Mapping) and isinstance(sample_weight, Mapping)
@@ -205,14 +208,16 @@ def _convert_parts(parts: tuple, convert) -> tuple:
     converted = []
     for name, part in zip(_PARTS, parts):
         try:
-            converted.append(data_utils.map_structure(convert, part))
+            converted.append(map_structure(convert, part))
         except TypeError as err:
             raise TypeError(f"`{name}`: {err}") from err
     return tuple(converted)
 
 
 def _as_array(leaf: Any) -> Any:
-    return leaf if isinstance(leaf, (torch.Tensor, np.ndarray)) else data_utils.as_numpy(leaf)
+    return (
+        leaf if isinstance(leaf, (torch.Tensor, np.ndarray)) else data_adapter_utils.as_numpy(leaf)
+    )
 
 
 def _gather(tensor: torch.Tensor, rows, pin: bool) -> torch.Tensor:
@@ -286,7 +291,7 @@ class ArrayDataAdapter(DataAdapter):
         parts = (x, y, sample_weight) if sample_weight is not None else (x, y)
         inputs = self._tensors(_convert_parts(parts, _as_array))
         if class_weight is not None:
-            weights = data_utils.class_weight_for_targets(inputs[1], class_weight)
+            weights = data_adapter_utils.class_weight_for_targets(inputs[1], class_weight)
             inputs = (inputs[0], inputs[1], weights)
         if inputs[1] is None and len(inputs) == 2:
             inputs = inputs[:1]
@@ -296,17 +301,15 @@ class ArrayDataAdapter(DataAdapter):
 
     def _tensors(self, parts: tuple) -> tuple:
         """Converts the arrays: in place (shared, uncast) or once (float32, on the device)."""
-        self._in_place = should_gather_in_place(
-            data_utils.flatten(parts), self._device, self._shuffle
-        )
+        self._in_place = should_gather_in_place(flatten(parts), self._device, self._shuffle)
         self._on_device = not self._in_place
         if self._in_place:
-            inputs = _convert_parts(parts, data_utils.shared_host_tensor)
+            inputs = _convert_parts(parts, data_adapter_utils.shared_host_tensor)
         else:
-            inputs = _convert_parts(parts, data_utils.to_tensor)
+            inputs = _convert_parts(parts, data_adapter_utils.to_tensor)
         self._host_targets = inputs[1]  # kept until `check_targets` has read them
         if self._on_device:
-            inputs = data_utils.move_to_device(inputs, self._device)
+            inputs = data_adapter_utils.move_to_device(inputs, self._device)
         return inputs
 
     def check_targets(self, check) -> None:
@@ -317,7 +320,7 @@ class ArrayDataAdapter(DataAdapter):
         targets, self._host_targets = self._host_targets, None
         if targets is not None:
             # Targets given as device tensors are read once per fit, not per step.
-            check(data_utils.map_structure(lambda t: t.cpu(), targets), "in `y`")
+            check(map_structure(lambda t: t.cpu(), targets), "in `y`")
 
     # -- iteration ---------------------------------------------------------
 
@@ -328,8 +331,8 @@ class ArrayDataAdapter(DataAdapter):
             return self._gathered(permutation)
         inputs = self._inputs
         if permutation is not None:
-            index = permutation.to(data_utils.flatten(inputs)[0].device)
-            inputs = data_utils.map_structure(lambda t: t.index_select(0, index), inputs)
+            index = permutation.to(flatten(inputs)[0].device)
+            inputs = map_structure(lambda t: t.index_select(0, index), inputs)
         return self._slices(inputs)
 
     def _slices(self, inputs) -> Iterator[tuple]:
@@ -341,7 +344,7 @@ class ArrayDataAdapter(DataAdapter):
         else:
             for start in range(0, self._num_samples, batch_size):
                 stop = start + batch_size
-                yield data_utils.map_structure(lambda t: t[start:stop], inputs)  # noqa: B023 - called now
+                yield map_structure(lambda t: t[start:stop], inputs)  # noqa: B023 - called now
 
     def _rows(self, permutation) -> Iterator:
         """Each batch's rows: a slice, or its share of the permutation."""
@@ -354,12 +357,12 @@ class ArrayDataAdapter(DataAdapter):
         device = self._device
         staged = device is not None and device.type == "cuda"
         host_batches = (
-            data_utils.map_structure(lambda t: _gather(t, rows, staged), self._inputs)  # noqa: B023
+            map_structure(lambda t: _gather(t, rows, staged), self._inputs)  # noqa: B023
             for rows in self._rows(permutation)
         )
         if staged:
             return self._staged(host_batches)
-        return (data_utils.structure_to_device(batch, device) for batch in host_batches)
+        return (data_adapter_utils.structure_to_device(batch, device) for batch in host_batches)
 
     def _staged(self, host_batches) -> Iterator[tuple]:
         """Copies pinned host batches on a side stream, one batch ahead."""
@@ -368,7 +371,7 @@ class ArrayDataAdapter(DataAdapter):
 
         def load(host_batch):
             with torch.cuda.stream(copy_stream):
-                batch = data_utils.structure_to_device(host_batch, device)
+                batch = data_adapter_utils.structure_to_device(host_batch, device)
                 done = torch.cuda.Event()
                 done.record(copy_stream)
             return batch, done
@@ -381,7 +384,7 @@ class ArrayDataAdapter(DataAdapter):
             pending = load(following) if following is not None else None
             compute_stream = torch.cuda.current_stream(device)
             compute_stream.wait_event(done)
-            for tensor in data_utils.flatten(batch):
+            for tensor in flatten(batch):
                 # The copy stream allocated it: keep it alive for compute too.
                 tensor.record_stream(compute_stream)
             yield batch
@@ -425,4 +428,4 @@ def _check_class_weight_arguments(y, sample_weight, class_weight) -> None:
         )
     if y is None:
         raise ValueError("`class_weight` needs targets: pass `y` as well.")
-    data_utils.single_output(y)
+    data_adapter_utils.single_output(y)

@@ -5,14 +5,14 @@ Owns reading one user batch: the tuple form, the checks that name the batch
 sample_weight shaped unlike the targets, and, once the compiled loss knows
 them, target values that are no class index), converting the leaves to
 tensors, the move to the device and class weights. The rules for target
-values belong to compiled.py; the batch format to data_utils.py; iterating
+values belong to compiled.py; the batch format to data_adapter_utils.py; iterating
 the source to each adapter.
 """
 
 from collections.abc import Callable
 from typing import Any, Optional
 
-from torchfit.data import data_utils
+from torchfit.data import data_adapter_utils
 from torchfit.tree import flatten, is_nested, map_structure
 
 #: `check(y, where)`: raises when host targets cannot feed the compiled loss.
@@ -142,7 +142,7 @@ class BatchConverter:
         self.source = source
         self.table = None
         if class_weight is not None:
-            self.table = data_utils.class_weight_lookup(class_weight, device)
+            self.table = data_adapter_utils.class_weight_lookup(class_weight, device)
         self._check: Optional[TargetCheck] = None
         self._unchecked = None  # (host targets, where) of the last batch seen without a check
 
@@ -150,15 +150,15 @@ class BatchConverter:
         where = describe_batch(index, self.source)
         batch = self._standardize(batch, index, where)
         if self.cast:
-            batch = map_structure(data_utils.host_tensor, batch)
+            batch = map_structure(data_adapter_utils.host_tensor, batch)
         check_lengths(batch, where)
         if len(batch) == 3:
             check_sample_weight(batch[1], batch[2], where)
         self._check_targets_of(batch, where)
         if self.cast:
-            batch = data_utils.structure_to_device(batch, self.device)
+            batch = data_adapter_utils.structure_to_device(batch, self.device)
         else:
-            batch = data_utils.move_to_device(batch, self.device)
+            batch = data_adapter_utils.move_to_device(batch, self.device)
         if self.table is not None:
             batch = self._add_class_weights(batch)
         return batch
@@ -190,7 +190,7 @@ class BatchConverter:
                 f"The {self.source} gave None as {which}."
                 " Each batch must be `x`, `(x, y)` or `(x, y, sample_weight)`."
             )
-        batch = data_utils.standardize_batch(batch)
+        batch = data_adapter_utils.standardize_batch(batch)
         if batch[0] is None:
             raise ValueError(
                 f"In {where}, the inputs `x` are None. Each batch must be `x`,"
@@ -209,5 +209,5 @@ class BatchConverter:
             raise ValueError(
                 f"`class_weight` needs targets, but the {self.source} yields batches without `y`."
             )
-        weights = data_utils.class_weight_for_targets(batch[1], None, self.table)
+        weights = data_adapter_utils.class_weight_for_targets(batch[1], None, self.table)
         return (batch[0], batch[1], weights)

@@ -10,7 +10,8 @@ import warnings
 from collections.abc import Iterator
 from typing import Optional
 
-from torchfit.data.adapter import DataAdapter, check_positive_int
+from torchfit.data.adapter import DataAdapter
+from torchfit.utils.arguments import check_count
 
 _NOT_PEEKED = object()
 
@@ -43,7 +44,7 @@ class EpochIterator:
 
     def __init__(self, adapter: DataAdapter, steps_per_epoch: Optional[int] = None):
         self.adapter = adapter
-        self.steps_per_epoch = check_positive_int("steps_per_epoch", steps_per_epoch)
+        self.steps_per_epoch = check_count("steps_per_epoch", steps_per_epoch)
         self.exhausted = False
         self._iterator = None
         self._steps_seen = 0  # batches drawn from the current pass

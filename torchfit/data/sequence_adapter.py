@@ -9,14 +9,13 @@ class itself lives in `torchfit.utils.sequence`.
 import collections
 import itertools
 import multiprocessing
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Optional
 
 import torch
 
-from torchfit.data.adapter import DataAdapter
+from torchfit.data.adapter import DataAdapter, warn_shuffle_ignored
 from torchfit.data.array_adapter import check_shuffle
 from torchfit.data.batch_converter import BatchConverter
 
@@ -56,13 +55,8 @@ class SequenceAdapter(DataAdapter):
     def __init__(self, sequence, *, shuffle=False, class_weight=None, device=None):
         self._sequence = sequence
         self._shuffle = bool(check_shuffle(shuffle))
-        if self._shuffle and sequence.num_batches is None:
-            warnings.warn(
-                "`shuffle=True` was passed, but will be ignored since the data `x`"
-                " is an endless Sequence (`num_batches` is None). It is expected"
-                " to shuffle its own data.",
-                stacklevel=3,
-            )
+        if sequence.num_batches is None:
+            warn_shuffle_ignored(shuffle, "an endless Sequence (`num_batches` is None)", 3)
             self._shuffle = False
         self._convert = BatchConverter(device, True, class_weight, "Sequence")
         workers = sequence.workers

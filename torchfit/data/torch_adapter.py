@@ -7,13 +7,12 @@ each loader batch to the device. A `TensorDataset` never gets here:
 """
 
 import math
-import warnings
 from collections.abc import Iterator
 from typing import Optional
 
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
-from torchfit.data.adapter import DataAdapter
+from torchfit.data.adapter import DataAdapter, warn_shuffle_ignored
 from torchfit.data.array_adapter import check_shuffle, epoch_permutation
 from torchfit.data.batch_converter import BatchConverter
 
@@ -118,12 +117,7 @@ class DatasetAdapter(DataLoaderAdapter):
         shuffle = check_shuffle(shuffle)
         self._sampler = None
         if isinstance(dataset, IterableDataset):
-            if shuffle:
-                warnings.warn(
-                    "`shuffle=True` was passed, but will be ignored since the data"
-                    " `x` is an IterableDataset, which sets its own order.",
-                    stacklevel=3,
-                )
+            warn_shuffle_ignored(shuffle, "an IterableDataset", stacklevel=3)
         elif shuffle:
             self._sampler = _EpochPermutationSampler(len(dataset), batch_size, shuffle)
         pin_memory = device is not None and device.type == "cuda"

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler
 
 from torchfit import tree
-from torchfit.data import data_utils
+from torchfit.data import data_adapter_utils
 from torchfit.data.adapter import DataAdapter
 from torchfit.data.array_adapter import ArrayDataAdapter, epoch_permutation
 from torchfit.data.generator_adapter import GeneratorDataAdapter
@@ -125,12 +125,7 @@ class _Recorder:
 
 
 def _rows_of(batch) -> int:
-    x = batch[0] if isinstance(batch, tuple) else batch
-    for leaf in tree.flatten(x):
-        shape = getattr(leaf, "shape", None)
-        if shape is not None and len(shape):
-            return int(shape[0])
-    return 1
+    return tree.batch_size_of(batch[0] if isinstance(batch, tuple) else batch)
 
 
 class _Sharded(DataAdapter):
@@ -173,8 +168,8 @@ class ShardedArrayAdapter(_Sharded):
         permutation = shared_permutation(inner.num_samples, inner.batch_size, inner._shuffle)
         inputs = inner._inputs
         if permutation is not None:
-            index = permutation.to(data_utils.flatten(inputs)[0].device)
-            inputs = data_utils.map_structure(lambda t: t.index_select(0, index), inputs)
+            index = permutation.to(data_adapter_utils.flatten(inputs)[0].device)
+            inputs = data_adapter_utils.map_structure(lambda t: t.index_select(0, index), inputs)
         return self._slices(inputs, permutation)
 
     def _slices(self, inputs, permutation) -> Iterator[tuple]:
@@ -183,10 +178,10 @@ class ShardedArrayAdapter(_Sharded):
         device = None if self.inner._on_device else self.inner._device
         for low, high, weight in self._bounds:
             model._loss_weight = weight
-            batch = data_utils.map_structure(lambda t: t[low:high], inputs)  # noqa: B023 - called now
+            batch = data_adapter_utils.map_structure(lambda t: t[low:high], inputs)  # noqa: B023 - called now
             if device is not None:
                 # structure_to_device: data gathered in place is cast here.
-                batch = data_utils.structure_to_device(batch, device)
+                batch = data_adapter_utils.structure_to_device(batch, device)
             recorder.rows(
                 np.arange(low, high) if permutation is None else permutation[low:high].numpy()
             )

@@ -19,11 +19,12 @@ import torch
 from torch import nn
 
 from torchfit import distribution as distribution_lib
-from torchfit import layers, loops, mixed_precision
+from torchfit import layers, mixed_precision, tree
 from torchfit import metrics as metrics_module
 from torchfit import optimizers as optimizers_module
 from torchfit.compiled import CompileLoss, CompileMetrics, outputs_structure
-from torchfit.data.data_utils import unpack_x_y_sample_weight
+from torchfit.data.data_adapter_utils import unpack_x_y_sample_weight
+from torchfit.logs import MetricLogs
 from torchfit.models import saving, serialization
 from torchfit.models.forward import (
     ForwardSignature,
@@ -38,6 +39,7 @@ from torchfit.models.forward import (
 )
 from torchfit.models.metrics_tracking import MetricsTracking
 from torchfit.models.trainer import Trainer
+from torchfit.utils.arguments import check_count
 from torchfit.utils.summary import print_summary, record_output_shapes
 
 __all__ = ["Model"]
@@ -343,15 +345,9 @@ class Model(Trainer, MetricsTracking, nn.Module):
             auto_scale_loss: Scale the loss under `mixed_float16`. Defaults
                 to `True`.
         """
-        if (
-            isinstance(steps_per_execution, bool)
-            or not isinstance(steps_per_execution, int)
-            or steps_per_execution < 1
-        ):
-            raise ValueError(
-                "`steps_per_execution` must be a positive integer."
-                f" Received: steps_per_execution={steps_per_execution!r}."
-            )
+        steps_per_execution = check_count(
+            "steps_per_execution", steps_per_execution, allow_none=False
+        )
         self._place()
         self.optimizer = self._resolve_optimizer(optimizer)
         self._has_trainable_weights = any(p.requires_grad for p in self.parameters())
@@ -517,7 +513,7 @@ class Model(Trainer, MetricsTracking, nn.Module):
             if not self._compile_metrics.built:
                 self._build_compiled(y, y_pred)
             self._compile_metrics.update_state(y, y_pred, sample_weight)
-        return loops.MetricLogs(self.get_metrics_result)
+        return MetricLogs(self.get_metrics_result)
 
     def _build_compiled(self, y, y_pred) -> None:
         """Builds the compiled loss and metrics from the first real batch, both at once.
@@ -575,7 +571,7 @@ class Model(Trainer, MetricsTracking, nn.Module):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         y_pred = self(x, training=True)
         loss = self._compute_loss(x, y, y_pred, sample_weight, training=True)
-        self._track_loss(loss.detach(), loops.batch_size_of(x))
+        self._track_loss(loss.detach(), tree.batch_size_of(x))
         if self._has_trainable_weights:  # else fit warned once: nothing to step
             self.optimizer.zero_grad(set_to_none=True)
             if loss.requires_grad:
@@ -619,7 +615,7 @@ class Model(Trainer, MetricsTracking, nn.Module):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         y_pred = self(x, training=False)
         loss = self._compute_loss(x, y, y_pred, sample_weight, training=False)
-        self._track_loss(loss, loops.batch_size_of(x))
+        self._track_loss(loss, tree.batch_size_of(x))
         return self.compute_metrics(x, y, y_pred, sample_weight)
 
     def predict_step(self, data):

@@ -5,9 +5,7 @@ with Keras 3's defaults and checks. The loops themselves belong to
 `loops.py`; the steps they run belong to `models/model.py`.
 """
 
-import sys
 import warnings
-from typing import Any
 
 import torch
 
@@ -15,7 +13,7 @@ from torchfit import distribution as distribution_lib
 from torchfit import loops
 from torchfit.callbacks import CallbackList
 from torchfit.data import get_adapter
-from torchfit.data.data_utils import (
+from torchfit.data.data_adapter_utils import (
     class_weight_to_sample_weights,
     structure_to_device,
     train_validation_split,
@@ -24,23 +22,15 @@ from torchfit.data.data_utils import (
 from torchfit.data.epoch_iterator import EpochIterator
 from torchfit.logs import pythonify_logs
 from torchfit.models.forward import run_in_mode
+from torchfit.utils.arguments import check_count, resolve_verbose
 
 __all__ = ["Trainer"]
 
 
-def _resolve_verbose(verbose: Any) -> int:
-    if verbose == "auto":
-        return 1 if sys.stdout.isatty() else 2
-    if verbose not in (0, 1, 2):
-        raise ValueError(f'`verbose` must be 0, 1, 2 or "auto". Received: verbose={verbose!r}.')
-    return int(verbose)
-
-
-def _check_count(value: Any, name: str, *, allow_none: bool = True, minimum: int = 1) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}.")
+def _checked_count(name: str, value, *, minimum: int = 1, allow_none: bool = True):
+    """`check_count`, saying "an integer >= N" as the verbs' errors always have."""
+    expected = f"an integer >= {minimum}"
+    return check_count(name, value, minimum=minimum, allow_none=allow_none, expected=expected)
 
 
 class _RestartingEpochIterator(EpochIterator):
@@ -123,11 +113,11 @@ class Trainer:
             The `History` callback; `history.history` maps log keys to lists.
         """
         self._assert_compiled("fit")
-        _check_count(epochs, "epochs", allow_none=False, minimum=0)
-        _check_count(initial_epoch, "initial_epoch", allow_none=False, minimum=0)
-        _check_count(steps_per_epoch, "steps_per_epoch")
-        _check_count(validation_steps, "validation_steps")
-        verbose = _resolve_verbose(verbose)
+        epochs = _checked_count("epochs", epochs, minimum=0, allow_none=False)
+        initial_epoch = _checked_count("initial_epoch", initial_epoch, minimum=0, allow_none=False)
+        steps_per_epoch = _checked_count("steps_per_epoch", steps_per_epoch)
+        validation_steps = _checked_count("validation_steps", validation_steps)
+        verbose = resolve_verbose(verbose)
         self._warn_if_nothing_to_train(epochs, initial_epoch)
         self._place()
         distribution_lib.attach(self)  # under torchrun: DDP/FSDP; None in one process
@@ -265,8 +255,8 @@ class Trainer:
         if kwargs:
             raise TypeError(f"evaluate() got unexpected keyword arguments: {sorted(kwargs)}.")
         self._assert_compiled("evaluate")
-        _check_count(steps, "steps")
-        verbose = _resolve_verbose(verbose)
+        steps = _checked_count("steps", steps)
+        verbose = resolve_verbose(verbose)
         self._place()
         distribution_lib.attach(self)
         adapter = get_adapter(
@@ -306,8 +296,8 @@ class Trainer:
             callbacks: A list of callbacks; `on_predict_batch_end` receives
                 `{"outputs": ...}`.
         """
-        _check_count(steps, "steps")
-        verbose = _resolve_verbose(verbose)
+        steps = _checked_count("steps", steps)
+        verbose = resolve_verbose(verbose)
         self._place()
         distribution_lib.attach(self)
         adapter = get_adapter(
@@ -380,7 +370,7 @@ class Trainer:
         return (x,) if y is None else (x, y)
 
     def _batch_result(self, logs, return_dict: bool):
-        logs = pythonify_logs(loops._epoch_logs(self, logs))
+        logs = pythonify_logs(loops.logs_at_epoch_end(self, logs))
         if return_dict:
             return logs
         return self._flatten_metrics_in_order(logs)
