@@ -16,8 +16,8 @@ import torch
 from torchfit import tree
 from torchfit.logs import BatchLogs, MetricLogs, as_batch_logs, pythonify_logs
 from torchfit.metrics.torchmetrics_adapter import TorchMetricsAdapter
-from torchfit.models.forward import run_in_mode
 from torchfit.utils.arguments import is_count
+from torchfit.utils.modes import run_in_mode
 
 __all__ = [
     "Validation",

@@ -4,7 +4,6 @@ import warnings
 
 import pytest
 import torch
-from torch import nn
 
 from torchfit.models.forward import (
     ForwardSignature,
@@ -13,9 +12,7 @@ from torchfit.models.forward import (
     default_device,
     describe_forward_error,
     make_jit_forward,
-    mode_differs,
     route_inputs,
-    run_in_mode,
 )
 
 
@@ -93,31 +90,6 @@ def test_make_jit_forward_warns_once_and_returns_none_when_compile_is_unavailabl
         "jit_compile=True: torch.compile is unavailable (RuntimeError: no compiler here)."
         " Running the model eagerly instead."
     ]
-
-
-def test_run_in_mode_switches_only_when_needed_and_restores_each_submodule():
-    net = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5), nn.BatchNorm1d(2))
-    net[2].eval()
-    assert mode_differs(net, False) and not mode_differs(net, True)
-    with run_in_mode(net, False):
-        assert not any(module.training for module in net.modules())
-    assert [module.training for module in net.modules()] == [True, True, True, False]
-    with pytest.raises(ValueError), run_in_mode(net, False):
-        raise ValueError("a failing call")
-    assert [module.training for module in net.modules()] == [True, True, True, False]
-    with run_in_mode(net, True):  # already in train mode: the frozen part is left alone
-        assert not net[2].training
-
-
-def test_mode_differs_looks_at_the_wrapped_module_too():
-    class Wrapper(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.module = nn.Linear(2, 2)
-
-    wrapper = Wrapper().eval()
-    wrapper.module.train()
-    assert mode_differs(wrapper, False)
 
 
 def test_describe_forward_error_keeps_the_type_and_names_every_input():

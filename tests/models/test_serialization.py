@@ -69,7 +69,7 @@ def _fit(model, epochs=2, seed=0):
 
 def _assert_same_weights(a, b):
     for (name, x), y in zip(
-        a._weights_module().state_dict().items(), b._weights_module().state_dict().values()
+        a.weights_module.state_dict().items(), b.weights_module.state_dict().values()
     ):
         assert torch.equal(x, y), name
 

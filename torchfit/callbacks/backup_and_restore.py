@@ -8,8 +8,8 @@ interrupted epoch, the metric states, the `History` so far, epoch and batch,
 and the state of every other callback of the run (their `state_dict()`).
 Skipping already trained batches belongs to `loops.train_epoch` (through
 `model._resume`); what each callback's state holds to that callback;
-writing files atomically to `utils.file_utils`; capturing generator states
-to `utils.rng_state`.
+writing and reading files to `utils.file_utils` and `utils.torch_files`;
+capturing generator states to `utils.rng_state`.
 """
 
 import copy
@@ -23,6 +23,7 @@ import torch
 from torchfit.callbacks.callback import Callback, Logs, check_batch_frequency
 from torchfit.utils.file_utils import atomic_write, check_folder
 from torchfit.utils.rng_state import get_rng_state, set_rng_state
+from torchfit.utils.torch_files import cpu_state_dict, load_state, read_torch_file
 
 __all__ = ["BackupAndRestore"]
 
@@ -184,10 +185,8 @@ class BackupAndRestore(Callback):
         backup = self._read_backup()
         if backup is None:
             return
-        from torchfit.models.saving import load_state  # models imports callbacks
-
         model = self.model
-        load_state(model, backup["weights"], self._backup_path)
+        load_state(model.weights_module, backup["weights"], self._backup_path)
         if backup.get("optimizer") is not None and model.optimizer is not None:
             model.optimizer.load_state_dict(backup["optimizer"])
         model._initial_epoch = backup["epoch"]
@@ -303,8 +302,6 @@ class BackupAndRestore(Callback):
                     variable.copy_(value)
 
     def _read_backup(self) -> Optional[dict]:
-        from torchfit.models.saving import read_torch_file  # models imports callbacks
-
         errors = []
         for path in (self._backup_path, self._previous_path):
             if not os.path.exists(path):
@@ -393,9 +390,7 @@ class BackupAndRestore(Callback):
             "epoch": epoch,
             "batch": batch,
             "batches_since_saving": self._batches_since_saving,
-            "weights": {
-                k: v.detach().cpu() for k, v in model._weights_module().state_dict().items()
-            },
+            "weights": cpu_state_dict(model.weights_module),
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
             "rng": get_rng_state(),
             "epoch_rng": self._epoch_start_rng if batch is not None else None,

@@ -71,6 +71,11 @@ class Callback:
     [0]
     """
 
+    #: Whether only the process that prints and writes files (rank 0 under
+    #: torch.distributed) runs this callback: progress bars, loggers, writers of
+    #: files no other rank reads. `CallbackList` leaves it out on the other ranks.
+    chief_only: bool = False
+
     def __init__(self):
         self.params: Optional[dict] = None
         self._model = None

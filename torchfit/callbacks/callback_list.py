@@ -86,9 +86,10 @@ class CallbackList(Callback):
         super().__init__()
         self.callbacks: list[Callback] = _flatten(callbacks)
         distribution = getattr(model, "_distribution", None)
-        if distribution is not None:  # torchfit.distribution: printers and writers on rank 0 only
-            self.callbacks = distribution.rank_callbacks(self.callbacks)
-            add_progbar = add_progbar and distribution.is_chief
+        if distribution is not None and not distribution.is_chief:
+            # Printers and writers run on rank 0 only (they say so: `chief_only`).
+            self.callbacks = [c for c in self.callbacks if not c.chief_only]
+            add_progbar = False
         self._history: Optional[History] = None
         self._progbar: Optional[ProgbarLogger] = None
         self._add_default_callbacks(add_history, add_progbar, params)

@@ -76,6 +76,8 @@ class CSVLogger(Callback):
     0,0.5,NA
     """
 
+    chief_only = True  # writes the file: rank 0 alone under torch.distributed
+
     def __init__(
         self, filename: Union[str, os.PathLike], separator: str = ",", append: bool = False
     ):

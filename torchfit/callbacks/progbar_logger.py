@@ -34,6 +34,8 @@ class ProgbarLogger(Callback):
     1/1 - 0s - ...s/step - loss: 0.2500
     """
 
+    chief_only = True  # prints the bar: rank 0 alone under torch.distributed
+
     def __init__(self):
         super().__init__()
         self.seen = 0

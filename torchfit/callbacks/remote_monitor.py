@@ -38,6 +38,8 @@ class RemoteMonitor(Callback):
     '/publish/epoch/end/'
     """
 
+    chief_only = True  # posts to a server: rank 0 alone under torch.distributed
+
     def __init__(
         self,
         root: str = "http://localhost:9000",

@@ -124,6 +124,8 @@ class TensorBoard(Callback):
     1
     """
 
+    chief_only = True  # writes event files: rank 0 alone under torch.distributed
+
     def __init__(
         self,
         log_dir: Union[str, os.PathLike] = "logs",

@@ -65,10 +65,10 @@ def full_state_dict(model) -> dict:
 
 
 class _FullWeights:
-    """Stands in for a model whose `_weights_module().state_dict()` is the full one."""
+    """Stands in for a model whose `weights_module.state_dict()` is the full one."""
 
     def __init__(self, state: dict):
-        self.module = self
+        self.weights_module = self
         self._state = state
 
     def state_dict(self) -> dict:

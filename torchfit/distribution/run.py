@@ -2,8 +2,7 @@
 
 Owns the `DistributedRun` a strategy attaches to a model as
 `model._distribution`: reducing metric states across ranks, agreeing on
-`stop_training` (between steps through `stopping.py`), keeping
-file-writing and printing callbacks on rank 0, gathering `predict` outputs
+`stop_training` (between steps through `stopping.py`), gathering `predict` outputs
 back into input order, and writing files once.
 Starting the process group belongs to `env.py`; wrapping the module (DDP,
 FSDP2) to `strategies.py`; splitting the data to `sharding.py`.
@@ -105,21 +104,6 @@ class DistributedRun:
     def agree_on_stop_at_epoch_end(self, asked: bool, batch: int) -> bool:
         """The `stop_training` all ranks agree on once an epoch's steps are over."""
         return self.stopping.at_epoch_end(asked, batch)
-
-    # ------------------------------------------------------------- callbacks
-    def rank_callbacks(self, callbacks: list) -> list:
-        """The callbacks this rank runs: all of them on rank 0; others drop printers and writers."""
-        if self.is_chief:
-            return callbacks
-        from torchfit import callbacks as callbacks_module  # callbacks import the models
-
-        chief_only = (
-            callbacks_module.ProgbarLogger,
-            callbacks_module.CSVLogger,
-            callbacks_module.TensorBoard,
-            callbacks_module.RemoteMonitor,
-        )
-        return [cb for cb in callbacks if not isinstance(cb, chief_only)]
 
     # --------------------------------------------------------------- predict
     def gather_predictions(self, outputs: Any, adapter) -> Any:

@@ -183,7 +183,7 @@ class ModelParallel(_Distribution):
     def _wrap(self, model, run: DistributedRun) -> None:
         from torch.distributed.fsdp import fully_shard
 
-        root = model._weights_module()
+        root = model.weights_module
         if root is model:
             raise ValueError(
                 "ModelParallel shards the module a Model wraps: build the model as"

@@ -69,7 +69,7 @@ from .probabilistic_metrics import (
     poisson,
     sparse_categorical_crossentropy,
 )
-from .reduction_metrics import Mean, MeanMetricWrapper, Sum
+from .reduction_metrics import METRIC_FUNCTIONS, Mean, MeanMetricWrapper, Sum
 from .regression_metrics import (
     CosineSimilarity,
     LogCoshError,
@@ -121,7 +121,8 @@ ALL_OBJECTS_DICT.update(
 )  # fmt: skip
 
 # Stateless per-sample functions by name, for `MeanMetricWrapper` configs.
-_FUNCTIONS: dict[str, Callable[..., Any]] = {
+_FUNCTIONS = METRIC_FUNCTIONS
+_FUNCTIONS.update({
     fn.__name__: fn
     for fn in (
         accuracy, binary_accuracy, categorical_accuracy, sparse_categorical_accuracy,
@@ -132,7 +133,7 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
         sparse_categorical_crossentropy, hinge, squared_hinge, categorical_hinge,
         pearson_correlation, concordance_correlation,
     )
-}  # fmt: skip
+})  # fmt: skip
 
 _ACCURACY_IDS = ("accuracy", "acc")
 _CROSSENTROPY_IDS = ("crossentropy", "ce")

@@ -4,18 +4,17 @@ Owns the default device, routing a list input to `forward(*xs)` and a dict to
 `forward(**xs)`, the train/eval mode of one call (`training=`), the autocast
 context of a mixed dtype policy, wrapping `forward` in `torch.compile`, and
 the error that describes the inputs when the first forward pass fails. When
-these run belongs to `models/model.py`.
+these run belongs to `models/model.py`; running a block in train or eval mode
+(`training=`) to `utils/modes.py`.
 """
 
-import contextlib
 import inspect
 import os
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Optional
 
 import torch
-from torch import nn
 
 from torchfit.tree import map_structure
 
@@ -27,9 +26,7 @@ __all__ = [
     "default_device",
     "describe_forward_error",
     "make_jit_forward",
-    "mode_differs",
     "route_inputs",
-    "run_in_mode",
 ]
 
 
@@ -139,46 +136,6 @@ def route_inputs(signature: ForwardSignature, args: tuple, kwargs: dict) -> tupl
     if isinstance(x, (list, tuple)) and (signature.var_positional or signature.num_positional > 1):
         return tuple(x), kwargs
     return args, kwargs
-
-
-# ------------------------------------------------------------------ modes
-def mode_differs(model: nn.Module, training: bool) -> bool:
-    """Whether `model` (or the module it wraps) is not in the mode `training` asks for.
-
-    Two attribute reads: the hot path (a step already in its mode) pays nothing more.
-    """
-    if model.training != training:
-        return True
-    wrapped = model._modules.get("module")
-    return wrapped is not None and wrapped.training != training
-
-
-@contextlib.contextmanager
-def run_in_mode(model: nn.Module, training: bool) -> Iterator[None]:
-    """Runs the block with `model` in train (`True`) or eval (`False`) mode, then
-    puts every submodule back in the mode it had, also when the block raises.
-
-    The walk over the submodules happens only when the mode has to change.
-
-    Example:
-    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))
-    >>> with run_in_mode(net, False):
-    ...     net[1].training
-    False
-    >>> net[1].training
-    True
-    """
-    if not mode_differs(model, training):
-        yield
-        return
-    # Each submodule's own flag is kept: a part the user froze in eval() stays so.
-    saved = [(module, module.training) for module in model.modules()]
-    model.train(training)
-    try:
-        yield
-    finally:
-        for module, was_training in saved:
-            module.training = was_training
 
 
 # ------------------------------------------------------ first-call errors

@@ -35,11 +35,12 @@ from torchfit.models.forward import (
     describe_forward_error,
     make_jit_forward,
     route_inputs,
-    run_in_mode,
 )
 from torchfit.models.metrics_tracking import MetricsTracking
+from torchfit.models.serialization import MODEL_KIND, Rebuildable
 from torchfit.models.trainer import Trainer
 from torchfit.utils.arguments import check_count
+from torchfit.utils.modes import run_in_mode
 from torchfit.utils.summary import print_summary, record_output_shapes
 
 __all__ = ["Model"]
@@ -47,7 +48,7 @@ __all__ = ["Model"]
 DeviceLike = Union[str, torch.device, None]
 
 
-class Model(Trainer, MetricsTracking, nn.Module):
+class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIND):
     """Gives an `nn.Module` Keras's `compile`, `fit`, `evaluate` and `predict`.
 
     Wrap any module, or subclass and write `forward`. The model is itself an
@@ -107,14 +108,6 @@ class Model(Trainer, MetricsTracking, nn.Module):
         )
         if module is not None:
             module.to(self.device)
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        # Record each subclass's constructor arguments, so that `save` can
-        # describe how to rebuild it and `load_model` can without pickles.
-        init = cls.__dict__.get("__init__")
-        if init is not None and not getattr(init, "_torchfit_records_args", False):
-            cls.__init__ = serialization.record_init_arguments(init)
 
     def _reset_training_state(self) -> None:
         self.compiled = False
@@ -234,7 +227,7 @@ class Model(Trainer, MetricsTracking, nn.Module):
     def _first_call(self, args: tuple, kwargs: dict):
         """The first forward pass: decides the input casts, records the example
         inputs and the outputs' structure, and retells a failure with the inputs."""
-        parameter = next(self._weights_module().parameters(), None)
+        parameter = next(self.weights_module.parameters(), None)
         parameter_dtype = parameter.dtype if parameter is not None else None
         # Keras casts inputs to the compute dtype: a bool x meets float weights.
         self._bool_input_dtype = bool_input_cast(args, kwargs, parameter_dtype)
@@ -387,7 +380,7 @@ class Model(Trainer, MetricsTracking, nn.Module):
         policy = mixed_precision.get_policy(self.dtype_policy)
         self._policy = policy
         if not policy.is_mixed and policy.variable_dtype != "float32":
-            self._weights_module().to(policy.torch_compute_dtype)
+            self.weights_module.to(policy.torch_compute_dtype)
         self._autocast_dtype = policy.torch_compute_dtype if policy.is_mixed else None
         # A pure bfloat16/float64 policy casts the weights, so float inputs must follow.
         self._input_dtype = (
@@ -418,9 +411,7 @@ class Model(Trainer, MetricsTracking, nn.Module):
         if unbuilt and parameters:
             # Names let `exclude_from_weight_decay(var_names=...)` match parameters.
             optimizer.build(
-                (name, p)
-                for name, p in self._weights_module().named_parameters()
-                if p.requires_grad
+                (name, p) for name, p in self.weights_module.named_parameters() if p.requires_grad
             )
         return optimizer
 
@@ -624,7 +615,10 @@ class Model(Trainer, MetricsTracking, nn.Module):
         return self(x, training=False)
 
     # --------------------------------------------------------------- weights
-    def _weights_module(self) -> nn.Module:
+    @property
+    def weights_module(self) -> nn.Module:
+        """The module whose `state_dict` holds the weights: the wrapped `module`,
+        or the model itself when a subclass writes its own `forward`."""
         return self.module if self.module is not None else self
 
     def get_weights(self) -> list:
@@ -636,12 +630,12 @@ class Model(Trainer, MetricsTracking, nn.Module):
         """
         return [
             np.array(t.detach().cpu().numpy(), copy=True)
-            for t in self._weights_module().state_dict().values()
+            for t in self.weights_module.state_dict().values()
         ]
 
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Sets every parameter and buffer from a list in `get_weights()` order."""
-        state = self._weights_module().state_dict()
+        state = self.weights_module.state_dict()
         if len(weights) != len(state):
             raise ValueError(
                 f"`set_weights` expected a list of {len(state)} arrays, received {len(weights)}."
@@ -666,11 +660,11 @@ class Model(Trainer, MetricsTracking, nn.Module):
     load_weights = saving.load_weights
 
     def save(self, filepath, overwrite: bool = True) -> None:
-        """Saves the whole model in one file (see `saving.save_model`).
+        """Saves the whole model in one file (see `serialization.save_model`).
 
         Under torch.distributed every rank calls it; rank 0 writes, all wait.
         """
-        distribution_lib.write_once(saving.save_model, self, filepath, overwrite)
+        distribution_lib.write_once(serialization.save_model, self, filepath, overwrite)
 
     def summary(
         self,

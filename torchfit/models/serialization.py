@@ -4,10 +4,12 @@ Owns the payload of `model.save` (weights, optimizer state, compile config,
 counters and a description of how to rebuild the module) and `load_model`.
 Rebuilding works without unpickling code: a `torchfit.Model` subclass is
 found by its import path and called with the constructor arguments it
-recorded (`record_init_arguments`), and a module made only of `torch.nn`
-layers is described by class names and constructor arguments read back from
-the layers. Writing files atomically and reading them with
-`weights_only=True` belong to `saving.py`.
+recorded (`Rebuildable`), and a module made only of `torch.nn` layers is
+described by class names and constructor arguments read back from the layers.
+`torchfit.Model` derives from `Rebuildable` and declares itself
+(`saved_as="torchfit.Model"`), so this module never imports it. Writing files
+atomically and reading them with `weights_only=True` belong to
+`utils/torch_files.py`; the weights-only files to `saving.py`.
 """
 
 import functools
@@ -25,17 +27,19 @@ from torch import nn
 from torchfit import losses as losses_module
 from torchfit import metrics as metrics_module
 from torchfit import optimizers as optimizers_module
-from torchfit.models import file_checks, saving
+from torchfit.models import file_checks
 from torchfit.models.file_checks import MalformedEntry, short
+from torchfit.utils.torch_files import cpu_state_dict, load_state, read_torch_file, write_torch_file
 
 __all__ = [
     "FORMAT",
     "VERSION",
-    "describe_module",
+    "Rebuildable",
     "build_module",
-    "model_payload",
+    "describe_module",
     "load_model",
-    "record_init_arguments",
+    "model_payload",
+    "save_model",
 ]
 
 FORMAT = "torchfit.model"
@@ -78,6 +82,7 @@ _RECURRENT_ARGUMENTS = {
     ),
 }
 _MODULE_MARKER = "__torchfit_module__"
+MODEL_KIND = "torchfit.Model"  # how a plain torchfit.Model is described: module, output names
 _OBJECT_MARKER = "__torchfit_object__"
 
 
@@ -104,7 +109,7 @@ def _is_plain(value: Any, tensors: bool = False) -> bool:
 
 
 def record_init_arguments(init):
-    """Wraps a `Model` subclass's `__init__` to record its arguments.
+    """Wraps a `Rebuildable` subclass's `__init__` to record its arguments.
 
     The outermost constructor call records, so a subclass of a subclass
     keeps its own arguments. Plain data and `nn.Module`s are kept (a module
@@ -120,6 +125,38 @@ def record_init_arguments(init):
 
     recording_init._torchfit_records_args = True
     return recording_init
+
+
+# The classes that declared how they are saved (`saved_as=`), by kind and by class.
+_CLASS_OF_KIND: dict = {}
+_KIND_OF_CLASS: dict = {}
+
+
+class Rebuildable:
+    """The base of `torchfit.Model`: what `save` describes and `load_model` rebuilds.
+
+    Each subclass's constructor records the arguments it is called with, so
+    `save` can describe how to rebuild the instance (its import path and those
+    arguments), and `load_model` only ever calls classes derived from this one.
+    A class that passes `saved_as=` in its class statement (`torchfit.Model`
+    passes `"torchfit.Model"`) is described under that kind instead, by its
+    module and output names, and its own constructor records nothing.
+    """
+
+    def __init_subclass__(cls, saved_as: Optional[str] = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if saved_as is not None:
+            _CLASS_OF_KIND[saved_as] = cls
+            _KIND_OF_CLASS[cls] = saved_as
+            return
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_torchfit_records_args", False):
+            cls.__init__ = record_init_arguments(init)
+
+
+def _model_class() -> type:
+    """The class saved as `MODEL_KIND` (`torchfit.Model`, which declares it)."""
+    return _CLASS_OF_KIND[MODEL_KIND]
 
 
 def _recordable(args: tuple, kwargs: dict) -> Any:
@@ -173,9 +210,7 @@ def _layer_arguments(layer: nn.Module, class_name: str) -> dict:
 
 
 def _describe(module: nn.Module, where: str) -> dict:
-    from torchfit.models.model import Model
-
-    if isinstance(module, Model):
+    if isinstance(module, Rebuildable):
         return _describe_model(module, where)
     class_name = _torch_nn_class(module)
     if class_name is None:
@@ -189,14 +224,13 @@ def _describe(module: nn.Module, where: str) -> dict:
 
 
 def _describe_model(model, where: str) -> dict:
-    from torchfit.models.model import Model
-
     cls = type(model)
-    if cls is Model:
+    kind = _KIND_OF_CLASS.get(cls)
+    if kind is not None:
         if model.module is None:
             raise NotRebuildable(f"{where} is a torchfit.Model without a module")
         return {
-            "kind": "torchfit.Model",
+            "kind": kind,
             "module": _describe_checked(model.module, f"{where}.module"),
             "output_names": model.output_names,
         }
@@ -204,7 +238,7 @@ def _describe_model(model, where: str) -> dict:
     if "<locals>" in cls.__qualname__:
         raise NotRebuildable(f"{where} is a {cls.__qualname__}, defined inside a function")
     recorded = model.__dict__.get("_init_args")
-    if recorded is None and cls.__init__ is Model.__init__:
+    if recorded is None and cls.__init__ is _model_class().__init__:
         # A subclass that only adds methods (forward, train_step) and keeps
         # Model's constructor: its arguments are the module and output names.
         recorded = (
@@ -270,9 +304,7 @@ def describe_module(module: nn.Module) -> dict:
 
 
 def _is_model(module) -> bool:
-    from torchfit.models.model import Model
-
-    return isinstance(module, Model)
+    return isinstance(module, Rebuildable)
 
 
 def _shapes(module: nn.Module) -> dict:
@@ -311,18 +343,16 @@ def build_module(spec: dict, safe_mode: bool = True, origins: Optional[dict] = N
 
 
 def _build(spec: Any, safe_mode: bool, where: str, origins: dict) -> nn.Module:
-    from torchfit.models.model import Model
-
     kind = spec.get("kind") if isinstance(spec, dict) else None
     if kind == "torch.nn":
         module = _build_torch_nn(spec, safe_mode, where, origins)
-    elif kind == "torchfit.Model":
+    elif kind == MODEL_KIND:
         output_names = spec.get("output_names")
         if output_names is not None and not (
             isinstance(output_names, list) and all(isinstance(n, str) for n in output_names)
         ):
             raise MalformedEntry(f"{where}.output_names", "must be a list of strings or None")
-        module = Model(
+        module = _model_class()(
             _build(spec.get("module"), safe_mode, f"{where}.module", origins),
             output_names=output_names,
         )
@@ -410,8 +440,6 @@ def _build_argument(value: Any, safe_mode: bool, where: str, origins: dict) -> A
 
 
 def _import_model_class(path: str, safe_mode: bool, where: str = "module") -> type:
-    from torchfit.models.model import Model
-
     module_name, _, qualname = path.partition(":")
     if module_name in sys.modules:
         owner = sys.modules[module_name]
@@ -433,7 +461,7 @@ def _import_model_class(path: str, safe_mode: bool, where: str = "module") -> ty
     cls = owner
     for part in qualname.split("."):
         cls = getattr(cls, part, None)
-    if not (isinstance(cls, type) and issubclass(cls, Model)):
+    if not (isinstance(cls, type) and issubclass(cls, Rebuildable)):
         raise MalformedEntry(
             f"{where}.path",
             f"names the class {short(path)}, which is not a torchfit.Model found in"
@@ -543,9 +571,7 @@ def model_payload(model) -> dict:
     (`optimizer_iterations`, `epoch`) and `module` (how to rebuild it, or
     `{"kind": "unknown", "reason": ...}`).
     """
-    weights = {
-        key: value.detach().cpu() for key, value in model._weights_module().state_dict().items()
-    }
+    weights = cpu_state_dict(model.weights_module)
     try:
         module_spec = describe_module(model)
     except NotRebuildable as err:
@@ -600,14 +626,12 @@ def _check_payload(payload: Any, filepath: str) -> dict:
 
 
 def _build_model(payload: dict, module: Any, safe_mode: bool, filepath: str):
-    from torchfit.models.model import Model
-
     if module is not None:
-        if isinstance(module, Model):
+        if isinstance(module, Rebuildable):
             return module
         if isinstance(module, nn.Module):
             spec = payload.get("module") or {}
-            return Model(module, output_names=spec.get("output_names"))
+            return _model_class()(module, output_names=spec.get("output_names"))
         raise TypeError(
             "`module` must be an nn.Module (or a torchfit.Model) built like the saved one."
             f" Received: module of type {type(module).__name__}."
@@ -622,7 +646,7 @@ def _build_model(payload: dict, module: Any, safe_mode: bool, filepath: str):
         )
     _check_described_module(spec, payload["weights"], safe_mode, filepath)
     model = build_module(spec, safe_mode=safe_mode)
-    return model if isinstance(model, Model) else Model(model)
+    return model if isinstance(model, Rebuildable) else _model_class()(model)
 
 
 def _check_described_module(spec: dict, weights: dict, safe_mode: bool, filepath: str) -> None:
@@ -631,13 +655,11 @@ def _check_described_module(spec: dict, weights: dict, safe_mode: bool, filepath
     Only a module whose every parameter and buffer matches a stored tensor is
     then built for real, so a forged layer size never takes its memory.
     """
-    from torchfit.models.model import Model
-
     origins: dict = {}
     described = file_checks.built_on_meta(lambda s: build_module(s, safe_mode, origins), spec)
     if described is None:
         return  # a subclass whose constructor cannot run on the meta device: built directly
-    target = described._weights_module() if isinstance(described, Model) else described
+    target = described.weights_module if isinstance(described, Rebuildable) else described
     file_checks.check_fits(target, weights, filepath, origins)
 
 
@@ -706,14 +728,19 @@ def load_model(
             the stored weights before any of its memory is allocated.
     """
     filepath = os.fspath(filepath)
-    payload = _check_payload(saving.read_torch_file(filepath), filepath)
+    payload = _check_payload(read_torch_file(filepath), filepath)
     file_checks.check_entries(payload, filepath)
     try:
         model = _build_model(payload, module, safe_mode, filepath)
-        saving.load_state(model, payload["weights"], filepath)
+        load_state(model.weights_module, payload["weights"], filepath)
         model._place()
         if compile and payload.get("compiled"):
             _compile(model, payload, filepath)
     except MalformedEntry as err:
         raise file_checks.malformed(filepath, err.entry, err.problem) from err
     return model
+
+
+def save_model(model, filepath, overwrite: bool = True) -> None:
+    """Saves weights, optimizer state, compile config and counters in one file (`model.save`)."""
+    write_torch_file(model_payload(model), filepath, overwrite)

@@ -21,8 +21,8 @@ from torchfit.data.data_adapter_utils import (
 )
 from torchfit.data.epoch_iterator import EpochIterator
 from torchfit.logs import pythonify_logs
-from torchfit.models.forward import run_in_mode
 from torchfit.utils.arguments import check_count, resolve_verbose
+from torchfit.utils.modes import run_in_mode
 
 __all__ = ["Trainer"]
 
