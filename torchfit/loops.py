@@ -102,8 +102,8 @@ def fit_loop(
                 epoch_logs.update(validation.run(model, callbacks))
             callbacks.on_epoch_end(epoch, epoch_logs)
             training_logs = epoch_logs
-            if model._distribution is not None:  # every rank stops at the same epoch
-                model.stop_training = model._distribution.agree(model.stop_training)
+            # Under torch.distributed, every process stops at the same epoch.
+            model.stop_training = model.distribution.agree(model.stop_training)
             if model.stop_training:
                 break
             if train.exhausted and epoch + 1 < epochs:
@@ -165,6 +165,7 @@ def train_epoch(model, train, callbacks) -> dict:
     logs = None
     step_function = model.train_step
     groups = _HookGroups(model.steps_per_execution)
+    stops_after_step = model.distribution.stops_after_step  # agreed by every process
     # A resumed run (BackupAndRestore) replays the data order of an interrupted
     # epoch and skips the batches that were already trained on.
     resume, model._resume = model._resume, None
@@ -185,18 +186,13 @@ def train_epoch(model, train, callbacks) -> dict:
             logs = as_batch_logs(step_function(batch))
             if groups.closes(step):
                 callbacks.on_train_batch_end(step, logs)
-            if model._distribution is not None:  # one rank's stop stops all, a step later at most
-                model.stop_training = model._distribution.agree_on_stop(model.stop_training, step)
-            if model.stop_training:
+            if stops_after_step(model, step):
                 break
     finally:
         model._in_train_epoch = False
     if groups.open:
         callbacks.on_train_batch_end(step, logs)
-    if model._distribution is not None:  # the epoch's logs over all ranks
-        stop = model._distribution.agree_on_stop_at_epoch_end(model.stop_training, step)
-        model.stop_training = stop
-        model._distribution.reduce_metrics(model.metrics)
+    model.distribution.finish_train_epoch(model, step)  # the epoch's logs over all processes
     return logs_at_epoch_end(model, logs)
 
 
@@ -211,8 +207,7 @@ def evaluate_loop(model, iterator, callbacks) -> dict:
         callbacks.on_test_begin()
         model.reset_metrics()
         logs = _test_steps(model, iterator, callbacks)
-        if model._distribution is not None:  # the evaluation's logs over all ranks
-            model._distribution.reduce_metrics(model.metrics)
+        model.distribution.reduce_metrics(model.metrics)  # the logs over all processes
         epoch_logs = logs_at_epoch_end(model, logs)
         callbacks.on_test_end(epoch_logs)
     return epoch_logs

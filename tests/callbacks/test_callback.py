@@ -47,10 +47,12 @@ def test_set_model_and_params():
 
 
 def test_model_unwraps_distributed_data_parallel():
+    from torch.nn.parallel import DistributedDataParallel
+
     inner = FakeModel()
-    DistributedDataParallel = type("DistributedDataParallel", (), {})
-    wrapper = DistributedDataParallel()
-    wrapper.module = inner
+    # A DDP wrapper without a process group: never initialised, holding `module` only.
+    wrapper = DistributedDataParallel.__new__(DistributedDataParallel)
+    object.__setattr__(wrapper, "module", inner)
     callback = Callback()
     callback.set_model(wrapper)
     assert callback.model is inner

@@ -53,3 +53,23 @@ def test_real_fit_raises_on_nan_input():
             verbose=0,
             callbacks=[TerminateOnNaN(raise_error=True)],
         )
+
+
+def test_a_bad_loss_asks_the_models_distribution_to_stop_every_process():
+    from torchfit.distribution import SingleProcess
+
+    class Recording(SingleProcess):  # as a DistributedRun: the stop is settled later, by all
+        def __init__(self):
+            self.requests = []
+
+        def request_stop(self, batch, reason, error=False):
+            self.requests.append((batch, reason, error))
+
+    for raise_error in (False, True):
+        model = FakeModel()
+        model.distribution = Recording()
+        callbacks = CallbackList([TerminateOnNaN(raise_error=raise_error)], model=model)
+        callbacks.on_train_batch_end(3, {"loss": math.nan})  # neither prints nor raises here
+        ((batch, reason, error),) = model.distribution.requests
+        assert (batch, error) == (3, raise_error) and model.stop_training
+        assert ("at batch 3" in reason) == raise_error

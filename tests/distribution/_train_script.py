@@ -201,6 +201,24 @@ def fsdp(out):
     return result
 
 
+def fsdp_files(out):
+    """Under FSDP2, save_weights gathers the full weights into one plain file; save() refuses."""
+    from torchfit import distribution
+
+    distribution.set_distribution(distribution.ModelParallel())
+    x, y, _ = data(64)
+    model = make_model()
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
+    model.save_weights(os.path.join(out, "full.weights.pt"))
+    try:
+        model.save(os.path.join(out, "whole.pt"))
+        error = None
+    except ValueError as err:
+        error = str(err)
+    full = distribution.full_state_dict(model)
+    return {"full": [v.numpy() for v in full.values()], "save_error": error, "writes": WRITES}
+
+
 class FailOnRank1(cbs.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if _rank() == 1:
@@ -339,6 +357,7 @@ MODES = {
     "train": train,
     "elastic": elastic,
     "fsdp": fsdp,
+    "fsdp_files": fsdp_files,
     "fail": fail,
     "jit": jit,
     "tiny_last_batch": tiny_last_batch,

@@ -43,7 +43,8 @@ def test_single_process_is_untouched():
         model = torchfit.Model(nn.Linear(3, 1), device="cpu")
         model.compile(optimizer="sgd", loss="mse")
         model.fit(np.ones((8, 3), "float32"), np.zeros((8, 1), "float32"), verbose=0)
-        assert model._distribution is None and model._ddp_call is None
+        # Still the single-process distribution: no DistributedRun, so no DDP wrapper.
+        assert type(model.distribution) is distribution.SingleProcess
         assert not torch.distributed.is_initialized()
     finally:
         distribution.set_distribution(None)

@@ -185,6 +185,21 @@ def test_fsdp2_trains_like_one_process_and_its_sharded_checkpoint_loads_into_one
     assert_weights_close(model.get_weights(), reference["weights"])
 
 
+def test_fsdp2_save_weights_writes_the_full_weights_once_and_save_refuses(script, tmp_path):
+    code, output, _ = launch("fsdp_files", tmp_path)
+    assert code == 0, output[-4000:]
+    rank0, rank1 = load_ranks(tmp_path)
+    assert rank0["writes"]["weights"] == 1 and rank1["writes"]["weights"] == 0
+    written = torch.load(tmp_path / "full.weights.pt", weights_only=True)
+    assert_weights_close([v.numpy() for v in written.values()], rank0["full"])
+    model = script.make_model()
+    model.load_weights(tmp_path / "full.weights.pt")  # a plain state_dict of the whole module
+    assert_weights_close(model.get_weights(), rank0["full"])
+    for result in (rank0, rank1):
+        assert "FSDP-sharded model is not supported" in result["save_error"]
+    assert not (tmp_path / "whole.pt").exists()
+
+
 def test_jit_compile_under_ddp_trains_like_one_eager_process(script, tmp_path):
     reference = script.jit(str(tmp_path), jit_compile=False)
     out = tmp_path / "ranks"

@@ -21,6 +21,7 @@ from typing import Any, Optional, Union
 import torch
 
 from torchfit.callbacks.callback import Callback, Logs, check_batch_frequency
+from torchfit.distribution import distribution_of
 from torchfit.utils.file_utils import atomic_write, check_folder
 from torchfit.utils.rng_state import get_rng_state, set_rng_state
 from torchfit.utils.torch_files import cpu_state_dict, load_state, read_torch_file
@@ -38,15 +39,6 @@ class _Resume:
     def __init__(self, skip_batches: int, on_resumed):
         self.skip_batches = skip_batches
         self.on_resumed = on_resumed
-
-
-def _is_writer() -> bool:
-    # Under torch.distributed, every rank restores but only rank 0 writes.
-    distributed = torch.distributed
-    return (
-        not (distributed.is_available() and distributed.is_initialized())
-        or distributed.get_rank() == 0
-    )
 
 
 def _plain_history(history: dict, epochs: list) -> dict:
@@ -210,7 +202,7 @@ class BackupAndRestore(Callback):
         )
         keys = _state_keys([callback for _, callback in others])
         unknown = set(states) - set(keys)
-        if unknown and _is_writer():
+        if unknown and self._is_writer():
             warnings.warn(
                 f"The backup in {self.backup_dir!r} holds the state of callbacks this run"
                 f" does not have: {sorted(unknown)}. They are not restored.",
@@ -259,27 +251,21 @@ class BackupAndRestore(Callback):
         history.history = copy.deepcopy(saved["history"])
         history.epoch = list(saved["epoch"])
 
+    def _is_writer(self) -> bool:
+        # Under torch.distributed, every rank restores but only rank 0 writes.
+        return distribution_of(self.model).is_chief
+
     def _metric_states(self) -> list:
         """The metric states of the interrupted epoch, summed over all ranks
         under torch.distributed (so one rank's restore covers everyone's)."""
         model = self.model
-        run = getattr(model, "_distribution", None)
-        if run is None:
-            return [[v.detach().cpu().clone() for v in m.variables] for m in model.metrics]
-        local = [[v.detach().clone() for v in m.variables] for m in model.metrics]
-        run.reduce_metrics(model.metrics)
-        summed = [[v.detach().cpu().clone() for v in m.variables] for m in model.metrics]
-        with torch.no_grad():
-            for values, metric in zip(local, model.metrics):
-                for value, variable in zip(values, metric.variables):
-                    variable.copy_(value)
-        return summed
+        return distribution_of(model).metric_states(model.metrics)
 
     def _restore_metrics(self, saved: Optional[list]) -> None:
         if saved is None:
             return
         metrics = self.model.metrics
-        if not _is_writer():
+        if not self._is_writer():
             # The backup holds the sums over all ranks: rank 0 carries them alone.
             for metric in metrics:
                 metric.reset_state()
@@ -379,7 +365,7 @@ class BackupAndRestore(Callback):
     def _save(self, epoch: int, batch: Optional[int]) -> None:
         # Every rank takes part in summing the metric states, then rank 0 writes.
         metric_states = self._metric_states() if batch is not None else None
-        if not _is_writer():
+        if not self._is_writer():
             return
         model = self.model
         history = getattr(model, "history", None)
@@ -419,7 +405,7 @@ class BackupAndRestore(Callback):
         if not self.delete_checkpoint:
             self._write_pending()
         self._pending = None
-        if not (self.delete_checkpoint and _is_writer()):
+        if not (self.delete_checkpoint and self._is_writer()):
             return
         stale = glob.glob(os.path.join(glob.escape(self.backup_dir), f".{BACKUP_NAME}*.tmp"))
         for path in (self._backup_path, self._previous_path, *stale):

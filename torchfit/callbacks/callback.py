@@ -9,6 +9,8 @@ callbacks at once belongs to `callback_list.py`.
 from collections.abc import Mapping
 from typing import Any, Optional
 
+from torch.nn.parallel import DistributedDataParallel
+
 from torchfit.utils.arguments import check_count
 
 __all__ = ["Callback", "Logs"]
@@ -92,8 +94,8 @@ class Callback:
     def model(self) -> Any:
         """The model these hooks act on (unwrapped from DDP if needed)."""
         model = self._model
-        # Under DistributedDataParallel the user's model is `.module`.
-        if type(model).__name__ == "DistributedDataParallel":
+        # Set on a DistributedDataParallel wrapper, the hooks act on the model it holds.
+        if isinstance(model, DistributedDataParallel):
             return model.module
         return model
 

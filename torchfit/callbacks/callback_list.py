@@ -16,6 +16,7 @@ from torchfit.callbacks.backup_and_restore import BackupAndRestore
 from torchfit.callbacks.callback import BATCH_HOOKS, Callback, Logs
 from torchfit.callbacks.history import History
 from torchfit.callbacks.progbar_logger import ProgbarLogger
+from torchfit.distribution import distribution_of
 from torchfit.logs import as_batch_logs, pythonify_logs
 
 __all__ = ["CallbackList"]
@@ -85,8 +86,7 @@ class CallbackList(Callback):
     ):
         super().__init__()
         self.callbacks: list[Callback] = _flatten(callbacks)
-        distribution = getattr(model, "_distribution", None)
-        if distribution is not None and not distribution.is_chief:
+        if not distribution_of(model).is_chief:
             # Printers and writers run on rank 0 only (they say so: `chief_only`).
             self.callbacks = [c for c in self.callbacks if not c.chief_only]
             add_progbar = False

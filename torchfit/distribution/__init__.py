@@ -7,12 +7,15 @@ the model in DistributedDataParallel and splits every global batch across
 the ranks. Set `ModelParallel()` to shard the model with FSDP2 instead.
 
 Public names follow Keras (`DataParallel`, `ModelParallel`,
-`set_distribution`, `distribution`); the engine is PyTorch's own.
+`set_distribution`, `distribution`); the engine is PyTorch's own. Every model
+has a distribution (`model.distribution`): a `SingleProcess`, whose answers are
+the identity, until torchrun gives it a `DistributedRun`.
 """
 
 from torchfit.distribution.checkpoint import full_state_dict, load_sharded, save_sharded
 from torchfit.distribution.env import barrier, is_chief, local_rank, rank, world_size
 from torchfit.distribution.run import DistributedRun, write_once
+from torchfit.distribution.single_process import SingleProcess, distribution_of
 from torchfit.distribution.strategies import (
     DataParallel,
     ModelParallel,
@@ -37,4 +40,6 @@ __all__ = [
     "attach",
     "write_once",
     "DistributedRun",
+    "SingleProcess",
+    "distribution_of",
 ]

@@ -131,12 +131,13 @@ def initialize(backend: Optional[str] = None, timeout: Optional[datetime.timedel
 
 _STORE = None  # the store of a restarted group, released with the group
 _CONTROL = None  # (the default group, its control_group())
-_DISTRIBUTED_MODELS: "weakref.WeakSet" = weakref.WeakSet()
+_RUNS: "weakref.WeakSet" = weakref.WeakSet()
 
 
-def release_at_exit(model) -> None:
-    """Lets the exit handler drop `model`'s DDP/FSDP wrappers before the group ends."""
-    _DISTRIBUTED_MODELS.add(model)
+def release_at_exit(run) -> None:
+    """Lets the exit handler call `run.release()` (dropping its model's DDP wrapper)
+    before the group ends."""
+    _RUNS.add(run)
 
 
 def _destroy_at_exit() -> None:
@@ -146,10 +147,8 @@ def _destroy_at_exit() -> None:
     # the DDP wrappers of the models hold such references: drop those first.
     global _STORE, _CONTROL
     _CONTROL = None  # its Gloo threads are joined with the group's
-    for model in list(_DISTRIBUTED_MODELS):
-        vars(model).pop("_ddp_call", None)  # back to the class default, None
-        vars(model).pop("_distribution", None)
-        vars(model)["_jit_forward"] = None  # under DDP, it compiled the wrapper
+    for run in list(_RUNS):
+        run.release()
     gc.collect()
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

@@ -1,22 +1,25 @@
 """What a model does differently while it trains under torch.distributed.
 
-Owns the `DistributedRun` a strategy attaches to a model as
-`model._distribution`: reducing metric states across ranks, agreeing on
-`stop_training` (between steps through `stopping.py`), gathering `predict` outputs
-back into input order, and writing files once.
+Owns the `DistributedRun` a strategy gives a model as `model.distribution`, which
+answers the questions of `SingleProcess` across ranks: the forward pass through
+DDP, reducing metric states, agreeing on `stop_training` (between steps through
+`stopping.py`), gathering `predict` outputs back into input order, gathering an
+FSDP2 model's full weights, and the per-batch loss weight the sharded data sets.
 Starting the process group belongs to `env.py`; wrapping the module (DDP,
 FSDP2) to `strategies.py`; splitting the data to `sharding.py`.
 """
 
 import os
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from torchfit import tree
-from torchfit.distribution import env, sharding
+from torchfit.distribution import checkpoint, env, sharding
+from torchfit.distribution.single_process import SingleProcess, distribution_of
 from torchfit.distribution.stopping import StopAgreement
 
 __all__ = ["DistributedRun", "write_once"]
@@ -25,8 +28,8 @@ __all__ = ["DistributedRun", "write_once"]
 _OPS = {"sum": "SUM", "mean": "SUM", "max": "MAX", "min": "MIN"}
 
 
-class DistributedRun:
-    """The distribution state of one model (`model._distribution`).
+class DistributedRun(SingleProcess):
+    """The distribution of one model across the ranks of torch.distributed (`model.distribution`).
 
     Args:
         strategy: The `DataParallel` or `ModelParallel` that attached it.
@@ -39,9 +42,30 @@ class DistributedRun:
         self.rank = env.rank()
         self.world_size = env.world_size()
         self.is_chief = self.rank == 0
-        self.wrapped = None  # the DistributedDataParallel module, if any
+        self.ddp_call = None  # the DistributedDataParallel module, if any
         self.sharded = False  # FSDP2: parameters are DTensor shards
         self.stopping = StopAgreement(self.world_size)
+        # This rank's share of the current global batch's loss: the sharded data
+        # sets it before each batch (see `sharding._batch_bounds`).
+        self.loss_weight = 1.0
+
+    # --------------------------------------------------------------- forward
+    def call(self, model, *args, **kwargs):
+        """One forward pass: through DDP while gradients are recorded (they are then
+        averaged across ranks in the backward pass), else the module's own call."""
+        if self.ddp_call is not None and torch.is_grad_enabled():
+            return self.ddp_call(*args, **kwargs)
+        return nn.Module.__call__(model, *args, **kwargs)
+
+    def jit_target(self, call):
+        """Under DDP, the wrapper is what `jit_compile` compiles, or gradients go unsynced."""
+        return self.ddp_call if self.ddp_call is not None else call
+
+    def release(self) -> None:
+        """Drops the DDP wrapper, here and in the model's compiled forward (at exit,
+        before the process group ends: `env._destroy_at_exit`)."""
+        model, self.ddp_call = self.model, None
+        model.use_distribution(SingleProcess())
 
     # ------------------------------------------------------------------ data
     def shard(self, adapter, purpose: str):
@@ -82,6 +106,18 @@ class DistributedRun:
                     variable.copy_(flat[offset : offset + count].reshape(variable.shape))
                     offset += count
 
+    def metric_states(self, metrics: list) -> list:
+        """CPU copies of the metric states summed over all ranks, leaving each rank's own
+        (so one rank's restore covers everyone's); every rank must call it."""
+        local = [[v.detach().clone() for v in metric.variables] for metric in metrics]
+        self.reduce_metrics(metrics)
+        summed = super().metric_states(metrics)
+        with torch.no_grad():
+            for values, metric in zip(local, metrics):
+                for value, variable in zip(values, metric.variables):
+                    variable.copy_(value)
+        return summed
+
     def agree(self, flag: bool) -> bool:
         """True on every rank when it is true on any rank (e.g. `stop_training`)."""
         return bool(env.all_reduce_int(int(bool(flag)), op=dist.ReduceOp.MAX))
@@ -97,13 +133,17 @@ class DistributedRun:
         """
         self.stopping.request(batch, reason, error)
 
-    def agree_on_stop(self, asked: bool, batch: int) -> bool:
-        """The `stop_training` all ranks agree on after a training step (see `stopping.py`)."""
-        return self.stopping.after_step(asked, batch)
+    def stops_after_step(self, model, step: int) -> bool:
+        """The `stop_training` all ranks agree on after a training step (see `stopping.py`):
+        one rank's stop stops all, a step later at most."""
+        model.stop_training = self.stopping.after_step(model.stop_training, step)
+        return model.stop_training
 
-    def agree_on_stop_at_epoch_end(self, asked: bool, batch: int) -> bool:
-        """The `stop_training` all ranks agree on once an epoch's steps are over."""
-        return self.stopping.at_epoch_end(asked, batch)
+    def finish_train_epoch(self, model, step: int) -> None:
+        """Agrees on `stop_training` once the epoch's steps are over, and makes the
+        epoch's metric states the ones over all ranks."""
+        model.stop_training = self.stopping.at_epoch_end(model.stop_training, step)
+        self.reduce_metrics(model.metrics)
 
     # --------------------------------------------------------------- predict
     def gather_predictions(self, outputs: Any, adapter) -> Any:
@@ -130,24 +170,35 @@ class DistributedRun:
         replacements = iter(joined)
         return tree.map_structure(lambda leaf: next(replacements), outputs)
 
+    # ----------------------------------------------------------------- files
+    def state_dict_to_write(self, module: nn.Module) -> Optional[dict]:
+        """FSDP2: `module`'s full state_dict, gathered by every rank (a collective: all
+        ranks call it) onto rank 0's CPU. Whole parameters: `None`, the writer reads them."""
+        return checkpoint.gathered_state_dict(module) if self.sharded else None
+
 
 def write_once(write, model, filepath, *args, **kwargs) -> None:
     """Runs `write(model, filepath, ...)` on rank 0 only, then waits for every rank.
 
     Under torch.distributed every rank must call it (as an unchanged script
     does); the barrier makes the file visible to all ranks before any reads it.
-    """
-    if env.world_size() <= 1:
-        write(model, filepath, *args, **kwargs)
-        return
-    run = getattr(model, "_distribution", None)
-    if run is not None and run.sharded:
-        from torchfit.distribution import checkpoint
 
-        checkpoint.save_full_weights(model, filepath, write)
-    elif env.is_chief():
-        write(model, filepath, *args, **kwargs)
-    env.barrier()
+    Raises:
+        ValueError: For a model whose parameters are FSDP2 shards: no rank holds
+            what `write` would read. Use `model.save_weights` (which gathers them)
+            or `save_sharded`.
+    """
+    distribution = distribution_of(model)
+    if distribution.sharded:  # decided alike on every rank, before any collective
+        raise ValueError(SHARDED_SAVE_ERROR)
+    distribution.write_once(write, model, filepath, *args, **kwargs)
+
+
+SHARDED_SAVE_ERROR = (
+    "model.save() of an FSDP-sharded model is not supported: use"
+    " model.save_weights(path) for a full state_dict, or"
+    " torchfit.distribution.save_sharded(model, folder)."
+)
 
 
 def describe_rank() -> str:

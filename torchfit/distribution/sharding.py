@@ -173,11 +173,11 @@ class ShardedArrayAdapter(_Sharded):
         return self._slices(inputs, permutation)
 
     def _slices(self, inputs, permutation) -> Iterator[tuple]:
-        model, recorder = self.run.model, self.recorder
+        run, recorder = self.run, self.recorder
         recorder.start()
         device = None if self.inner._on_device else self.inner._device
         for low, high, weight in self._bounds:
-            model._loss_weight = weight
+            run.loss_weight = weight
             batch = data_adapter_utils.map_structure(lambda t: t[low:high], inputs)  # noqa: B023 - called now
             if device is not None:
                 # structure_to_device: data gathered in place is cast here.
@@ -186,7 +186,7 @@ class ShardedArrayAdapter(_Sharded):
                 np.arange(low, high) if permutation is None else permutation[low:high].numpy()
             )
             yield tuple(batch)
-        model._loss_weight = 1.0
+        run.loss_weight = 1.0
 
 
 def _batch_bounds(num_samples: int, batch_size: int, rank: int, world: int) -> list:
@@ -231,13 +231,13 @@ class ShardedDatasetAdapter(_Sharded):
         return self._iterate()
 
     def _iterate(self) -> Iterator[tuple]:
-        model, recorder, convert = self.run.model, self.recorder, self.inner._convert
+        run, recorder, convert = self.run, self.recorder, self.inner._convert
         recorder.start()
         for (_, _, weight), rows, batch in zip(self._bounds, self._batches, self._loader):
-            model._loss_weight = weight
+            run.loss_weight = weight
             recorder.rows(rows)
             yield convert(batch)
-        model._loss_weight = 1.0
+        run.loss_weight = 1.0
 
 
 class _ListBatchSampler:

@@ -15,8 +15,10 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
+from torchfit import optimizers
 from torchfit.distribution import env
 from torchfit.distribution.run import DistributedRun
+from torchfit.distribution.single_process import SingleProcess
 
 __all__ = ["DataParallel", "ModelParallel", "set_distribution", "distribution", "attach"]
 
@@ -55,12 +57,15 @@ class _Distribution:
         self.timeout = _as_timeout(timeout)
 
     def attach(self, model) -> DistributedRun:
-        """Attaches this distribution to `model` (once); returns its run."""
-        run = model._distribution
-        if run is not None and run.strategy is self:
-            self._refresh(model, run)
+        """The run of this distribution for `model`: the one it has, or a new one.
+
+        A new run starts the process group, moves the model to its rank's GPU and
+        wraps or shards it; the model then uses it (`model.use_distribution`).
+        """
+        run = model.distribution
+        if isinstance(run, DistributedRun) and run.strategy is self:
             return run
-        if run is not None:
+        if isinstance(run, DistributedRun):
             raise ValueError(
                 "This model is already distributed by another distribution object;"
                 " call set_distribution() once, before the first fit()."
@@ -78,17 +83,12 @@ class _Distribution:
                 # rank reads its logs; torchfit reduces at epoch end instead.
                 inner.sync_on_compute = False
         run = DistributedRun(self, model)
-        env.release_at_exit(model)
+        env.release_at_exit(run)
         self._wrap(model, run)
-        model._distribution = run
-        self._refresh(model, run)
         return run
 
     def _wrap(self, model, run: DistributedRun) -> None:
         raise NotImplementedError
-
-    def _refresh(self, model, run: DistributedRun) -> None:
-        """Re-applies what `compile()` may have reset since the last fit."""
 
 
 class DataParallel(_Distribution):
@@ -123,30 +123,11 @@ class DataParallel(_Distribution):
 
         device = model.device
         device_ids = [device] if device.type == "cuda" else None
-        wrapped = DistributedDataParallel(
+        # Held by the run, out of the model's submodules, so that state_dict(),
+        # parameters() and saved files are the user's own.
+        run.ddp_call = DistributedDataParallel(
             _ModelCall(model), device_ids=device_ids, **self.ddp_kwargs
         )
-        run.wrapped = wrapped
-        # Kept out of the model's submodules (a plain attribute) so that
-        # state_dict(), parameters() and saved files are the user's own.
-        object.__setattr__(model, "_ddp_call", wrapped)
-        run.jit_source = None
-
-    def _refresh(self, model, run: DistributedRun) -> None:
-        # compile(jit_compile=True) compiles the bare module; under DDP the
-        # compiled function must be the wrapped one, or gradients go unsynced.
-        if (
-            model.jit_compile
-            and model._jit_forward is not None
-            and model._jit_forward is not run.jit_source
-        ):
-            try:
-                compiled = torch.compile(run.wrapped)
-            except Exception:  # noqa: BLE001 - no compiler: Model falls back to eager DDP
-                compiled = None
-            run.jit_source = compiled
-            # A plain attribute: as a submodule it would make the model contain itself.
-            object.__setattr__(model, "_jit_forward", compiled)
 
 
 class ModelParallel(_Distribution):
@@ -211,9 +192,8 @@ def _rebind_optimizer(optimizer, names: dict, parameters: dict) -> None:
     """Points an optimizer built before sharding at the sharded parameters."""
     for group in optimizer.param_groups:
         group["params"] = [parameters[names[id(p)]] for p in group["params"]]
-    for cache in ("_excluded_cache", "_group_index_cache"):
-        if hasattr(optimizer, cache):
-            setattr(optimizer, cache, None)
+    if isinstance(optimizer, optimizers.Optimizer):
+        optimizer.forget_parameter_lookups()
 
 
 def set_distribution(value: Optional[_Distribution]) -> None:
@@ -239,9 +219,10 @@ def distribution() -> Optional[_Distribution]:
     return _global_distribution
 
 
-def attach(model) -> Optional[DistributedRun]:
-    """Attaches the distribution in effect to `model`; `None` in a single process."""
+def attach(model) -> SingleProcess:
+    """The distribution `model` runs under from now on: the run of the distribution in
+    effect under torchrun (made on first use), its own `model.distribution` in one process."""
     strategy = distribution()
     if strategy is None or (env.env_world_size() <= 1 and not env.is_initialized()):
-        return None  # one process: nothing to distribute
+        return model.distribution  # one process: nothing to distribute
     return strategy.attach(model)

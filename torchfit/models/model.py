@@ -24,6 +24,7 @@ from torchfit import metrics as metrics_module
 from torchfit import optimizers as optimizers_module
 from torchfit.compiled import CompileLoss, CompileMetrics, outputs_structure
 from torchfit.data.data_adapter_utils import unpack_x_y_sample_weight
+from torchfit.distribution import SingleProcess
 from torchfit.logs import MetricLogs
 from torchfit.models import saving, serialization
 from torchfit.models.forward import (
@@ -73,11 +74,10 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
     2
     """
 
-    # torchfit.distribution hooks, no-ops in a single process: the run attached
-    # by a distribution, the DDP-wrapped call, and this batch's loss weight.
-    _distribution = None
-    _ddp_call = None
-    _loss_weight = 1.0
+    #: How the model runs across processes (see `torchfit.distribution`): in one
+    #: process a `SingleProcess`, whose answers are the identity; under torchrun the
+    #: `DistributedRun` that `fit`/`evaluate`/`predict` give it (`use_distribution`).
+    distribution: SingleProcess = SingleProcess()
     # Set by loops.train_epoch while an epoch trains: an evaluate() that a
     # callback calls then keeps the epoch's metric states (loops.kept_epoch_metrics).
     _in_train_epoch = False
@@ -260,10 +260,8 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
         with layers.collect() as collection, self._autocast():
             if self._jit_forward is not None:
                 outputs = self._call_compiled(args, kwargs)
-            elif self._ddp_call is not None and torch.is_grad_enabled():
-                outputs = self._ddp_call(*args, **kwargs)  # DDP: gradients synced across ranks
             else:
-                outputs = super().__call__(*args, **kwargs)
+                outputs = self.distribution.call(self, *args, **kwargs)
         self._forward_losses = collection.losses
         if self._track_added_metrics and (collection.metrics or self._callable_metrics):
             added = collection.metrics + [
@@ -280,7 +278,21 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
         target = (
             self.module if type(self).forward is Model.forward and self.module is not None else self
         )
-        return make_jit_forward(functools.partial(nn.Module.__call__, target))
+        return make_jit_forward(
+            self.distribution.jit_target(functools.partial(nn.Module.__call__, target))
+        )
+
+    def _set_jit_forward(self, forward) -> None:
+        # A plain attribute: compiled, DDP's wrapper is an nn.Module, and as a
+        # submodule it would make the model contain itself.
+        object.__setattr__(self, "_jit_forward", forward)
+
+    def use_distribution(self, distribution: SingleProcess) -> None:
+        """Runs this model under `distribution` from now on (`torchfit.distribution` calls
+        it): its forward passes, metric reductions, stops and file writes."""
+        self.distribution = distribution
+        if self._jit_forward is not None:  # compiled for the previous distribution's call
+            self._set_jit_forward(self._make_jit_forward())
 
     def _call_compiled(self, args: tuple, kwargs: dict):
         try:
@@ -294,9 +306,7 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
                 stacklevel=3,
             )
             self._jit_forward = None
-            if self._ddp_call is not None and torch.is_grad_enabled():
-                return self._ddp_call(*args, **kwargs)
-            return super().__call__(*args, **kwargs)
+            return self.distribution.call(self, *args, **kwargs)
 
     def _route_inputs(self, args: tuple, kwargs: dict) -> tuple:
         if self._signature is None:
@@ -362,7 +372,7 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
         self.auto_scale_loss = auto_scale_loss
         self._apply_dtype_policy(auto_scale_loss)
         self.jit_compile = jit_compile is True
-        self._jit_forward = self._make_jit_forward() if self.jit_compile else None
+        self._set_jit_forward(self._make_jit_forward() if self.jit_compile else None)
         self._compile_config = {
             "optimizer": optimizer,
             "loss": loss,
@@ -589,9 +599,9 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
 
     def _backward_and_step(self, loss: torch.Tensor) -> None:
         """Backpropagates `loss` and applies the optimizer, scaling the loss under mixed_float16."""
-        if self._loss_weight != 1.0:
-            # torchfit.distribution: this rank's share of a ragged last global batch.
-            loss = loss * self._loss_weight
+        weight = self.distribution.loss_weight
+        if weight != 1.0:  # this process's share of a ragged last global batch
+            loss = loss * weight
         scaler = self._loss_scaler
         if scaler is None:
             loss.backward()
@@ -655,7 +665,9 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
 
         Under torch.distributed every rank calls it; rank 0 writes, all wait.
         """
-        distribution_lib.write_once(saving.save_weights, self, filepath, overwrite)
+        distribution = self.distribution
+        state_dict = distribution.state_dict_to_write(self.weights_module)
+        distribution.write_once(saving.save_weights, self, filepath, overwrite, state_dict)
 
     load_weights = saving.load_weights
 
@@ -663,6 +675,10 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
         """Saves the whole model in one file (see `serialization.save_model`).
 
         Under torch.distributed every rank calls it; rank 0 writes, all wait.
+
+        Raises:
+            ValueError: For a model sharded with FSDP2 (`ModelParallel`): use
+                `save_weights`, or `torchfit.distribution.save_sharded`.
         """
         distribution_lib.write_once(serialization.save_model, self, filepath, overwrite)
 

@@ -9,12 +9,12 @@ belong to `utils/torch_files.py`; whole-model files (`save`/`load_model`) to
 
 import os
 
-from torchfit.utils.torch_files import cpu_state_dict, load_state, read_torch_file, write_torch_file
+from torchfit.utils.torch_files import cpu_tensors, load_state, read_torch_file, write_torch_file
 
 __all__ = ["load_weights", "save_weights"]
 
 
-def save_weights(model, filepath, overwrite: bool = True) -> None:
+def save_weights(model, filepath, overwrite: bool = True, state_dict=None) -> None:
     """Saves the wrapped module's `state_dict` to `filepath` (any suffix).
 
     The file is written to a temporary file and renamed, so a crash never
@@ -23,8 +23,12 @@ def save_weights(model, filepath, overwrite: bool = True) -> None:
     Args:
         filepath: Where to write, used exactly as given.
         overwrite: Replace an existing file. Defaults to `True`.
+        state_dict: The state to write, when the model's distribution gathered it
+            (FSDP2 shards). Defaults to `None`: the module's own state_dict.
     """
-    write_torch_file(cpu_state_dict(model.weights_module), filepath, overwrite)
+    if state_dict is None:
+        state_dict = model.weights_module.state_dict()
+    write_torch_file(cpu_tensors(state_dict), filepath, overwrite)
 
 
 def load_weights(model, filepath, skip_mismatch: bool = False) -> None:

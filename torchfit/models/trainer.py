@@ -120,7 +120,7 @@ class Trainer:
         verbose = resolve_verbose(verbose)
         self._warn_if_nothing_to_train(epochs, initial_epoch)
         self._place()
-        distribution_lib.attach(self)  # under torchrun: DDP/FSDP; None in one process
+        self._attach_distribution()
         if validation_split and validation_data is None:
             (x, y, sample_weight), validation_data = train_validation_split(
                 (x, y, sample_weight), validation_split=validation_split
@@ -204,10 +204,15 @@ class Trainer:
             self._distribute_data(adapter, "evaluate"), steps_per_epoch=steps
         )
 
+    def _attach_distribution(self) -> None:
+        """Under torchrun, runs the model across the processes (DDP, FSDP2) from now on."""
+        distribution = distribution_lib.attach(self)
+        if distribution is not self.distribution:
+            self.use_distribution(distribution)
+
     def _distribute_data(self, adapter, purpose: str):
-        """This rank's share of the data under torchfit.distribution; `adapter` itself otherwise."""
-        run = self._distribution
-        return adapter if run is None else run.shard(adapter, purpose)
+        """This process's share of the data (all of it in a single process)."""
+        return self.distribution.shard(adapter, purpose)
 
     def _callback_list(self, callbacks, *, verbose: int, epochs: int, steps) -> CallbackList:
         if isinstance(callbacks, CallbackList):
@@ -258,7 +263,7 @@ class Trainer:
         steps = _checked_count("steps", steps)
         verbose = resolve_verbose(verbose)
         self._place()
-        distribution_lib.attach(self)
+        self._attach_distribution()
         adapter = get_adapter(
             x,
             y,
@@ -299,7 +304,7 @@ class Trainer:
         steps = _checked_count("steps", steps)
         verbose = resolve_verbose(verbose)
         self._place()
-        distribution_lib.attach(self)
+        self._attach_distribution()
         adapter = get_adapter(
             x,
             batch_size=batch_size,
@@ -319,8 +324,7 @@ class Trainer:
             steps=iterator.num_batches,
         )
         outputs = loops.predict_loop(self, iterator, callbacks)
-        if self._distribution is not None:
-            outputs = self._distribution.gather_predictions(outputs, adapter)
+        outputs = self.distribution.gather_predictions(outputs, adapter)
         return _as_list_if_tuple(outputs)
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):

@@ -260,6 +260,12 @@ class Optimizer(torch.optim.Optimizer):
                 " hyperparameters on the optimizer."
             )
         super().add_param_group(param_group)
+        self.forget_parameter_lookups()
+
+    def forget_parameter_lookups(self) -> None:
+        """Forgets what was looked up per parameter (the weight-decay exclusions, each
+        parameter's group). Call it after replacing the parameters in `param_groups`,
+        as sharding a model with FSDP2 does (`torchfit.distribution.ModelParallel`)."""
         self._excluded_cache = None
         self._group_index_cache = None
 
@@ -643,8 +649,7 @@ class Optimizer(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         self._iterations = int(extra.pop("iterations", 0))
         self._load_extra_state(extra)
-        self._excluded_cache = None
-        self._group_index_cache = None
+        self.forget_parameter_lookups()
         if self._is_scheduled:
             self._sync_group_lr()
 

@@ -21,17 +21,22 @@ from torch import nn
 
 from torchfit.utils.file_utils import atomic_write
 
-__all__ = ["cpu_state_dict", "load_state", "read_torch_file", "write_torch_file"]
+__all__ = ["cpu_state_dict", "cpu_tensors", "load_state", "read_torch_file", "write_torch_file"]
+
+
+def cpu_tensors(state: dict) -> dict:
+    """`state` with every tensor detached and on the CPU (a copy of GPU ones).
+
+    Example:
+    >>> sorted(cpu_tensors(nn.Linear(2, 1).state_dict()))
+    ['bias', 'weight']
+    """
+    return {key: value.detach().cpu() for key, value in state.items()}
 
 
 def cpu_state_dict(module: nn.Module) -> dict:
-    """`module.state_dict()`, every tensor detached and on the CPU (a copy of GPU ones).
-
-    Example:
-    >>> sorted(cpu_state_dict(nn.Linear(2, 1)))
-    ['bias', 'weight']
-    """
-    return {key: value.detach().cpu() for key, value in module.state_dict().items()}
+    """`module.state_dict()`, every tensor detached and on the CPU (a copy of GPU ones)."""
+    return cpu_tensors(module.state_dict())
 
 
 def write_torch_file(value: Any, filepath, overwrite: bool = True) -> None:
