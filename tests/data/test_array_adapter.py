@@ -297,3 +297,21 @@ def test_fit_on_a_memmap_with_shuffle_holds_no_copy_of_the_data(tmp_path):
     # The mapped pages count as file memory; a copy of the data (the float32
     # conversion, a shuffled copy per epoch) would add `data_mib` of anonymous memory.
     assert max(samples) - start < 0.5 * data_mib
+
+
+def test_row_batches_give_the_chosen_rows_in_place_or_converted(tmp_path):
+    np.save(tmp_path / "x.npy", np.arange(20.0).reshape(10, 2))
+    x = np.load(tmp_path / "x.npy", mmap_mode="r")
+    y = np.arange(10)
+    order = torch.tensor([9, 8, 7, 6, 5, 4, 3, 2, 1, 0])
+    bounds = [(0, 3), (5, 5), (8, 10)]  # an empty share too: a rank's part of a tiny batch
+    in_place = ArrayDataAdapter(x, y, batch_size=4, shuffle=True)
+    converted = ArrayDataAdapter(np.array(x), y, batch_size=4, shuffle="batch")
+    assert in_place.gathers_in_place and not converted.gathers_in_place
+    assert (in_place.split_by, in_place.shuffle, converted.shuffle) == ("rows", True, "batch")
+    for adapter in (in_place, converted):
+        batches = list(adapter.row_batches(order, bounds))
+        assert [b[1].tolist() for b in batches] == [[9, 8, 7], [], [1, 0]]
+        assert batches[2][0].tolist() == [[2.0, 3.0], [0.0, 1.0]]
+        assert all(b[0].dtype == torch.float32 for b in batches)  # converted as get_iterator's
+        assert [b[1].tolist() for b in adapter.row_batches(None, [(1, 3)])] == [[1, 2]]

@@ -1,9 +1,24 @@
-"""The interface every data adapter offers to the epoch iterator.
+"""The interface every data adapter offers to the epoch iterator and to sharding.
 
 A DataAdapter turns one kind of user data into epochs of batches: tuples
 `(x,)`, `(x, y)` or `(x, y, sample_weight)` whose leaves are torch tensors on
 the target device. Choosing the adapter belongs to `torchfit.data.get_adapter`;
 `steps_per_epoch` and running out of data belong to `EpochIterator`.
+
+Splitting across processes: `torchfit.distribution` gives each process its share
+of the data through this public surface alone, chosen by the adapter's
+`split_by`:
+
+- `"rows"` (arrays, map-style Datasets): the rows can be read in any order.
+  Sharding draws one order for all processes and takes each one's rows of every
+  global batch, with `num_samples`, `batch_size`, `shuffle` and `row_batches`.
+- `"loader"` (a user's map-style DataLoader): sharding rebuilds the loader
+  around a `DistributedSampler` from `loader` and converts each batch with
+  `convert_batch`.
+- `"batches"` (a Sequence): whole batches are dealt out by index, with
+  `num_batches`, `shuffle` and `batches_at`.
+- `None` (generators, iterables, your own adapters): each process iterates its
+  own source, and the processes check that they run out of batches together.
 """
 
 import warnings
@@ -22,6 +37,9 @@ class DataAdapter:
 
     #: Whether `get_iterator` can start a new pass (False for a generator object).
     restartable: bool = True
+    #: How `torchfit.distribution` splits this data across processes: "rows",
+    #: "loader", "batches" or `None` (see the module's docstring).
+    split_by: Optional[str] = None
 
     def get_iterator(self) -> Iterator[tuple]:
         """Returns a fresh iterator over one epoch of batches.

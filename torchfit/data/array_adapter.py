@@ -266,6 +266,8 @@ class ArrayDataAdapter(DataAdapter):
         [(2, 2), (2, 2), (1, 2)]
     """
 
+    split_by = "rows"  # see DataAdapter.split_by: any rows, in any order
+
     def __init__(
         self,
         x,
@@ -328,7 +330,7 @@ class ArrayDataAdapter(DataAdapter):
         """Returns an iterator over one epoch; the permutation is drawn now."""
         permutation = epoch_permutation(self._num_samples, self._batch_size, self._shuffle)
         if self._in_place:
-            return self._gathered(permutation)
+            return self._gathered(self._rows(permutation))
         inputs = self._inputs
         if permutation is not None:
             index = permutation.to(flatten(inputs)[0].device)
@@ -346,19 +348,49 @@ class ArrayDataAdapter(DataAdapter):
                 stop = start + batch_size
                 yield map_structure(lambda t: t[start:stop], inputs)  # noqa: B023 - called now
 
+    def row_batches(self, order: Optional[torch.Tensor], bounds: list) -> Iterator[tuple]:
+        """One pass of batches of chosen rows, delivered like `get_iterator`'s.
+
+        For `torchfit.distribution`: each process's share of every global batch
+        of one order all processes share (see `DataAdapter.split_by`).
+
+        Args:
+            order: The epoch's order of the rows (an int64 permutation), or
+                `None` for the rows as they are.
+            bounds: `(low, high)` per batch: the batch is `order[low:high]`.
+
+        Example:
+        >>> adapter = ArrayDataAdapter(np.arange(6.0)[:, None], batch_size=2)
+        >>> [x[:, 0].tolist() for (x,) in adapter.row_batches(torch.tensor([5, 4, 3, 2, 1, 0]),
+        ...                                                  [(0, 1), (2, 3)])]
+        [[5.0], [3.0]]
+        """
+        if self._in_place:
+            rows = (slice(low, high) if order is None else order[low:high] for low, high in bounds)
+            return self._gathered(rows)
+        inputs = self._inputs
+        if order is not None:
+            index = order.to(flatten(inputs)[0].device)
+            inputs = map_structure(lambda t: t.index_select(0, index), inputs)
+        return self._sliced(inputs, bounds)
+
+    def _sliced(self, inputs, bounds: list) -> Iterator[tuple]:
+        for low, high in bounds:
+            yield tuple(map_structure(lambda t: t[low:high], inputs))  # noqa: B023 - called now
+
     def _rows(self, permutation) -> Iterator:
         """Each batch's rows: a slice, or its share of the permutation."""
         for start in range(0, self._num_samples, self._batch_size):
             stop = start + self._batch_size
             yield slice(start, stop) if permutation is None else permutation[start:stop]
 
-    def _gathered(self, permutation) -> Iterator[tuple]:
+    def _gathered(self, rows_per_batch) -> Iterator[tuple]:
         """Batches gathered by index from the arrays where they lie."""
         device = self._device
         staged = device is not None and device.type == "cuda"
         host_batches = (
-            map_structure(lambda t: _gather(t, rows, staged), self._inputs)  # noqa: B023
-            for rows in self._rows(permutation)
+            map_structure(lambda t: _gather(t, rows, staged), self._inputs)  # noqa: B023 - called now
+            for rows in rows_per_batch
         )
         if staged:
             return self._staged(host_batches)
@@ -399,6 +431,11 @@ class ArrayDataAdapter(DataAdapter):
     def num_samples(self) -> int:
         """Number of samples in the data."""
         return self._num_samples
+
+    @property
+    def shuffle(self) -> Any:
+        """How each epoch is shuffled: `True`, `"batch"` or `False`."""
+        return self._shuffle
 
     @property
     def gathers_in_place(self) -> bool:

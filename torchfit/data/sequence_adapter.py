@@ -52,6 +52,8 @@ class SequenceAdapter(DataAdapter):
         device: Where batches are delivered. Defaults to `None`.
     """
 
+    split_by = "batches"  # see DataAdapter.split_by: whole batches, by index
+
     def __init__(self, sequence, *, shuffle=False, class_weight=None, device=None):
         self._sequence = sequence
         self._shuffle = bool(check_shuffle(shuffle))
@@ -73,10 +75,30 @@ class SequenceAdapter(DataAdapter):
         return range(num_batches)
 
     def get_iterator(self) -> Iterator[tuple]:
-        indices = self._indices()  # drawn now, so shuffling follows the seed order
+        return self.batches_at(self._indices())  # drawn now: shuffling follows the seed order
+
+    def batches_at(self, indices: Iterable[int]) -> Iterator[tuple]:
+        """The Sequence's batches at `indices`, in that order, converted; fetched ahead
+        in the worker pool when the Sequence asks for workers.
+
+        Example:
+        >>> import numpy as np
+        >>> from torchfit.utils import Sequence
+        >>> class Squares(Sequence):
+        ...     num_batches = 4
+        ...     def __getitem__(self, index):
+        ...         return np.full((1, 1), index**2)
+        >>> [x.item() for (x,) in SequenceAdapter(Squares()).batches_at([3, 1])]
+        [9, 1]
+        """
         if self._workers > 1 or self._use_processes:
             return self._fetch_parallel(indices)
         return self._fetch_serial(indices)
+
+    @property
+    def shuffle(self) -> bool:
+        """Whether the batch indices are visited in a new random order each epoch."""
+        return self._shuffle
 
     def _fetch_serial(self, indices) -> Iterator[tuple]:
         sequence, convert = self._sequence, self._convert

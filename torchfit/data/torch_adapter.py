@@ -8,8 +8,10 @@ each loader batch to the device. A `TensorDataset` never gets here:
 
 import math
 from collections.abc import Iterator
-from typing import Optional
+from typing import Any, Optional
 
+import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from torchfit.data.adapter import DataAdapter, warn_shuffle_ignored
@@ -69,9 +71,23 @@ class DataLoaderAdapter(DataAdapter):
         if loader.batch_size and dataset_size is not None and not loader.drop_last:
             self._partial_batch_size = dataset_size % loader.batch_size or None
 
+    @property
+    def split_by(self) -> Optional[str]:
+        """ "loader" for a map-style dataset, rebuilt per process; `None` for an iterable one."""
+        return None if isinstance(self._loader.dataset, IterableDataset) else "loader"
+
     def get_iterator(self) -> Iterator[tuple]:
         convert = self._convert
         return (convert(batch, index) for index, batch in enumerate(self._loader))
+
+    @property
+    def loader(self) -> DataLoader:
+        """The DataLoader iterated, with its settings (sharding rebuilds it per process)."""
+        return self._loader
+
+    def convert_batch(self, batch, index: Optional[int] = None) -> tuple:
+        """One batch of the loader put into final form: checked, converted, on the device."""
+        return self._convert(batch, index)
 
     def check_targets(self, check) -> None:
         self._convert.check_targets(check)
@@ -115,6 +131,7 @@ class DatasetAdapter(DataLoaderAdapter):
     ):
         batch_size = batch_size or 32
         shuffle = check_shuffle(shuffle)
+        self._shuffle = False if isinstance(dataset, IterableDataset) else shuffle
         self._sampler = None
         if isinstance(dataset, IterableDataset):
             warn_shuffle_ignored(shuffle, "an IterableDataset", stacklevel=3)
@@ -133,7 +150,35 @@ class DatasetAdapter(DataLoaderAdapter):
             except TypeError:
                 pass
 
+    @property
+    def split_by(self) -> Optional[str]:
+        """ "rows" for a map-style dataset (any rows, in any order); `None` for an iterable one."""
+        return None if isinstance(self._loader.dataset, IterableDataset) else "rows"
+
     def get_iterator(self) -> Iterator[tuple]:
         if self._sampler is not None:
             self._sampler.draw()  # now, so the draw order matches the array path
         return super().get_iterator()
+
+    @property
+    def num_samples(self) -> int:
+        """Number of samples in the (map-style) dataset."""
+        return len(self._loader.dataset)
+
+    @property
+    def shuffle(self) -> Any:
+        """How each epoch is shuffled: `True`, `"batch"` or `False`."""
+        return self._shuffle
+
+    def row_batches(self, order: Optional[torch.Tensor], bounds: list) -> Iterator[tuple]:
+        """One pass of batches of chosen rows (see `ArrayDataAdapter.row_batches`),
+        collated and converted as `get_iterator`'s."""
+        rows = np.arange(self.num_samples) if order is None else order.numpy()
+        loader = self._loader
+        batches = DataLoader(
+            loader.dataset,
+            batch_sampler=[rows[low:high].tolist() for low, high in bounds],
+            pin_memory=loader.pin_memory,
+        )
+        convert = self._convert
+        return (convert(batch) for batch in batches)
