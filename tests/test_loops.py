@@ -235,3 +235,28 @@ def test_cuda_training_step_does_not_synchronize():
             model.train_step(batch)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_fit_starts_at_the_resume_point_skips_its_trained_batches_and_clears_it():
+    from torchfit.callbacks.backup_and_restore import ResumePoint
+
+    class Steps(torchfit.Model):
+        def __init__(self):
+            super().__init__(nn.Linear(1, 1), device="cpu")
+            self.trained = []
+
+        def train_step(self, data):
+            self.trained.append(data[0][:, 0].tolist())
+            return super().train_step(data)
+
+    model = Steps()
+    model.compile("sgd", "mse")
+    x, y = np.arange(8.0, dtype="float32")[:, None], np.zeros((8, 1), "float32")
+    resumed = []
+    model.resume_point = ResumePoint(epoch=1, skip_batches=3, on_resumed=resumed.append)
+    history = model.fit(x, y, batch_size=2, epochs=3, shuffle=False, verbose=0)
+    assert history.epoch == [1, 2]
+    assert model.trained == [[6.0, 7.0], [0.0, 1.0], [2.0, 3.0], [4.0, 5.0], [6.0, 7.0]]
+    assert [batch[0][:, 0].tolist() for batch in resumed] == [[6.0, 7.0]]
+    assert model.resume_point is None  # read once: the next fit starts where it is told
+    assert model.fit(x, y, batch_size=8, epochs=1, verbose=0).epoch == [0]

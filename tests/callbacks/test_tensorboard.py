@@ -33,7 +33,7 @@ class FakeModel:
         self.module = nn.Sequential(*layers)
         self.optimizer = CountingOptimizer(self.module.parameters())
         self.stop_training = False
-        self._example_inputs = (
+        self.example_inputs = (
             torch.zeros(1, 2, dtype=torch.long) if with_embedding else torch.zeros(1, 2),
         )
 
@@ -122,7 +122,7 @@ def test_histograms_images_and_graph(tmp_path):
 
 def test_graph_skipped_quietly_without_example_inputs(tmp_path, recwarn):
     model = FakeModel()
-    del model._example_inputs
+    del model.example_inputs
     _fit(TensorBoard(log_dir=tmp_path), model, epochs=1, validate=False)
     assert not _scalars(tmp_path / "train").Tags()["graph"]
     assert not [w for w in recwarn if "TensorBoard" in str(w.message)]

@@ -7,7 +7,7 @@ a learning-rate schedule), random generator states, the data order of the
 interrupted epoch, the metric states, the `History` so far, epoch and batch,
 and the state of every other callback of the run (their `state_dict()`).
 Skipping already trained batches belongs to `loops.train_epoch` (through
-`model._resume`); what each callback's state holds to that callback;
+`model.resume_point`); what each callback's state holds to that callback;
 writing and reading files to `utils.file_utils` and `utils.torch_files`;
 capturing generator states to `utils.rng_state`.
 """
@@ -26,19 +26,38 @@ from torchfit.utils.file_utils import atomic_write, check_folder
 from torchfit.utils.rng_state import get_rng_state, set_rng_state
 from torchfit.utils.torch_files import cpu_state_dict, load_state, read_torch_file
 
-__all__ = ["BackupAndRestore"]
+__all__ = ["BackupAndRestore", "ResumePoint"]
 
 FORMAT = "torchfit.backup"
 VERSION = 1
 BACKUP_NAME = "latest.pt"
 
 
-class _Resume:
-    """What `loops.train_epoch` needs to resume an interrupted epoch."""
+class ResumePoint:
+    """Where an interrupted run resumes: what `BackupAndRestore` sets as
+    `model.resume_point`, and the loops read (see `loops.fit_loop`).
 
-    def __init__(self, skip_batches: int, on_resumed):
+    Args:
+        epoch: The epoch to start at (0-based).
+        skip_batches: The batches of that epoch already trained on, skipped
+            (its data order is drawn again as it was). Defaults to 0.
+        on_resumed: Called with the first batch trained, before its step.
+            Defaults to `None`.
+
+    Example:
+    >>> ResumePoint(epoch=2).skip_batches
+    0
+    """
+
+    def __init__(self, epoch: int, skip_batches: int = 0, on_resumed=None):
+        self.epoch = epoch
         self.skip_batches = skip_batches
         self.on_resumed = on_resumed
+
+    def resumed(self, batch: Any) -> None:
+        """The loop is about to train `batch`, the first one after the skipped ones."""
+        if self.on_resumed is not None:
+            self.on_resumed(batch)
 
 
 def _plain_history(history: dict, epochs: list) -> dict:
@@ -181,10 +200,7 @@ class BackupAndRestore(Callback):
         load_state(model.weights_module, backup["weights"], self._backup_path)
         if backup.get("optimizer") is not None and model.optimizer is not None:
             model.optimizer.load_state_dict(backup["optimizer"])
-        model._initial_epoch = backup["epoch"]
-        if backup.get("stop_training"):
-            # The run had stopped early (EarlyStopping): train no more epochs.
-            model._initial_epoch = max(backup["epoch"], (self.params or {}).get("epochs", 0))
+        model.resume_point = self._resume_point(backup)
         self._current_epoch = backup["epoch"]
         self._batches_since_saving = backup.get("batches_since_saving", 0)
         self._restore_callbacks(backup.get("callbacks") or {})
@@ -192,6 +208,18 @@ class BackupAndRestore(Callback):
         # start of the first epoch, right before its data order is drawn: other
         # callbacks' on_train_begin must not shift the generators.
         self._restored = backup
+
+    def _resume_point(self, backup: dict) -> ResumePoint:
+        if backup.get("stop_training"):
+            # The run had stopped early (EarlyStopping): train no more epochs.
+            return ResumePoint(max(backup["epoch"], (self.params or {}).get("epochs", 0)))
+        if backup["batch"] is None:
+            return ResumePoint(backup["epoch"])
+        # The interrupted epoch's data order is drawn again (on_epoch_begin); the
+        # batches already trained on are skipped, then the metric states restored.
+        return ResumePoint(
+            backup["epoch"], backup["batch"], lambda batch: self._on_resumed(batch, backup)
+        )
 
     def _restore_callbacks(self, states: dict) -> None:
         """Gives each callback its state: now to those whose on_train_begin has
@@ -227,20 +255,13 @@ class BackupAndRestore(Callback):
         backup, self._restored = self._restored, None
         if backup is not None and backup["epoch"] == epoch:
             self._restore_history(backup["history"])
-            if backup["batch"] is None:
-                set_rng_state(backup["rng"])
-            else:
-                # Redraw the interrupted epoch's data order, then resume after
-                # the batches already trained on (see loops.train_epoch).
-                set_rng_state(backup["epoch_rng"])
-                self.model._resume = _Resume(
-                    backup["batch"], lambda batch: self._on_resumed(batch, backup)
-                )
+            # Redraw the interrupted epoch's data order: the loop then resumes after
+            # the batches already trained on (see `ResumePoint`).
+            set_rng_state(backup["rng"] if backup["batch"] is None else backup["epoch_rng"])
         self._epoch_start_rng = get_rng_state()
 
     def _on_resumed(self, batch: Any, backup: dict) -> None:
-        model = self.model
-        model._ensure_built(batch)
+        self.model.build_compiled_from(batch)
         self._restore_metrics(backup.get("metrics"))
         set_rng_state(backup["rng"])
 

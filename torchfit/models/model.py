@@ -11,7 +11,7 @@ output belongs to `compiled.py`.
 import functools
 import inspect
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -72,15 +72,37 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
     >>> history = model.fit(np.ones((8, 4)), np.zeros((8, 1)), epochs=2, verbose=0)
     >>> len(history.history["loss"])
     2
+
+    What torchfit's other rooms may use (the model's side of the seams; every
+    other name with a leading `_` is the model's own):
+
+    - the loops (`loops.py`): the steps (`train_step`, `test_step`,
+      `predict_step`), `steps_per_execution`, `metrics`, `reset_metrics`,
+      `get_metrics_result`, `optimizer`, `history`; they set `stop_training`
+      (read by every loop) and read and clear `resume_point`; they call
+      `check_targets_once_built(data)` before an epoch's steps and run the steps
+      inside `tracking_added_metrics(...)` and, for training, `training_epoch()`;
+      `stop_evaluating` and `stop_predicting` end an evaluation or prediction.
+    - callbacks: `stop_training`, `history`, `optimizer`, `metrics`,
+      `weights_module`, `example_inputs` (TensorBoard's graph), `save`,
+      `save_weights`; `BackupAndRestore` sets `resume_point` in `on_train_begin`
+      and calls `build_compiled_from(batch)` before restoring metric states.
+    - `torchfit.distribution`: `distribution` and `use_distribution`, `device`,
+      `to`, `metrics`, `optimizer`, `weights_module`, `jit_compile`; the
+      distribution sets `stop_training` when the processes agree to stop.
+    - `utils/` (summary, plot_model): `example_inputs`, `forward_module`,
+      `route_inputs`.
     """
 
     #: How the model runs across processes (see `torchfit.distribution`): in one
     #: process a `SingleProcess`, whose answers are the identity; under torchrun the
     #: `DistributedRun` that `fit`/`evaluate`/`predict` give it (`use_distribution`).
     distribution: SingleProcess = SingleProcess()
-    # Set by loops.train_epoch while an epoch trains: an evaluate() that a
-    # callback calls then keeps the epoch's metric states (loops.kept_epoch_metrics).
-    _in_train_epoch = False
+    #: Where the next `fit` starts, when an interrupted run resumes: `None`, or what
+    #: `BackupAndRestore` sets in `on_train_begin` (its `ResumePoint`: the
+    #: `epoch` to start at, the `skip_batches` already trained in it, and
+    #: `resumed(batch)`, called with the first batch trained). `fit` reads and clears it.
+    resume_point = None
 
     def __init__(
         self,
@@ -133,8 +155,6 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
         self._forward_checked = False
         self._bool_input_dtype: Optional[torch.dtype] = None
         self._output_structure = None
-        self._initial_epoch = None
-        self._resume = None  # set by BackupAndRestore: see loops.train_epoch
         self._on_compiled_built = None  # see _when_compiled_built
         self.steps_per_execution = 1
         self.jit_compile = False
@@ -194,10 +214,19 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
             )
         return self.module(*args, **kwargs)
 
-    def _forward_function(self) -> Callable:
+    @property
+    def forward_module(self) -> nn.Module:
+        """The module whose `forward` a call runs: the wrapped `module`, or the model
+        itself when a subclass writes `forward` (or wraps no module)."""
         if type(self).forward is Model.forward and self.module is not None:
-            return self.module.forward
-        return self.forward
+            return self.module
+        return self
+
+    @property
+    def example_inputs(self) -> Optional[tuple]:
+        """`(args, kwargs)` of the first call, as `forward` received them (kept for
+        `summary` shapes and TensorBoard's graph); `None` before the first call."""
+        return self._example_inputs
 
     def __call__(self, *args, **kwargs):
         """Runs forward, routing a list input to `forward(*xs)` and a dict to `forward(**xs)`.
@@ -215,7 +244,7 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
         return self._call(args, kwargs)
 
     def _call(self, args: tuple, kwargs: dict):
-        args, kwargs = self._route_inputs(args, kwargs)
+        args, kwargs = self.route_inputs(args, kwargs)
         if not self._forward_checked:
             return self._first_call(args, kwargs)
         if self._input_dtype is not None:
@@ -275,12 +304,8 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
 
     def _make_jit_forward(self):
         # Through nn.Module.__call__ (not Model's), so the module's hooks run as in eager.
-        target = (
-            self.module if type(self).forward is Model.forward and self.module is not None else self
-        )
-        return make_jit_forward(
-            self.distribution.jit_target(functools.partial(nn.Module.__call__, target))
-        )
+        call = functools.partial(nn.Module.__call__, self.forward_module)
+        return make_jit_forward(self.distribution.jit_target(call))
 
     def _set_jit_forward(self, forward) -> None:
         # A plain attribute: compiled, DDP's wrapper is an nn.Module, and as a
@@ -308,9 +333,11 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
             self._jit_forward = None
             return self.distribution.call(self, *args, **kwargs)
 
-    def _route_inputs(self, args: tuple, kwargs: dict) -> tuple:
+    def route_inputs(self, args: tuple, kwargs: dict) -> tuple:
+        """How a call's inputs reach `forward`: `(args, kwargs)` with a single list
+        input spread over `forward`'s parameters and a dict passed by name."""
         if self._signature is None:
-            self._signature = ForwardSignature(self._forward_function())
+            self._signature = ForwardSignature(self.forward_module.forward)
         return route_inputs(self._signature, args, kwargs)
 
     # --------------------------------------------------------------- compile
@@ -520,8 +547,9 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
         """Builds the compiled loss and metrics from the first real batch, both at once.
 
         Then runs the callback of `_when_compiled_built` (the loops' target
-        check), before any loss or metric sees the batch: the data checks its
-        host targets against both, so no bad label reaches a kernel.
+        check, `check_targets_once_built`), before any loss or metric sees the
+        batch: the data checks its host targets against both, so no bad label
+        reaches a kernel.
         """
         for compiled in (self._compile_loss, self._compile_metrics):
             if compiled is not None and not compiled.built:
@@ -542,7 +570,15 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
             self._on_compiled_built = None
             callback()
 
-    def _ensure_built(self, batch) -> None:
+    def check_targets_once_built(self, data) -> None:
+        """Has `data` (an `EpochIterator`) check its host targets against the compiled
+        loss and metrics as soon as the first step builds them, before any loss sees
+        a batch (now, when they are built already)."""
+        self._when_compiled_built(
+            lambda: data.check_targets(self._compile_loss, self._compile_metrics)
+        )
+
+    def build_compiled_from(self, batch) -> None:
         """Builds the compiled loss and metrics from one batch, without training.
 
         Only for restoring metric states before any step (`BackupAndRestore`
@@ -556,14 +592,9 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
         if not (needs_loss or needs_metrics):
             return
         x, y, _ = unpack_x_y_sample_weight(batch)
-        tracking = self._track_added_metrics
         # This forward pass is not a step: its add_metric values must not count.
-        self._track_added_metrics = False
-        try:
-            with torch.no_grad():
-                y_pred = self(x, training=False)
-        finally:
-            self._track_added_metrics = tracking
+        with self.tracking_added_metrics(False), torch.no_grad():
+            y_pred = self(x, training=False)
         self._build_compiled(y, y_pred)
 
     # ----------------------------------------------------------------- steps

@@ -284,7 +284,7 @@ class Trainer:
             epochs=1,
             steps=iterator.num_batches,
         )
-        with loops.kept_epoch_metrics(self):
+        with self._epoch_metrics_kept():
             logs = loops.evaluate_loop(self, iterator, callbacks)
         if return_dict:
             return logs
@@ -354,7 +354,7 @@ class Trainer:
         self._assert_compiled("test_on_batch")
         self._place()
         batch = self._single_batch(x, y, sample_weight)
-        with loops.kept_epoch_metrics(self), run_in_mode(self, False), torch.no_grad():
+        with self._epoch_metrics_kept(), run_in_mode(self, False), torch.no_grad():
             self.reset_metrics()
             logs = self.test_step(batch)
             return self._batch_result(logs, return_dict)

@@ -131,18 +131,14 @@ def _prune_dead_ends(graph: Graph) -> None:
 
 
 def _target_module(model: nn.Module) -> nn.Module:
-    """The module whose forward runs: a torchfit.Model's wrapped module, else the model."""
-    forward_function = getattr(model, "_forward_function", None)
-    if forward_function is not None:
-        owner = getattr(forward_function(), "__self__", None)
-        if isinstance(owner, nn.Module):
-            return owner
-    return model
+    """The module whose forward runs: a torchfit.Model's `forward_module`, else the model."""
+    target = getattr(model, "forward_module", None)
+    return target if isinstance(target, nn.Module) else model
 
 
 def _example_inputs(model: nn.Module, target: nn.Module, inputs: Any) -> tuple:
     if inputs is None:
-        example = getattr(model, "_example_inputs", None)
+        example = getattr(model, "example_inputs", None)
         if example is None:
             raise ValueError(
                 "plot_model traces one forward pass, and the model has not been called"
@@ -157,7 +153,7 @@ def _example_inputs(model: nn.Module, target: nn.Module, inputs: Any) -> tuple:
     x = _materialize(inputs, device)
     if isinstance(x, list) and len(x) == 1:
         x = x[0]
-    route = getattr(model, "_route_inputs", None)
+    route = getattr(model, "route_inputs", None)
     if route is not None:
         return route((x,), {})
     if isinstance(x, Mapping):
