@@ -388,8 +388,9 @@ class ArrayDataAdapter(DataAdapter):
         """Batches gathered by index from the arrays where they lie."""
         device = self._device
         staged = device is not None and device.type == "cuda"
+        # Each lambda runs at once, for the `rows` of its own batch.
         host_batches = (
-            map_structure(lambda t: _gather(t, rows, staged), self._inputs)  # noqa: B023 - called now
+            map_structure(lambda t: _gather(t, rows, staged), self._inputs)  # noqa: B023
             for rows in rows_per_batch
         )
         if staged:
