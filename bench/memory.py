@@ -31,8 +31,11 @@ CLASSES = 10
 
 def _paths(directory: str, gib: float) -> tuple:
     num_samples = int(gib * 2**30) // (FEATURES * 4)
-    return (num_samples, os.path.join(directory, f"x-{num_samples}.npy"),
-            os.path.join(directory, f"y-{num_samples}.npy"))
+    return (
+        num_samples,
+        os.path.join(directory, f"x-{num_samples}.npy"),
+        os.path.join(directory, f"y-{num_samples}.npy"),
+    )
 
 
 def _write_data(directory: str, gib: float) -> None:
@@ -41,8 +44,9 @@ def _write_data(directory: str, gib: float) -> None:
 
     num_samples, x_path, y_path = _paths(directory, gib)
     if not (os.path.exists(x_path) and os.path.exists(y_path)):
-        x = np.lib.format.open_memmap(x_path + ".tmp", mode="w+", dtype=np.float32,
-                                      shape=(num_samples, FEATURES))
+        x = np.lib.format.open_memmap(
+            x_path + ".tmp", mode="w+", dtype=np.float32, shape=(num_samples, FEATURES)
+        )
         rng = np.random.default_rng(0)
         for start in range(0, num_samples, 8192):  # in chunks: the writer stays small too
             stop = min(start + 8192, num_samples)
@@ -60,8 +64,15 @@ def _ensure_data(args) -> tuple:
     children's `ru_maxrss`: a parent that had touched the mapped file would
     raise every contender's reported peak to its own.
     """
-    command = [sys.executable, os.path.abspath(__file__), "--write", "--gib", str(args.gib),
-               "--dir", args.dir]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--write",
+        "--gib",
+        str(args.gib),
+        "--dir",
+        args.dir,
+    ]
     subprocess.run(command, check=True)
     return _paths(args.dir, args.gib)[1:]
 
@@ -90,7 +101,7 @@ def _loop(x, y, args) -> None:
     for _ in range(args.epochs):
         order = torch.randperm(len(x)).numpy()
         for start in range(0, len(x), args.batch_size):
-            index = order[start:start + args.batch_size]
+            index = order[start : start + args.batch_size]
             xb, yb = torch.from_numpy(x[index]), torch.from_numpy(y[index])
             optimizer.zero_grad()
             loss_fn(model(xb), yb).backward()
@@ -104,8 +115,10 @@ def _torchfit(x, y, args) -> None:
     import torchfit
 
     model = torchfit.Model(nn.Linear(FEATURES, CLASSES), device="cpu")
-    model.compile(torch.optim.SGD(model.parameters(), lr=0.01),
-                  loss=torchfit.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        torch.optim.SGD(model.parameters(), lr=0.01),
+        loss=torchfit.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, shuffle=True, verbose=0)
 
 
@@ -130,14 +143,36 @@ def _worker(args) -> None:
     RUNNERS[args.runner](x, y, args)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"baseline_mib": baseline, "peak_mib": peak, "seconds": seconds,
-                      "data_mib": (x.nbytes + y.nbytes) / 2**20}))
+    print(
+        json.dumps(
+            {
+                "baseline_mib": baseline,
+                "peak_mib": peak,
+                "seconds": seconds,
+                "data_mib": (x.nbytes + y.nbytes) / 2**20,
+            }
+        )
+    )
 
 
 def _run(runner: str, args, x_path: str, y_path: str) -> dict:
-    command = [sys.executable, os.path.abspath(__file__), "--worker", "--runner", runner,
-               "--x", x_path, "--y", y_path, "--epochs", str(args.epochs),
-               "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        "--runner",
+        runner,
+        "--x",
+        x_path,
+        "--y",
+        y_path,
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        str(args.batch_size),
+        "--threads",
+        str(args.threads),
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines()
@@ -146,8 +181,9 @@ def _run(runner: str, args, x_path: str, y_path: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--gib", type=float, default=1.0, help="size of x in GiB")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -169,8 +205,10 @@ def main() -> None:
     x_path, y_path = _ensure_data(args)
     results = {runner: _run(runner, args, x_path, y_path) for runner in args.runners.split(",")}
     floor = results.get("torch loop", {}).get("peak_mib")
-    header = (f"{'runner':<12} {'data MiB':>9} {'start MiB':>10} {'peak MiB':>9} {'growth MiB':>11}"
-              f" {'vs loop':>8} {'seconds':>8}")
+    header = (
+        f"{'runner':<12} {'data MiB':>9} {'start MiB':>10} {'peak MiB':>9} {'growth MiB':>11}"
+        f" {'vs loop':>8} {'seconds':>8}"
+    )
     print(f"{args.epochs} epochs, batch {args.batch_size}, shuffle=True, CPU")
     print(header)
     print("-" * len(header))
@@ -180,9 +218,11 @@ def main() -> None:
             continue
         ratio = f"{result['peak_mib'] / floor:.2f}x" if floor else "-"
         growth = result["peak_mib"] - result["baseline_mib"]
-        print(f"{runner:<12} {result['data_mib']:>9.0f} {result['baseline_mib']:>10.0f}"
-              f" {result['peak_mib']:>9.0f} {growth:>11.0f} {ratio:>8} {result['seconds']:>8.1f}",
-              flush=True)
+        print(
+            f"{runner:<12} {result['data_mib']:>9.0f} {result['baseline_mib']:>10.0f}"
+            f" {result['peak_mib']:>9.0f} {growth:>11.0f} {ratio:>8} {result['seconds']:>8.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

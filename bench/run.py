@@ -62,14 +62,31 @@ def _worker(args) -> None:
 
 
 def _run_once(runner: str, workload: str, args) -> dict:
-    command = [sys.executable, os.path.abspath(__file__), "--worker", "--runner", runner,
-               "--workload", workload, "--device", args.device, "--epochs", str(args.epochs),
-               "--threads", str(args.threads)]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        "--runner",
+        runner,
+        "--workload",
+        workload,
+        "--device",
+        args.device,
+        "--epochs",
+        str(args.epochs),
+        "--threads",
+        str(args.threads),
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
+        return {
+            "error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"
+        }
     payload = json.loads(result.stdout.strip().splitlines()[-1])
-    return {"per_step": [t / payload["steps"] for t in payload["times"][1:]], "peak_mib": payload["peak_mib"]}
+    return {
+        "per_step": [t / payload["steps"] for t in payload["times"][1:]],
+        "peak_mib": payload["peak_mib"],
+    }
 
 
 def _measure(runners: list, workload: str, args) -> dict:
@@ -98,11 +115,17 @@ def _format_time(seconds: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workloads", default=None, help="comma-separated; default: all")
-    parser.add_argument("--runners", default=None, help="comma-separated; default depends on device")
-    parser.add_argument("--epochs", type=int, default=4, help="per process, including one warm-up epoch")
+    parser.add_argument(
+        "--runners", default=None, help="comma-separated; default depends on device"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=4, help="per process, including one warm-up epoch"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="processes per runner, taken in turn")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -120,10 +143,17 @@ def main() -> None:
     default = CUDA_DEFAULT if args.device.startswith("cuda") else CPU_DEFAULT
     runners = args.runners.split(",") if args.runners else default
     start_load = os.getloadavg()[0]  # before our own processes add to it
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
-    print(f"device: {args.device} ({device_name}), {os.cpu_count()} cores, torch {torch.__version__},"
-          f" python {platform.python_version()}, {args.rounds} rounds x {args.epochs} epochs (1 warm-up),"
-          f" load average {start_load:.2f}")
+    device_name = (
+        torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else platform.processor() or platform.machine()
+    )
+    print(
+        f"device: {args.device} ({device_name}), {os.cpu_count()} cores,"
+        f" torch {torch.__version__}, python {platform.python_version()},"
+        f" {args.rounds} rounds x {args.epochs} epochs (1 warm-up),"
+        f" load average {start_load:.2f}"
+    )
     header = f"{'workload':<14} {'runner':<14} {'time/step':>11} {'vs torch':>9} {'peak MiB':>9}"
     print(header)
     print("-" * len(header))
@@ -143,10 +173,17 @@ def main() -> None:
                 print(f"{workload:<14} {runner:<14} failed: {result['error']}")
                 continue
             ratio = f"{result['step_s'] / floor:.3f}x" if floor else "-"
-            print(f"{workload:<14} {runner:<14} {_format_time(result['step_s']):>11} {ratio:>9}"
-                  f" {result['peak_mib']:>9.0f}", flush=True)
+            print(
+                f"{workload:<14} {runner:<14} {_format_time(result['step_s']):>11} {ratio:>9}"
+                f" {result['peak_mib']:>9.0f}",
+                flush=True,
+            )
     if start_load > (os.cpu_count() or 1) / 2:
-        print(f"the machine was busy before the run (load average {start_load:.2f}): ratios are less reliable")
+        print(
+            f"the machine was busy before the run (load average {start_load:.2f}):"
+            " ratios are less reliable"
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -37,7 +37,7 @@ def hand_written(workload, device, epochs, **_):
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         for i in range(0, len(xs), batch_size):
-            xb, yb = xs[i:i + batch_size], ys[i:i + batch_size]
+            xb, yb = xs[i : i + batch_size], ys[i : i + batch_size]
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
             optimizer.zero_grad(set_to_none=True)
@@ -51,7 +51,7 @@ def hand_written(workload, device, epochs, **_):
             val_loss = torch.zeros((), device=device)
             val_correct = torch.zeros((), device=device)
             for i in range(0, len(x_val), batch_size):
-                xb, yb = x_val[i:i + batch_size], y_val[i:i + batch_size]
+                xb, yb = x_val[i : i + batch_size], y_val[i : i + batch_size]
                 logits = model(xb)
                 val_loss += F.cross_entropy(logits, yb) * len(xb)
                 val_correct += (logits.argmax(-1) == yb).sum()
@@ -62,8 +62,16 @@ def hand_written(workload, device, epochs, **_):
     return times
 
 
-def torchfit_fit(workload, device, epochs, verbose=0, jit_compile="auto", steps_per_execution=1,
-                 dtype_policy=None, **_):
+def torchfit_fit(
+    workload,
+    device,
+    epochs,
+    verbose=0,
+    jit_compile="auto",
+    steps_per_execution=1,
+    dtype_policy=None,
+    **_,
+):
     """torchfit's `fit`, with validation data, as a user writes it."""
     import torchfit
 
@@ -77,8 +85,15 @@ def torchfit_fit(workload, device, epochs, verbose=0, jit_compile="auto", steps_
         steps_per_execution=steps_per_execution,
     )
     timer = _EpochTimer(torchfit.callbacks.Callback, device)
-    model.fit(x, y, batch_size=workload.batch_size, epochs=epochs, verbose=verbose,
-              validation_data=(x_val, y_val), callbacks=[timer])
+    model.fit(
+        x,
+        y,
+        batch_size=workload.batch_size,
+        epochs=epochs,
+        verbose=verbose,
+        validation_data=(x_val, y_val),
+        callbacks=[timer],
+    )
     return timer.times
 
 
@@ -101,8 +116,15 @@ def keras_fit(workload, device, epochs, verbose=0, **_):
         metrics=[keras.metrics.SparseCategoricalAccuracy()],
     )
     timer = _EpochTimer(keras.callbacks.Callback, device)
-    model.fit(x, y, batch_size=workload.batch_size, epochs=epochs, verbose=verbose,
-              validation_data=(x_val, y_val), callbacks=[timer])
+    model.fit(
+        x,
+        y,
+        batch_size=workload.batch_size,
+        epochs=epochs,
+        verbose=verbose,
+        validation_data=(x_val, y_val),
+        callbacks=[timer],
+    )
     return timer.times
 
 
@@ -125,7 +147,9 @@ def lightning_fit(workload, device, epochs, **_):
             logits = self.net(xb)
             loss = F.cross_entropy(logits, yb)
             self.log("loss", loss, on_step=False, on_epoch=True)
-            self.log("accuracy", (logits.argmax(-1) == yb).float().mean(), on_step=False, on_epoch=True)
+            self.log(
+                "accuracy", (logits.argmax(-1) == yb).float().mean(), on_step=False, on_epoch=True
+            )
             return loss
 
         def validation_step(self, batch, batch_idx):
@@ -137,10 +161,15 @@ def lightning_fit(workload, device, epochs, **_):
         def configure_optimizers(self):
             return torch.optim.RMSprop(self.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
 
-    train = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)),
-                       batch_size=workload.batch_size, shuffle=True)
-    val = DataLoader(TensorDataset(torch.from_numpy(x_val), torch.from_numpy(y_val)),
-                     batch_size=workload.batch_size)
+    train = DataLoader(
+        TensorDataset(torch.from_numpy(x), torch.from_numpy(y)),
+        batch_size=workload.batch_size,
+        shuffle=True,
+    )
+    val = DataLoader(
+        TensorDataset(torch.from_numpy(x_val), torch.from_numpy(y_val)),
+        batch_size=workload.batch_size,
+    )
 
     class Timer(L.Callback):
         def __init__(self):
@@ -156,9 +185,17 @@ def lightning_fit(workload, device, epochs, **_):
                 self.times.append(time.perf_counter() - self.start)
 
     timer = Timer()
-    trainer = L.Trainer(max_epochs=epochs, accelerator="gpu" if device.startswith("cuda") else "cpu",
-                        devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer])
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="gpu" if device.startswith("cuda") else "cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[timer],
+    )
     trainer.fit(Module(), train, val)
     return timer.times
 
@@ -171,8 +208,9 @@ def poutyne_fit(workload, device, epochs, **_):
     (x, y), (x_val, y_val) = workload.data()
     network = workload.torch_module()
     optimizer = torch.optim.RMSprop(network.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
-    model = poutyne.Model(network, optimizer, "cross_entropy", batch_metrics=["accuracy"],
-                          device=torch.device(device))
+    model = poutyne.Model(
+        network, optimizer, "cross_entropy", batch_metrics=["accuracy"], device=torch.device(device)
+    )
 
     class Timer(poutyne.Callback):
         def __init__(self):
@@ -188,8 +226,15 @@ def poutyne_fit(workload, device, epochs, **_):
             self.times.append(time.perf_counter() - self.start)
 
     timer = Timer()
-    model.fit(x, y, validation_data=(x_val, y_val), epochs=epochs, batch_size=workload.batch_size,
-              verbose=False, callbacks=[timer])
+    model.fit(
+        x,
+        y,
+        validation_data=(x_val, y_val),
+        epochs=epochs,
+        batch_size=workload.batch_size,
+        verbose=False,
+        callbacks=[timer],
+    )
     return timer.times
 
 

@@ -38,35 +38,50 @@ class Workload:
 
         if self.kind == "mlp":
             return nn.Sequential(
-                nn.Linear(784, self.hidden), nn.ReLU(),
-                nn.Linear(self.hidden, self.hidden), nn.ReLU(),
+                nn.Linear(784, self.hidden),
+                nn.ReLU(),
+                nn.Linear(self.hidden, self.hidden),
+                nn.ReLU(),
                 nn.Linear(self.hidden, 10),
             )
         return nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(32 * 8 * 8, 10),
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32 * 8 * 8, 10),
         )
 
     def keras_model(self):
         import keras
 
         if self.kind == "mlp":
-            return keras.Sequential([
-                keras.Input((784,)),
-                keras.layers.Dense(self.hidden, activation="relu"),
-                keras.layers.Dense(self.hidden, activation="relu"),
+            return keras.Sequential(
+                [
+                    keras.Input((784,)),
+                    keras.layers.Dense(self.hidden, activation="relu"),
+                    keras.layers.Dense(self.hidden, activation="relu"),
+                    keras.layers.Dense(10),
+                ]
+            )
+        return keras.Sequential(
+            [
+                keras.Input((3, 32, 32)),
+                keras.layers.Conv2D(
+                    16, 3, padding="same", activation="relu", data_format="channels_first"
+                ),
+                keras.layers.MaxPooling2D(2, data_format="channels_first"),
+                keras.layers.Conv2D(
+                    32, 3, padding="same", activation="relu", data_format="channels_first"
+                ),
+                keras.layers.MaxPooling2D(2, data_format="channels_first"),
+                keras.layers.Flatten(),
                 keras.layers.Dense(10),
-            ])
-        return keras.Sequential([
-            keras.Input((3, 32, 32)),
-            keras.layers.Conv2D(16, 3, padding="same", activation="relu", data_format="channels_first"),
-            keras.layers.MaxPooling2D(2, data_format="channels_first"),
-            keras.layers.Conv2D(32, 3, padding="same", activation="relu", data_format="channels_first"),
-            keras.layers.MaxPooling2D(2, data_format="channels_first"),
-            keras.layers.Flatten(),
-            keras.layers.Dense(10),
-        ])
+            ]
+        )
 
 
 WORKLOADS = {

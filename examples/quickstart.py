@@ -24,8 +24,10 @@ x_val, y_val = x_train[-200:], y_train[-200:]
 x_train, y_train = x_train[:-200], y_train[:-200]
 
 net = nn.Sequential(
-    nn.Linear(64, 64), nn.ReLU(),
-    nn.Linear(64, 64), nn.ReLU(),
+    nn.Linear(64, 64),
+    nn.ReLU(),
+    nn.Linear(64, 64),
+    nn.ReLU(),
     nn.Linear(64, 10),
 )
 model = torchfit.Model(net)

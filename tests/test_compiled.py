@@ -34,14 +34,19 @@ def test_outputs_names_a_tuple_by_output_names_or_position():
     y_pred = (torch.zeros(2, 1), torch.zeros(2, 3))
     assert Outputs(y_pred).names == ["output_1", "output_2"]
     assert Outputs(y_pred, ["score", "cls"]).names == ["score", "cls"]
-    with pytest.raises(ValueError, match=r"`output_names` has 3 names but the model returned 2 outputs"):
+    with pytest.raises(
+        ValueError, match=r"`output_names` has 3 names but the model returned 2 outputs"
+    ):
         Outputs(y_pred, ["a", "b", "c"])
 
 
 def test_outputs_names_a_dict_by_its_keys():
     outputs = Outputs({"b": torch.zeros(2), "a": torch.ones(2)})
     assert outputs.kind == "dict" and outputs.names == ["b", "a"]
-    assert [t.sum().item() for t in outputs.flatten({"a": torch.ones(2), "b": torch.zeros(2)})] == [0.0, 2.0]
+    assert [t.sum().item() for t in outputs.flatten({"a": torch.ones(2), "b": torch.zeros(2)})] == [
+        0.0,
+        2.0,
+    ]
 
 
 def test_outputs_match_lays_targets_out_per_output():
@@ -51,7 +56,9 @@ def test_outputs_match_lays_targets_out_per_output():
     assert outputs.match({"cls": 2}, "y") == [None, 2]
     # One sample-weight array serves every output, as in Keras.
     assert outputs.match("w", "sample_weight", broadcast=True) == ["w", "w"]
-    with pytest.raises(ValueError, match=r"`y` has keys \['clss'\] that are no output of the model"):
+    with pytest.raises(
+        ValueError, match=r"`y` has keys \['clss'\] that are no output of the model"
+    ):
         outputs.match({"clss": 1}, "y")
     with pytest.raises(ValueError, match=r"`y` has 3 entries but the model has 2 outputs"):
         outputs.match([1, 2, 3], "y")
@@ -62,7 +69,9 @@ def test_outputs_match_lays_targets_out_per_output():
 def test_outputs_match_rejects_a_many_key_dict_for_one_output():
     outputs = Outputs(torch.zeros(2))
     assert outputs.match({"anything": 1}, "y") == [1]
-    with pytest.raises(ValueError, match=r"`y` is a dict with keys \['a', 'b'\] but the model has a single output"):
+    with pytest.raises(
+        ValueError, match=r"`y` is a dict with keys \['a', 'b'\] but the model has a single output"
+    ):
         outputs.match({"a": 1, "b": 2}, "y")
 
 
@@ -90,7 +99,9 @@ def test_single_loss_applies_sample_weight_and_loss_weight():
 @pytest.mark.parametrize("seed", [0, 1])
 def test_list_of_losses_with_weights_sums_and_tracks_each_output_unweighted(seed):
     y_pred, y_true = _two_outputs(seed)
-    loss = CompileLoss(["mse", "categorical_crossentropy"], loss_weights=[1.0, 0.5], output_names=["score", "cls"])
+    loss = CompileLoss(
+        ["mse", "categorical_crossentropy"], loss_weights=[1.0, 0.5], output_names=["score", "cls"]
+    )
     loss.build(y_true, y_pred, CPU)
     total = loss(y_true, y_pred)
     mse = ((y_true[0] - y_pred[0]) ** 2).mean()
@@ -133,7 +144,9 @@ def test_loss_config_errors_name_the_argument():
     y_pred, y_true = _two_outputs()
     with pytest.raises(ValueError, match=r"`loss` has 3 entries but the model has 2 outputs"):
         CompileLoss(["mse"] * 3).build(y_true, y_pred, CPU)
-    with pytest.raises(ValueError, match=r"`loss` has keys \['scor'\] that are no output of the model"):
+    with pytest.raises(
+        ValueError, match=r"`loss` has keys \['scor'\] that are no output of the model"
+    ):
         CompileLoss({"scor": "mse"}, output_names=["score", "cls"]).build(y_true, y_pred, CPU)
     with pytest.raises(ValueError, match=r"`loss_weights` has 1 entries"):
         CompileLoss("mse", loss_weights=[1.0]).build(y_true, y_pred, CPU)
@@ -148,10 +161,12 @@ def test_loss_without_target_is_a_clear_error():
 
 @pytest.mark.parametrize(
     "y_true, y_pred, kind",
-    [(torch.zeros(4), torch.full((4, 3), 1 / 3), losses.SparseCategoricalCrossentropy),
-     (torch.zeros(4, 1), torch.full((4, 3), 1 / 3), losses.SparseCategoricalCrossentropy),
-     (torch.eye(3)[[0, 1, 2, 0]], torch.full((4, 3), 1 / 3), losses.CategoricalCrossentropy),
-     (torch.zeros(4, 1), torch.full((4, 1), 0.5), losses.BinaryCrossentropy)],
+    [
+        (torch.zeros(4), torch.full((4, 3), 1 / 3), losses.SparseCategoricalCrossentropy),
+        (torch.zeros(4, 1), torch.full((4, 3), 1 / 3), losses.SparseCategoricalCrossentropy),
+        (torch.eye(3)[[0, 1, 2, 0]], torch.full((4, 3), 1 / 3), losses.CategoricalCrossentropy),
+        (torch.zeros(4, 1), torch.full((4, 1), 0.5), losses.BinaryCrossentropy),
+    ],
 )
 def test_crossentropy_is_chosen_from_shapes(y_true, y_pred, kind):
     loss = CompileLoss("crossentropy")
@@ -170,7 +185,9 @@ def test_torch_loss_module_is_called_in_torch_order():
 # ----------------------------------------------------------- CompileMetrics
 def test_metric_string_ids_keep_the_users_spelling():
     y_true, y_pred = torch.rand(4, 1), torch.rand(4, 1)
-    compiled = CompileMetrics(["mse", "mean_absolute_error", metrics.RootMeanSquaredError(name="rmse")])
+    compiled = CompileMetrics(
+        ["mse", "mean_absolute_error", metrics.RootMeanSquaredError(name="rmse")]
+    )
     compiled.build(y_true, y_pred, CPU)
     assert [m.name for m in compiled.metrics] == ["mse", "mean_absolute_error", "rmse"]
 
@@ -180,16 +197,29 @@ def test_duplicate_metric_names_get_a_suffix_and_weighted_collisions_a_prefix():
     y_true, y_pred = torch.rand(4, 1), torch.rand(4, 1)
     compiled = CompileMetrics(["mse", "mse", metrics.MeanSquaredError()], weighted_metrics=["mse"])
     compiled.build(y_true, y_pred, CPU)
-    assert sorted(m.name for m in compiled.metrics) == ["mean_squared_error", "mse", "mse_1", "weighted_mse"]
+    assert sorted(m.name for m in compiled.metrics) == [
+        "mean_squared_error",
+        "mse",
+        "mse_1",
+        "weighted_mse",
+    ]
 
 
 def test_metrics_per_output_as_list_of_lists_are_prefixed_by_output_name():
     y_pred, y_true = _two_outputs()
-    compiled = CompileMetrics([["mae", "mse"], ["accuracy"]], weighted_metrics=[["mae"], []],
-                              output_names=["score", "cls"])
+    compiled = CompileMetrics(
+        [["mae", "mse"], ["accuracy"]],
+        weighted_metrics=[["mae"], []],
+        output_names=["score", "cls"],
+    )
     compiled.build(y_true, y_pred, CPU)
     # The names Keras 3.15 logs for the same outputs and compile call.
-    assert [m.name for m in compiled.metrics] == ["score_mae", "score_mse", "cls_accuracy", "score_weighted_mae"]
+    assert [m.name for m in compiled.metrics] == [
+        "score_mae",
+        "score_mse",
+        "cls_accuracy",
+        "score_weighted_mae",
+    ]
     assert isinstance(compiled.metrics[2], metrics.CategoricalAccuracy)
 
 
@@ -207,16 +237,20 @@ def test_metrics_config_errors():
     y_pred, y_true = _two_outputs()
     with pytest.raises(ValueError, match=r"`metrics` has 3 entries but the model has 2 outputs"):
         CompileMetrics([["mae"], ["mae"], ["mae"]]).build(y_true, y_pred, CPU)
-    with pytest.raises(TypeError, match=r"`metrics` must be a list .* Received: metrics of type str"):
+    with pytest.raises(
+        TypeError, match=r"`metrics` must be a list .* Received: metrics of type str"
+    ):
         CompileMetrics("mae").build(torch.zeros(2, 1), torch.zeros(2, 1), CPU)
 
 
 @pytest.mark.parametrize(
     "y_true, y_pred, kind",
-    [(torch.zeros(4), torch.full((4, 3), 1 / 3), metrics.SparseCategoricalAccuracy),
-     (torch.zeros(4, 1), torch.full((4, 3), 1 / 3), metrics.SparseCategoricalAccuracy),
-     (torch.eye(3)[[0, 1, 2, 0]], torch.full((4, 3), 1 / 3), metrics.CategoricalAccuracy),
-     (torch.zeros(4, 1), torch.full((4, 1), 0.5), metrics.BinaryAccuracy)],
+    [
+        (torch.zeros(4), torch.full((4, 3), 1 / 3), metrics.SparseCategoricalAccuracy),
+        (torch.zeros(4, 1), torch.full((4, 3), 1 / 3), metrics.SparseCategoricalAccuracy),
+        (torch.eye(3)[[0, 1, 2, 0]], torch.full((4, 3), 1 / 3), metrics.CategoricalAccuracy),
+        (torch.zeros(4, 1), torch.full((4, 1), 0.5), metrics.BinaryAccuracy),
+    ],
 )
 @pytest.mark.parametrize("identifier", ["accuracy", "acc"])
 def test_accuracy_is_chosen_from_shapes_and_keeps_its_spelling(identifier, y_true, y_pred, kind):
@@ -227,7 +261,9 @@ def test_accuracy_is_chosen_from_shapes_and_keeps_its_spelling(identifier, y_tru
 
 
 def test_accuracy_without_targets_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"metrics='accuracy' is chosen from the shapes of the targets"):
+    with pytest.raises(
+        ValueError, match=r"metrics='accuracy' is chosen from the shapes of the targets"
+    ):
         CompileMetrics(["accuracy"]).build(None, torch.zeros(2, 3), CPU)
 
 
@@ -276,13 +312,26 @@ def test_fit_logs_per_output_names_like_keras():
 
     torch.manual_seed(0)
     model = torchfit.Model(TwoHeads(), output_names=["score", "cls"], device="cpu")
-    model.compile("sgd", loss=["mse", "categorical_crossentropy"], loss_weights=[1.0, 0.5],
-                  metrics=[["mae", "mse"], ["accuracy"]], weighted_metrics=[["mae"], []])
+    model.compile(
+        "sgd",
+        loss=["mse", "categorical_crossentropy"],
+        loss_weights=[1.0, 0.5],
+        metrics=[["mae", "mse"], ["accuracy"]],
+        weighted_metrics=[["mae"], []],
+    )
     x = np.random.default_rng(0).random((8, 3), dtype=np.float32)
     y = [np.zeros((8, 1), "float32"), np.eye(2, dtype="float32")[[0, 1] * 4]]
     history = model.fit(x, y, batch_size=4, epochs=2, verbose=0, validation_data=(x, y))
     # The keys Keras 3.15 logs for the same model and compile call.
-    keys = ["cls_accuracy", "cls_loss", "loss", "score_loss", "score_mae", "score_mse", "score_weighted_mae"]
+    keys = [
+        "cls_accuracy",
+        "cls_loss",
+        "loss",
+        "score_loss",
+        "score_mae",
+        "score_mse",
+        "score_weighted_mae",
+    ]
     assert list(history.history) == keys + [f"val_{key}" for key in keys]
     logs = model.evaluate(x, y, verbose=0, return_dict=True)
     assert logs["loss"] == pytest.approx(logs["score_loss"] + 0.5 * logs["cls_loss"], rel=1e-5)
@@ -298,7 +347,9 @@ def _linear(units):
 
 def _compiled(make_module, loss, **kwargs):
     torch.manual_seed(0)
-    model = torchfit.Model(make_module(), output_names=kwargs.pop("output_names", None), device="cpu")
+    model = torchfit.Model(
+        make_module(), output_names=kwargs.pop("output_names", None), device="cpu"
+    )
     model.compile("sgd", loss=loss, **kwargs)
     return model
 
@@ -322,8 +373,11 @@ class _TwoHeads(nn.Module):
 def test_fit_rejects_a_target_that_would_be_broadcast_against_the_output():
     model = _compiled(_linear(1), "mse")
     before = model.get_weights()
-    with pytest.raises(ValueError, match=r"output 'output'.*`mse`.*target has shape \(8, 3\)"
-                                         r" and the prediction \(8, 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"output 'output'.*`mse`.*target has shape \(8, 3\)"
+        r" and the prediction \(8, 1\)",
+    ):
         model.fit(_X, np.zeros((16, 3), "float32"), batch_size=8, verbose=0)
     assert _unchanged(model, before)
 
@@ -341,18 +395,24 @@ def test_sparse_targets_given_in_the_wrong_output_order_are_an_error_not_truncat
     values = np.random.default_rng(2).random((16, 1), dtype=np.float32)
     model = _compiled(_TwoHeads, ["mse", losses.SparseCategoricalCrossentropy(from_logits=True)])
     before = model.get_weights()
-    with pytest.raises(ValueError, match=r"output 'output_2' in `y`.*sparse_categorical_"
-                                         r".*3 classes.*are not integers.*order of the outputs"):
+    with pytest.raises(
+        ValueError,
+        match=r"output 'output_2' in `y`.*sparse_categorical_"
+        r".*3 classes.*are not integers.*order of the outputs",
+    ):
         model.fit(_X, [labels[:, None].astype("float32"), values], verbose=0)
     assert _unchanged(model, before)
     model.fit(_X, [values, labels], verbose=0)  # the right order trains
 
 
-@pytest.mark.parametrize("labels, shown", [
-    (np.arange(16) % 5, r"labels 3, 4 are outside the valid range \[0, 2\]"),
-    (np.where(np.arange(16) == 3, -2, 1), r"labels -2 are outside the valid range \[0, 2\]"),
-    (np.where(np.arange(16) == 3, np.nan, 1.0), r"labels include NaN"),
-])
+@pytest.mark.parametrize(
+    "labels, shown",
+    [
+        (np.arange(16) % 5, r"labels 3, 4 are outside the valid range \[0, 2\]"),
+        (np.where(np.arange(16) == 3, -2, 1), r"labels -2 are outside the valid range \[0, 2\]"),
+        (np.where(np.arange(16) == 3, np.nan, 1.0), r"labels include NaN"),
+    ],
+)
 def test_sparse_labels_out_of_range_are_named_before_any_kernel_sees_them(labels, shown):
     model = _compiled(_linear(3), "sparse_categorical_crossentropy")
     before = model.get_weights()
@@ -391,7 +451,7 @@ def test_array_targets_are_checked_once_not_per_step(monkeypatch):
 def test_batches_of_a_generator_are_checked_on_the_host_before_they_train():
     def batches():
         for index in range(4):
-            yield _X[index * 4:(index + 1) * 4], np.full(4, 5 if index == 2 else 1)
+            yield _X[index * 4 : (index + 1) * 4], np.full(4, 5 if index == 2 else 1)
 
     model = _compiled(_linear(3), "sparse_categorical_crossentropy")
     with pytest.raises(ValueError, match=r"batch index 2 of the generator.*labels 5 are outside"):
@@ -405,8 +465,11 @@ def test_the_first_batch_of_a_data_loader_is_checked_before_it_trains():
     dataset = torch.utils.data.TensorDataset(torch.tensor(_X), torch.full((16,), 7))
     model = _compiled(_linear(3), nn.CrossEntropyLoss())
     before = model.get_weights()
-    with pytest.raises(ValueError, match=r"batch index 0 of the DataLoader.*`cross_entropy_loss`"
-                                         r".*labels 7 are outside the valid range \[0, 2\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"batch index 0 of the DataLoader.*`cross_entropy_loss`"
+        r".*labels 7 are outside the valid range \[0, 2\]",
+    ):
         model.fit(torch.utils.data.DataLoader(dataset, batch_size=8), shuffle=False, verbose=0)
     assert _unchanged(model, before)
 
@@ -418,8 +481,11 @@ def test_torch_cross_entropy_keeps_its_ignore_index_and_probability_targets():
 
 
 def test_a_sparse_top_k_metric_checks_the_labels_when_the_loss_does_not():
-    model = _compiled(_linear(3), lambda y_true, y_pred: (y_pred ** 2).mean(),
-                      metrics=[metrics.SparseTopKCategoricalAccuracy(k=2)])
+    model = _compiled(
+        _linear(3),
+        lambda y_true, y_pred: (y_pred**2).mean(),
+        metrics=[metrics.SparseTopKCategoricalAccuracy(k=2)],
+    )
     with pytest.raises(ValueError, match=r"`sparse_top_k_categorical_accuracy`.*labels 3"):
         model.fit(_X, np.arange(16) % 4, verbose=0)
 
@@ -428,8 +494,11 @@ def test_a_sparse_top_k_metric_checks_the_labels_when_the_loss_does_not():
 def test_a_one_key_loss_dict_naming_no_output_is_rejected():
     model = _compiled(_linear(1), {"predictions": "mse"})
     before = model.get_weights()
-    with pytest.raises(ValueError, match=r"`loss` is a dict with keys \['predictions'\].*single"
-                                         r" output, named 'output'.*output_names"):
+    with pytest.raises(
+        ValueError,
+        match=r"`loss` is a dict with keys \['predictions'\].*single"
+        r" output, named 'output'.*output_names",
+    ):
         model.fit(_X, np.zeros((16, 1), "float32"), verbose=0)
     assert _unchanged(model, before)
     named = _compiled(_linear(1), {"predictions": "mse"}, output_names=["predictions"])

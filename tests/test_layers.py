@@ -86,9 +86,14 @@ def test_collect_scopes_nest_and_hand_values_outward():
     assert outer.losses == [1.0, 2.0] and outer.metrics == [("m", 3.0, "sum")]
 
 
-@pytest.mark.parametrize("name, aggregation, match", [
-    (None, "mean", "name"), ("", "mean", "name"), ("m", "max", "aggregation"),
-])
+@pytest.mark.parametrize(
+    "name, aggregation, match",
+    [
+        (None, "mean", "name"),
+        ("", "mean", "name"),
+        ("m", "max", "aggregation"),
+    ],
+)
 def test_add_metric_checks_name_and_aggregation(name, aggregation, match):
     with pytest.raises(ValueError, match=match):
         torchfit.add_metric(1.0, name=name, aggregation=aggregation)
@@ -134,7 +139,7 @@ def test_functional_add_loss_in_any_forward_without_compiled_loss():
 
         def forward(self, x):
             out = self.dense(x)
-            torchfit.add_loss((out ** 2).mean())
+            torchfit.add_loss((out**2).mean())
             return out
 
     torch.manual_seed(0)
@@ -225,7 +230,12 @@ def test_layer_add_metric_is_logged_in_train_and_validation():
     model.compile(optimizer="sgd", loss="mse")
     x, y = data()
     history = model.fit(x, y, batch_size=8, epochs=2, validation_data=(x, y), verbose=0)
-    assert sorted(history.history) == ["loss", "std_of_activation", "val_loss", "val_std_of_activation"]
+    assert sorted(history.history) == [
+        "loss",
+        "std_of_activation",
+        "val_loss",
+        "val_std_of_activation",
+    ]
     logs = model.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
     with torch.no_grad():
         hidden = model.module[0](torch.as_tensor(x))
@@ -241,7 +251,7 @@ def test_add_metric_sum_aggregation_adds_over_the_epoch():
     logs = model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)
     with torch.no_grad():
         hidden = model.module[0](torch.as_tensor(x))
-        expected = sum(float(hidden[i:i + 4].std()) for i in range(0, 16, 4))
+        expected = sum(float(hidden[i : i + 4].std()) for i in range(0, 16, 4))
     assert logs["std_of_activation"] == pytest.approx(expected, rel=1e-5)
     # A second run starts from zero again.
     again = model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)
@@ -264,9 +274,17 @@ def test_functional_and_model_add_metric():
     model.compile(optimizer="sgd", loss="mse")
     x, y = data()
     history = model.fit(x, y, batch_size=8, epochs=1, validation_data=(x, y), verbose=0)
-    assert sorted(history.history) == ["loss", "mean_out", "val_loss", "val_mean_out",
-                                       "val_weight_norm", "weight_norm"]
-    assert history.history["val_weight_norm"][0] == pytest.approx(float(model.dense.weight.detach().abs().sum()))
+    assert sorted(history.history) == [
+        "loss",
+        "mean_out",
+        "val_loss",
+        "val_mean_out",
+        "val_weight_norm",
+        "weight_norm",
+    ]
+    assert history.history["val_weight_norm"][0] == pytest.approx(
+        float(model.dense.weight.detach().abs().sum())
+    )
     assert model.metrics_names == ["loss", "mean_out", "weight_norm"]
 
 

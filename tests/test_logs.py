@@ -8,8 +8,12 @@ from torchfit.logs import BatchLogs, pythonify_logs
 
 
 def test_pythonify_logs_turns_scalars_into_floats_and_sorts_keys():
-    logs = {"val_loss": torch.tensor(0.5), "loss": torch.tensor(1.25),
-            "accuracy": np.float32(0.75), "count": 3}
+    logs = {
+        "val_loss": torch.tensor(0.5),
+        "loss": torch.tensor(1.25),
+        "accuracy": np.float32(0.75),
+        "count": 3,
+    }
     result = pythonify_logs(logs)
     assert list(result) == ["accuracy", "count", "loss", "val_loss"]
     assert result == {"accuracy": 0.75, "count": 3, "loss": 1.25, "val_loss": 0.5}
@@ -25,8 +29,12 @@ def test_pythonify_logs_keeps_vectors_as_numpy_arrays():
 
 
 def test_pythonify_logs_flattens_a_metric_that_returns_a_dict():
-    result = pythonify_logs({"loss": torch.tensor(1.0),
-                             "scores": {"precision": torch.tensor(0.5), "recall": torch.tensor(0.25)}})
+    result = pythonify_logs(
+        {
+            "loss": torch.tensor(1.0),
+            "scores": {"precision": torch.tensor(0.5), "recall": torch.tensor(0.25)},
+        }
+    )
     assert result == {"loss": 1.0, "precision": 0.5, "recall": 0.25}
 
 

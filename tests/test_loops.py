@@ -10,10 +10,20 @@ from torchfit.callbacks import Callback
 from torchfit.logs import BatchLogs
 
 HOOKS = [
-    "on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
-    "on_test_begin", "on_test_end", "on_predict_begin", "on_predict_end",
-    "on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin", "on_test_batch_end",
-    "on_predict_batch_begin", "on_predict_batch_end",
+    "on_train_begin",
+    "on_train_end",
+    "on_epoch_begin",
+    "on_epoch_end",
+    "on_test_begin",
+    "on_test_end",
+    "on_predict_begin",
+    "on_predict_end",
+    "on_train_batch_begin",
+    "on_train_batch_end",
+    "on_test_batch_begin",
+    "on_test_batch_end",
+    "on_predict_batch_begin",
+    "on_predict_batch_end",
 ]
 
 
@@ -27,6 +37,7 @@ def _recording_hook(name):
     def hook(self, *args, **kwargs):
         index = [a for a in args if isinstance(a, int) and not isinstance(a, bool)]
         self.events.append(f"{name}:{index[0]}" if index else name)
+
     return hook
 
 
@@ -43,12 +54,28 @@ def _model():
 
 # Recorded from Keras 3.15 (torch backend) with the same fit call.
 KERAS_FIT_EVENTS = [
-    "on_train_begin", "on_epoch_begin:0", "on_train_batch_begin:0", "on_train_batch_end:0",
-    "on_train_batch_begin:1", "on_train_batch_end:1", "on_test_begin", "on_test_batch_begin:0",
-    "on_test_batch_end:0", "on_test_end", "on_epoch_end:0", "on_epoch_begin:1",
-    "on_train_batch_begin:0", "on_train_batch_end:0", "on_train_batch_begin:1",
-    "on_train_batch_end:1", "on_test_begin", "on_test_batch_begin:0", "on_test_batch_end:0",
-    "on_test_end", "on_epoch_end:1", "on_train_end",
+    "on_train_begin",
+    "on_epoch_begin:0",
+    "on_train_batch_begin:0",
+    "on_train_batch_end:0",
+    "on_train_batch_begin:1",
+    "on_train_batch_end:1",
+    "on_test_begin",
+    "on_test_batch_begin:0",
+    "on_test_batch_end:0",
+    "on_test_end",
+    "on_epoch_end:0",
+    "on_epoch_begin:1",
+    "on_train_batch_begin:0",
+    "on_train_batch_end:0",
+    "on_train_batch_begin:1",
+    "on_train_batch_end:1",
+    "on_test_begin",
+    "on_test_batch_begin:0",
+    "on_test_batch_end:0",
+    "on_test_end",
+    "on_epoch_end:1",
+    "on_train_end",
 ]
 
 
@@ -56,8 +83,15 @@ def test_fit_with_validation_calls_every_hook_in_keras_order():
     x = np.zeros((4, 3), "float32")
     y = np.zeros((4, 1), "float32")
     recorder = Recorder()
-    _model().fit(x, y, batch_size=2, epochs=2, validation_data=(x[:2], y[:2]),
-                 callbacks=[recorder], verbose=0)
+    _model().fit(
+        x,
+        y,
+        batch_size=2,
+        epochs=2,
+        validation_data=(x[:2], y[:2]),
+        callbacks=[recorder],
+        verbose=0,
+    )
     assert recorder.events == KERAS_FIT_EVENTS
 
 
@@ -68,13 +102,20 @@ def test_evaluate_and_predict_hook_order():
     recorder = Recorder()
     model.evaluate(x, y, batch_size=2, callbacks=[recorder], verbose=0)
     assert recorder.events == [
-        "on_test_begin", "on_test_batch_begin:0", "on_test_batch_end:0",
-        "on_test_batch_begin:1", "on_test_batch_end:1", "on_test_end",
+        "on_test_begin",
+        "on_test_batch_begin:0",
+        "on_test_batch_end:0",
+        "on_test_batch_begin:1",
+        "on_test_batch_end:1",
+        "on_test_end",
     ]
     recorder.events.clear()
     model.predict(x, batch_size=4, callbacks=[recorder], verbose=0)
     assert recorder.events == [
-        "on_predict_begin", "on_predict_batch_begin:0", "on_predict_batch_end:0", "on_predict_end",
+        "on_predict_begin",
+        "on_predict_batch_begin:0",
+        "on_predict_batch_end:0",
+        "on_predict_end",
     ]
 
 
@@ -109,7 +150,16 @@ def test_epoch_loss_is_batch_size_weighted_mean():
     assert history.history["loss"][0] == pytest.approx(expected, rel=1e-5)
 
 
-_HOST_CONVERSIONS = ["item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__"]
+_HOST_CONVERSIONS = [
+    "item",
+    "tolist",
+    "cpu",
+    "numpy",
+    "__float__",
+    "__int__",
+    "__bool__",
+    "__index__",
+]
 
 
 def _count_host_conversions(monkeypatch, run):
@@ -136,18 +186,23 @@ class _AddsTensorLogs(torchfit.Model):
         return logs
 
 
-@pytest.mark.parametrize("verbose, model_class",
-                         [(0, torchfit.Model), (2, torchfit.Model), (0, _AddsTensorLogs)])
+@pytest.mark.parametrize(
+    "verbose, model_class", [(0, torchfit.Model), (2, torchfit.Model), (0, _AddsTensorLogs)]
+)
 def test_training_steps_never_copy_values_to_the_host(monkeypatch, verbose, model_class, capsys):
     # The number of tensor-to-host conversions of a fit must not grow with the
     # number of steps: values cross only at epoch end (and at progress redraws,
     # which verbose=2 does not do mid-epoch), also for keys a custom step adds.
     def fit(num_samples):
         torch.manual_seed(0)
-        model = model_class(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)), device="cpu")
-        model.compile(optimizer="rmsprop",
-                      loss=torchfit.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
+        model = model_class(
+            nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)), device="cpu"
+        )
+        model.compile(
+            optimizer="rmsprop",
+            loss=torchfit.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
         x = np.random.rand(num_samples, 8).astype("float32")
         y = np.random.randint(0, 3, num_samples)
         # Build the metrics first so that one-off work is not counted.
@@ -161,14 +216,18 @@ def test_training_steps_never_copy_values_to_the_host(monkeypatch, verbose, mode
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_training_step_does_not_synchronize():
-    model = torchfit.Model(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)), device="cuda")
-    model.compile(optimizer="rmsprop",
-                  loss=torchfit.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model = torchfit.Model(
+        nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)), device="cuda"
+    )
+    model.compile(
+        optimizer="rmsprop",
+        loss=torchfit.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     x = torch.rand(64, 8, device="cuda")
     y = torch.randint(0, 3, (64,), device="cuda")
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # builds metrics, optimizer state
-    iterator = iter([(x[i:i + 8], y[i:i + 8]) for i in range(0, 64, 8)])
+    iterator = iter([(x[i : i + 8], y[i : i + 8]) for i in range(0, 64, 8)])
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
@@ -176,3 +235,28 @@ def test_cuda_training_step_does_not_synchronize():
             model.train_step(batch)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_fit_starts_at_the_resume_point_skips_its_trained_batches_and_clears_it():
+    from torchfit.callbacks.backup_and_restore import ResumePoint
+
+    class Steps(torchfit.Model):
+        def __init__(self):
+            super().__init__(nn.Linear(1, 1), device="cpu")
+            self.trained = []
+
+        def train_step(self, data):
+            self.trained.append(data[0][:, 0].tolist())
+            return super().train_step(data)
+
+    model = Steps()
+    model.compile("sgd", "mse")
+    x, y = np.arange(8.0, dtype="float32")[:, None], np.zeros((8, 1), "float32")
+    resumed = []
+    model.resume_point = ResumePoint(epoch=1, skip_batches=3, on_resumed=resumed.append)
+    history = model.fit(x, y, batch_size=2, epochs=3, shuffle=False, verbose=0)
+    assert history.epoch == [1, 2]
+    assert model.trained == [[6.0, 7.0], [0.0, 1.0], [2.0, 3.0], [4.0, 5.0], [6.0, 7.0]]
+    assert [batch[0][:, 0].tolist() for batch in resumed] == [[6.0, 7.0]]
+    assert model.resume_point is None  # read once: the next fit starts where it is told
+    assert model.fit(x, y, batch_size=8, epochs=1, verbose=0).epoch == [0]

@@ -55,12 +55,15 @@ def _data(seed=0, n=32):
 
 
 # ------------------------------------------------------------------ policies
-@pytest.mark.parametrize("name, compute, variable", [
-    ("float32", "float32", "float32"),
-    ("mixed_float16", "float16", "float32"),
-    ("mixed_bfloat16", "bfloat16", "float32"),
-    ("bfloat16", "bfloat16", "bfloat16"),
-])
+@pytest.mark.parametrize(
+    "name, compute, variable",
+    [
+        ("float32", "float32", "float32"),
+        ("mixed_float16", "float16", "float32"),
+        ("mixed_bfloat16", "bfloat16", "float32"),
+        ("bfloat16", "bfloat16", "bfloat16"),
+    ],
+)
 def test_policy_names_give_compute_and_variable_dtypes(name, compute, variable):
     policy = DTypePolicy(name)
     assert (policy.name, policy.compute_dtype, policy.variable_dtype) == (name, compute, variable)
@@ -118,14 +121,18 @@ def test_mixed_bfloat16_fit_runs_forward_in_bfloat16_with_float32_master_weights
         model = torchfit.Model(net, device="cpu")
     else:
         model = torchfit.Model(net, device="cpu", dtype_policy="mixed_bfloat16")
-    model.compile(optimizer=torchfit.optimizers.Adam(learning_rate=0.05), loss="mse", metrics=["mae"])
+    model.compile(
+        optimizer=torchfit.optimizers.Adam(learning_rate=0.05), loss="mse", metrics=["mae"]
+    )
     x, y = _data()
     history = model.fit(x, y, batch_size=8, epochs=6, verbose=0)
 
     assert net.seen and set(net.seen) == {(torch.bfloat16, torch.bfloat16)}
     assert all(p.dtype == torch.float32 for p in net.parameters())
     for state in model.optimizer.state.values():
-        assert all(t.dtype == torch.float32 for t in state.values() if torch.is_tensor(t) and t.dim())
+        assert all(
+            t.dtype == torch.float32 for t in state.values() if torch.is_tensor(t) and t.dim()
+        )
     assert all(v.dtype == torch.float32 for metric in model.metrics for v in metric.variables)
     assert model._loss_scaler is None  # bfloat16 needs no loss scaling
     losses = history.history["loss"]
@@ -168,7 +175,9 @@ def test_mixed_bfloat16_predict_returns_host_arrays():
     predictions = model.predict(x, batch_size=4, verbose=0)
     with torch.no_grad():
         expected = model.module(torch.from_numpy(x)).float().numpy()
-    np.testing.assert_allclose(np.asarray(predictions, dtype="float32"), expected, rtol=0.02, atol=0.02)
+    np.testing.assert_allclose(
+        np.asarray(predictions, dtype="float32"), expected, rtol=0.02, atol=0.02
+    )
 
 
 @pytest.mark.parametrize("name, dtype", [("bfloat16", torch.bfloat16), ("float64", torch.float64)])
@@ -230,7 +239,9 @@ class ScaleWatcher(Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         weights = [w.copy() for w in self.model.get_weights()]
-        self.records.append((self.model._loss_scaler.get_scale(), weights, self.model.optimizer.iterations))
+        self.records.append(
+            (self.model._loss_scaler.get_scale(), weights, self.model.optimizer.iterations)
+        )
 
 
 @needs_cpu_float16

@@ -39,8 +39,12 @@ class BatchRecorder(Callback):
 def _model(steps_per_execution=1, learning_rate=0.05):
     torch.manual_seed(0)
     model = torchfit.Model(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)), device="cpu")
-    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=learning_rate), loss="mse",
-                  metrics=["mae"], steps_per_execution=steps_per_execution)
+    model.compile(
+        optimizer=torchfit.optimizers.SGD(learning_rate=learning_rate),
+        loss="mse",
+        metrics=["mae"],
+        steps_per_execution=steps_per_execution,
+    )
     return model
 
 
@@ -58,7 +62,9 @@ def _groups(num_batches, per_execution):
     return events
 
 
-@pytest.mark.parametrize("num_batches, per_execution", [(6, 1), (6, 2), (6, 3), (5, 2), (7, 3), (2, 5)])
+@pytest.mark.parametrize(
+    "num_batches, per_execution", [(6, 1), (6, 2), (6, 3), (5, 2), (7, 3), (2, 5)]
+)
 def test_batch_hooks_run_once_per_group_with_first_and_last_step(num_batches, per_execution):
     recorder = BatchRecorder()
     x, y = _data(num_batches * 2)
@@ -81,7 +87,9 @@ def test_every_step_of_a_group_trains():
     history = model.fit(x, y, batch_size=2, shuffle=False, callbacks=[Peek()], verbose=0)
     with torch.no_grad():
         full = float(((model.module(torch.from_numpy(x)) - torch.from_numpy(y)) ** 2).mean())
-        first_six = float(((model.module(torch.from_numpy(x[:6])) - torch.from_numpy(y[:6])) ** 2).mean())
+        first_six = float(
+            ((model.module(torch.from_numpy(x[:6])) - torch.from_numpy(y[:6])) ** 2).mean()
+        )
     assert history.history["loss"][0] == pytest.approx(full, rel=1e-5)
     assert seen[0] == pytest.approx(first_six, rel=1e-5)
     assert seen[-1] == pytest.approx(full, rel=1e-5)
@@ -92,7 +100,9 @@ def test_every_step_of_a_group_trains():
 def test_training_matches_one_step_per_execution(per_execution):
     x, y = _data(22, seed=per_execution)
     reference = _model(1)
-    reference_history = reference.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0).history
+    reference_history = reference.fit(
+        x, y, batch_size=4, epochs=3, shuffle=False, verbose=0
+    ).history
     grouped = _model(per_execution)
     history = grouped.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0).history
     for key in reference_history:
@@ -136,8 +146,16 @@ def test_evaluate_and_predict_hooks_are_grouped_too():
     model.evaluate(x, y, batch_size=2, callbacks=[recorder], verbose=0)
     model.predict(x, batch_size=2, callbacks=[recorder], verbose=0)
     assert recorder.events == [
-        ("test_begin", 0), ("test_end", 1), ("test_begin", 2), ("test_end", 3),
-        ("test_begin", 4), ("test_end", 4),
-        ("predict_begin", 0), ("predict_end", 1), ("predict_begin", 2), ("predict_end", 3),
-        ("predict_begin", 4), ("predict_end", 4),
+        ("test_begin", 0),
+        ("test_end", 1),
+        ("test_begin", 2),
+        ("test_end", 3),
+        ("test_begin", 4),
+        ("test_end", 4),
+        ("predict_begin", 0),
+        ("predict_end", 1),
+        ("predict_begin", 2),
+        ("predict_end", 3),
+        ("predict_begin", 4),
+        ("predict_end", 4),
     ]

@@ -11,8 +11,15 @@ from torchfit import tree
 
 @pytest.mark.parametrize(
     "value, expected",
-    [([1], True), ((1, 2), True), ({"a": 1}, True), (torch.zeros(2), False),
-     (np.zeros(2), False), (None, False), ("text", False)],
+    [
+        ([1], True),
+        ((1, 2), True),
+        ({"a": 1}, True),
+        (torch.zeros(2), False),
+        (np.zeros(2), False),
+        (None, False),
+        ("text", False),
+    ],
 )
 def test_is_nested(value, expected):
     assert tree.is_nested(value) is expected

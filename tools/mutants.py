@@ -49,13 +49,43 @@ class Site:
     function: str
 
 
-_RESET_NAMES = {"reset_state", "reset_states", "reset_metrics", "reset", "zero_grad", "zero_",
-                "clear"}
+_RESET_NAMES = {
+    "reset_state",
+    "reset_states",
+    "reset_metrics",
+    "reset",
+    "zero_grad",
+    "zero_",
+    "clear",
+}
 # Calls whose swapped arguments are no bug (commutative) or no plausible one (builtins
 # taking a value and a type or a name: swapping them only raises).
-_NOT_SWAPPED = {"max", "min", "maximum", "minimum", "add", "mul", "eq", "equal", "ne", "isclose",
-                "allclose", "logical_and", "logical_or", "hypot", "isinstance", "issubclass",
-                "getattr", "setattr", "hasattr", "super", "zip", "range", "enumerate", "map"}
+_NOT_SWAPPED = {
+    "max",
+    "min",
+    "maximum",
+    "minimum",
+    "add",
+    "mul",
+    "eq",
+    "equal",
+    "ne",
+    "isclose",
+    "allclose",
+    "logical_and",
+    "logical_or",
+    "hypot",
+    "isinstance",
+    "issubclass",
+    "getattr",
+    "setattr",
+    "hasattr",
+    "super",
+    "zip",
+    "range",
+    "enumerate",
+    "map",
+}
 _BOUNDARY = {ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Lt: ast.LtE, ast.LtE: ast.Lt}
 _REDUCTIONS = {"mean": "sum", "sum": "mean", "nanmean": "nansum", "nansum": "nanmean"}
 
@@ -206,8 +236,11 @@ OPERATORS = {
 
 
 def _is_docstring(node: ast.AST) -> bool:
-    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
-            and isinstance(node.value.value, str))
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )
 
 
 def _skipped(node: ast.AST) -> bool:
@@ -267,12 +300,20 @@ def mutants_of(path: Path, operators: dict) -> list[Mutant]:
 def _make_mutant(path, site, operator, node, mutant_node, start, end) -> Mutant:
     replacement = _replacement_text(node, ast.fix_missing_locations(mutant_node))
     original = " ".join(ast.unparse(node).split())
-    return Mutant(path, node.lineno, operator, site.function, original,
-                  " ".join(replacement.split()), start, end)
+    return Mutant(
+        path,
+        node.lineno,
+        operator,
+        site.function,
+        original,
+        " ".join(replacement.split()),
+        start,
+        end,
+    )
 
 
 def apply(source: bytes, mutant: Mutant) -> bytes:
-    return source[: mutant.start] + mutant.replacement.encode() + source[mutant.end:]
+    return source[: mutant.start] + mutant.replacement.encode() + source[mutant.end :]
 
 
 def _valid(source: bytes, tree: ast.AST, mutant: Mutant) -> bool:

@@ -50,8 +50,12 @@ from typing import Optional
 from mutants import OPERATORS, ROOT, Mutant, apply, mutants_of, python_files
 
 DEFAULT_TARGETS = (
-    "torchfit/models", "torchfit/loops.py", "torchfit/compiled.py",
-    "torchfit/callbacks", "torchfit/data", "torchfit/metrics",
+    "torchfit/models",
+    "torchfit/loops.py",
+    "torchfit/compiled.py",
+    "torchfit/callbacks",
+    "torchfit/data",
+    "torchfit/metrics",
 )
 EQUIVALENT_FILE = ROOT / "tools" / "equivalent_mutants.txt"
 COPIED = ("torchfit", "tests", "compat", "conftest.py", "pyproject.toml")
@@ -66,20 +70,37 @@ _COMPAT = {
     "torchfit/metrics/f_score_metrics.py": [_CONFUSION_PARITY],
     "torchfit/metrics/iou_metrics.py": [_CONFUSION_PARITY],
     "torchfit/metrics/": ["compat/keras_parity/test_metrics_parity.py"],
-    "torchfit/data/": [f"{_GUIDE}other_inputs.py", f"{_GUIDE}datasets.py",
-                       f"{_GUIDE}validation_split.py", f"{_GUIDE}sequence.py"],
+    "torchfit/data/": [
+        f"{_GUIDE}other_inputs.py",
+        f"{_GUIDE}datasets.py",
+        f"{_GUIDE}validation_split.py",
+        f"{_GUIDE}sequence.py",
+    ],
     "torchfit/callbacks/tensorboard.py": [f"{_GUIDE}tensorboard.py"],
     "torchfit/callbacks/learning_rate_scheduler.py": [f"{_GUIDE}lr_schedules.py"],
     "torchfit/callbacks/": [f"{_GUIDE}callbacks.py", f"{_GUIDE}checkpointing.py"],
     "torchfit/models/saving.py": [f"{_GUIDE}checkpointing.py"],
     "torchfit/models/serialization.py": [f"{_GUIDE}checkpointing.py"],
-    "torchfit/models/": [f"{_GUIDE}overview.py", f"{_GUIDE}compile.py", f"{_GUIDE}weighting.py",
-                         "compat/keras_parity/test_end_to_end_parity.py"],
-    "torchfit/loops.py": ["tests/models/test_trainer.py", "tests/test_steps_per_execution.py",
-                          f"{_GUIDE}overview.py", f"{_GUIDE}callbacks.py",
-                          f"{_GUIDE}validation_split.py"],
-    "torchfit/compiled.py": [f"{_GUIDE}compile.py", f"{_GUIDE}weighting.py", f"{_GUIDE}multi_io.py",
-                             f"{_GUIDE}custom_losses_metrics.py", "tests/test_multi_io.py"],
+    "torchfit/models/": [
+        f"{_GUIDE}overview.py",
+        f"{_GUIDE}compile.py",
+        f"{_GUIDE}weighting.py",
+        "compat/keras_parity/test_end_to_end_parity.py",
+    ],
+    "torchfit/loops.py": [
+        "tests/models/test_trainer.py",
+        "tests/test_steps_per_execution.py",
+        f"{_GUIDE}overview.py",
+        f"{_GUIDE}callbacks.py",
+        f"{_GUIDE}validation_split.py",
+    ],
+    "torchfit/compiled.py": [
+        f"{_GUIDE}compile.py",
+        f"{_GUIDE}weighting.py",
+        f"{_GUIDE}multi_io.py",
+        f"{_GUIDE}custom_losses_metrics.py",
+        "tests/test_multi_io.py",
+    ],
 }
 # Mirrored tests where the file name alone does not say it.
 _MIRRORED = {
@@ -114,8 +135,19 @@ class Outcome:
 
 
 def _pytest_command(test_paths: list[str]) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", "--no-header",
-            "-o", "console_output_style=classic", *test_paths]
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-x",
+        "-q",
+        "-p",
+        "no:randomly",
+        "--no-header",
+        "-o",
+        "console_output_style=classic",
+        *test_paths,
+    ]
 
 
 def _environment(workdir: Path) -> dict:
@@ -141,9 +173,15 @@ def run_stages(workdir: Path, stages: list[list[str]], timeouts: list[float]) ->
 def run_tests(workdir: Path, test_paths: list[str], timeout: float) -> Outcome:
     """Runs pytest in its own process group, so a hang is killed with all its children."""
     started = time.monotonic()
-    process = subprocess.Popen(_pytest_command(test_paths), cwd=workdir, env=_environment(workdir),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        _pytest_command(test_paths),
+        cwd=workdir,
+        env=_environment(workdir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -177,8 +215,9 @@ def make_workdir() -> Path:
 
 def check_imports_from(workdir: Path) -> None:
     command = [sys.executable, "-c", "import torchfit; print(torchfit.__file__)"]
-    found = subprocess.run(command, cwd=workdir, env=_environment(workdir), capture_output=True,
-                           text=True, check=True).stdout.strip()
+    found = subprocess.run(
+        command, cwd=workdir, env=_environment(workdir), capture_output=True, text=True, check=True
+    ).stdout.strip()
     if not found.startswith(str(workdir)):
         raise SystemExit(f"The copy's torchfit is not the one imported: {found} ({workdir}).")
 
@@ -231,7 +270,7 @@ def load_equivalent() -> dict[str, str]:
 
 def summarize(results: list[tuple[Mutant, Outcome]], equivalent: dict[str, str]) -> int:
     counts: dict[str, int] = {}
-    for mutant, outcome in results:
+    for _, outcome in results:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
     survivors = [(m, o) for m, o in results if o.status == "survived"]
     marked = [m for m, _ in survivors if m.key in equivalent]
@@ -250,27 +289,49 @@ def summarize(results: list[tuple[Mutant, Outcome]], equivalent: dict[str, str])
 
 
 def write_json(path: str, results: list, equivalent: dict[str, str]) -> None:
-    rows = [{**dataclasses.asdict(m), "key": m.key, **dataclasses.asdict(o),
-             "equivalent": equivalent.get(m.key)} for m, o in results]
+    rows = [
+        {
+            **dataclasses.asdict(m),
+            "key": m.key,
+            **dataclasses.asdict(o),
+            "equivalent": equivalent.get(m.key),
+        }
+        for m, o in results
+    ]
     Path(path).write_text(json.dumps(rows, indent=1))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", nargs="+", default=list(DEFAULT_TARGETS),
-                        help="files or folders to mutate, relative to the repository root")
-    parser.add_argument("--operators", default=",".join(OPERATORS),
-                        help=f"comma-separated subset of: {', '.join(OPERATORS)}")
+    parser.add_argument(
+        "--files",
+        nargs="+",
+        default=list(DEFAULT_TARGETS),
+        help="files or folders to mutate, relative to the repository root",
+    )
+    parser.add_argument(
+        "--operators",
+        default=",".join(OPERATORS),
+        help=f"comma-separated subset of: {', '.join(OPERATORS)}",
+    )
     parser.add_argument("--sample", type=int, default=None, help="run a random sample of N mutants")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample; defaults to 0")
     parser.add_argument("--jobs", type=int, default=1, help="mutants run at once; defaults to 1")
-    parser.add_argument("--timeout-factor", type=float, default=3.0,
-                        help="timeout = factor x the unmutated run + 20 s; defaults to 3")
+    parser.add_argument(
+        "--timeout-factor",
+        type=float,
+        default=3.0,
+        help="timeout = factor x the unmutated run + 20 s; defaults to 3",
+    )
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--json", default=None, help="write every result to this file")
-    parser.add_argument("--rerun", default=None, metavar="JSON",
-                        help="re-run only the mutants an earlier --json run did not kill; its"
-                        " kills are carried over (adding tests cannot revive a mutant)")
+    parser.add_argument(
+        "--rerun",
+        default=None,
+        metavar="JSON",
+        help="re-run only the mutants an earlier --json run did not kill; its"
+        " kills are carried over (adding tests cannot revive a mutant)",
+    )
     return parser.parse_args(argv)
 
 
@@ -312,8 +373,11 @@ def run_all(workers: Workers, mutants: list[Mutant], jobs: int, factor: float) -
             timeouts = [factor * seconds + 20 for seconds in baseline.stage_seconds]
             outcome = workers.run(mutant, tests_for(mutant.path), timeouts)
         done.append(mutant)
-        print(f"[{len(done)}/{len(mutants)}] {outcome.status:8} {outcome.seconds:5.0f} s  "
-              f"{mutant.describe()}", flush=True)
+        print(
+            f"[{len(done)}/{len(mutants)}] {outcome.status:8} {outcome.seconds:5.0f} s  "
+            f"{mutant.describe()}",
+            flush=True,
+        )
         return mutant, outcome
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:

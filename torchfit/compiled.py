@@ -167,10 +167,6 @@ def _check_string_ids(config: Any, resolve, skip: tuple) -> None:
             resolve(leaf)
 
 
-def _batch_size(tensor: Any) -> int:
-    return int(tensor.shape[0]) if getattr(tensor, "ndim", 0) else 1
-
-
 def _num_classes(rule: Any, y_pred: Any) -> Optional[int]:
     """The length of the class axis a `ClassIndices` rule indexes, or `None`."""
     shape = tuple(getattr(y_pred, "shape", ()))
@@ -299,8 +295,9 @@ class CompileLoss:
             else:
                 loss_fn = losses_module.get(config)
             weight = 1.0 if weights[index] is None else float(weights[index])
-            check = _TargetCheck(index, self.outputs, loss_fn.target_rule, loss_fn.name,
-                                 flat_pred[index])
+            check = _TargetCheck(
+                index, self.outputs, loss_fn.target_rule, loss_fn.name, flat_pred[index]
+            )
             terms.append([index, loss_fn, weight, None, check])
         if len(terms) > 1:
             for term in terms:
@@ -339,7 +336,11 @@ class CompileLoss:
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None):
         """Returns the total loss, or `None` when no output has a loss."""
         outputs = self.outputs
-        if outputs.kind == "single" and len(self._terms) == 1 and not isinstance(y_true, (list, tuple, Mapping)):
+        if (
+            outputs.kind == "single"
+            and len(self._terms) == 1
+            and not isinstance(y_true, (list, tuple, Mapping))
+        ):
             # The common case, kept to one call: one output, one loss.
             _, loss_fn, weight, _, check = self._terms[0]
             pred = y_pred[0] if isinstance(y_pred, (list, tuple)) else y_pred
@@ -354,8 +355,10 @@ class CompileLoss:
         for index, loss_fn, weight, tracker, check in self._terms:
             check.shapes(flat_true[index], flat_pred[index])
             value = loss_fn(flat_true[index], flat_pred[index], sample_weight=flat_weights[index])
-            if tracker is not None and _batch_size(flat_pred[index]):
-                tracker.update_state(value, sample_weight=_batch_size(flat_pred[index]))
+            if tracker is not None:
+                batch_size = tree.batch_size_of(flat_pred[index])
+                if batch_size:
+                    tracker.update_state(value, sample_weight=batch_size)
             if weight != 1.0:
                 value = value * weight
             total = value if total is None else total + value
@@ -389,12 +392,17 @@ class CompileMetrics:
         flat_pred = self.outputs.flatten(y_pred)
         flat_true = self.outputs.match(y_true, "y")
         seen: set[int] = set()
-        self._unweighted = self._build_set(self._metrics_config, "metrics", flat_true, flat_pred, seen)
-        self._weighted = self._build_set(self._weighted_config, "weighted_metrics", flat_true, flat_pred, seen)
+        self._unweighted = self._build_set(
+            self._metrics_config, "metrics", flat_true, flat_pred, seen
+        )
+        self._weighted = self._build_set(
+            self._weighted_config, "weighted_metrics", flat_true, flat_pred, seen
+        )
         self._name_metrics()
         self.metrics = [metric for _, metric in self._unweighted + self._weighted]
-        self._target_checks = _metric_target_checks(self._unweighted + self._weighted,
-                                                    self.outputs, flat_pred)
+        self._target_checks = _metric_target_checks(
+            self._unweighted + self._weighted, self.outputs, flat_pred
+        )
         for metric in self.metrics:
             metric.to(device)
             # A metric object may come with the state of an earlier use: the first
@@ -453,11 +461,14 @@ class CompileMetrics:
     @property
     def single_output_form(self) -> bool:
         """Whether `metrics` and `weighted_metrics` are flat lists, the form of a single output."""
+
         def flat(config) -> bool:
             if config is None:
                 return True
             nested = (list, tuple, Mapping)
-            return isinstance(config, (list, tuple)) and not any(isinstance(m, nested) for m in config)
+            return isinstance(config, (list, tuple)) and not any(
+                isinstance(m, nested) for m in config
+            )
 
         return flat(self._metrics_config) and flat(self._weighted_config)
 
@@ -467,6 +478,7 @@ class CompileMetrics:
         A string id is named by its spelling and anything else by the metric
         `get` makes of it, so no shapes are needed.
         """
+
         def base_names(config, argument) -> list:
             identifiers = self._identifiers(config, argument, outputs)
             return [(index, _base_name(identifier)) for index, identifier in identifiers]
@@ -504,7 +516,9 @@ class CompileMetrics:
             flat_weights = self.outputs.match(sample_weight, "sample_weight", broadcast=True)
             for index, metric in self._weighted:
                 if flat_true[index] is not None:
-                    metric.update_state(flat_true[index], flat_pred[index], sample_weight=flat_weights[index])
+                    metric.update_state(
+                        flat_true[index], flat_pred[index], sample_weight=flat_weights[index]
+                    )
 
 
 def _base_name(identifier: Any) -> str:
@@ -559,6 +573,7 @@ class UnbuiltMetrics(metrics_module.Metric):
     def reset_state(self) -> None:
         for metric in self._compile_metrics.metrics:
             metric.reset_state()
+
 
 def _metric_rule(metric: Any) -> Any:
     """The label rule of the metrics that look labels up (a bad one crashes them)."""

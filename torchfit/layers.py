@@ -103,8 +103,7 @@ def check_added_metric(name: Any, aggregation: Any) -> None:
         )
     if aggregation not in _AGGREGATIONS:
         raise ValueError(
-            f"`aggregation` must be one of {_AGGREGATIONS}."
-            f" Received: aggregation={aggregation!r}."
+            f"`aggregation` must be one of {_AGGREGATIONS}. Received: aggregation={aggregation!r}."
         )
 
 

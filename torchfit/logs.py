@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["BatchLogs", "pythonify_logs"]
+__all__ = ["BatchLogs", "MetricLogs", "as_batch_logs", "pythonify_logs"]
 
 
 def pythonify_logs(logs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -33,16 +33,12 @@ def pythonify_logs(logs: Mapping[str, Any] | None) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     _flatten_into(flat, logs or {})
     scalars = [
-        key
-        for key, value in flat.items()
-        if isinstance(value, torch.Tensor) and value.numel() == 1
+        key for key, value in flat.items() if isinstance(value, torch.Tensor) and value.numel() == 1
     ]
     if scalars:
         # One host copy for every scalar: this is the sync the whole design
         # defers to here.
-        stacked = torch.stack(
-            [flat[key].detach().reshape(()).to(torch.float64) for key in scalars]
-        )
+        stacked = torch.stack([flat[key].detach().reshape(()).to(torch.float64) for key in scalars])
         for key, value in zip(scalars, stacked.cpu().tolist()):
             flat[key] = value
     for key, value in flat.items():
@@ -136,3 +132,27 @@ class BatchLogs(MutableMapping):
         if self._values is None:
             return "BatchLogs(<not read yet>)"
         return f"BatchLogs({self._values!r})"
+
+
+class MetricLogs(BatchLogs):
+    """Batch logs that are exactly the model's metric results (what the default steps return).
+
+    Unless a step adds a key, the epoch's logs are then the metric results, read
+    once at the end of the epoch (`loops.logs_at_epoch_end`).
+    """
+
+    __slots__ = ()
+
+
+def as_batch_logs(logs: Any) -> Any:
+    """`logs` read lazily: a plain mapping is wrapped in a `BatchLogs` (its tensors are
+    copied on the first read); `BatchLogs`, `None` and non-mappings are returned as is.
+
+    Example:
+    >>> logs = as_batch_logs({"loss": torch.tensor(0.5)})
+    >>> type(logs).__name__, dict(logs), as_batch_logs(None)
+    ('BatchLogs', {'loss': 0.5}, None)
+    """
+    if isinstance(logs, Mapping) and not isinstance(logs, BatchLogs):
+        return BatchLogs(lambda: logs)
+    return logs

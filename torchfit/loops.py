@@ -6,49 +6,26 @@ device tensors. Batching belongs to `data/`; what one step does belongs to
 the model's `train_step`/`test_step`/`predict_step`.
 """
 
-import contextlib
-import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Optional
 
 import torch
 
 from torchfit import tree
-from torchfit.logs import BatchLogs, pythonify_logs
-from torchfit.metrics.torchmetrics_adapter import TorchMetricsAdapter
-from torchfit.models.forward import run_in_mode
+from torchfit.logs import BatchLogs, MetricLogs, as_batch_logs, pythonify_logs
+from torchfit.utils.arguments import is_count
+from torchfit.utils.modes import run_in_mode
 
 __all__ = [
-    "MetricLogs", "Validation", "batch_size_of", "evaluate_loop", "fit_loop", "kept_epoch_metrics",
+    "Validation",
+    "evaluate_loop",
+    "fit_loop",
+    "logs_at_epoch_end",
     "predict_loop",
 ]
 
 
-class MetricLogs(BatchLogs):
-    """Batch logs that are exactly the model's metric results (the default steps)."""
-
-    __slots__ = ()
-
-
-def batch_size_of(x: Any) -> int:
-    """The number of samples in a batch: the first dimension of its first leaf."""
-    for leaf in tree.flatten(x):
-        shape = getattr(leaf, "shape", None)
-        if shape is not None and len(shape):
-            return int(shape[0])
-    return 1
-
-
-def _as_batch_logs(logs: Any) -> Any:
-    """Wraps a step's plain dict so that tensors in it are read lazily too."""
-    if logs is None or isinstance(logs, BatchLogs):
-        return logs
-    if isinstance(logs, Mapping):
-        return BatchLogs(lambda: logs)
-    return logs
-
-
-def _epoch_logs(model, step_logs: Any) -> dict:
+def logs_at_epoch_end(model, step_logs: Any) -> dict:
     """The logs at the end of an epoch: the metric results when the step
     returned exactly them, else the last step's own logs (a custom step, or
     `super().train_step(data)` with keys added), as Keras."""
@@ -63,24 +40,25 @@ def _epoch_logs(model, step_logs: Any) -> dict:
     return pythonify_logs(raw)
 
 
-def _check_validation_freq(freq: Any) -> None:
+def _checked_validation_freq(freq: Any) -> Any:
+    """`validation_freq` as an int or a list of epochs, each a count from 1."""
     epochs = freq if isinstance(freq, (list, tuple)) else [freq]
-    if isinstance(freq, bool) or not all(
-        isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 1 for epoch in epochs
-    ):
+    if not all(is_count(epoch) for epoch in epochs):
         raise ValueError(
             "`validation_freq` must be an int >= 1 (validate every N epochs) or a list of"
             f" epochs counted from 1. Received: validation_freq={freq!r}."
         )
+    if isinstance(freq, (list, tuple)):
+        return [epoch.__index__() for epoch in freq]
+    return freq.__index__()
 
 
 class Validation:
     """The validation data of a fit: when it runs, and its cached iterator."""
 
     def __init__(self, iterator, freq: Any):
-        _check_validation_freq(freq)
         self.iterator = iterator
-        self.freq = freq
+        self.freq = _checked_validation_freq(freq)
 
     def due(self, epoch: int) -> bool:
         if isinstance(self.freq, int):
@@ -92,43 +70,48 @@ class Validation:
         return {f"val_{key}": value for key, value in logs.items()}
 
 
-def fit_loop(model, train, callbacks, *, epochs: int, initial_epoch: int = 0,
-             validation: Optional[Validation] = None):
+def fit_loop(
+    model,
+    train,
+    callbacks,
+    *,
+    epochs: int,
+    initial_epoch: int = 0,
+    validation: Optional[Validation] = None,
+):
     """Trains for `epochs` epochs, in Keras 3's event order."""
     model.stop_training = False
     callbacks.on_train_begin()
-    # BackupAndRestore may have moved the start in on_train_begin.
-    if model._initial_epoch is not None:
-        initial_epoch = model._initial_epoch
+    # BackupAndRestore may have set where an interrupted run resumes, in on_train_begin.
+    resume, model.resume_point = model.resume_point, None
+    if resume is not None:
+        initial_epoch = resume.epoch
     training_logs = None
-    model._track_added_metrics = True
-    try:
+    with model.tracking_added_metrics(True):
         for epoch in range(initial_epoch, epochs):
             model.reset_metrics()
             callbacks.on_epoch_begin(epoch)
             model.train()
-            epoch_logs = train_epoch(model, train, callbacks)
+            epoch_logs = train_epoch(model, train, callbacks, resume)
+            resume = None
             model.eval()
             if validation is not None and validation.due(epoch):
                 epoch_logs.update(validation.run(model, callbacks))
             callbacks.on_epoch_end(epoch, epoch_logs)
             training_logs = epoch_logs
-            if model._distribution is not None:  # every rank stops at the same epoch
-                model.stop_training = model._distribution.agree(model.stop_training)
+            # Under torch.distributed, every process stops at the same epoch.
+            model.stop_training = model.distribution.agree(model.stop_training)
             if model.stop_training:
                 break
             if train.exhausted and epoch + 1 < epochs:
                 train.warn_ran_out()
                 break
-    finally:
-        model._track_added_metrics = False
     finalize = getattr(model.optimizer, "finalize_variable_values", None)
     if finalize is not None and epochs > initial_epoch:
         finalize()
     # Only reached when training ends normally: after a crash, BackupAndRestore
     # must still find its backup, so on_train_end is deliberately not in a finally.
     callbacks.on_train_end(training_logs)
-    model._initial_epoch = None
     return model.history
 
 
@@ -163,52 +146,39 @@ class _HookGroups:
         return self.start is not None
 
 
-def _check_targets_once_built(model, data) -> None:
-    """Has `data` check its host targets against the compiled loss and metrics
-    as soon as the first step builds them, before any loss sees a batch."""
-    model._when_compiled_built(
-        lambda: data.check_targets(model._compile_loss, model._compile_metrics)
-    )
+def train_epoch(model, train, callbacks, resume=None) -> dict:
+    """One epoch of training steps; returns the epoch's logs as floats.
 
-
-def train_epoch(model, train, callbacks) -> dict:
-    """One epoch of training steps; returns the epoch's logs as floats."""
+    With a `resume` point (`model.resume_point`), the epoch is the one an
+    interrupted run was in: its data order was replayed (BackupAndRestore), and
+    the batches already trained on are skipped.
+    """
     logs = None
     step_function = model.train_step
     groups = _HookGroups(model.steps_per_execution)
-    # A resumed run (BackupAndRestore) replays the data order of an interrupted
-    # epoch and skips the batches that were already trained on.
-    resume, model._resume = model._resume, None
+    stops_after_step = model.distribution.stops_after_step  # agreed by every process
     step = -1
-    _check_targets_once_built(model, train)
-    model._in_train_epoch = True  # an evaluate() from a callback keeps our metric states
-    try:
+    model.check_targets_once_built(train)
+    with model.training_epoch():  # an evaluate() from a callback keeps our metric states
         for step, batch in train.enumerate_epoch():
             if resume is not None:
                 if step < resume.skip_batches:
                     continue
-                resume.on_resumed(batch)
+                resume.resumed(batch)
                 resume = None
             if groups.opens(step):
                 callbacks.on_train_batch_begin(step)
             if not model.training:
                 model.train()  # a callback left it in eval(): every step trains in train mode
-            logs = _as_batch_logs(step_function(batch))
+            logs = as_batch_logs(step_function(batch))
             if groups.closes(step):
                 callbacks.on_train_batch_end(step, logs)
-            if model._distribution is not None:  # one rank's stop stops all, a step later at most
-                model.stop_training = model._distribution.agree_on_stop(model.stop_training, step)
-            if model.stop_training:
+            if stops_after_step(model, step):
                 break
-    finally:
-        model._in_train_epoch = False
     if groups.open:
         callbacks.on_train_batch_end(step, logs)
-    if model._distribution is not None:  # the epoch's logs over all ranks
-        stop = model._distribution.agree_on_stop_at_epoch_end(model.stop_training, step)
-        model.stop_training = stop
-        model._distribution.reduce_metrics(model.metrics)
-    return _epoch_logs(model, logs)
+    model.distribution.finish_train_epoch(model, step)  # the epoch's logs over all processes
+    return logs_at_epoch_end(model, logs)
 
 
 def evaluate_loop(model, iterator, callbacks) -> dict:
@@ -222,9 +192,8 @@ def evaluate_loop(model, iterator, callbacks) -> dict:
         callbacks.on_test_begin()
         model.reset_metrics()
         logs = _test_steps(model, iterator, callbacks)
-        if model._distribution is not None:  # the evaluation's logs over all ranks
-            model._distribution.reduce_metrics(model.metrics)
-        epoch_logs = _epoch_logs(model, logs)
+        model.distribution.reduce_metrics(model.metrics)  # the logs over all processes
+        epoch_logs = logs_at_epoch_end(model, logs)
         callbacks.on_test_end(epoch_logs)
     return epoch_logs
 
@@ -234,69 +203,19 @@ def _test_steps(model, iterator, callbacks) -> Any:
     logs = None
     groups = _HookGroups(model.steps_per_execution)
     step = -1
-    _check_targets_once_built(model, iterator)
-    tracking, model._track_added_metrics = model._track_added_metrics, True
-    try:
-        with torch.no_grad():
-            for step, batch in iterator.enumerate_epoch():
-                if groups.opens(step):
-                    callbacks.on_test_batch_begin(step)
-                logs = _as_batch_logs(model.test_step(batch))
-                if groups.closes(step):
-                    callbacks.on_test_batch_end(step, logs)
-                if model.stop_evaluating:
-                    break
-    finally:
-        model._track_added_metrics = tracking
+    model.check_targets_once_built(iterator)
+    with model.tracking_added_metrics(True), torch.no_grad():
+        for step, batch in iterator.enumerate_epoch():
+            if groups.opens(step):
+                callbacks.on_test_batch_begin(step)
+            logs = as_batch_logs(model.test_step(batch))
+            if groups.closes(step):
+                callbacks.on_test_batch_end(step, logs)
+            if model.stop_evaluating:
+                break
     if groups.open:
         callbacks.on_test_batch_end(step, logs)
     return logs
-
-
-@contextlib.contextmanager
-def kept_epoch_metrics(model) -> Iterator[None]:
-    """Keeps the running training epoch's metric states across the block.
-
-    An `evaluate` that a callback calls in the middle of `fit` resets and
-    updates the same metrics; Keras lets that reach the epoch's logs, torchfit
-    does not. Outside a training epoch the block runs as is. The states are
-    copied on the device: no host sync.
-    """
-    if not model._in_train_epoch:
-        yield
-        return
-    saved = [(metric, _metric_state(metric)) for metric in model.metrics]
-    added = dict(model._added_metrics)
-    try:
-        yield
-    finally:
-        model._added_metrics.clear()
-        model._added_metrics.update(added)
-        for metric, state in saved:
-            _restore_metric_state(metric, state)
-        kept = {id(metric) for metric, _ in saved}
-        for metric in model.metrics:
-            if id(metric) not in kept:  # built during the block: holds its values only
-                metric.reset_state()
-
-
-def _metric_state(metric) -> Any:
-    if isinstance(metric, TorchMetricsAdapter):
-        return copy.deepcopy(metric.metric)  # torchmetrics also caches its computed value
-    return [variable.detach().clone() for variable in metric.variables]
-
-
-def _restore_metric_state(metric, state: Any) -> None:
-    if isinstance(metric, TorchMetricsAdapter):
-        metric.metric = state
-        return
-    variables = metric.variables
-    if len(variables) != len(state) or any(v.shape != s.shape for v, s in zip(variables, state)):
-        metric.reset_state()  # its state was not built yet when the block began
-        return
-    with torch.no_grad():
-        for variable, value in zip(variables, state):
-            variable.copy_(value)
 
 
 def predict_loop(model, iterator, callbacks) -> Any:
@@ -320,21 +239,17 @@ def _predict_steps(model, iterator, callbacks) -> list:
     groups = _HookGroups(model.steps_per_execution)
     step = -1
     # A predict inside fit adds nothing to the training epoch's add_metric values.
-    tracking, model._track_added_metrics = model._track_added_metrics, False
-    try:
-        with torch.no_grad():
-            for step, batch in iterator.enumerate_epoch():
-                if groups.opens(step):
-                    callbacks.on_predict_batch_begin(step)
-                    group_begins = len(collected)
-                collected.append(model.predict_step(batch))
-                if groups.closes(step):
-                    outputs = _join(collected[group_begins:])
-                    callbacks.on_predict_batch_end(step, {"outputs": outputs})
-                if model.stop_predicting:
-                    break
-    finally:
-        model._track_added_metrics = tracking
+    with model.tracking_added_metrics(False), torch.no_grad():
+        for step, batch in iterator.enumerate_epoch():
+            if groups.opens(step):
+                callbacks.on_predict_batch_begin(step)
+                group_begins = len(collected)
+            collected.append(model.predict_step(batch))
+            if groups.closes(step):
+                outputs = _join(collected[group_begins:])
+                callbacks.on_predict_batch_end(step, {"outputs": outputs})
+            if model.stop_predicting:
+                break
     if groups.open:
         callbacks.on_predict_batch_end(step, {"outputs": _join(collected[group_begins:])})
     return collected

@@ -11,11 +11,24 @@ from typing import Optional, Union
 import torch
 
 # Keras 3 exports it here too: keras.mixed_precision.LossScaleOptimizer.
-from torchfit.optimizers.loss_scale_optimizer import LossScaleOptimizer  # noqa: F401
+from torchfit.optimizers.loss_scale_optimizer import LossScaleOptimizer
 
-__all__ = ["DTypePolicy", "Policy", "global_policy", "set_global_policy", "set_dtype_policy", "dtype_policy"]
+__all__ = [
+    "DTypePolicy",
+    "LossScaleOptimizer",
+    "Policy",
+    "global_policy",
+    "set_global_policy",
+    "set_dtype_policy",
+    "dtype_policy",
+]
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+_DTYPES = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float64": torch.float64,
+}
 
 
 class DTypePolicy:
@@ -50,7 +63,7 @@ class DTypePolicy:
             )
         self.name = name
         if name.startswith("mixed_"):
-            self.compute_dtype = name[len("mixed_"):]
+            self.compute_dtype = name[len("mixed_") :]
             self.variable_dtype = "float32"
         else:
             self.compute_dtype = self.variable_dtype = name
@@ -131,5 +144,6 @@ def make_loss_scaler(policy: DTypePolicy, device: torch.device) -> Optional[torc
     """
     if not policy.needs_loss_scaling:
         return None
-    return torch.amp.GradScaler(device.type, init_scale=2.0**15, growth_factor=2.0,
-                                backoff_factor=0.5, growth_interval=2000)
+    return torch.amp.GradScaler(
+        device.type, init_scale=2.0**15, growth_factor=2.0, backoff_factor=0.5, growth_interval=2000
+    )

@@ -7,7 +7,7 @@ Owns structure traversal only: what a leaf means belongs to the caller.
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["flatten", "map_structure", "is_nested"]
+__all__ = ["batch_size_of", "flatten", "map_structure", "is_nested"]
 
 
 def is_nested(value: Any) -> bool:
@@ -42,3 +42,22 @@ def flatten(structure: Any) -> list:
     if isinstance(structure, (list, tuple)):
         return [leaf for value in structure for leaf in flatten(value)]
     return [structure]
+
+
+def batch_size_of(structure: Any) -> int:
+    """The number of samples in a batch: the first dimension of its first leaf
+    that has one (1 when no leaf has a dimension).
+
+    Example:
+    >>> import numpy as np
+    >>> batch_size_of({"a": np.zeros(()), "b": [np.zeros((4, 2))]}), batch_size_of(3.0)
+    (4, 1)
+    """
+    shape = getattr(structure, "shape", None)
+    if shape is not None:  # one tensor or array: the common case, without a walk
+        return int(shape[0]) if len(shape) else 1
+    for leaf in flatten(structure):
+        shape = getattr(leaf, "shape", None)
+        if shape is not None and len(shape):
+            return int(shape[0])
+    return 1

@@ -27,16 +27,20 @@ def mnist_like(num_samples, seed):
 def get_uncompiled_model(input_dim=784):
     # keras.Input(784) → Dense(64, relu) → Dense(64, relu) → Dense(10, softmax)
     net = nn.Sequential(
-        nn.Linear(input_dim, 64), nn.ReLU(),
-        nn.Linear(64, 64), nn.ReLU(),
-        nn.Linear(64, 10), nn.Softmax(dim=-1),
+        nn.Linear(input_dim, 64),
+        nn.ReLU(),
+        nn.Linear(64, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
+        nn.Softmax(dim=-1),
     )
     return torchfit.Model(net, device="cpu")
 
 
 BAR_LINE = re.compile(
     # The time is an ETA while running ("4s", "1:05", "1:02:03"), the elapsed time when done.
-    r"^(?P<step>\d+)/(?P<target>\d+) ━{20} [\d:]+s? \d+(us|ms|s)/step(?P<logs>( - \w+: [-\d.e+]+)*)$"
+    r"^(?P<step>\d+)/(?P<target>\d+) ━{20} [\d:]+s? \d+(us|ms|s)/step"
+    r"(?P<logs>( - \w+: [-\d.e+]+)*)$"
 )
 
 

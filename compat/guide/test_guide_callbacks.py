@@ -13,10 +13,10 @@ import os
 import numpy as np
 import pytest
 import torch
+from guide_support import digits_data, get_compiled_model
 from torch import nn
 
 import torchfit
-from guide_support import digits_data, get_compiled_model
 
 
 def _keras_early_stopping_epoch(val_losses, min_delta, patience):
@@ -83,9 +83,18 @@ def test_early_stopping_without_stopping_prints_nothing(capsys):
     torchfit.utils.set_random_seed(0)
     x_train, y_train = digits_data()
     model = get_compiled_model(64)
-    callback = torchfit.callbacks.EarlyStopping(monitor="val_loss", min_delta=1e-2, patience=2, verbose=1)
-    history = model.fit(x_train, y_train, epochs=3, batch_size=64, callbacks=[callback],
-                        validation_split=0.2, verbose=0)
+    callback = torchfit.callbacks.EarlyStopping(
+        monitor="val_loss", min_delta=1e-2, patience=2, verbose=1
+    )
+    history = model.fit(
+        x_train,
+        y_train,
+        epochs=3,
+        batch_size=64,
+        callbacks=[callback],
+        validation_split=0.2,
+        verbose=0,
+    )
     assert len(history.epoch) == 3  # val_loss still falls fast after 3 epochs
     assert "early stopping" not in capsys.readouterr().out
 
@@ -95,13 +104,22 @@ def _fit_with(callback, epochs=3):
     torchfit.utils.set_random_seed(0)
     x_train, y_train = digits_data()
     model = get_compiled_model(64)
-    history = model.fit(x_train, y_train, epochs=epochs, batch_size=64, callbacks=[callback],
-                        validation_split=0.2, verbose=0)
+    history = model.fit(
+        x_train,
+        y_train,
+        epochs=epochs,
+        batch_size=64,
+        callbacks=[callback],
+        validation_split=0.2,
+        verbose=0,
+    )
     return model, history
 
 
 def test_model_checkpoint_saves_the_model_periodically(tmp_path):
-    _, history = _fit_with(torchfit.callbacks.ModelCheckpoint(filepath=str(tmp_path / "mymodel_{epoch}")))
+    _, history = _fit_with(
+        torchfit.callbacks.ModelCheckpoint(filepath=str(tmp_path / "mymodel_{epoch}"))
+    )
     assert sorted(os.listdir(tmp_path)) == ["mymodel_1", "mymodel_2", "mymodel_3"]
     # Each file is the model of its epoch: the first one scores that epoch's val_loss.
     x_train, y_train = digits_data()
@@ -109,7 +127,9 @@ def test_model_checkpoint_saves_the_model_periodically(tmp_path):
     restored = torchfit.models.load_model(str(tmp_path / "mymodel_1"))
     loss, accuracy = restored.evaluate(x_val, y_val, verbose=0)
     np.testing.assert_allclose(loss, history.history["val_loss"][0], rtol=1e-5)
-    np.testing.assert_allclose(accuracy, history.history["val_sparse_categorical_accuracy"][0], rtol=1e-5)
+    np.testing.assert_allclose(
+        accuracy, history.history["val_sparse_categorical_accuracy"][0], rtol=1e-5
+    )
 
 
 def test_early_stopping_stops_when_validation_stops_improving():
@@ -136,7 +156,9 @@ def test_csv_logger_streams_loss_and_metrics_to_a_csv_file(tmp_path):
     assert list(rows[0]) == ["epoch"] + keys
     assert [row["epoch"] for row in rows] == ["0", "1", "2"]
     for key in keys:
-        np.testing.assert_allclose([float(row[key]) for row in rows], history.history[key], rtol=1e-6)
+        np.testing.assert_allclose(
+            [float(row[key]) for row in rows], history.history[key], rtol=1e-6
+        )
 
 
 @pytest.mark.parametrize(
@@ -145,20 +167,33 @@ def test_csv_logger_streams_loss_and_metrics_to_a_csv_file(tmp_path):
         lambda tmp_path: torchfit.callbacks.History(),
         lambda tmp_path: torchfit.callbacks.ProgbarLogger(),
         lambda tmp_path: torchfit.callbacks.BackupAndRestore(backup_dir=str(tmp_path / "backup")),
-        lambda tmp_path: torchfit.callbacks.LearningRateScheduler(lambda epoch, lr: lr if epoch == 0 else lr * 0.5),
-        lambda tmp_path: torchfit.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=1, min_delta=10),
+        lambda tmp_path: torchfit.callbacks.LearningRateScheduler(
+            lambda epoch, lr: lr if epoch == 0 else lr * 0.5
+        ),
+        lambda tmp_path: torchfit.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", patience=1, min_delta=10
+        ),
         lambda tmp_path: torchfit.callbacks.TerminateOnNaN(),
         lambda tmp_path: torchfit.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: None),
     ],
-    ids=["History", "ProgbarLogger", "BackupAndRestore", "LearningRateScheduler",
-         "ReduceLROnPlateau", "TerminateOnNaN", "LambdaCallback"],
+    ids=[
+        "History",
+        "ProgbarLogger",
+        "BackupAndRestore",
+        "LearningRateScheduler",
+        "ReduceLROnPlateau",
+        "TerminateOnNaN",
+        "LambdaCallback",
+    ],
 )
 def test_the_rest_of_the_built_in_callbacks_run_in_a_fit(make_callback, tmp_path, capsys):
     callback = make_callback(tmp_path)
     model, history = _fit_with(callback, epochs=2)
     assert history.epoch == [0, 1]
     assert all(np.isfinite(history.history["loss"]))
-    if isinstance(callback, (torchfit.callbacks.LearningRateScheduler, torchfit.callbacks.ReduceLROnPlateau)):
+    if isinstance(
+        callback, (torchfit.callbacks.LearningRateScheduler, torchfit.callbacks.ReduceLROnPlateau)
+    ):
         # Both halve/cut the rate after the first epoch and log it.
         assert history.history["learning_rate"][0] == pytest.approx(1e-3)
         assert model.optimizer.learning_rate < 1e-3
@@ -178,7 +213,9 @@ def test_loss_history_collects_the_per_batch_losses():
     x_train, y_train = digits_data()  # 1437 samples: 22 batches of 64 + one of 29
     model = get_compiled_model(64)
     loss_history = LossHistory()
-    history = model.fit(x_train, y_train, epochs=2, batch_size=64, callbacks=[loss_history], verbose=0)
+    history = model.fit(
+        x_train, y_train, epochs=2, batch_size=64, callbacks=[loss_history], verbose=0
+    )
 
     losses = loss_history.per_batch_losses
     assert len(losses) == 2 * 23
@@ -201,18 +238,32 @@ def test_loss_history_running_mean_is_batch_size_weighted():
     x = np.ones((6, 1), "float32")
     y = np.array([[1], [1], [1], [1], [2], [2]], "float32")
     model.fit(x, y, batch_size=4, shuffle=False, callbacks=[loss_history], verbose=0)
-    np.testing.assert_allclose(loss_history.per_batch_losses, [1.0, (4 * 1.0 + 2 * 4.0) / 6], rtol=1e-6)
+    np.testing.assert_allclose(
+        loss_history.per_batch_losses, [1.0, (4 * 1.0 + 2 * 4.0) / 6], rtol=1e-6
+    )
 
 
 def test_early_stopping_restore_best_weights_brings_back_the_best_val_loss():
     torchfit.utils.set_random_seed(0)
     x_train, y_train = digits_data()
     model = get_compiled_model(64)
-    model.compile(optimizer=torchfit.optimizers.RMSprop(learning_rate=0.05),
-                  loss="sparse_categorical_crossentropy", metrics=["sparse_categorical_accuracy"])
-    callback = torchfit.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
-    history = model.fit(x_train, y_train, epochs=30, batch_size=64, callbacks=[callback],
-                        validation_split=0.2, verbose=0)
+    model.compile(
+        optimizer=torchfit.optimizers.RMSprop(learning_rate=0.05),
+        loss="sparse_categorical_crossentropy",
+        metrics=["sparse_categorical_accuracy"],
+    )
+    callback = torchfit.callbacks.EarlyStopping(
+        monitor="val_loss", patience=2, restore_best_weights=True
+    )
+    history = model.fit(
+        x_train,
+        y_train,
+        epochs=30,
+        batch_size=64,
+        callbacks=[callback],
+        validation_split=0.2,
+        verbose=0,
+    )
     val_losses = history.history["val_loss"]
     assert callback.stopped_epoch > 0 and callback.best_epoch == int(np.argmin(val_losses))
     assert callback.best_epoch < len(val_losses) - 1, "the last epoch should not be the best"
@@ -276,8 +327,11 @@ class _Snapshots(torchfit.callbacks.Callback):
 def _guide_regression_model():
     # The guide's `keras.Sequential([keras.layers.Dense(1)])` on flattened images.
     model = torchfit.Model(nn.Linear(64, 1), device="cpu")
-    model.compile(optimizer=torchfit.optimizers.RMSprop(learning_rate=0.1), loss="mean_squared_error",
-                  metrics=["mean_absolute_error"])
+    model.compile(
+        optimizer=torchfit.optimizers.RMSprop(learning_rate=0.1),
+        loss="mean_squared_error",
+        metrics=["mean_absolute_error"],
+    )
     return model
 
 
@@ -287,8 +341,14 @@ def test_early_stopping_at_min_loss_restores_the_best_weights(capsys):
     model = _guide_regression_model()
     snapshots = _Snapshots()
     # The guide's steps_per_epoch=5 over MNIST: 5 batches of 64 an epoch here.
-    history = model.fit(x_train[:320], y_train[:320].astype("float32"), batch_size=64, epochs=30,
-                        verbose=0, callbacks=[snapshots, EarlyStoppingAtMinLoss()])
+    history = model.fit(
+        x_train[:320],
+        y_train[:320].astype("float32"),
+        batch_size=64,
+        epochs=30,
+        verbose=0,
+        callbacks=[snapshots, EarlyStoppingAtMinLoss()],
+    )
     losses = history.history["loss"]
     assert len(losses) < 30, "the loss never went up: no early stop to test"
     best = int(np.argmin(losses))
@@ -297,7 +357,10 @@ def test_early_stopping_at_min_loss_restores_the_best_weights(capsys):
         np.testing.assert_array_equal(restored, saved)
     assert not np.array_equal(model.get_weights()[0], snapshots.weights[-1][0])
     out = capsys.readouterr().out.strip().splitlines()
-    assert out == ["Restoring model weights from the end of the best epoch.", f"Epoch {len(losses)}: early stopping"]
+    assert out == [
+        "Restoring model weights from the end of the best epoch.",
+        f"Epoch {len(losses)}: early stopping",
+    ]
 
 
 class CustomLearningRateScheduler(torchfit.callbacks.Callback):
@@ -358,8 +421,14 @@ def test_custom_learning_rate_scheduler_sets_the_rate_each_epoch_trains_with(cap
                 self.rates.append(self.model.optimizer.param_groups[0]["lr"])
 
     rates = Rates()
-    model.fit(x_train[:320], y_train[:320].astype("float32"), batch_size=64, epochs=15, verbose=0,
-              callbacks=[CustomLearningRateScheduler(lr_schedule), rates])
+    model.fit(
+        x_train[:320],
+        y_train[:320].astype("float32"),
+        batch_size=64,
+        epochs=15,
+        verbose=0,
+        callbacks=[CustomLearningRateScheduler(lr_schedule), rates],
+    )
     expected = [0.1] * 3 + [0.05] * 3 + [0.01] * 3 + [0.005] * 3 + [0.001] * 3
     assert rates.rates == pytest.approx(expected)
     out = capsys.readouterr().out

@@ -10,12 +10,14 @@ import os
 
 import numpy as np
 import torch
-
-import torchfit
 from guide_support import digits_data, get_compiled_model
 
+import torchfit
 
-def test_model_checkpoint_save_best_only_writes_a_file_per_improved_epoch(tmp_path, monkeypatch, capsys):
+
+def test_model_checkpoint_save_best_only_writes_a_file_per_improved_epoch(
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     torchfit.utils.set_random_seed(0)
     x_train, y_train = digits_data()
@@ -40,7 +42,11 @@ def test_model_checkpoint_save_best_only_writes_a_file_per_improved_epoch(tmp_pa
     )
 
     val_losses = history.history["val_loss"]
-    improved = [epoch for epoch, value in enumerate(val_losses) if value < min(val_losses[:epoch], default=np.inf)]
+    improved = [
+        epoch
+        for epoch, value in enumerate(val_losses)
+        if value < min(val_losses[:epoch], default=np.inf)
+    ]
     assert sorted(os.listdir(tmp_path)) == sorted(f"mymodel_{epoch + 1}" for epoch in improved)
     assert "mymodel_1" in capsys.readouterr().out
     best = torchfit.models.load_model(f"mymodel_{improved[-1] + 1}")
@@ -48,7 +54,9 @@ def test_model_checkpoint_save_best_only_writes_a_file_per_improved_epoch(tmp_pa
         for a, b in zip(best.get_weights(), model.get_weights()):
             np.testing.assert_array_equal(a, b)
     x_val, y_val = x_train[-288:], y_train[-288:]
-    np.testing.assert_allclose(best.evaluate(x_val, y_val, verbose=0)[0], min(val_losses), rtol=1e-5)
+    np.testing.assert_allclose(
+        best.evaluate(x_val, y_val, verbose=0)[0], min(val_losses), rtol=1e-5
+    )
 
 
 def test_make_or_restore_model_works_across_two_runs(tmp_path, monkeypatch, capsys):
@@ -109,7 +117,9 @@ def test_ckpt_loss_filename_holds_the_formatted_loss(tmp_path):
     model = get_compiled_model(64)
     checkpoint_dir = str(tmp_path)
     callbacks = [
-        torchfit.callbacks.ModelCheckpoint(filepath=checkpoint_dir + "/ckpt-loss={loss:.2f}", save_freq=20)
+        torchfit.callbacks.ModelCheckpoint(
+            filepath=checkpoint_dir + "/ckpt-loss={loss:.2f}", save_freq=20
+        )
     ]
     model.fit(x_train, y_train, epochs=1, callbacks=callbacks, verbose=0)
     names = sorted(os.listdir(checkpoint_dir))

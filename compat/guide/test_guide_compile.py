@@ -6,14 +6,19 @@ The MNIST-sized fits (50,000 samples at batch 64: 782 steps) run on random
 data of MNIST's shapes with teacher-assigned labels.
 """
 
-
 import numpy as np
 import pytest
 import torch
+from guide_support import (
+    final_lines,
+    get_compiled_model,
+    get_uncompiled_model,
+    log_keys,
+    mnist_like,
+)
 from torch import nn
 
 import torchfit
-from guide_support import mnist_like, get_uncompiled_model, final_lines, log_keys, get_compiled_model
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +61,15 @@ def test_compile_with_string_ids_gives_the_same_training(mnist):
         np.testing.assert_allclose(first[key], second[key], rtol=1e-6)
 
 
-@pytest.mark.parametrize("optimizer", [
-    torchfit.optimizers.SGD(), torchfit.optimizers.SGD(momentum=0.9),
-    torchfit.optimizers.RMSprop(), torchfit.optimizers.Adam(),
-])
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        torchfit.optimizers.SGD(),
+        torchfit.optimizers.SGD(momentum=0.9),
+        torchfit.optimizers.RMSprop(),
+        torchfit.optimizers.Adam(),
+    ],
+)
 def test_builtin_optimizers(mnist, optimizer):
     x_train, y_train = mnist
     model = get_uncompiled_model()
@@ -69,11 +79,14 @@ def test_builtin_optimizers(mnist, optimizer):
     assert model.optimizer.iterations == 10
 
 
-@pytest.mark.parametrize("loss, name", [
-    (torchfit.losses.MeanSquaredError(), "mean_squared_error"),
-    (torchfit.losses.KLDivergence(), "kl_divergence"),
-    (torchfit.losses.CosineSimilarity(), "cosine_similarity"),
-])
+@pytest.mark.parametrize(
+    "loss, name",
+    [
+        (torchfit.losses.MeanSquaredError(), "mean_squared_error"),
+        (torchfit.losses.KLDivergence(), "kl_divergence"),
+        (torchfit.losses.CosineSimilarity(), "cosine_similarity"),
+    ],
+)
 def test_builtin_losses(mnist, loss, name):
     x_train, y_train = mnist
     model = get_uncompiled_model()
@@ -90,12 +103,19 @@ def test_builtin_metrics(mnist):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 1), nn.Sigmoid())
     model = torchfit.Model(net, device="cpu")
-    model.compile(optimizer="adam", loss="binary_crossentropy",
-                  metrics=[torchfit.metrics.AUC(), torchfit.metrics.Precision(), torchfit.metrics.Recall()])
+    model.compile(
+        optimizer="adam",
+        loss="binary_crossentropy",
+        metrics=[torchfit.metrics.AUC(), torchfit.metrics.Precision(), torchfit.metrics.Recall()],
+    )
     is_five = (y_train[:1280] == 5).astype("float32")[:, None]
     history = model.fit(x_train[:1280], is_five, batch_size=64, epochs=2, verbose=0)
     assert list(history.history) == ["auc", "loss", "precision", "recall"]
-    assert all(0.0 <= value <= 1.0 for key in ("auc", "precision", "recall") for value in history.history[key])
+    assert all(
+        0.0 <= value <= 1.0
+        for key in ("auc", "precision", "recall")
+        for value in history.history[key]
+    )
 
 
 # ------------------------------------------------------------- custom losses
@@ -110,7 +130,9 @@ def test_custom_loss_function(mnist, capsys):
     model.compile(optimizer=torchfit.optimizers.Adam(), loss=custom_mean_squared_error)
 
     # We need to one-hot encode the labels to use MSE
-    y_train_one_hot = torch.nn.functional.one_hot(torch.from_numpy(y_train).long(), num_classes=10).float()
+    y_train_one_hot = torch.nn.functional.one_hot(
+        torch.from_numpy(y_train).long(), num_classes=10
+    ).float()
     history = model.fit(x_train, y_train_one_hot, batch_size=64, epochs=1, verbose=1)
     (line,) = final_lines(capsys.readouterr().out)
     assert (line["step"], line["target"]) == ("782", "782")
@@ -191,7 +213,11 @@ def test_custom_metric(mnist, capsys):
     )
     history = model.fit(x_train, y_train, batch_size=64, epochs=3, verbose=1)
     out = capsys.readouterr().out
-    assert [line for line in out.splitlines() if line.startswith("Epoch")] == ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
+    assert [line for line in out.splitlines() if line.startswith("Epoch")] == [
+        "Epoch 1/3",
+        "Epoch 2/3",
+        "Epoch 3/3",
+    ]
     finished = final_lines(out)
     assert [(line["step"], line["target"]) for line in finished] == [("50", "50")] * 3
     assert all(log_keys(line) == ["categorical_true_positives", "loss"] for line in finished)
@@ -211,7 +237,9 @@ def test_custom_metric_is_stateful_and_resettable():
     metric = CategoricalTruePositives()
     y_pred = torch.eye(10)[[1, 2, 3]]
     assert float(metric(torch.tensor([1.0, 2.0, 0.0]), y_pred)) == 2.0
-    metric.update_state(torch.tensor([1.0, 2.0, 3.0]), y_pred, sample_weight=torch.tensor([1.0, 0.5, 0.0]))
+    metric.update_state(
+        torch.tensor([1.0, 2.0, 3.0]), y_pred, sample_weight=torch.tensor([1.0, 0.5, 0.0])
+    )
     assert float(metric.result()) == 3.5
     variable = metric.true_positives
     metric.reset_state()

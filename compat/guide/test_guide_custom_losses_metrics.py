@@ -38,7 +38,9 @@ class MetricLoggingLayer(torchfit.Layer):
 
 def digits_net(middle):
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(784, 64), nn.ReLU(), middle, nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    return nn.Sequential(
+        nn.Linear(784, 64), nn.ReLU(), middle, nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)
+    )
 
 
 def compiled(net):
@@ -57,7 +59,9 @@ def test_activity_regularization_layer_raises_the_displayed_loss():
     with_penalty = regularized.evaluate(x, y, batch_size=64, verbose=0)
     without = plain.evaluate(x, y, batch_size=64, verbose=0)
     with torch.no_grad():
-        penalty = float(regularized.module[1](regularized.module[0](torch.as_tensor(x))).sum() * 0.1)
+        penalty = float(
+            regularized.module[1](regularized.module[0](torch.as_tensor(x))).sum() * 0.1
+        )
     assert with_penalty == pytest.approx(without + penalty, rel=1e-5)
     history = regularized.fit(x, y, batch_size=64, epochs=1, verbose=0)
     assert list(history.history) == ["loss"]
@@ -79,8 +83,10 @@ def test_activity_regularization_matches_keras():
     h = keras.layers.Dense(64, activation="relu", name="dense_2")(h)
     outputs = keras.layers.Dense(10, name="predictions")(h)
     keras_model = keras.Model(inputs=inputs, outputs=outputs)
-    keras_model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=1e-3),
-                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    keras_model.compile(
+        optimizer=keras.optimizers.RMSprop(learning_rate=1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
 
     model = compiled(digits_net(ActivityRegularizationLayer()))
     for name, index in (("dense_1", 0), ("dense_2", 3), ("predictions", 5)):
@@ -90,7 +96,8 @@ def test_activity_regularization_matches_keras():
             model.module[index].bias.copy_(torch.as_tensor(bias))
 
     assert model.evaluate(x, y, batch_size=32, verbose=0) == pytest.approx(
-        keras_model.evaluate(x, y, batch_size=32, verbose=0), rel=1e-4)
+        keras_model.evaluate(x, y, batch_size=32, verbose=0), rel=1e-4
+    )
     ours = model.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False).history
     theirs = keras_model.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False).history
     assert sorted(ours) == sorted(theirs) == ["loss"]
@@ -106,7 +113,12 @@ def test_metric_logging_layer_logs_std_of_activation():
     expected = (float(hidden[:32].std()) + float(hidden[32:].std())) / 2
     assert logs["std_of_activation"] == pytest.approx(expected, rel=1e-5)
     history = model.fit(x, y, batch_size=64, epochs=1, verbose=0, validation_data=(x, y))
-    assert sorted(history.history) == ["loss", "std_of_activation", "val_loss", "val_std_of_activation"]
+    assert sorted(history.history) == [
+        "loss",
+        "std_of_activation",
+        "val_loss",
+        "val_std_of_activation",
+    ]
 
 
 class DigitsWithModelLosses(torchfit.Model):
@@ -131,8 +143,10 @@ class DigitsWithModelLosses(torchfit.Model):
 def test_model_add_loss_and_add_metric():
     x, y = digits_like()
     model = DigitsWithModelLosses()
-    model.compile(optimizer=torchfit.optimizers.RMSprop(1e-3),
-                  loss=torchfit.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=torchfit.optimizers.RMSprop(1e-3),
+        loss=torchfit.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     logs = model.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
     with torch.no_grad():
         x1 = torch.relu(model.dense_1(torch.as_tensor(x)))
@@ -196,8 +210,12 @@ def test_logistic_endpoint_fits_on_a_dict_without_targets():
     }
     with torch.no_grad():
         logits = model.module.dense(torch.as_tensor(data["inputs"]))
-        expected = float(nn.functional.binary_cross_entropy_with_logits(logits, torch.as_tensor(data["targets"])))
-    assert model.evaluate(data, verbose=0, return_dict=True)["loss"] == pytest.approx(expected, rel=1e-5)
+        expected = float(
+            nn.functional.binary_cross_entropy_with_logits(logits, torch.as_tensor(data["targets"]))
+        )
+    assert model.evaluate(data, verbose=0, return_dict=True)["loss"] == pytest.approx(
+        expected, rel=1e-5
+    )
     # The guide (tf.keras 2) printed the metric object's name, `binary_accuracy`;
     # torchfit logs the name given to add_metric.
     history = model.fit(data, verbose=0)

@@ -6,13 +6,9 @@
 continues where the last one stopped.
 """
 
-
 import pytest
 import torch
-
-from guide_support import mnist_like, final_lines, log_keys, get_compiled_model
-
-
+from guide_support import final_lines, get_compiled_model, log_keys, mnist_like
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 
@@ -83,7 +79,7 @@ def test_the_dataset_is_reset_at_the_end_of_each_epoch(mnist, capsys):
     assert [(line["step"], line["target"]) for line in finished] == [("10", "10")] * 3
     # Every epoch reads every sample once.
     for epoch in range(3):
-        assert sorted(dataset.read[epoch * 640:(epoch + 1) * 640]) == list(range(640))
+        assert sorted(dataset.read[epoch * 640 : (epoch + 1) * 640]) == list(range(640))
 
 
 def test_a_map_style_dataset_is_batched_with_batch_size(mnist, capsys):
@@ -105,7 +101,11 @@ def test_steps_per_epoch_draws_the_next_batches(mnist, capsys):
     # Only use the 100 batches per epoch (that's 64 * 100 samples)
     history = model.fit(train_dataset, epochs=3, steps_per_epoch=100, verbose=1)
     out = capsys.readouterr().out
-    assert [line for line in out.splitlines() if line.startswith("Epoch")] == ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
+    assert [line for line in out.splitlines() if line.startswith("Epoch")] == [
+        "Epoch 1/3",
+        "Epoch 2/3",
+        "Epoch 3/3",
+    ]
     finished = final_lines(out)
     assert [(line["step"], line["target"]) for line in finished] == [("100", "100")] * 3
     assert history.epoch == [0, 1, 2]
@@ -118,7 +118,9 @@ def test_validation_dataset(mnist, capsys):
     (x_train, y_train), (x_val, y_val), _ = mnist
     torch.manual_seed(0)
     model = get_compiled_model()
-    train_dataset = DataLoader(from_tensor_slices(x_train[:6400], y_train[:6400]), batch_size=64, shuffle=True)
+    train_dataset = DataLoader(
+        from_tensor_slices(x_train[:6400], y_train[:6400]), batch_size=64, shuffle=True
+    )
     val_dataset = DataLoader(from_tensor_slices(x_val, y_val), batch_size=64)
 
     history = model.fit(train_dataset, epochs=1, validation_data=val_dataset, verbose=1)
@@ -134,7 +136,9 @@ def test_validation_steps(mnist):
     (x_train, y_train), (x_val, y_val), _ = mnist
     torch.manual_seed(0)
     model = get_compiled_model()
-    train_dataset = DataLoader(from_tensor_slices(x_train[:6400], y_train[:6400]), batch_size=64, shuffle=True)
+    train_dataset = DataLoader(
+        from_tensor_slices(x_train[:6400], y_train[:6400]), batch_size=64, shuffle=True
+    )
     val_dataset = DataLoader(from_tensor_slices(x_val, y_val), batch_size=64)
 
     val_reads = RecordingDataset(x_val, y_val)
@@ -151,8 +155,10 @@ def test_validation_steps(mnist):
     assert val_reads.read == list(range(640)) * 2
     logs = model.evaluate(val_dataset, steps=10, verbose=0, return_dict=True)
     assert history.history["val_loss"][1] == pytest.approx(logs["loss"], rel=1e-5)
-    assert logs == pytest.approx(model.evaluate(x_val[:640], y_val[:640], batch_size=64, verbose=0,
-                                                return_dict=True), rel=1e-5)
+    assert logs == pytest.approx(
+        model.evaluate(x_val[:640], y_val[:640], batch_size=64, verbose=0, return_dict=True),
+        rel=1e-5,
+    )
 
 
 def test_validation_split_is_not_supported_for_datasets(mnist):

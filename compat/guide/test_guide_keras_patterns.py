@@ -11,10 +11,10 @@ happens in fit()" (a `train_step` that adds its own logs). `keras.` becomes
 import numpy as np
 import pytest
 import torch
+from guide_support import final_lines, log_keys
 from torch import nn
 
 import torchfit
-from guide_support import final_lines, log_keys
 
 
 def _line_data(n=16):
@@ -64,19 +64,27 @@ def _best_epoch(losses):
 
 
 # ------------------------------------- EarlyStopping(restore_best_weights=True)
-@pytest.mark.parametrize("early_stopping, extra, epochs_run", [
-    (dict(monitor="loss", patience=2), [], 5),
-    # No epoch beats the baseline: it runs `patience` epochs and restores the best of them.
-    (dict(monitor="loss", patience=4, baseline=1e-9), [], 4),
-    # Another callback stops the run: the best weights are restored all the same.
-    (dict(monitor="loss", patience=10), [StopAt(4)], 5),
-])
+@pytest.mark.parametrize(
+    "early_stopping, extra, epochs_run",
+    [
+        (dict(monitor="loss", patience=2), [], 5),
+        # No epoch beats the baseline: it runs `patience` epochs and restores the best of them.
+        (dict(monitor="loss", patience=4, baseline=1e-9), [], 4),
+        # Another callback stops the run: the best weights are restored all the same.
+        (dict(monitor="loss", patience=10), [StopAt(4)], 5),
+    ],
+)
 def test_early_stopping_restores_the_best_weights_not_the_last(early_stopping, extra, epochs_run):
     model, schedule = _diverging_model()
     recorder = WeightsAtEpochEnd()
     callback = torchfit.callbacks.EarlyStopping(restore_best_weights=True, **early_stopping)
-    history = model.fit(*_line_data(), batch_size=4, epochs=20, verbose=0,
-                        callbacks=[schedule, recorder, callback, *extra])
+    history = model.fit(
+        *_line_data(),
+        batch_size=4,
+        epochs=20,
+        verbose=0,
+        callbacks=[schedule, recorder, callback, *extra],
+    )
     losses = history.history["loss"]
     assert len(losses) == epochs_run
     best = _best_epoch(losses)
@@ -131,8 +139,13 @@ class EarlyStoppingAtMinLoss(torchfit.callbacks.Callback):
 def test_early_stopping_at_min_loss_keeps_the_best_weights(capsys):
     model, schedule = _diverging_model()
     recorder = WeightsAtEpochEnd()
-    history = model.fit(*_line_data(), batch_size=4, epochs=30, verbose=0,
-                        callbacks=[schedule, recorder, EarlyStoppingAtMinLoss(patience=1)])
+    history = model.fit(
+        *_line_data(),
+        batch_size=4,
+        epochs=30,
+        verbose=0,
+        callbacks=[schedule, recorder, EarlyStoppingAtMinLoss(patience=1)],
+    )
     assert len(history.history["loss"]) == 4
     _assert_weights(model, recorder.weights[2])
     assert capsys.readouterr().out.splitlines() == [
@@ -164,12 +177,17 @@ def _record_modes(module, into):
 
 def test_transfer_learning_keeps_the_base_model_in_inference_mode_while_fine_tuning():
     torch.manual_seed(0)
-    base_model = torchfit.Model(nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU()), device="cpu")
+    base_model = torchfit.Model(
+        nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU()), device="cpu"
+    )
     # Pretend it was trained: running statistics far from the fresh ones.
     with torch.no_grad():
         base_model.module[1].running_mean.fill_(0.5)
         base_model.module[1].running_var.fill_(2.0)
-    statistics = [base_model.module[1].running_mean.clone(), base_model.module[1].running_var.clone()]
+    statistics = [
+        base_model.module[1].running_mean.clone(),
+        base_model.module[1].running_var.clone(),
+    ]
     batch_norm_modes, dropout_modes = [], []
     _record_modes(base_model.module[1], batch_norm_modes)
     model = TransferModel(base_model)

@@ -25,7 +25,12 @@ def _load():
 
 def _net():
     return nn.Sequential(
-        nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10), nn.Softmax(dim=-1)
+        nn.Linear(64, 64),
+        nn.ReLU(),
+        nn.Linear(64, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
+        nn.Softmax(dim=-1),
     )
 
 
@@ -113,7 +118,10 @@ def test_scheduled_fit_equals_a_hand_written_loop_setting_the_rate_each_step():
     loss_fn = torchfit.losses.SparseCategoricalCrossentropy()
     for step in range(20):
         start = (step % 10) * 64
-        x, y = torch.from_numpy(x_train[start:start + 64]), torch.from_numpy(y_train[start:start + 64])
+        x, y = (
+            torch.from_numpy(x_train[start : start + 64]),
+            torch.from_numpy(y_train[start : start + 64]),
+        )
         optimizer.learning_rate = lr_schedule(step)
         optimizer.zero_grad()
         loss_fn(y, looped_net(x)).backward()
@@ -127,8 +135,12 @@ def test_scheduled_fit_equals_a_hand_written_loop_setting_the_rate_each_step():
     "lr_schedule",
     [
         torchfit.optimizers.schedules.ExponentialDecay(0.01, decay_steps=7, decay_rate=0.5),
-        torchfit.optimizers.schedules.PiecewiseConstantDecay(boundaries=[10, 30], values=[0.01, 0.005, 0.001]),
-        torchfit.optimizers.schedules.PolynomialDecay(0.01, decay_steps=40, end_learning_rate=1e-4, power=2.0),
+        torchfit.optimizers.schedules.PiecewiseConstantDecay(
+            boundaries=[10, 30], values=[0.01, 0.005, 0.001]
+        ),
+        torchfit.optimizers.schedules.PolynomialDecay(
+            0.01, decay_steps=40, end_learning_rate=1e-4, power=2.0
+        ),
         torchfit.optimizers.schedules.InverseTimeDecay(0.01, decay_steps=10, decay_rate=0.5),
     ],
     ids=["ExponentialDecay", "PiecewiseConstantDecay", "PolynomialDecay", "InverseTimeDecay"],
@@ -155,8 +167,15 @@ def test_reduce_lr_on_plateau_lowers_the_rate_and_logs_it(capsys):
         monitor="val_loss", factor=0.5, patience=1, min_delta=10, verbose=1
     )
     log = LearningRateLog()
-    history = model.fit(x_train, y_train, batch_size=64, epochs=4, validation_split=0.2,
-                        callbacks=[callback, log], verbose=0)
+    history = model.fit(
+        x_train,
+        y_train,
+        batch_size=64,
+        epochs=4,
+        validation_split=0.2,
+        callbacks=[callback, log],
+        verbose=0,
+    )
 
     # `learning_rate` in the logs is the rate the epoch trained with.
     assert history.history["learning_rate"] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])
@@ -176,7 +195,9 @@ def test_reduce_lr_on_plateau_waits_for_patience_epochs():
     model = _compiled_model(torchfit.optimizers.RMSprop())
     # Epoch 1 sets the best; epochs 2 and 3 fail to beat it by 10: the rate
     # is halved only after the second of them.
-    callback = torchfit.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=2, min_delta=10)
+    callback = torchfit.callbacks.ReduceLROnPlateau(
+        monitor="loss", factor=0.5, patience=2, min_delta=10
+    )
     history = model.fit(x_train, y_train, batch_size=64, epochs=4, callbacks=[callback], verbose=0)
     assert history.history["learning_rate"] == pytest.approx([1e-3, 1e-3, 1e-3, 5e-4])
     assert model.optimizer.learning_rate == pytest.approx(5e-4)
@@ -204,5 +225,12 @@ def test_a_schedule_cannot_be_changed_by_reduce_lr_on_plateau():
     model = _compiled_model(torchfit.optimizers.RMSprop(learning_rate=lr_schedule))
     callback = torchfit.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=0, min_delta=10)
     with pytest.raises(TypeError, match="schedule"):
-        model.fit(x_train, y_train, batch_size=64, epochs=2, validation_split=0.2, callbacks=[callback],
-                  verbose=0)
+        model.fit(
+            x_train,
+            y_train,
+            batch_size=64,
+            epochs=2,
+            validation_split=0.2,
+            callbacks=[callback],
+            verbose=0,
+        )

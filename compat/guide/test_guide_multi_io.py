@@ -15,21 +15,26 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
-import torchfit
 from guide_support import ImageAndTimeseries
 
+import torchfit
+
 LOSS_KEYS = ["class_output_loss", "loss", "score_output_loss"]
-METRIC_KEYS = sorted(LOSS_KEYS + [
-    "class_output_categorical_accuracy",
-    "score_output_mean_absolute_error",
-    "score_output_mean_absolute_percentage_error",
-])
+METRIC_KEYS = sorted(
+    LOSS_KEYS
+    + [
+        "class_output_categorical_accuracy",
+        "score_output_mean_absolute_error",
+        "score_output_mean_absolute_percentage_error",
+    ]
+)
 
 
 def build_model():
     torch.manual_seed(0)
-    return torchfit.Model(ImageAndTimeseries(), output_names=["score_output", "class_output"], device="cpu")
+    return torchfit.Model(
+        ImageAndTimeseries(), output_names=["score_output", "class_output"], device="cpu"
+    )
 
 
 def dummy_data(n=100, seed=0):
@@ -57,10 +62,19 @@ def guide_losses():
 
 def test_plot_model_dot_source_names_both_inputs_and_outputs(tmp_path):
     path = tmp_path / "multi_input_and_output_model.dot"
-    torchfit.utils.plot_model(build_model(), str(path), show_shapes=True,
-                              inputs={"img_input": (None, 32, 32, 3), "ts_input": (None, 20, 10)})
+    torchfit.utils.plot_model(
+        build_model(),
+        str(path),
+        show_shapes=True,
+        inputs={"img_input": (None, 32, 32, 3), "ts_input": (None, 20, 10)},
+    )
     text = path.read_text()
-    for name in ("img_input (Input)", "ts_input (Input)", "score_output (Output)", "class_output (Output)"):
+    for name in (
+        "img_input (Input)",
+        "ts_input (Input)",
+        "score_output (Output)",
+        "class_output (Output)",
+    ):
         assert name in text
     assert "(None, 32, 32, 3)" in text and "(None, 5)" in text
 
@@ -95,8 +109,14 @@ def test_losses_and_metrics_as_lists_or_dicts(form):
         metrics = dict(zip(["score_output", "class_output"], metrics))
     model.compile(optimizer=torchfit.optimizers.RMSprop(1e-3), loss=losses, metrics=metrics)
     img_data, ts_data, score_targets, class_targets = dummy_data()
-    history = model.fit([img_data, ts_data], [score_targets, class_targets], batch_size=32, epochs=1,
-                        verbose=0, validation_data=([img_data, ts_data], [score_targets, class_targets]))
+    history = model.fit(
+        [img_data, ts_data],
+        [score_targets, class_targets],
+        batch_size=32,
+        epochs=1,
+        verbose=0,
+        validation_data=([img_data, ts_data], [score_targets, class_targets]),
+    )
     assert list(history.history) == sorted(METRIC_KEYS + ["val_" + key for key in METRIC_KEYS])
 
 
@@ -104,27 +124,38 @@ def test_loss_weights_weigh_the_score_loss_twice():
     model = build_model()
     model.compile(
         optimizer=torchfit.optimizers.RMSprop(1e-3),
-        loss={"score_output": torchfit.losses.MeanSquaredError(),
-              "class_output": torchfit.losses.CategoricalCrossentropy()},
+        loss={
+            "score_output": torchfit.losses.MeanSquaredError(),
+            "class_output": torchfit.losses.CategoricalCrossentropy(),
+        },
         metrics={"score_output": guide_metrics()[0], "class_output": guide_metrics()[1]},
         loss_weights={"score_output": 2.0, "class_output": 1.0},
     )
     img_data, ts_data, score_targets, class_targets = dummy_data()
-    logs = model.evaluate([img_data, ts_data], [score_targets, class_targets], verbose=0, return_dict=True)
+    logs = model.evaluate(
+        [img_data, ts_data], [score_targets, class_targets], verbose=0, return_dict=True
+    )
     assert sorted(logs) == METRIC_KEYS
-    assert logs["loss"] == pytest.approx(2.0 * logs["score_output_loss"] + logs["class_output_loss"], rel=1e-5)
+    assert logs["loss"] == pytest.approx(
+        2.0 * logs["score_output_loss"] + logs["class_output_loss"], rel=1e-5
+    )
 
 
-@pytest.mark.parametrize("loss", [
-    [None, torchfit.losses.CategoricalCrossentropy()],
-    {"class_output": torchfit.losses.CategoricalCrossentropy()},
-])
+@pytest.mark.parametrize(
+    "loss",
+    [
+        [None, torchfit.losses.CategoricalCrossentropy()],
+        {"class_output": torchfit.losses.CategoricalCrossentropy()},
+    ],
+)
 def test_outputs_for_prediction_only(loss):
     model = build_model()
     model.compile(optimizer=torchfit.optimizers.RMSprop(1e-3), loss=loss)
     img_data, ts_data, score_targets, class_targets = dummy_data()
     before = model.module.score_output.weight.detach().clone()
-    history = model.fit([img_data, ts_data], [score_targets, class_targets], batch_size=32, verbose=0)
+    history = model.fit(
+        [img_data, ts_data], [score_targets, class_targets], batch_size=32, verbose=0
+    )
     assert list(history.history) == ["loss"]
     assert torch.equal(model.module.score_output.weight, before)
     score, classes = model.predict([img_data, ts_data], verbose=0)
@@ -139,8 +170,9 @@ def test_fit_on_lists_and_on_dicts():
     model.compile(optimizer=torchfit.optimizers.RMSprop(1e-3), loss=guide_losses())
     img_data, ts_data, score_targets, class_targets = dummy_data()
     # Fit on lists
-    on_lists = model.fit([img_data, ts_data], [score_targets, class_targets], batch_size=32, epochs=1,
-                         verbose=0)
+    on_lists = model.fit(
+        [img_data, ts_data], [score_targets, class_targets], batch_size=32, epochs=1, verbose=0
+    )
     # Alternatively, fit on dicts
     on_dicts = model.fit(
         {"img_input": img_data, "ts_input": ts_data},
@@ -211,19 +243,37 @@ def copy_keras_weights(keras_model, module):
 def compile_pair(keras, case):
     k, t = keras, torchfit
     if case == "list losses + metrics":
-        return [dict(loss=[lib.losses.MeanSquaredError(), lib.losses.CategoricalCrossentropy()],
-                     metrics=[[lib.metrics.MeanAbsolutePercentageError(), lib.metrics.MeanAbsoluteError()],
-                              [lib.metrics.CategoricalAccuracy()]]) for lib in (k, t)]
+        return [
+            dict(
+                loss=[lib.losses.MeanSquaredError(), lib.losses.CategoricalCrossentropy()],
+                metrics=[
+                    [lib.metrics.MeanAbsolutePercentageError(), lib.metrics.MeanAbsoluteError()],
+                    [lib.metrics.CategoricalAccuracy()],
+                ],
+            )
+            for lib in (k, t)
+        ]
     if case == "dict losses + loss_weights":
-        return [dict(loss={"score_output": lib.losses.MeanSquaredError(),
-                           "class_output": lib.losses.CategoricalCrossentropy()},
-                     metrics={"score_output": [lib.metrics.MeanAbsoluteError()],
-                              "class_output": [lib.metrics.CategoricalAccuracy()]},
-                     loss_weights={"score_output": 2.0, "class_output": 1.0}) for lib in (k, t)]
+        return [
+            dict(
+                loss={
+                    "score_output": lib.losses.MeanSquaredError(),
+                    "class_output": lib.losses.CategoricalCrossentropy(),
+                },
+                metrics={
+                    "score_output": [lib.metrics.MeanAbsoluteError()],
+                    "class_output": [lib.metrics.CategoricalAccuracy()],
+                },
+                loss_weights={"score_output": 2.0, "class_output": 1.0},
+            )
+            for lib in (k, t)
+        ]
     if case == "None loss":
         return [dict(loss=[None, lib.losses.CategoricalCrossentropy()]) for lib in (k, t)]
     if case == "one loss, string metrics, duplicates, weighted":
-        return [dict(loss="mse", metrics=[["mae", "mae"], ["acc"]], weighted_metrics=[["mae"], ["mse"]])] * 2
+        return [
+            dict(loss="mse", metrics=[["mae", "mae"], ["acc"]], weighted_metrics=[["mae"], ["mse"]])
+        ] * 2
     raise AssertionError(case)
 
 
@@ -240,18 +290,23 @@ def twins(case):
 
 
 CASES = [
-    "list losses + metrics", "dict losses + loss_weights", "None loss",
+    "list losses + metrics",
+    "dict losses + loss_weights",
+    "None loss",
     "one loss, string metrics, duplicates, weighted",
 ]
 
 
-@pytest.mark.parametrize("case", ["list losses + metrics", "one loss, string metrics, duplicates, weighted"])
+@pytest.mark.parametrize(
+    "case", ["list losses + metrics", "one loss, string metrics, duplicates, weighted"]
+)
 def test_evaluate_list_order_matches_keras(case):
     keras_model, model = twins(case)
     img_data, ts_data, score_targets, class_targets = dummy_data(n=16)
     x, y = [img_data, ts_data], [score_targets, class_targets]
     assert model.evaluate(x, y, batch_size=16, verbose=0) == pytest.approx(
-        keras_model.evaluate(x, y, batch_size=16, verbose=0), rel=1e-4)
+        keras_model.evaluate(x, y, batch_size=16, verbose=0), rel=1e-4
+    )
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -259,11 +314,16 @@ def test_keys_and_values_match_keras(case):
     keras_model, model = twins(case)
     img_data, ts_data, score_targets, class_targets = dummy_data(n=24)
     x, y = [img_data, ts_data], [score_targets, class_targets]
-    sample_weight = np.linspace(0.5, 1.5, 24).astype("float32")  # one array, broadcast to both outputs
+    sample_weight = np.linspace(0.5, 1.5, 24).astype(
+        "float32"
+    )  # one array, broadcast to both outputs
 
-    ours = model.evaluate(x, y, sample_weight=sample_weight, batch_size=16, verbose=0, return_dict=True)
-    theirs = keras_model.evaluate(x, y, sample_weight=sample_weight, batch_size=16, verbose=0,
-                                  return_dict=True)
+    ours = model.evaluate(
+        x, y, sample_weight=sample_weight, batch_size=16, verbose=0, return_dict=True
+    )
+    theirs = keras_model.evaluate(
+        x, y, sample_weight=sample_weight, batch_size=16, verbose=0, return_dict=True
+    )
     assert sorted(ours) == sorted(theirs)
     for key in theirs:
         assert ours[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-6), key

@@ -4,14 +4,11 @@ Besides NumPy arrays, eager tensors and datasets, a model trains on pandas
 DataFrames and on Python generators that yield batches of data and labels.
 """
 
-import pandas as pd
-
 import numpy as np
+import pandas as pd
 import pytest
 import torch
-
-from guide_support import mnist_like, get_compiled_model
-
+from guide_support import get_compiled_model, mnist_like
 
 KEYS = ["loss", "sparse_categorical_accuracy"]
 
@@ -21,8 +18,13 @@ def test_numpy_and_eager_tensors_train_the_same():
     torch.manual_seed(0)
     by_numpy = get_compiled_model().fit(x_train, y_train, batch_size=64, shuffle=False, verbose=0)
     torch.manual_seed(0)
-    by_tensor = get_compiled_model().fit(torch.from_numpy(x_train), torch.from_numpy(y_train),
-                                         batch_size=64, shuffle=False, verbose=0)
+    by_tensor = get_compiled_model().fit(
+        torch.from_numpy(x_train),
+        torch.from_numpy(y_train),
+        batch_size=64,
+        shuffle=False,
+        verbose=0,
+    )
     assert list(by_tensor.history) == KEYS
     for key in KEYS:
         np.testing.assert_allclose(by_numpy.history[key], by_tensor.history[key], rtol=1e-6)
@@ -43,12 +45,14 @@ def test_pandas_dataframes(capsys):
     assert len(results) == 2
     predictions = model.predict(frame.iloc[:3], verbose=0)
     assert isinstance(predictions, np.ndarray) and predictions.shape == (3, 10)
-    np.testing.assert_allclose(predictions, model.predict(x_train[:3], verbose=0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        predictions, model.predict(x_train[:3], verbose=0), rtol=1e-5, atol=1e-7
+    )
 
 
 def batches(x, y, batch_size):
     for start in range(0, len(x), batch_size):
-        yield x[start:start + batch_size], y[start:start + batch_size]
+        yield x[start : start + batch_size], y[start : start + batch_size]
 
 
 def test_python_generator_of_batches(capsys):
@@ -83,7 +87,10 @@ def test_generator_yielding_sample_weights(weight, learns):
     weights = np.full(128, weight, "float32")
     model = get_compiled_model()
     before = [np.array(w, copy=True) for w in model.get_weights()]
-    model.fit(((x, y, w) for (x, y), w in zip(batches(x_train, y_train, 64), np.split(weights, 2))), verbose=0)
+    model.fit(
+        ((x, y, w) for (x, y), w in zip(batches(x_train, y_train, 64), np.split(weights, 2))),
+        verbose=0,
+    )
     # All-zero sample weights: nothing to learn (a loss that ignored them would learn).
     changed = [not np.array_equal(old, new) for old, new in zip(before, model.get_weights())]
     assert any(changed) is learns

@@ -7,13 +7,12 @@ predicts 3 samples. The twin uses random data of MNIST's shapes whose labels
 a linear teacher assigns, so the model can learn them as it learns digits.
 """
 
-
 import numpy as np
 import pytest
 import torch
+from guide_support import final_lines, get_uncompiled_model, log_keys, mnist_like
 
 import torchfit
-from guide_support import final_lines, get_uncompiled_model, log_keys, mnist_like
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +90,14 @@ def test_first_end_to_end_example(mnist, capsys):
 def test_evaluate_in_the_metrics_names_order(mnist):
     _, _, (x_test, y_test) = mnist
     model = get_uncompiled_model()
-    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy",
-                  metrics=["sparse_categorical_accuracy"])
+    model.compile(
+        optimizer="rmsprop",
+        loss="sparse_categorical_crossentropy",
+        metrics=["sparse_categorical_accuracy"],
+    )
     results = model.evaluate(x_test[:1000], y_test[:1000], batch_size=128, verbose=0)
-    as_dict = model.evaluate(x_test[:1000], y_test[:1000], batch_size=128, verbose=0, return_dict=True)
+    as_dict = model.evaluate(
+        x_test[:1000], y_test[:1000], batch_size=128, verbose=0, return_dict=True
+    )
     assert model.metrics_names == ["loss", "sparse_categorical_accuracy"]
     assert dict(zip(model.metrics_names, results)) == pytest.approx(as_dict)

@@ -6,15 +6,13 @@ and returns whole batches. Its twin reads small images saved as `.npy`
 files (NumPy stands in for skimage's `imread`/`resize`).
 """
 
-
 import numpy as np
 import pytest
 import torch
+from guide_support import final_lines, log_keys
 from torch import nn
 
 import torchfit
-from guide_support import final_lines, log_keys
-
 
 
 def imread(filename):
@@ -39,11 +37,11 @@ class CIFAR10Sequence(torchfit.utils.Sequence):
         return int(np.ceil(len(self.filenames) / float(self.batch_size)))
 
     def __getitem__(self, idx):
-        batch_x = self.filenames[idx * self.batch_size:(idx + 1) * self.batch_size]
-        batch_y = self.labels[idx * self.batch_size:(idx + 1) * self.batch_size]
-        return np.array([
-            resize(imread(filename), (20, 20))
-            for filename in batch_x]).astype("float32"), np.array(batch_y)
+        batch_x = self.filenames[idx * self.batch_size : (idx + 1) * self.batch_size]
+        batch_y = self.labels[idx * self.batch_size : (idx + 1) * self.batch_size]
+        return np.array([resize(imread(filename), (20, 20)) for filename in batch_x]).astype(
+            "float32"
+        ), np.array(batch_y)
 
     def on_epoch_end(self):
         self.epochs_ended += 1
@@ -80,8 +78,11 @@ def image_files(tmp_path):
 def get_model():
     torch.manual_seed(0)
     model = torchfit.Model(SmallConvNet(), device="cpu")
-    model.compile(optimizer=torchfit.optimizers.Adam(learning_rate=0.01),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=torchfit.optimizers.Adam(learning_rate=0.01),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     return model
 
 
@@ -127,8 +128,9 @@ def test_sequence_shuffle_changes_the_batch_order_not_the_batches(image_files):
 @pytest.mark.parametrize("use_multiprocessing", [False])
 def test_sequence_with_workers(image_files, use_multiprocessing):
     filenames, labels = image_files
-    sequence = CIFAR10Sequence(filenames, labels, 8, workers=2, use_multiprocessing=use_multiprocessing,
-                               max_queue_size=4)
+    sequence = CIFAR10Sequence(
+        filenames, labels, 8, workers=2, use_multiprocessing=use_multiprocessing, max_queue_size=4
+    )
     model = get_model()
     history = model.fit(sequence, epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2

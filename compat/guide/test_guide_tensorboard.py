@@ -34,7 +34,12 @@ def _load(dtype="float32"):
 def get_compiled_model(net=None):
     if net is None:
         net = nn.Sequential(
-            nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10), nn.Softmax(dim=-1)
+            nn.Linear(64, 64),
+            nn.ReLU(),
+            nn.Linear(64, 64),
+            nn.ReLU(),
+            nn.Linear(64, 10),
+            nn.Softmax(dim=-1),
         )
     model = torchfit.Model(net, device="cpu")
     model.compile(
@@ -49,8 +54,15 @@ def _fit(callback, model=None, x_dtype="float32", epochs=2):
     torchfit.utils.set_random_seed(0)
     x_train, y_train = _load(x_dtype)
     model = model if model is not None else get_compiled_model()
-    history = model.fit(x_train, y_train, batch_size=64, epochs=epochs, validation_split=0.2,
-                        callbacks=[callback], verbose=0)
+    history = model.fit(
+        x_train,
+        y_train,
+        batch_size=64,
+        epochs=epochs,
+        validation_split=0.2,
+        callbacks=[callback],
+        verbose=0,
+    )
     return model, history
 
 
@@ -78,8 +90,13 @@ def test_guide_tensorboard_callback_writes_epoch_plots_for_training_and_evaluati
     _, history = _fit(callback)
 
     assert sorted(os.listdir(log_dir)) == ["train", "validation"]
-    train, validation = _read(os.path.join(log_dir, "train")), _read(os.path.join(log_dir, "validation"))
-    assert sorted(train.Tags()["scalars"]) == ["epoch_learning_rate"] + [f"epoch_{m}" for m in METRICS]
+    train, validation = (
+        _read(os.path.join(log_dir, "train")),
+        _read(os.path.join(log_dir, "validation")),
+    )
+    assert sorted(train.Tags()["scalars"]) == ["epoch_learning_rate"] + [
+        f"epoch_{m}" for m in METRICS
+    ]
     assert sorted(validation.Tags()["scalars"]) == sorted(
         [f"epoch_{m}" for m in METRICS] + [f"evaluation_{m}_vs_iterations" for m in METRICS]
     )
@@ -116,9 +133,12 @@ def test_histogram_freq_one_logs_every_weight_every_epoch(tmp_path):
         last = events[-1].histogram_value
         # The histogram is of the weights after the last epoch.
         assert last.num == parameter.numel()
-        np.testing.assert_allclose(last.sum, parameter.detach().double().sum().item(), rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose([last.min, last.max], [parameter.min().item(), parameter.max().item()],
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            last.sum, parameter.detach().double().sum().item(), rtol=1e-4, atol=1e-4
+        )
+        np.testing.assert_allclose(
+            [last.min, last.max], [parameter.min().item(), parameter.max().item()], rtol=1e-6
+        )
 
 
 def test_histogram_freq_two_logs_every_other_epoch(tmp_path):
@@ -130,7 +150,9 @@ def test_histogram_freq_two_logs_every_other_epoch(tmp_path):
 def test_embeddings_freq_one_writes_the_embedding_to_the_projector(tmp_path):
     # The guide's 3D view of "embedding spaces learned by your Embedding
     # layers": each digit pixel's intensity (0-16) is a token here.
-    net = nn.Sequential(nn.Embedding(17, 3), nn.Flatten(), nn.Linear(64 * 3, 10), nn.Softmax(dim=-1))
+    net = nn.Sequential(
+        nn.Embedding(17, 3), nn.Flatten(), nn.Linear(64 * 3, 10), nn.Softmax(dim=-1)
+    )
     model, _ = _fit(
         torchfit.callbacks.TensorBoard(log_dir=str(tmp_path), embeddings_freq=1),
         model=get_compiled_model(net),
@@ -146,7 +168,9 @@ def test_embeddings_freq_one_writes_the_embedding_to_the_projector(tmp_path):
     folders = os.listdir(train_dir / last)
     tensors = np.loadtxt(train_dir / last / folders[0] / "tensors.tsv", delimiter="\t")
     # The file holds the trained embedding table.
-    np.testing.assert_allclose(tensors, model.module[0].weight.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        tensors, model.module[0].weight.detach().numpy(), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_embeddings_freq_is_ignored_without_embedding_layers(tmp_path):
@@ -168,8 +192,15 @@ def test_update_freq_sets_how_often_batch_plots_are_written(tmp_path, update_fre
     torchfit.utils.set_random_seed(0)
     x_train, y_train = _load()
     model = get_compiled_model()
-    model.fit(x_train, y_train, batch_size=64, epochs=2, validation_split=0.2,
-              callbacks=[callback, recorder], verbose=0)
+    model.fit(
+        x_train,
+        y_train,
+        batch_size=64,
+        epochs=2,
+        validation_split=0.2,
+        callbacks=[callback, recorder],
+        verbose=0,
+    )
     train = _read(tmp_path / "train")
     batch_tags = sorted(tag for tag in train.Tags()["scalars"] if tag.startswith("batch_"))
     if not expected_steps:

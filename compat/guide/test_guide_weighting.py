@@ -6,14 +6,11 @@ All three weigh each sample's loss the same way, so from the same initial
 weights and data order they train identically.
 """
 
-
 import numpy as np
 import pytest
 import torch
+from guide_support import final_lines, get_compiled_model, log_keys, mnist_like
 from torch.utils.data import DataLoader, TensorDataset
-
-from guide_support import mnist_like, final_lines, log_keys, get_compiled_model
-
 
 class_weight = {
     0: 1.0,
@@ -43,7 +40,9 @@ def test_fit_with_class_weight(mnist, capsys):
     print("Fit with class weight")
     torch.manual_seed(0)
     model = get_compiled_model()
-    history = model.fit(x_train, y_train, class_weight=class_weight, batch_size=64, epochs=1, verbose=1)
+    history = model.fit(
+        x_train, y_train, class_weight=class_weight, batch_size=64, epochs=1, verbose=1
+    )
     out = capsys.readouterr().out
     assert out.startswith("Fit with class weight\n")
     (line,) = final_lines(out)
@@ -58,17 +57,32 @@ def _fit_three_ways(x_train, y_train, epochs=2):
 
     torch.manual_seed(0)
     by_class = get_compiled_model()
-    by_class.fit(x_train, y_train, class_weight=class_weight, batch_size=64, epochs=epochs,
-                 shuffle=False, verbose=0)
+    by_class.fit(
+        x_train,
+        y_train,
+        class_weight=class_weight,
+        batch_size=64,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+    )
     torch.manual_seed(0)
     by_sample = get_compiled_model()
-    by_sample.fit(x_train, y_train, sample_weight=sample_weight, batch_size=64, epochs=epochs,
-                  shuffle=False, verbose=0)
+    by_sample.fit(
+        x_train,
+        y_train,
+        sample_weight=sample_weight,
+        batch_size=64,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+    )
 
     # Create a Dataset that includes sample weights
     # (3rd element in the return tuple).
-    train_dataset = TensorDataset(torch.from_numpy(x_train), torch.from_numpy(y_train),
-                                  torch.from_numpy(sample_weight))
+    train_dataset = TensorDataset(
+        torch.from_numpy(x_train), torch.from_numpy(y_train), torch.from_numpy(sample_weight)
+    )
     torch.manual_seed(0)
     by_dataset = get_compiled_model()
     by_dataset.fit(DataLoader(train_dataset, batch_size=64), epochs=epochs, verbose=0)
@@ -103,8 +117,12 @@ def test_fit_with_sample_weight_and_weighted_dataset_show_782_steps(mnist, capsy
     assert log_keys(line) == KEYS
 
     train_dataset = DataLoader(
-        TensorDataset(torch.from_numpy(x_train), torch.from_numpy(y_train), torch.from_numpy(sample_weight)),
-        batch_size=64, shuffle=True)
+        TensorDataset(
+            torch.from_numpy(x_train), torch.from_numpy(y_train), torch.from_numpy(sample_weight)
+        ),
+        batch_size=64,
+        shuffle=True,
+    )
     model = get_compiled_model()
     model.fit(train_dataset, epochs=1, verbose=1)
     (line,) = final_lines(capsys.readouterr().out)
@@ -119,7 +137,9 @@ def test_class_5_counts_double_in_the_loss(mnist):
     probabilities = model.predict(x, verbose=0)
     per_sample = -np.log(probabilities[np.arange(len(y)), y.astype(int)])
     sample_weight = np.where(y == 5, 2.0, 1.0)
-    weighted = model.evaluate(x, y, sample_weight=sample_weight, batch_size=512, verbose=0, return_dict=True)
+    weighted = model.evaluate(
+        x, y, sample_weight=sample_weight, batch_size=512, verbose=0, return_dict=True
+    )
     plain = model.evaluate(x, y, batch_size=512, verbose=0, return_dict=True)
     # Keras's "sum_over_batch_size": sum(w * loss) / N.
     assert weighted["loss"] == pytest.approx(float((per_sample * sample_weight).mean()), rel=1e-5)
@@ -136,8 +156,15 @@ def test_class_weight_favours_class_5(mnist):
     for weight in (1.0, 20.0):
         torch.manual_seed(0)
         model = get_compiled_model()
-        model.fit(x, y, class_weight={**class_weight, 5: weight}, batch_size=64, epochs=1, shuffle=False,
-                  verbose=0)
+        model.fit(
+            x,
+            y,
+            class_weight={**class_weight, 5: weight},
+            batch_size=64,
+            epochs=1,
+            shuffle=False,
+            verbose=0,
+        )
         predicted_fives.append(int((model.predict(x, verbose=0).argmax(axis=1) == 5).sum()))
     assert predicted_fives[1] > predicted_fives[0]
 

@@ -54,8 +54,12 @@ def _optimizers(kind: str):
     schedule = {"initial_learning_rate": 0.05, "decay_steps": 10, "decay_rate": 0.7}
     if kind == "sgd_momentum_exponential_decay":
         return (
-            keras.optimizers.SGD(keras.optimizers.schedules.ExponentialDecay(**schedule), momentum=0.9),
-            torchfit.optimizers.SGD(torchfit.optimizers.schedules.ExponentialDecay(**schedule), momentum=0.9),
+            keras.optimizers.SGD(
+                keras.optimizers.schedules.ExponentialDecay(**schedule), momentum=0.9
+            ),
+            torchfit.optimizers.SGD(
+                torchfit.optimizers.schedules.ExponentialDecay(**schedule), momentum=0.9
+            ),
         )
     if kind == "rmsprop_exponential_decay":
         schedule = dict(schedule, initial_learning_rate=0.003, staircase=True)
@@ -77,7 +81,9 @@ def _twin_models(optimizer: str, seed: int = 0):
             keras.layers.Dense(10),
         ]
     )
-    net = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    net = nn.Sequential(
+        nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)
+    )
     with torch.no_grad():
         for linear, dense in zip(net[::2], keras_model.layers):
             kernel, bias = dense.get_weights()
@@ -109,7 +115,9 @@ def _assert_same_history(keras_history: dict, torchfit_history: dict) -> None:
         # An accuracy counts argmaxes: a near-tie that float rounding breaks the
         # other way on another machine moves it by one sample.
         atol = ACCURACY_ATOL if "accuracy" in key else 0.0
-        np.testing.assert_allclose(torchfit_history[key], expected, rtol=LOG_RTOL, atol=atol, err_msg=key)
+        np.testing.assert_allclose(
+            torchfit_history[key], expected, rtol=LOG_RTOL, atol=atol, err_msg=key
+        )
 
 
 def _assert_same_weights(keras_model, model) -> None:
@@ -117,7 +125,9 @@ def _assert_same_weights(keras_model, model) -> None:
     theirs = _keras_weights_as_torch(keras_model)
     assert len(ours) == len(theirs)
     for index, (a, b) in enumerate(zip(ours, theirs)):
-        np.testing.assert_allclose(a, b, rtol=WEIGHT_RTOL, atol=WEIGHT_ATOL, err_msg=f"weight {index}")
+        np.testing.assert_allclose(
+            a, b, rtol=WEIGHT_RTOL, atol=WEIGHT_ATOL, err_msg=f"weight {index}"
+        )
 
 
 def _fit_both(keras_model, model, x, y, **kwargs):
@@ -130,7 +140,10 @@ def _fit_both(keras_model, model, x, y, **kwargs):
 def test_initial_weights_and_logits_are_identical():
     keras_model, model = _twin_models("rmsprop")
     x, _ = _data(64, seed=0)
-    for a, b in zip([p.detach().numpy() for p in model.module.parameters()], _keras_weights_as_torch(keras_model)):
+    for a, b in zip(
+        [p.detach().numpy() for p in model.module.parameters()],
+        _keras_weights_as_torch(keras_model),
+    ):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(
         model.predict(x, verbose=0), keras_model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
@@ -146,7 +159,9 @@ def test_one_epoch_rmsprop_history_and_weights_match(seed, num_samples):
     assert sorted(torchfit_history) == ["loss", "sparse_categorical_accuracy"]
     _assert_same_history(keras_history, torchfit_history)
     _assert_same_weights(keras_model, model)
-    assert model.optimizer.iterations == int(keras_model.optimizer.iterations) == -(-num_samples // 64)
+    assert (
+        model.optimizer.iterations == int(keras_model.optimizer.iterations) == -(-num_samples // 64)
+    )
 
 
 def test_two_epochs_with_validation_data_match():
@@ -157,7 +172,10 @@ def test_two_epochs_with_validation_data_match():
         keras_model, model, x, y, epochs=2, validation_data=(x_val, y_val)
     )
     assert sorted(torchfit_history) == [
-        "loss", "sparse_categorical_accuracy", "val_loss", "val_sparse_categorical_accuracy"
+        "loss",
+        "sparse_categorical_accuracy",
+        "val_loss",
+        "val_sparse_categorical_accuracy",
     ]
     assert all(len(values) == 2 for values in torchfit_history.values())
     _assert_same_history(keras_history, torchfit_history)
@@ -203,8 +221,12 @@ def test_evaluate_and_predict_match_after_training():
     assert len(torchfit_results) == len(keras_results) == 2  # [loss, sparse_categorical_accuracy]
     np.testing.assert_allclose(torchfit_results, keras_results, rtol=LOG_RTOL)
 
-    keras_dict = keras_model.evaluate(x_test, y_test, batch_size=BATCH_SIZE, verbose=0, return_dict=True)
-    torchfit_dict = model.evaluate(x_test, y_test, batch_size=BATCH_SIZE, verbose=0, return_dict=True)
+    keras_dict = keras_model.evaluate(
+        x_test, y_test, batch_size=BATCH_SIZE, verbose=0, return_dict=True
+    )
+    torchfit_dict = model.evaluate(
+        x_test, y_test, batch_size=BATCH_SIZE, verbose=0, return_dict=True
+    )
     assert sorted(torchfit_dict) == sorted(keras_dict)
     for key in keras_dict:
         np.testing.assert_allclose(torchfit_dict[key], keras_dict[key], rtol=LOG_RTOL, err_msg=key)

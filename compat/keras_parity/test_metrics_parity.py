@@ -43,7 +43,9 @@ def _labels(rng, n, classes, trailing_one=False):
 
 
 def _regression(rng, n, dims=3):
-    return rng.normal(size=(n, dims)).astype("float32"), rng.normal(size=(n, dims)).astype("float32")
+    return rng.normal(size=(n, dims)).astype("float32"), rng.normal(size=(n, dims)).astype(
+        "float32"
+    )
 
 
 # Each data function returns (y_true, y_pred) for one batch of n samples.
@@ -65,7 +67,10 @@ DATA = {
         rng.normal(size=(n, 3)).astype("float32") * 3,
     ),
     "one_hot": lambda rng, n: (_one_hot(rng, n, 6), _probs(rng, n, 6)),
-    "one_hot_logits": lambda rng, n: (_one_hot(rng, n, 6), rng.normal(size=(n, 6)).astype("float32")),
+    "one_hot_logits": lambda rng, n: (
+        _one_hot(rng, n, 6),
+        rng.normal(size=(n, 6)).astype("float32"),
+    ),
     "sparse": lambda rng, n: (_labels(rng, n, 6), _probs(rng, n, 6)),
     "sparse_column": lambda rng, n: (_labels(rng, n, 6, trailing_one=True), _probs(rng, n, 6)),
     "sparse_logits": lambda rng, n: (_labels(rng, n, 6), rng.normal(size=(n, 6)).astype("float32")),
@@ -93,14 +98,24 @@ DATA = {
 # (case id, Keras factory, torchfit factory, data key)
 CASES = [
     ("accuracy", lambda: keras.metrics.Accuracy(), lambda: metrics.Accuracy(), "exact"),
-    ("binary_accuracy", lambda: keras.metrics.BinaryAccuracy(), lambda: metrics.BinaryAccuracy(), "binary"),
+    (
+        "binary_accuracy",
+        lambda: keras.metrics.BinaryAccuracy(),
+        lambda: metrics.BinaryAccuracy(),
+        "binary",
+    ),
     (
         "binary_accuracy_threshold",
         lambda: keras.metrics.BinaryAccuracy(threshold=0.7),
         lambda: metrics.BinaryAccuracy(threshold=0.7),
         "binary_multi",
     ),
-    ("categorical_accuracy", lambda: keras.metrics.CategoricalAccuracy(), lambda: metrics.CategoricalAccuracy(), "one_hot"),
+    (
+        "categorical_accuracy",
+        lambda: keras.metrics.CategoricalAccuracy(),
+        lambda: metrics.CategoricalAccuracy(),
+        "one_hot",
+    ),
     (
         "sparse_categorical_accuracy",
         lambda: keras.metrics.SparseCategoricalAccuracy(),
@@ -113,8 +128,18 @@ CASES = [
         lambda: metrics.SparseCategoricalAccuracy(),
         "sparse_column",
     ),
-    ("top_k", lambda: keras.metrics.TopKCategoricalAccuracy(k=2), lambda: metrics.TopKCategoricalAccuracy(k=2), "one_hot"),
-    ("top_k_default", lambda: keras.metrics.TopKCategoricalAccuracy(), lambda: metrics.TopKCategoricalAccuracy(), "one_hot"),
+    (
+        "top_k",
+        lambda: keras.metrics.TopKCategoricalAccuracy(k=2),
+        lambda: metrics.TopKCategoricalAccuracy(k=2),
+        "one_hot",
+    ),
+    (
+        "top_k_default",
+        lambda: keras.metrics.TopKCategoricalAccuracy(),
+        lambda: metrics.TopKCategoricalAccuracy(),
+        "one_hot",
+    ),
     (
         "sparse_top_k",
         lambda: keras.metrics.SparseTopKCategoricalAccuracy(k=2),
@@ -133,13 +158,48 @@ CASES = [
         lambda: metrics.SparseTopKCategoricalAccuracy(k=2, from_sorted_ids=True),
         "sorted_ids",
     ),
-    ("mse", lambda: keras.metrics.MeanSquaredError(), lambda: metrics.MeanSquaredError(), "regression"),
-    ("rmse", lambda: keras.metrics.RootMeanSquaredError(), lambda: metrics.RootMeanSquaredError(), "regression"),
-    ("mae", lambda: keras.metrics.MeanAbsoluteError(), lambda: metrics.MeanAbsoluteError(), "regression"),
-    ("mape", lambda: keras.metrics.MeanAbsolutePercentageError(), lambda: metrics.MeanAbsolutePercentageError(), "regression"),
-    ("msle", lambda: keras.metrics.MeanSquaredLogarithmicError(), lambda: metrics.MeanSquaredLogarithmicError(), "positive"),
-    ("cosine", lambda: keras.metrics.CosineSimilarity(), lambda: metrics.CosineSimilarity(), "regression"),
-    ("cosine_axis0", lambda: keras.metrics.CosineSimilarity(axis=0), lambda: metrics.CosineSimilarity(axis=0), "regression"),
+    (
+        "mse",
+        lambda: keras.metrics.MeanSquaredError(),
+        lambda: metrics.MeanSquaredError(),
+        "regression",
+    ),
+    (
+        "rmse",
+        lambda: keras.metrics.RootMeanSquaredError(),
+        lambda: metrics.RootMeanSquaredError(),
+        "regression",
+    ),
+    (
+        "mae",
+        lambda: keras.metrics.MeanAbsoluteError(),
+        lambda: metrics.MeanAbsoluteError(),
+        "regression",
+    ),
+    (
+        "mape",
+        lambda: keras.metrics.MeanAbsolutePercentageError(),
+        lambda: metrics.MeanAbsolutePercentageError(),
+        "regression",
+    ),
+    (
+        "msle",
+        lambda: keras.metrics.MeanSquaredLogarithmicError(),
+        lambda: metrics.MeanSquaredLogarithmicError(),
+        "positive",
+    ),
+    (
+        "cosine",
+        lambda: keras.metrics.CosineSimilarity(),
+        lambda: metrics.CosineSimilarity(),
+        "regression",
+    ),
+    (
+        "cosine_axis0",
+        lambda: keras.metrics.CosineSimilarity(axis=0),
+        lambda: metrics.CosineSimilarity(axis=0),
+        "regression",
+    ),
     ("logcosh", lambda: keras.metrics.LogCoshError(), lambda: metrics.LogCoshError(), "regression"),
     ("r2", lambda: keras.metrics.R2Score(), lambda: metrics.R2Score(), "regression"),
     (
@@ -198,14 +258,24 @@ CASES = [
     ),
     ("kld", lambda: keras.metrics.KLDivergence(), lambda: metrics.KLDivergence(), "distribution"),
     ("poisson", lambda: keras.metrics.Poisson(), lambda: metrics.Poisson(), "positive"),
-    ("bce", lambda: keras.metrics.BinaryCrossentropy(), lambda: metrics.BinaryCrossentropy(), "binary_multi"),
+    (
+        "bce",
+        lambda: keras.metrics.BinaryCrossentropy(),
+        lambda: metrics.BinaryCrossentropy(),
+        "binary_multi",
+    ),
     (
         "bce_logits_smoothing",
         lambda: keras.metrics.BinaryCrossentropy(from_logits=True, label_smoothing=0.1),
         lambda: metrics.BinaryCrossentropy(from_logits=True, label_smoothing=0.1),
         "binary_logits",
     ),
-    ("cce", lambda: keras.metrics.CategoricalCrossentropy(), lambda: metrics.CategoricalCrossentropy(), "one_hot"),
+    (
+        "cce",
+        lambda: keras.metrics.CategoricalCrossentropy(),
+        lambda: metrics.CategoricalCrossentropy(),
+        "one_hot",
+    ),
     (
         "cce_logits_smoothing",
         lambda: keras.metrics.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2),
@@ -232,10 +302,30 @@ CASES = [
     ),
     ("hinge", lambda: keras.metrics.Hinge(), lambda: metrics.Hinge(), "hinge_pm1"),
     ("hinge_01", lambda: keras.metrics.Hinge(), lambda: metrics.Hinge(), "hinge_01"),
-    ("squared_hinge", lambda: keras.metrics.SquaredHinge(), lambda: metrics.SquaredHinge(), "hinge_01"),
-    ("categorical_hinge", lambda: keras.metrics.CategoricalHinge(), lambda: metrics.CategoricalHinge(), "one_hot"),
-    ("pearson", lambda: keras.metrics.PearsonCorrelation(), lambda: metrics.PearsonCorrelation(), "correlation"),
-    ("concordance", lambda: keras.metrics.ConcordanceCorrelation(), lambda: metrics.ConcordanceCorrelation(), "correlation"),
+    (
+        "squared_hinge",
+        lambda: keras.metrics.SquaredHinge(),
+        lambda: metrics.SquaredHinge(),
+        "hinge_01",
+    ),
+    (
+        "categorical_hinge",
+        lambda: keras.metrics.CategoricalHinge(),
+        lambda: metrics.CategoricalHinge(),
+        "one_hot",
+    ),
+    (
+        "pearson",
+        lambda: keras.metrics.PearsonCorrelation(),
+        lambda: metrics.PearsonCorrelation(),
+        "correlation",
+    ),
+    (
+        "concordance",
+        lambda: keras.metrics.ConcordanceCorrelation(),
+        lambda: metrics.ConcordanceCorrelation(),
+        "correlation",
+    ),
     (
         "wrapper",
         lambda: keras.metrics.MeanMetricWrapper(keras.metrics.mean_squared_error, name="mse_fn"),

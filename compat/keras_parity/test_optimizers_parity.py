@@ -74,19 +74,27 @@ COMMON = {
     "ema_overwrite": {"use_ema": True, "ema_momentum": 0.8, "ema_overwrite_frequency": 3},
     "loss_scale": {"loss_scale_factor": 8.0},
     "accumulation_ema_clip": {
-        "gradient_accumulation_steps": 2, "use_ema": True, "clipnorm": 0.7, "weight_decay": 0.02,
+        "gradient_accumulation_steps": 2,
+        "use_ema": True,
+        "clipnorm": 0.7,
+        "weight_decay": 0.02,
     },
 }
 
 CASES = [(name, {}) for name in BASE] + SPECIFIC
 CASES += [(name, dict(options)) for name in BASE for options in COMMON.values()]
-IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in options.items()) or 'defaults'}" for name, options in CASES]
+IDS = [
+    f"{name}-{'-'.join(f'{k}={v}' for k, v in options.items()) or 'defaults'}"
+    for name, options in CASES
+]
 
 
 def _data(seed):
     rng = np.random.default_rng(seed)
     weights = [rng.standard_normal(shape).astype("float32") for shape in SHAPES]
-    grads = [[rng.standard_normal(shape).astype("float32") for shape in SHAPES] for _ in range(STEPS)]
+    grads = [
+        [rng.standard_normal(shape).astype("float32") for shape in SHAPES] for _ in range(STEPS)
+    ]
     return weights, grads
 
 
@@ -136,7 +144,9 @@ def _assert_same_runs(expected, actual):
     assert iterations == expected_iterations
     for step, (want, got) in enumerate(zip(expected_history, history)):
         for index, (w, g) in enumerate(zip(want, got)):
-            np.testing.assert_allclose(g, w, rtol=RTOL, atol=ATOL, err_msg=f"step {step}, variable {index}")
+            np.testing.assert_allclose(
+                g, w, rtol=RTOL, atol=ATOL, err_msg=f"step {step}, variable {index}"
+            )
     if expected_averages is not None:
         for w, g in zip(expected_averages, averages):
             np.testing.assert_allclose(g, w, rtol=RTOL, atol=ATOL, err_msg="EMA average")
@@ -153,7 +163,11 @@ def test_matches_keras_for_20_steps(name, options):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_matches_keras_with_a_schedule(name, seed):
     weights, grads = _data(seed)
-    schedule = {"initial_learning_rate": BASE[name]["learning_rate"], "decay_steps": 4, "decay_rate": 0.7}
+    schedule = {
+        "initial_learning_rate": BASE[name]["learning_rate"],
+        "decay_steps": 4,
+        "decay_rate": 0.7,
+    }
     options = {"weight_decay": 0.05} if seed else {"gradient_accumulation_steps": 2}
     expected = _run_keras(name, options, weights, grads, schedule)
     _assert_same_runs(expected, _run_torchfit(name, options, weights, grads, schedule))
@@ -172,6 +186,4 @@ def test_finalize_variable_values_matches_keras():
     keras_optimizer.finalize_variable_values(variables)
     optimizer.finalize_variable_values()
     for variable, param in zip(variables, params):
-        np.testing.assert_allclose(
-            param.detach().numpy(), _numpy(variable), rtol=RTOL, atol=ATOL
-        )
+        np.testing.assert_allclose(param.detach().numpy(), _numpy(variable), rtol=RTOL, atol=ATOL)

@@ -18,20 +18,64 @@ STEPS = 1000
 
 CASES = [
     ("ExponentialDecay", {"initial_learning_rate": 0.1, "decay_steps": 100, "decay_rate": 0.9}),
-    ("ExponentialDecay", {"initial_learning_rate": 0.1, "decay_steps": 70, "decay_rate": 0.5, "staircase": True}),
+    (
+        "ExponentialDecay",
+        {"initial_learning_rate": 0.1, "decay_steps": 70, "decay_rate": 0.5, "staircase": True},
+    ),
     ("PiecewiseConstantDecay", {"boundaries": [100, 250, 600], "values": [1.0, 0.5, 0.1, 0.01]}),
     ("PolynomialDecay", {"initial_learning_rate": 0.1, "decay_steps": 700}),
-    ("PolynomialDecay", {"initial_learning_rate": 0.1, "decay_steps": 300, "end_learning_rate": 0.01, "power": 0.5, "cycle": True}),
+    (
+        "PolynomialDecay",
+        {
+            "initial_learning_rate": 0.1,
+            "decay_steps": 300,
+            "end_learning_rate": 0.01,
+            "power": 0.5,
+            "cycle": True,
+        },
+    ),
     ("PolynomialDecay", {"initial_learning_rate": 0.1, "decay_steps": 300, "power": 2.0}),
     ("InverseTimeDecay", {"initial_learning_rate": 0.1, "decay_steps": 50, "decay_rate": 0.5}),
-    ("InverseTimeDecay", {"initial_learning_rate": 0.1, "decay_steps": 50, "decay_rate": 0.5, "staircase": True}),
+    (
+        "InverseTimeDecay",
+        {"initial_learning_rate": 0.1, "decay_steps": 50, "decay_rate": 0.5, "staircase": True},
+    ),
     ("CosineDecay", {"initial_learning_rate": 0.1, "decay_steps": 800}),
     ("CosineDecay", {"initial_learning_rate": 0.1, "decay_steps": 600, "alpha": 0.1}),
-    ("CosineDecay", {"initial_learning_rate": 0.0, "decay_steps": 500, "warmup_target": 0.2, "warmup_steps": 100, "alpha": 0.05}),
-    ("CosineDecay", {"initial_learning_rate": 0.01, "decay_steps": 300, "warmup_target": 0.1, "warmup_steps": 250}),
+    (
+        "CosineDecay",
+        {
+            "initial_learning_rate": 0.0,
+            "decay_steps": 500,
+            "warmup_target": 0.2,
+            "warmup_steps": 100,
+            "alpha": 0.05,
+        },
+    ),
+    (
+        "CosineDecay",
+        {
+            "initial_learning_rate": 0.01,
+            "decay_steps": 300,
+            "warmup_target": 0.1,
+            "warmup_steps": 250,
+        },
+    ),
     ("CosineDecayRestarts", {"initial_learning_rate": 0.1, "first_decay_steps": 100}),
-    ("CosineDecayRestarts", {"initial_learning_rate": 0.1, "first_decay_steps": 90, "t_mul": 1.0, "m_mul": 0.8, "alpha": 0.1}),
-    ("CosineDecayRestarts", {"initial_learning_rate": 0.1, "first_decay_steps": 64, "t_mul": 1.5, "m_mul": 0.9}),
+    (
+        "CosineDecayRestarts",
+        {
+            "initial_learning_rate": 0.1,
+            "first_decay_steps": 90,
+            "t_mul": 1.0,
+            "m_mul": 0.8,
+            "alpha": 0.1,
+        },
+    ),
+    (
+        "CosineDecayRestarts",
+        {"initial_learning_rate": 0.1, "first_decay_steps": 64, "t_mul": 1.5, "m_mul": 0.9},
+    ),
 ]
 IDS = [f"{name}-{i}" for i, (name, _) in enumerate(CASES)]
 
@@ -96,7 +140,14 @@ def test_matches_keras_for_1000_steps(name, config):
 
 def test_exact_restart_steps_are_found():
     # The case that failed on a fresh machine: 64 * (1 + 1.5) = 160 is a restart.
-    assert _exact_restart_steps({"first_decay_steps": 64, "t_mul": 1.5}) == {0: 0, 64: 1, 160: 2, 304: 3, 520: 4, 844: 5}
+    assert _exact_restart_steps({"first_decay_steps": 64, "t_mul": 1.5}) == {
+        0: 0,
+        64: 1,
+        160: 2,
+        304: 3,
+        520: 4,
+        844: 5,
+    }
     assert _exact_restart_steps({"first_decay_steps": 100}) == {0: 0, 100: 1, 300: 2, 700: 3}
     assert _exact_restart_steps({"first_decay_steps": 90, "t_mul": 1.0}) == {}
 
@@ -115,7 +166,9 @@ def test_config_is_keras_config(name, config):
 
 
 def test_keras_serialized_schedule_deserializes():
-    keras_schedule = keras.optimizers.schedules.CosineDecay(0.1, 100, warmup_target=0.2, warmup_steps=10)
+    keras_schedule = keras.optimizers.schedules.CosineDecay(
+        0.1, 100, warmup_target=0.2, warmup_steps=10
+    )
     schedule = schedules.deserialize(keras.optimizers.schedules.serialize(keras_schedule))
     assert isinstance(schedule, schedules.CosineDecay)
     assert schedule(50) == pytest.approx(float(keras_schedule(torch.tensor(50))), rel=1e-6)

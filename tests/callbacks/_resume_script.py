@@ -116,25 +116,50 @@ def main(work_dir: str) -> None:
     y_val = (x_val.sum(axis=1, keepdims=True) > 3).astype("float32")
     net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1))
     model = torchfit.Model(net, device="cpu")
-    model.compile(optimizer=torchfit.optimizers.RMSprop(learning_rate=0.01),
-                  loss="binary_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=torchfit.optimizers.RMSprop(learning_rate=0.01),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
     callbacks = torchfit.callbacks
     stopper = callbacks.EarlyStopping(patience=3, min_delta=0.005, restore_best_weights=True)
-    checkpoint = callbacks.ModelCheckpoint(os.path.join(work_dir, "best.pt"), save_best_only=True,
-                                           save_weights_only=True)
-    backup = _PausingBackup(os.path.join(work_dir, "backup"), save_freq=save_freq,
-                            pause_epoch=_env_int("PAUSE_AFTER_BACKUP_IN_EPOCH"))
+    checkpoint = callbacks.ModelCheckpoint(
+        os.path.join(work_dir, "best.pt"), save_best_only=True, save_weights_only=True
+    )
+    backup = _PausingBackup(
+        os.path.join(work_dir, "backup"),
+        save_freq=save_freq,
+        pause_epoch=_env_int("PAUSE_AFTER_BACKUP_IN_EPOCH"),
+    )
     run_callbacks = [
-        stopper, checkpoint, backup, callbacks.CSVLogger(os.path.join(work_dir, "log.csv")),
+        stopper,
+        checkpoint,
+        backup,
+        callbacks.CSVLogger(os.path.join(work_dir, "log.csv")),
         callbacks.ReduceLROnPlateau(factor=0.5, patience=1, cooldown=2, min_delta=0.01),
         _PauseAt(step=_env_int("PAUSE_AT_STEP"), epoch_end=_env_int("PAUSE_AT_EPOCH_END")),
     ]
-    history = model.fit(x, y, batch_size=8, epochs=EPOCHS, validation_data=(x_val, y_val),
-                        shuffle=True, verbose=0, callbacks=run_callbacks)
-    torch.save({"weights": net.state_dict(), "history": history.history, "epoch": history.epoch,
-                "stopped_epoch": stopper.stopped_epoch, "best_epoch": stopper.best_epoch,
-                "checkpoint_best": checkpoint.best},
-               os.path.join(work_dir, "result.pt"))
+    history = model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=EPOCHS,
+        validation_data=(x_val, y_val),
+        shuffle=True,
+        verbose=0,
+        callbacks=run_callbacks,
+    )
+    torch.save(
+        {
+            "weights": net.state_dict(),
+            "history": history.history,
+            "epoch": history.epoch,
+            "stopped_epoch": stopper.stopped_epoch,
+            "best_epoch": stopper.best_epoch,
+            "checkpoint_best": checkpoint.best,
+        },
+        os.path.join(work_dir, "result.pt"),
+    )
     print("DONE", flush=True)
 
 

@@ -61,8 +61,16 @@ def bias_fit():
         snapshots = _Snapshots()
         x = np.zeros((8, 1), "float32")
         y = np.full((8, 1), 100.0, "float32")
-        history = model.fit(x, y, batch_size=4, epochs=epochs, verbose=0, shuffle=False,
-                            callbacks=[snapshots, *callbacks], **fit_kwargs)
+        history = model.fit(
+            x,
+            y,
+            batch_size=4,
+            epochs=epochs,
+            verbose=0,
+            shuffle=False,
+            callbacks=[snapshots, *callbacks],
+            **fit_kwargs,
+        )
         return model, history, snapshots
 
     return fit

@@ -22,11 +22,15 @@ STOPPED_EPOCH = 9  # where EarlyStopping ends the uninterrupted run (of 12)
 
 # ------------------------------------------------------------ SIGKILL suite
 
+
 def _start(work_dir, **env):
     environment = {**os.environ, "CUDA_VISIBLE_DEVICES": "", **{k: str(v) for k, v in env.items()}}
     return subprocess.Popen(
         [sys.executable, SCRIPT, str(work_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment,
     )
 
 
@@ -81,18 +85,28 @@ def test_sigkill_anywhere_resumes_weights_callbacks_and_files_exactly(tmp_path):
         # Backups every 5 batches (the one due after an epoch's last batch is made when
         # the next epoch begins). The second backup (batch 10) is cut halfway: the run
         # resumes from batch 5. Step 57 is in epoch 5, after the backup made when it began.
-        "a": ({"SAVE_FREQ": 5}, [{"KILL_IN_WRITE": 2}, {"PAUSE_AFTER_BACKUP_IN_EPOCH": 2},
-                                 {"PAUSE_AT_STEP": 57}]),
+        "a": (
+            {"SAVE_FREQ": 5},
+            [{"KILL_IN_WRITE": 2}, {"PAUSE_AFTER_BACKUP_IN_EPOCH": 2}, {"PAUSE_AT_STEP": 57}],
+        ),
         # Backups when each epoch begins; killed after an epoch's CSV row, checkpoint and
         # judgements but before its backup, and in the epoch EarlyStopping stops at.
-        "b": ({"SAVE_FREQ": "epoch"}, [{"PAUSE_AT_EPOCH_END": 1}, {"PAUSE_AT_EPOCH_END": 8},
-                                       {"PAUSE_AT_STEP": STOPPED_EPOCH * STEPS_PER_EPOCH + 4}]),
+        "b": (
+            {"SAVE_FREQ": "epoch"},
+            [
+                {"PAUSE_AT_EPOCH_END": 1},
+                {"PAUSE_AT_EPOCH_END": 8},
+                {"PAUSE_AT_STEP": STOPPED_EPOCH * STEPS_PER_EPOCH + 4},
+            ],
+        ),
     }
     for name in chains:
         (tmp_path / name).mkdir()
     with concurrent.futures.ThreadPoolExecutor(len(chains)) as pool:
-        futures = {name: pool.submit(_kill_and_restart, tmp_path / name, kills, env)
-                   for name, (env, kills) in chains.items()}
+        futures = {
+            name: pool.submit(_kill_and_restart, tmp_path / name, kills, env)
+            for name, (env, kills) in chains.items()
+        }
         results = {name: future.result() for name, future in futures.items()}
     assert _run_until_killed_or_done(reference) == "done"
 
@@ -114,10 +128,13 @@ def test_sigkill_anywhere_resumes_weights_callbacks_and_files_exactly(tmp_path):
         best = torch.load(work_dir / "best.pt", weights_only=True)
         assert all(torch.equal(best[key], value) for key, value in expected_best.items()), name
         assert (work_dir / "log.csv").read_text() == expected_rows, name
-        assert not os.path.exists(work_dir / "backup"), "delete_checkpoint should remove the backup and temp files"
+        assert not os.path.exists(work_dir / "backup"), (
+            "delete_checkpoint should remove the backup and temp files"
+        )
 
 
 # --------------------------------------------------------- in-process tests
+
 
 class _Interrupt(Callback):
     """Raises once the optimizer has made `step` steps (a crash, in-process)."""
@@ -138,8 +155,11 @@ def _train(backup_dir, interrupt_at=None, epochs=4, **backup_kwargs):
     net = nn.Sequential(nn.Linear(5, 12), nn.Dropout(0.25), nn.Tanh(), nn.Linear(12, 3))
     model = torchfit.Model(net, device="cpu")
     schedule = torchfit.optimizers.schedules.ExponentialDecay(0.05, decay_steps=3, decay_rate=0.7)
-    model.compile(optimizer=torchfit.optimizers.Adam(learning_rate=schedule),
-                  loss=nn.CrossEntropyLoss(), metrics=["sparse_categorical_accuracy"])
+    model.compile(
+        optimizer=torchfit.optimizers.Adam(learning_rate=schedule),
+        loss=nn.CrossEntropyLoss(),
+        metrics=["sparse_categorical_accuracy"],
+    )
     callbacks = [BackupAndRestore(backup_dir, **backup_kwargs)]
     if interrupt_at is not None:
         callbacks.append(_Interrupt(interrupt_at))
@@ -252,17 +272,23 @@ def _train_with_callbacks(work_dir, backup_first, interrupt_at=None, save_freq=2
     y = np.random.randint(0, 3, size=(40,))
     net = nn.Sequential(nn.Linear(5, 12), nn.Dropout(0.25), nn.Tanh(), nn.Linear(12, 3))
     model = torchfit.Model(net, device="cpu")
-    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.2, momentum=0.9),
-                  loss=nn.CrossEntropyLoss(), metrics=["sparse_categorical_accuracy"])
-    stopper = callbacks.EarlyStopping(monitor="loss", patience=3, min_delta=0.03,
-                                      restore_best_weights=True)
+    model.compile(
+        optimizer=torchfit.optimizers.SGD(learning_rate=0.2, momentum=0.9),
+        loss=nn.CrossEntropyLoss(),
+        metrics=["sparse_categorical_accuracy"],
+    )
+    stopper = callbacks.EarlyStopping(
+        monitor="loss", patience=3, min_delta=0.03, restore_best_weights=True
+    )
     others = [
         callbacks.LearningRateScheduler(lambda epoch, lr: lr * 0.9),
         stopper,
-        callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, cooldown=2,
-                                    min_delta=0.02),
-        callbacks.ModelCheckpoint(str(work_dir / "best.pt"), monitor="loss", save_best_only=True,
-                                  save_weights_only=True),
+        callbacks.ReduceLROnPlateau(
+            monitor="loss", factor=0.5, patience=1, cooldown=2, min_delta=0.02
+        ),
+        callbacks.ModelCheckpoint(
+            str(work_dir / "best.pt"), monitor="loss", save_best_only=True, save_weights_only=True
+        ),
         callbacks.CSVLogger(work_dir / "log.csv"),
     ]
     backup = BackupAndRestore(work_dir / "backup", save_freq=save_freq)
@@ -278,7 +304,9 @@ def _train_with_callbacks(work_dir, backup_first, interrupt_at=None, save_freq=2
 def test_resume_carries_every_callbacks_state(tmp_path, backup_first, save_freq, interrupt_at):
     reference_dir, resumed_dir = tmp_path / "reference", tmp_path / "resumed"
     reference_dir.mkdir(), resumed_dir.mkdir()
-    reference, reference_history, reference_stopper = _train_with_callbacks(reference_dir, backup_first)
+    reference, reference_history, reference_stopper = _train_with_callbacks(
+        reference_dir, backup_first
+    )
     # The uninterrupted run stops early (at 8 of 12), after the learning rate went down
     # more than the scheduler alone would take it. Interrupted in epoch 2 (right after a
     # reduction: cooling down), 4, or 7 (EarlyStopping waiting, cooling down again).
@@ -286,13 +314,19 @@ def test_resume_carries_every_callbacks_state(tmp_path, backup_first, save_freq,
     rates = reference_history.history["learning_rate"]
     assert any(later < 0.85 * earlier for earlier, later in zip(rates, rates[1:]))
     with pytest.raises(KeyboardInterrupt):
-        _train_with_callbacks(resumed_dir, backup_first, interrupt_at=interrupt_at, save_freq=save_freq)
-    resumed, history, stopper = _train_with_callbacks(resumed_dir, backup_first, save_freq=save_freq)
+        _train_with_callbacks(
+            resumed_dir, backup_first, interrupt_at=interrupt_at, save_freq=save_freq
+        )
+    resumed, history, stopper = _train_with_callbacks(
+        resumed_dir, backup_first, save_freq=save_freq
+    )
     _assert_same_weights(reference, resumed)
     assert history.history == reference_history.history
     assert stopper.stopped_epoch == reference_stopper.stopped_epoch
     assert (resumed_dir / "log.csv").read_text() == (reference_dir / "log.csv").read_text()
-    best, expected = (torch.load(d / "best.pt", weights_only=True) for d in (resumed_dir, reference_dir))
+    best, expected = (
+        torch.load(d / "best.pt", weights_only=True) for d in (resumed_dir, reference_dir)
+    )
     assert all(torch.equal(best[key], value) for key, value in expected.items())
 
 
@@ -315,7 +349,9 @@ def test_backup_dir_that_is_a_file_fails_before_training(tmp_path):
     (tmp_path / "taken").write_text("mine")
     with pytest.raises(ValueError, match="`backup_dir` must be a folder, but .*taken' is a file"):
         _train(tmp_path / "taken", epochs=1)
-    with pytest.raises(ValueError, match="`backup_dir` .*sub' cannot be a folder: .*taken' above it is a file"):
+    with pytest.raises(
+        ValueError, match="`backup_dir` .*sub' cannot be a folder: .*taken' above it is a file"
+    ):
         _train(tmp_path / "taken" / "sub", epochs=1)
     assert (tmp_path / "taken").read_text() == "mine"
 
@@ -338,10 +374,13 @@ def _train_counting_batches(work_dir, interrupt_at=None):
     # Callbacks counting batches after the backup: their count of the batch a backup
     # follows must be in that backup.
     board = torchfit.callbacks.TensorBoard(str(work_dir / "logs"), update_freq=1, write_graph=False)
-    run = [BackupAndRestore(work_dir / "backup", save_freq=2),
-           torchfit.callbacks.ModelCheckpoint(str(work_dir / "e{epoch}-b{batch}.pt"), save_freq=3,
-                                              save_weights_only=True),
-           board]
+    run = [
+        BackupAndRestore(work_dir / "backup", save_freq=2),
+        torchfit.callbacks.ModelCheckpoint(
+            str(work_dir / "e{epoch}-b{batch}.pt"), save_freq=3, save_weights_only=True
+        ),
+        board,
+    ]
     if interrupt_at is not None:
         run.append(_Interrupt(interrupt_at))
     model.fit(x, x[:, :1], batch_size=8, epochs=3, verbose=0, callbacks=run)

@@ -47,10 +47,12 @@ def test_set_model_and_params():
 
 
 def test_model_unwraps_distributed_data_parallel():
+    from torch.nn.parallel import DistributedDataParallel
+
     inner = FakeModel()
-    DistributedDataParallel = type("DistributedDataParallel", (), {})
-    wrapper = DistributedDataParallel()
-    wrapper.module = inner
+    # A DDP wrapper without a process group: never initialised, holding `module` only.
+    wrapper = DistributedDataParallel.__new__(DistributedDataParallel)
+    object.__setattr__(wrapper, "module", inner)
     callback = Callback()
     callback.set_model(wrapper)
     assert callback.model is inner
@@ -61,7 +63,9 @@ def test_overrides_sees_only_real_overrides():
         def on_epoch_end(self, epoch, logs=None):
             pass
 
-    assert not any(OnlyEpochs()._overrides(h) for h in ("on_train_batch_end", "on_test_batch_begin"))
+    assert not any(
+        OnlyEpochs()._overrides(h) for h in ("on_train_batch_end", "on_test_batch_begin")
+    )
 
 
 def test_check_batch_frequency_takes_its_words_or_a_positive_batch_count():

@@ -31,7 +31,9 @@ class Recorder(Callback):
 
 
 def test_adds_history_and_progbar_like_keras():
-    callbacks = CallbackList([Recorder()], add_history=True, add_progbar=True, verbose=1, epochs=1, steps=1)
+    callbacks = CallbackList(
+        [Recorder()], add_history=True, add_progbar=True, verbose=1, epochs=1, steps=1
+    )
     assert [type(c) for c in callbacks] == [Recorder, History, ProgbarLogger]
     silent = CallbackList(add_history=True, add_progbar=True, verbose=0, epochs=1, steps=1)
     assert [type(c) for c in silent] == [History]
@@ -158,3 +160,26 @@ def test_append_flattens_and_configures():
 def test_rejects_non_callbacks():
     with pytest.raises(TypeError, match="callbacks"):
         CallbackList([object()])
+
+
+def test_callbacks_that_say_chief_only_run_on_rank_zero_only(tmp_path):
+    from torchfit.callbacks import CSVLogger
+    from torchfit.distribution import SingleProcess
+
+    class RankOne(SingleProcess):  # what a DistributedRun answers on rank 1
+        rank, world_size, is_chief = 1, 2, False
+
+    class Printer(Callback):
+        chief_only = True
+
+    model = FakeModel()
+    model.distribution = RankOne()
+    mine = Recorder()
+    given = [mine, Printer(), CSVLogger(str(tmp_path / "log.csv")), ProgbarLogger()]
+    callbacks = CallbackList(
+        given, add_history=True, add_progbar=True, model=model, verbose=1, epochs=1, steps=1
+    )
+    assert [type(c) for c in callbacks] == [Recorder, History]
+    model.distribution = SingleProcess()  # rank 0 (or one process) runs every callback
+    callbacks = CallbackList(given, add_progbar=True, model=model, verbose=1, epochs=1, steps=1)
+    assert [type(c) for c in callbacks] == [Recorder, Printer, CSVLogger, ProgbarLogger]

@@ -13,7 +13,13 @@ def _fit(logger, epoch_logs):
 
 def test_epoch_column_from_zero_then_sorted_keys(tmp_path):
     path = tmp_path / "log.csv"
-    _fit(CSVLogger(path), [{"loss": 0.5, "acc": 0.25, "val_loss": 0.75, "val_acc": 0.5}, {"loss": 0.25, "acc": 0.5, "val_loss": 0.5, "val_acc": 0.75}])
+    _fit(
+        CSVLogger(path),
+        [
+            {"loss": 0.5, "acc": 0.25, "val_loss": 0.75, "val_acc": 0.5},
+            {"loss": 0.25, "acc": 0.5, "val_loss": 0.5, "val_acc": 0.75},
+        ],
+    )
     assert path.read_text().splitlines() == [
         "epoch,acc,loss,val_acc,val_loss",
         "0,0.25,0.5,0.5,0.75",
@@ -67,7 +73,15 @@ def test_real_fit_with_validation(tmp_path):
     model = torchfit.Model(torch.nn.Sequential(torch.nn.Linear(2, 1)))
     model.compile(optimizer="sgd", loss="mse")
     path = tmp_path / "training.csv"
-    model.fit(x, x[:, :1], epochs=3, batch_size=4, verbose=0, validation_data=(x, x[:, :1]), callbacks=[CSVLogger(path)])
+    model.fit(
+        x,
+        x[:, :1],
+        epochs=3,
+        batch_size=4,
+        verbose=0,
+        validation_data=(x, x[:, :1]),
+        callbacks=[CSVLogger(path)],
+    )
     lines = path.read_text().splitlines()
     assert lines[0] == "epoch,loss,val_loss"
     assert [line.split(",")[0] for line in lines[1:]] == ["0", "1", "2"]
@@ -79,8 +93,11 @@ def test_append_onto_other_columns_is_refused_naming_both(tmp_path):
     path = tmp_path / "log.csv"
     _fit(CSVLogger(path), [{"loss": 1.0, "acc": 0.5}])
     before = path.read_bytes()
-    with pytest.raises(ValueError, match=r"columns are \['epoch', 'acc', 'loss', 'val_acc', 'val_loss'\], this run"
-                                         r" logs \['epoch', 'loss', 'mae', 'val_loss', 'val_mae'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"columns are \['epoch', 'acc', 'loss', 'val_acc', 'val_loss'\], this run"
+        r" logs \['epoch', 'loss', 'mae', 'val_loss', 'val_mae'\]",
+    ):
         _fit(CSVLogger(path, append=True), [{"loss": 0.5, "mae": 0.1}])
     assert path.read_bytes() == before
 

@@ -124,8 +124,9 @@ BASELINE_CASES = [
 
 @pytest.mark.parametrize("scores, baseline, patience, stop, best", BASELINE_CASES)
 def test_real_fit_baseline_and_patience(bias_fit, scripted, scores, baseline, patience, stop, best):
-    stopper = EarlyStopping(monitor="score", mode="min", baseline=baseline, patience=patience,
-                            restore_best_weights=True)
+    stopper = EarlyStopping(
+        monitor="score", mode="min", baseline=baseline, patience=patience, restore_best_weights=True
+    )
     model, history, snapshots = bias_fit([scripted(scores), stopper], epochs=len(scores))
     assert history.epoch == list(range(len(scores) if stop is None else stop + 1))
     assert stopper.stopped_epoch == (stop or 0)
@@ -145,7 +146,9 @@ def test_real_fit_restores_best_weights_when_another_callback_stops(bias_fit, sc
             self.model.stop_training = epoch == 2
 
     stopper = EarlyStopping(monitor="score", mode="min", patience=10, restore_best_weights=True)
-    model, history, snapshots = bias_fit([scripted([3.0, 1.0, 2.0, 0.5]), stopper, StopAtTwo()], epochs=4)
+    model, history, snapshots = bias_fit(
+        [scripted([3.0, 1.0, 2.0, 0.5]), stopper, StopAtTwo()], epochs=4
+    )
     assert history.epoch == [0, 1, 2] and stopper.stopped_epoch == 0
     np.testing.assert_array_equal(model.get_weights()[1], snapshots.weights[1][1])
     assert snapshots.weights[1][1] != snapshots.weights[2][1]

@@ -17,7 +17,9 @@ class FakeModel:
 
 def _fit(callback, optimizer, epochs=3):
     history = History()
-    callbacks = CallbackList([callback, history], model=FakeModel(optimizer), verbose=0, epochs=epochs, steps=1)
+    callbacks = CallbackList(
+        [callback, history], model=FakeModel(optimizer), verbose=0, epochs=epochs, steps=1
+    )
     callbacks.on_train_begin()
     for epoch in range(epochs):
         callbacks.on_epoch_begin(epoch)
@@ -26,12 +28,16 @@ def _fit(callback, optimizer, epochs=3):
 
 
 def test_schedule_gets_epoch_and_current_rate():
-    rates = _fit(LearningRateScheduler(lambda epoch, lr: lr * 0.5 if epoch else lr), RateOptimizer(1.0))
+    rates = _fit(
+        LearningRateScheduler(lambda epoch, lr: lr * 0.5 if epoch else lr), RateOptimizer(1.0)
+    )
     assert rates == [1.0, 0.5, 0.25]
 
 
 def test_one_argument_schedule_and_numpy_floats():
-    rates = _fit(LearningRateScheduler(lambda epoch: np.float32(0.1 * (epoch + 1))), RateOptimizer(1.0))
+    rates = _fit(
+        LearningRateScheduler(lambda epoch: np.float32(0.1 * (epoch + 1))), RateOptimizer(1.0)
+    )
     assert rates == pytest.approx([0.1, 0.2, 0.3])
 
 
@@ -39,7 +45,9 @@ def test_torch_optimizer_groups(capsys):
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
     _fit(LearningRateScheduler(lambda epoch, lr: 0.01, verbose=1), optimizer, epochs=1)
     assert optimizer.param_groups[0]["lr"] == 0.01
-    assert "Epoch 1: LearningRateScheduler setting learning rate to 0.01." in capsys.readouterr().out
+    assert (
+        "Epoch 1: LearningRateScheduler setting learning rate to 0.01." in capsys.readouterr().out
+    )
 
 
 def test_non_float_schedule_output_is_an_error():
@@ -53,8 +61,14 @@ def test_real_fit_changes_torchfit_optimizer_rate():
     x = np.ones((8, 2), "float32")
     model = torchfit.Model(torch.nn.Sequential(torch.nn.Linear(2, 1)))
     model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.1), loss="mse")
-    history = model.fit(x, x[:, :1], epochs=3, batch_size=4, verbose=0,
-                        callbacks=[LearningRateScheduler(lambda epoch, lr: 0.1 / (epoch + 1))])
+    history = model.fit(
+        x,
+        x[:, :1],
+        epochs=3,
+        batch_size=4,
+        verbose=0,
+        callbacks=[LearningRateScheduler(lambda epoch, lr: 0.1 / (epoch + 1))],
+    )
     assert history.history["learning_rate"] == pytest.approx([0.1, 0.05, 0.1 / 3])
     assert model.optimizer.learning_rate == pytest.approx(0.1 / 3)
 
@@ -70,7 +84,9 @@ def test_real_fit_trains_each_epoch_with_the_scheduled_rate(bias_fit, bias_steps
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_real_fit_non_finite_rate_stops_before_the_epoch_naming_it(bias_fit, bad):
     callback = LearningRateScheduler(lambda epoch, lr: 0.1 / (2 - epoch) if epoch < 2 else bad)
-    with pytest.raises(ValueError, match=rf"learning rate of {bad} for epoch 2 \(from 0\), given lr=0.1"):
+    with pytest.raises(
+        ValueError, match=rf"learning rate of {bad} for epoch 2 \(from 0\), given lr=0.1"
+    ):
         bias_fit([callback], epochs=4)
     model = callback.model
     assert model.optimizer.iterations == 4  # two epochs trained, the third never started

@@ -25,7 +25,9 @@ class FakeModel:
 
 def _fit(callback, epoch_logs, steps=1, batch_logs=None):
     model = FakeModel()
-    callbacks = CallbackList([callback], model=model, verbose=0, epochs=len(epoch_logs), steps=steps)
+    callbacks = CallbackList(
+        [callback], model=model, verbose=0, epochs=len(epoch_logs), steps=steps
+    )
     callbacks.on_train_begin()
     for epoch, logs in enumerate(epoch_logs):
         callbacks.on_epoch_begin(epoch)
@@ -45,7 +47,9 @@ def test_every_epoch_with_placeholders(tmp_path):
 
 
 def test_save_weights_only_calls_save_weights(tmp_path):
-    model = _fit(ModelCheckpoint(str(tmp_path / "w.pt"), save_weights_only=True), [{"val_loss": 1.0}])
+    model = _fit(
+        ModelCheckpoint(str(tmp_path / "w.pt"), save_weights_only=True), [{"val_loss": 1.0}]
+    )
     assert model.saved == [("weights", str(tmp_path / "w.pt"))]
 
 
@@ -60,7 +64,10 @@ def test_save_best_only(tmp_path, capsys):
 
 def test_initial_value_threshold_and_max_mode(tmp_path):
     callback = ModelCheckpoint(
-        str(tmp_path / "c-{epoch}.pt"), monitor="val_acc", mode="max", save_best_only=True,
+        str(tmp_path / "c-{epoch}.pt"),
+        monitor="val_acc",
+        mode="max",
+        save_best_only=True,
         initial_value_threshold=0.7,
     )
     model = _fit(callback, [{"val_acc": 0.6}, {"val_acc": 0.8}])
@@ -121,7 +128,14 @@ def test_real_fit_writes_loadable_weights(tmp_path):
     model = torchfit.Model(torch.nn.Sequential(torch.nn.Linear(2, 1)))
     model.compile(optimizer="sgd", loss="mse")
     path = str(tmp_path / "w-{epoch}-{loss:.3f}.weights.h5")
-    model.fit(x, x[:, :1], epochs=2, batch_size=4, verbose=0, callbacks=[ModelCheckpoint(path, monitor="loss", save_weights_only=True)])
+    model.fit(
+        x,
+        x[:, :1],
+        epochs=2,
+        batch_size=4,
+        verbose=0,
+        callbacks=[ModelCheckpoint(path, monitor="loss", save_weights_only=True)],
+    )
     files = sorted(os.listdir(tmp_path))
     assert len(files) == 2 and files[0].startswith("w-1-") and files[1].startswith("w-2-")
     state = torch.load(tmp_path / files[1], weights_only=True)
@@ -136,10 +150,20 @@ def _bias(path):
 
 def test_real_fit_save_best_only_keeps_the_best_epochs_weights(tmp_path, bias_fit, scripted):
     scores = [3.0, 2.0, 2.5, 1.0, 1.5]
-    best = ModelCheckpoint(str(tmp_path / "best.pt"), monitor="score", mode="min",
-                           save_best_only=True, save_weights_only=True)
-    numbered = ModelCheckpoint(str(tmp_path / "best-{epoch}.pt"), monitor="score", mode="min",
-                               save_best_only=True, save_weights_only=True)
+    best = ModelCheckpoint(
+        str(tmp_path / "best.pt"),
+        monitor="score",
+        mode="min",
+        save_best_only=True,
+        save_weights_only=True,
+    )
+    numbered = ModelCheckpoint(
+        str(tmp_path / "best-{epoch}.pt"),
+        monitor="score",
+        mode="min",
+        save_best_only=True,
+        save_weights_only=True,
+    )
     _, _, snapshots = bias_fit([scripted(scores), best, numbered], epochs=len(scores))
     assert sorted(os.listdir(tmp_path)) == ["best-1.pt", "best-2.pt", "best-4.pt", "best.pt"]
     biases = [float(weights[1][0]) for weights in snapshots.weights]
@@ -151,21 +175,28 @@ def test_real_fit_save_best_only_keeps_the_best_epochs_weights(tmp_path, bias_fi
 
 
 def test_real_fit_batch_frequency_saves_the_weights_of_that_batch(tmp_path, bias_fit):
-    callback = ModelCheckpoint(str(tmp_path / "e{epoch}-b{batch}.pt"), save_freq=3, save_weights_only=True)
+    callback = ModelCheckpoint(
+        str(tmp_path / "e{epoch}-b{batch}.pt"), save_freq=3, save_weights_only=True
+    )
     bias_fit([callback], epochs=3)  # 2 batches per epoch: saves after batches 3 and 6
     assert sorted(os.listdir(tmp_path)) == ["e2-b1.pt", "e3-b2.pt"]
     # Each step adds the learning rate (1.0) to the bias.
     assert _bias(tmp_path / "e2-b1.pt") == 3.0 and _bias(tmp_path / "e3-b2.pt") == 6.0
 
 
-@pytest.mark.parametrize("monitor, validation, close", [("val_los", True, "'val_loss'"), ("los", False, "'loss'")])
-def test_real_fit_unknown_monitor_fails_fast_naming_the_closest_key(tmp_path, bias_fit, monitor,
-                                                                     validation, close):
+@pytest.mark.parametrize(
+    "monitor, validation, close", [("val_los", True, "'val_loss'"), ("los", False, "'loss'")]
+)
+def test_real_fit_unknown_monitor_fails_fast_naming_the_closest_key(
+    tmp_path, bias_fit, monitor, validation, close
+):
     import numpy as np
 
     callback = ModelCheckpoint(str(tmp_path / "best.pt"), monitor=monitor, save_best_only=True)
     data = (np.zeros((4, 1), "float32"), np.full((4, 1), 100.0, "float32"))
-    with pytest.raises(ValueError, match=f"monitor='{monitor}', which is not in the logs.*Did you mean {close}"):
+    with pytest.raises(
+        ValueError, match=f"monitor='{monitor}', which is not in the logs.*Did you mean {close}"
+    ):
         bias_fit([callback], epochs=3, validation_data=data if validation else None)
     assert os.listdir(tmp_path) == []
 
@@ -173,7 +204,9 @@ def test_real_fit_unknown_monitor_fails_fast_naming_the_closest_key(tmp_path, bi
 def test_real_fit_epochs_without_validation_keep_the_best_file(tmp_path, bias_fit):
     import numpy as np
 
-    callback = ModelCheckpoint(str(tmp_path / "best-{epoch}.pt"), save_best_only=True, save_weights_only=True)
+    callback = ModelCheckpoint(
+        str(tmp_path / "best-{epoch}.pt"), save_best_only=True, save_weights_only=True
+    )
     data = (np.zeros((4, 1), "float32"), np.full((4, 1), 100.0, "float32"))
     with pytest.warns(UserWarning, match="no validation ran this epoch"):
         bias_fit([callback], epochs=4, validation_data=data, validation_freq=2)
@@ -188,8 +221,10 @@ def test_best_only_at_batch_ends_on_a_validation_key_fails_before_training(tmp_p
     assert callback.model.optimizer.iterations == 0
 
 
-@pytest.mark.parametrize("pattern", ["ckpt-{epoch:02q}.pt", "ckpt-{epoch.pt", "ckpt-epoch}.pt", "ckpt-{}.pt",
-                                     "ckpt-{loss!x}.pt"])
+@pytest.mark.parametrize(
+    "pattern",
+    ["ckpt-{epoch:02q}.pt", "ckpt-{epoch.pt", "ckpt-epoch}.pt", "ckpt-{}.pt", "ckpt-{loss!x}.pt"],
+)
 def test_bad_filepath_pattern_fails_before_training(tmp_path, bias_fit, pattern):
     import warnings
 
@@ -209,7 +244,9 @@ def test_filepath_under_a_file_fails_before_training(tmp_path, bias_fit):
     assert callback.model.optimizer.iterations == 0
 
 
-def test_a_save_failing_halfway_leaves_the_previous_best_file(tmp_path, bias_fit, scripted, monkeypatch):
+def test_a_save_failing_halfway_leaves_the_previous_best_file(
+    tmp_path, bias_fit, scripted, monkeypatch
+):
     import torch
 
     path = tmp_path / "best.pt"
@@ -218,15 +255,18 @@ def test_a_save_failing_halfway_leaves_the_previous_best_file(tmp_path, bias_fit
     class FailingSecondSave(ModelCheckpoint):
         def _save_model(self, epoch, batch, logs):
             if epoch == 1:
+
                 def half_then_fail(obj, file):
                     real_save(obj, file)
                     file.truncate(10)
                     raise OSError("disk full")
+
                 monkeypatch.setattr(torch, "save", half_then_fail)
             super()._save_model(epoch, batch, logs)
 
-    callback = FailingSecondSave(str(path), monitor="score", mode="min", save_best_only=True,
-                                 save_weights_only=True)
+    callback = FailingSecondSave(
+        str(path), monitor="score", mode="min", save_best_only=True, save_weights_only=True
+    )
     with pytest.raises(OSError, match="disk full"):
         bias_fit([scripted([2.0, 1.0]), callback], epochs=2)
     assert _bias(path) == 2.0  # epoch 1's weights (two steps of 1.0), intact
@@ -234,11 +274,15 @@ def test_a_save_failing_halfway_leaves_the_previous_best_file(tmp_path, bias_fit
 
 
 def test_state_dict_round_trip_keeps_best_and_batch_count(tmp_path):
-    callback = ModelCheckpoint(str(tmp_path / "b{batch}.pt"), monitor="loss", save_best_only=True, save_freq=3)
+    callback = ModelCheckpoint(
+        str(tmp_path / "b{batch}.pt"), monitor="loss", save_best_only=True, save_freq=3
+    )
     _fit(callback, [{"loss": 1.0}], steps=2)
     state = callback.state_dict()
     assert state == {"best": None, "batches_seen_since_last_saving": 2, "last_batch_seen": 1}
-    resumed = ModelCheckpoint(str(tmp_path / "b{batch}.pt"), monitor="loss", save_best_only=True, save_freq=3)
+    resumed = ModelCheckpoint(
+        str(tmp_path / "b{batch}.pt"), monitor="loss", save_best_only=True, save_freq=3
+    )
     resumed.load_state_dict({**state, "best": 0.5})
     model = _fit(resumed, [{"loss": 1.0}], steps=2, batch_logs={"loss": 0.4})
     # One more batch makes 3: due at the first batch, where 0.4 beats 0.5.

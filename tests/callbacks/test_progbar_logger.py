@@ -80,7 +80,8 @@ def test_fit_line_format_verbose_2(clock, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "Epoch 1/2"
     assert re.fullmatch(
-        r"4/4 - 0s - \d+ms/step - accuracy: 0\.8000 - loss: 0\.2500 - val_accuracy: 0\.7500 - val_loss: 0\.3000",
+        r"4/4 - 0s - \d+ms/step - accuracy: 0\.8000 - loss: 0\.2500"
+        r" - val_accuracy: 0\.7500 - val_loss: 0\.3000",
         lines[1],
     )
 

@@ -19,7 +19,9 @@ class FakeModel:
 def _run(callback, losses, optimizer):
     history = History()
     model = FakeModel(optimizer)
-    callbacks = CallbackList([callback, history], model=model, verbose=0, epochs=len(losses), steps=1)
+    callbacks = CallbackList(
+        [callback, history], model=model, verbose=0, epochs=len(losses), steps=1
+    )
     callbacks.on_train_begin()
     for epoch, loss in enumerate(losses):
         callbacks.on_epoch_end(epoch, {"loss": loss, "val_loss": loss})
@@ -27,7 +29,9 @@ def _run(callback, losses, optimizer):
 
 
 def test_reduces_after_patience_and_logs_rate():
-    rates = _run(ReduceLROnPlateau(factor=0.5, patience=2), [1.0, 1.0, 1.0, 1.0, 1.0], RateOptimizer(0.1))
+    rates = _run(
+        ReduceLROnPlateau(factor=0.5, patience=2), [1.0, 1.0, 1.0, 1.0, 1.0], RateOptimizer(0.1)
+    )
     assert rates == pytest.approx([0.1, 0.1, 0.1, 0.05, 0.05])
 
 
@@ -73,10 +77,12 @@ COOLDOWN_CASES = [
 
 
 @pytest.mark.parametrize("scores, patience, cooldown, min_lr, rates", COOLDOWN_CASES)
-def test_real_fit_trains_with_the_reduced_rate(bias_fit, bias_steps, scripted, scores, patience,
-                                               cooldown, min_lr, rates):
-    callback = ReduceLROnPlateau(monitor="score", mode="min", factor=0.5, patience=patience,
-                                 cooldown=cooldown, min_lr=min_lr)
+def test_real_fit_trains_with_the_reduced_rate(
+    bias_fit, bias_steps, scripted, scores, patience, cooldown, min_lr, rates
+):
+    callback = ReduceLROnPlateau(
+        monitor="score", mode="min", factor=0.5, patience=patience, cooldown=cooldown, min_lr=min_lr
+    )
     model, history, snapshots = bias_fit([scripted(scores), callback], epochs=len(scores))
     # The bias gains the rate at each step: the epochs trained with these rates.
     assert bias_steps(snapshots) == pytest.approx(rates, rel=1e-5)

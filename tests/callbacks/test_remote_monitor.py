@@ -42,7 +42,9 @@ def test_posts_form_field_with_json(server):
 
 def test_posts_json_body_with_headers(server):
     root, received = server
-    RemoteMonitor(root=root, path="/p", send_as_json=True, headers={"X-Token": "t"}).on_epoch_end(0, {"loss": 1.0})
+    RemoteMonitor(root=root, path="/p", send_as_json=True, headers={"X-Token": "t"}).on_epoch_end(
+        0, {"loss": 1.0}
+    )
     path, headers, body = received[0]
     assert path == "/p" and headers["X-Token"] == "t"
     assert headers["Content-Type"] == "application/json"

@@ -35,7 +35,9 @@ def _setup(swap_on_epoch=False, epochs=2):
     param = torch.nn.Parameter(torch.tensor([1.0]))
     optimizer = SwappingOptimizer(param, torch.tensor([5.0]))
     callback = SwapEMAWeights(swap_on_epoch=swap_on_epoch)
-    callbacks = CallbackList([callback], model=FakeModel(optimizer), verbose=0, epochs=epochs, steps=1)
+    callbacks = CallbackList(
+        [callback], model=FakeModel(optimizer), verbose=0, epochs=epochs, steps=1
+    )
     return param, optimizer, callbacks
 
 
@@ -109,8 +111,15 @@ def test_real_fit_validates_with_ema_weights():
         def on_test_end(self, logs=None):
             checks.append(torch.equal(model.module[0].weight.detach(), self.raw))
 
-    history = model.fit(x, x[:, :1], epochs=2, batch_size=4, verbose=0, validation_data=(x, x[:, :1]),
-                        callbacks=[SwapEMAWeights(), Spy()])
+    history = model.fit(
+        x,
+        x[:, :1],
+        epochs=2,
+        batch_size=4,
+        verbose=0,
+        validation_data=(x, x[:, :1]),
+        callbacks=[SwapEMAWeights(), Spy()],
+    )
     assert len(history.history["val_loss"]) == 2
     assert checks == [True, True, True, True]
 
@@ -137,8 +146,9 @@ def test_real_fit_validates_with_the_average_and_ends_holding_it(bias_fit):
 
     recorder = _EMARecorder()
     data = (np.zeros((4, 1), "float32"), np.full((4, 1), 100.0, "float32"))
-    model, history, _ = bias_fit([SwapEMAWeights(), recorder], epochs=3, optimizer=_ema_sgd(),
-                                 validation_data=data)
+    model, history, _ = bias_fit(
+        [SwapEMAWeights(), recorder], epochs=3, optimizer=_ema_sgd(), validation_data=data
+    )
     # Raw weights train on: 2 steps of 1.0 per epoch; the average lags behind.
     assert recorder.model_bias == [2.0, 4.0, 6.0]
     assert all(average < raw for average, raw in zip(recorder.slot_bias, recorder.model_bias))
@@ -153,8 +163,9 @@ def test_real_fit_swap_on_epoch_checkpoints_hold_the_average(tmp_path, bias_fit)
 
     recorder = _EMARecorder()
     checkpoint = ModelCheckpoint(str(tmp_path / "e{epoch}.pt"), save_weights_only=True)
-    model, _, _ = bias_fit([SwapEMAWeights(swap_on_epoch=True), recorder, checkpoint], epochs=3,
-                           optimizer=_ema_sgd())
+    model, _, _ = bias_fit(
+        [SwapEMAWeights(swap_on_epoch=True), recorder, checkpoint], epochs=3, optimizer=_ema_sgd()
+    )
     # Between epochs the model holds the average and the slot the raw weights; after
     # the last one both hold the average, which fit's end keeps.
     assert recorder.slot_bias[:2] == [2.0, 4.0]

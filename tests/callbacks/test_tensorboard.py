@@ -25,11 +25,17 @@ class CountingOptimizer(torch.optim.SGD):
 
 class FakeModel:
     def __init__(self, with_embedding=False):
-        layers = [nn.Embedding(5, 3), nn.Flatten(), nn.Linear(6, 1)] if with_embedding else [nn.Linear(2, 1)]
+        layers = (
+            [nn.Embedding(5, 3), nn.Flatten(), nn.Linear(6, 1)]
+            if with_embedding
+            else [nn.Linear(2, 1)]
+        )
         self.module = nn.Sequential(*layers)
         self.optimizer = CountingOptimizer(self.module.parameters())
         self.stop_training = False
-        self._example_inputs = (torch.zeros(1, 2, dtype=torch.long) if with_embedding else torch.zeros(1, 2),)
+        self.example_inputs = (
+            torch.zeros(1, 2, dtype=torch.long) if with_embedding else torch.zeros(1, 2),
+        )
 
 
 def _fit(callback, model, epochs=2, steps=4, validate=True):
@@ -53,7 +59,9 @@ def _fit(callback, model, epochs=2, steps=4, validate=True):
 
 
 def _scalars(folder):
-    accumulator = event_accumulator.EventAccumulator(str(folder), size_guidance={"scalars": 0, "histograms": 0})
+    accumulator = event_accumulator.EventAccumulator(
+        str(folder), size_guidance={"scalars": 0, "histograms": 0}
+    )
     accumulator.Reload()
     return accumulator
 
@@ -75,7 +83,11 @@ def test_epoch_scalars_in_train_and_validation(tmp_path):
 
 
 def test_batch_scalars_every_n_batches(tmp_path):
-    _fit(TensorBoard(log_dir=tmp_path, update_freq=2, write_steps_per_second=True), FakeModel(), validate=False)
+    _fit(
+        TensorBoard(log_dir=tmp_path, update_freq=2, write_steps_per_second=True),
+        FakeModel(),
+        validate=False,
+    )
     train = _scalars(tmp_path / "train")
     assert [step for step, _ in _values(train, "batch_loss")] == [2, 4, 6, 8]
     assert _values(train, "batch_loss")[0] == (2, 0.5)
@@ -95,7 +107,11 @@ def test_epoch_update_freq_has_no_batch_hooks(tmp_path):
 
 
 def test_histograms_images_and_graph(tmp_path):
-    _fit(TensorBoard(log_dir=tmp_path, histogram_freq=1, write_images=True), FakeModel(), validate=False)
+    _fit(
+        TensorBoard(log_dir=tmp_path, histogram_freq=1, write_images=True),
+        FakeModel(),
+        validate=False,
+    )
     train = _scalars(tmp_path / "train")
     tags = train.Tags()
     assert set(tags["histograms"]) == {"0.weight/histogram", "0.bias/histogram"}
@@ -106,7 +122,7 @@ def test_histograms_images_and_graph(tmp_path):
 
 def test_graph_skipped_quietly_without_example_inputs(tmp_path, recwarn):
     model = FakeModel()
-    del model._example_inputs
+    del model.example_inputs
     _fit(TensorBoard(log_dir=tmp_path), model, epochs=1, validate=False)
     assert not _scalars(tmp_path / "train").Tags()["graph"]
     assert not [w for w in recwarn if "TensorBoard" in str(w.message)]
@@ -115,14 +131,18 @@ def test_graph_skipped_quietly_without_example_inputs(tmp_path, recwarn):
 def test_embeddings_written_for_embedding_modules(tmp_path):
     metadata = tmp_path / "labels.tsv"
     metadata.write_text("\n".join("abcde"))
-    callback = TensorBoard(log_dir=tmp_path / "logs", embeddings_freq=1, embeddings_metadata={"0": str(metadata)})
+    callback = TensorBoard(
+        log_dir=tmp_path / "logs", embeddings_freq=1, embeddings_metadata={"0": str(metadata)}
+    )
     _fit(callback, FakeModel(with_embedding=True), epochs=1, validate=False)
     config = (tmp_path / "logs" / "train" / "projector_config.pbtxt").read_text()
     assert "tensor_path" in config and "metadata_path" in config
 
 
 def test_unknown_embedding_metadata_name(tmp_path):
-    callback = TensorBoard(log_dir=tmp_path, embeddings_freq=1, embeddings_metadata={"nope": "x.tsv"})
+    callback = TensorBoard(
+        log_dir=tmp_path, embeddings_freq=1, embeddings_metadata={"nope": "x.tsv"}
+    )
     with pytest.raises(ValueError, match="nope"):
         _fit(callback, FakeModel(with_embedding=True), epochs=1, validate=False)
 
@@ -157,7 +177,17 @@ def test_real_tensorboard_server_serves_the_scalars(tmp_path):
         pytest.skip("the tensorboard command is not installed next to this Python")
     port = _free_port()
     server = subprocess.Popen(
-        [binary, "--logdir", str(tmp_path), "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "1"],
+        [
+            binary,
+            "--logdir",
+            str(tmp_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--reload_interval",
+            "1",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -190,7 +220,15 @@ def test_real_fit_writes_keras_tags(tmp_path):
     model = torchfit.Model(nn.Sequential(nn.Linear(2, 1)))
     model.compile(optimizer="adam", loss="mse", metrics=["mae"])
     callback = TensorBoard(log_dir=tmp_path, histogram_freq=1, update_freq="batch")
-    model.fit(x, x[:, :1], epochs=2, batch_size=4, verbose=0, validation_data=(x, x[:, :1]), callbacks=[callback])
+    model.fit(
+        x,
+        x[:, :1],
+        epochs=2,
+        batch_size=4,
+        verbose=0,
+        validation_data=(x, x[:, :1]),
+        callbacks=[callback],
+    )
     train, validation = _scalars(tmp_path / "train"), _scalars(tmp_path / "validation")
     train_tags = set(train.Tags()["scalars"])
     assert {"epoch_loss", "epoch_learning_rate", "batch_loss"} <= train_tags

@@ -44,4 +44,32 @@ def test_real_fit_raises_on_nan_input():
     model = torchfit.Model(torch.nn.Sequential(torch.nn.Linear(2, 1)))
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(RuntimeError, match="batch 1"):
-        model.fit(x, x[:, :1], epochs=1, batch_size=4, shuffle=False, verbose=0, callbacks=[TerminateOnNaN(raise_error=True)])
+        model.fit(
+            x,
+            x[:, :1],
+            epochs=1,
+            batch_size=4,
+            shuffle=False,
+            verbose=0,
+            callbacks=[TerminateOnNaN(raise_error=True)],
+        )
+
+
+def test_a_bad_loss_asks_the_models_distribution_to_stop_every_process():
+    from torchfit.distribution import SingleProcess
+
+    class Recording(SingleProcess):  # as a DistributedRun: the stop is settled later, by all
+        def __init__(self):
+            self.requests = []
+
+        def request_stop(self, batch, reason, error=False):
+            self.requests.append((batch, reason, error))
+
+    for raise_error in (False, True):
+        model = FakeModel()
+        model.distribution = Recording()
+        callbacks = CallbackList([TerminateOnNaN(raise_error=raise_error)], model=model)
+        callbacks.on_train_batch_end(3, {"loss": math.nan})  # neither prints nor raises here
+        ((batch, reason, error),) = model.distribution.requests
+        assert (batch, error) == (3, raise_error) and model.stop_training
+        assert ("at batch 3" in reason) == raise_error

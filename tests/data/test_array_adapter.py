@@ -53,7 +53,7 @@ def test_default_batch_size_and_from_steps():
 def test_bool_and_pandas_inputs():
     frame = pd.DataFrame({"a": np.arange(4.0), "b": np.arange(4)})
     series = pd.Series([True, False, True, True])
-    (x, y), = _batches(ArrayDataAdapter(frame, series, batch_size=4))
+    ((x, y),) = _batches(ArrayDataAdapter(frame, series, batch_size=4))
     assert x.dtype == torch.float32 and x.shape == (4, 2)
     assert y.dtype == torch.bool and y.tolist() == [True, False, True, True]
 
@@ -80,8 +80,8 @@ def test_shuffle_matches_hand_written_randperm_loop(seed):
         permutation = torch.randperm(11)
         xs, ys = x[permutation], y[permutation]
         for i, (bx, by) in enumerate(got[epoch]):
-            assert torch.equal(bx, xs[4 * i:4 * i + 4])
-            assert torch.equal(by, ys[4 * i:4 * i + 4])
+            assert torch.equal(bx, xs[4 * i : 4 * i + 4])
+            assert torch.equal(by, ys[4 * i : 4 * i + 4])
     orders = [torch.cat([by for _, by in epoch]).tolist() for epoch in got]
     assert orders[0] != orders[1]  # a new permutation each epoch
 
@@ -139,9 +139,11 @@ def test_sample_weight_batches():
 
 def test_single_sample_weight_replicated_to_each_output():
     y = {"a": np.zeros(4), "b": np.zeros(4)}
-    (_, _, weights), = _batches(ArrayDataAdapter(np.zeros(4), y, np.arange(4.0), batch_size=4))
+    ((_, _, weights),) = _batches(ArrayDataAdapter(np.zeros(4), y, np.arange(4.0), batch_size=4))
     assert set(weights) == {"a", "b"} and weights["b"].tolist() == [0, 1, 2, 3]
-    (_, _, weights), = _batches(ArrayDataAdapter(np.zeros(4), [np.zeros(4)] * 2, np.ones(4), batch_size=4))
+    ((_, _, weights),) = _batches(
+        ArrayDataAdapter(np.zeros(4), [np.zeros(4)] * 2, np.ones(4), batch_size=4)
+    )
     assert isinstance(weights, list) and len(weights) == 2
 
 
@@ -155,7 +157,7 @@ def test_sample_weight_structure_must_match_outputs():
 def test_class_weight_sparse_targets():
     y = np.array([0, 1, 2, 1, 0])
     adapter = ArrayDataAdapter(np.zeros((5, 1)), y, batch_size=5, class_weight={0: 0.5, 1: 2.0})
-    (_, by, weights), = _batches(adapter)
+    ((_, by, weights),) = _batches(adapter)
     assert by.tolist() == y.tolist()
     assert weights.tolist() == [0.5, 2.0, 1.0, 2.0, 0.5]
 
@@ -164,15 +166,19 @@ def test_class_weight_sparse_targets():
 def test_class_weight_follows_shuffle(seed):
     torch.manual_seed(seed)
     y = np.eye(3)[[0, 1, 2, 2, 1, 0]]
-    adapter = ArrayDataAdapter(np.zeros((6, 1)), y, batch_size=4, shuffle=True,
-                               class_weight={0: 1.0, 1: 2.0, 2: 3.0})
+    adapter = ArrayDataAdapter(
+        np.zeros((6, 1)), y, batch_size=4, shuffle=True, class_weight={0: 1.0, 1: 2.0, 2: 3.0}
+    )
     for _, by, weights in _batches(adapter):
         assert torch.equal(weights, by.argmax(1).float() + 1)
 
 
 def test_class_weight_single_entry_dict_target():
-    (_, _, weights), = _batches(ArrayDataAdapter(np.zeros(2), {"out": np.array([1, 0])},
-                                                 batch_size=2, class_weight={1: 3.0}))
+    ((_, _, weights),) = _batches(
+        ArrayDataAdapter(
+            np.zeros(2), {"out": np.array([1, 0])}, batch_size=2, class_weight={1: 3.0}
+        )
+    )
     assert weights["out"].tolist() == [3.0, 1.0]
 
 
@@ -191,8 +197,9 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUD
 @needs_cuda
 def test_cuda_data_moved_once_and_batches_on_device():
     device = torch.device("cuda")
-    adapter = ArrayDataAdapter(np.arange(10.0), np.arange(10), batch_size=4, device=device,
-                               class_weight={1: 2.0})
+    adapter = ArrayDataAdapter(
+        np.arange(10.0), np.arange(10), batch_size=4, device=device, class_weight={1: 2.0}
+    )
     batches = _batches(adapter)
     assert all(t.device.type == "cuda" for batch in batches for t in batch)
     assert batches[0][2].tolist() == [1.0, 2.0, 1.0, 1.0]
@@ -205,8 +212,9 @@ def test_cuda_staged_pinned_path_matches_cpu(monkeypatch, shuffle):
 
     monkeypatch.setattr(array_adapter, "DEVICE_MEMORY_FRACTION", 0.0)
     x = torch.arange(30.0).reshape(15, 2)
-    staged = ArrayDataAdapter(x, torch.arange(15), batch_size=4, shuffle=shuffle,
-                              device=torch.device("cuda"))
+    staged = ArrayDataAdapter(
+        x, torch.arange(15), batch_size=4, shuffle=shuffle, device=torch.device("cuda")
+    )
     reference = ArrayDataAdapter(x, torch.arange(15), batch_size=4, shuffle=shuffle)
     assert staged.gathers_in_place and not staged._on_device
     for seed in (0, 1):  # two epochs, two orders
@@ -282,9 +290,28 @@ def test_fit_on_a_memmap_with_shuffle_holds_no_copy_of_the_data(tmp_path):
     model.compile("sgd", "mse")
     samples = []
     sample = torchfit.callbacks.LambdaCallback(
-        on_train_batch_end=lambda batch, logs: samples.append(_rss_anon_mib()))
+        on_train_batch_end=lambda batch, logs: samples.append(_rss_anon_mib())
+    )
     start = _rss_anon_mib()
     model.fit(x, y, batch_size=1024, epochs=2, shuffle=True, verbose=0, callbacks=[sample])
     # The mapped pages count as file memory; a copy of the data (the float32
     # conversion, a shuffled copy per epoch) would add `data_mib` of anonymous memory.
     assert max(samples) - start < 0.5 * data_mib
+
+
+def test_row_batches_give_the_chosen_rows_in_place_or_converted(tmp_path):
+    np.save(tmp_path / "x.npy", np.arange(20.0).reshape(10, 2))
+    x = np.load(tmp_path / "x.npy", mmap_mode="r")
+    y = np.arange(10)
+    order = torch.tensor([9, 8, 7, 6, 5, 4, 3, 2, 1, 0])
+    bounds = [(0, 3), (5, 5), (8, 10)]  # an empty share too: a rank's part of a tiny batch
+    in_place = ArrayDataAdapter(x, y, batch_size=4, shuffle=True)
+    converted = ArrayDataAdapter(np.array(x), y, batch_size=4, shuffle="batch")
+    assert in_place.gathers_in_place and not converted.gathers_in_place
+    assert (in_place.split_by, in_place.shuffle, converted.shuffle) == ("rows", True, "batch")
+    for adapter in (in_place, converted):
+        batches = list(adapter.row_batches(order, bounds))
+        assert [b[1].tolist() for b in batches] == [[9, 8, 7], [], [1, 0]]
+        assert batches[2][0].tolist() == [[2.0, 3.0], [0.0, 1.0]]
+        assert all(b[0].dtype == torch.float32 for b in batches)  # converted as get_iterator's
+        assert [b[1].tolist() for b in adapter.row_batches(None, [(1, 3)])] == [[1, 2]]

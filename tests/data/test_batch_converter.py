@@ -56,8 +56,11 @@ def test_a_batch_whose_x_and_y_lengths_differ_names_the_batch_and_the_shapes():
         yield _X[:4], _Y[:4]
         yield _X[:4], _Y[:3]
 
-    with pytest.raises(ValueError, match=r"In batch index 1 of the generator, x has 4 samples but"
-                                         r" y has 3\. Shapes: x \(4, 4\), y \(3, 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"In batch index 1 of the generator, x has 4 samples but"
+        r" y has 3\. Shapes: x \(4, 4\), y \(3, 1\)",
+    ):
         _fit(batches())
 
 
@@ -65,9 +68,12 @@ def test_a_sample_weight_of_a_wrong_shape_names_the_batch_and_the_shapes():
     def batches():
         yield _X[:4], _Y[:4], np.ones((4, 3), "float32")
 
-    with pytest.raises(ValueError, match=r"In batch index 0 of the generator, `sample_weight` has"
-                                         r" shape \(4, 3\) but the targets it weighs have"
-                                         r" shape \(4, 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"In batch index 0 of the generator, `sample_weight` has"
+        r" shape \(4, 3\) but the targets it weighs have"
+        r" shape \(4, 1\)",
+    ):
         _fit(batches())
     _fit(iter([(_X[:4], _Y[:4], np.ones(4, "float32"))]))  # one weight per sample is fine
 
@@ -86,8 +92,11 @@ def test_a_sequence_batch_is_named_by_its_index_in_the_sequence():
 
 def test_array_sample_weight_of_a_wrong_shape_is_named_before_training():
     model = _model()
-    with pytest.raises(ValueError, match=r"`sample_weight` has shape \(8, 3\) but the targets it"
-                                         r" weighs have shape \(8, 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"`sample_weight` has shape \(8, 3\) but the targets it"
+        r" weighs have shape \(8, 1\)",
+    ):
         model.fit(_X, _Y, sample_weight=np.ones((8, 3), "float32"), verbose=0)
 
 
@@ -97,5 +106,7 @@ def test_targets_of_the_batch_before_the_loss_was_built_are_checked_when_it_is()
     seen = []
     convert.check_targets(lambda y, where: seen.append((y.tolist(), where)))
     convert((np.zeros((2, 1)), np.array([1, 2])), index=1)
-    assert seen == [([0, 9], "in batch index 0 of the generator"),
-                    ([1, 2], "in batch index 1 of the generator")]
+    assert seen == [
+        ([0, 9], "in batch index 0 of the generator"),
+        ([1, 2], "in batch index 1 of the generator"),
+    ]

@@ -55,7 +55,7 @@ def test_batch_forms_follow_keras_rules():
 
 
 def test_python_numbers_become_tensors():
-    (x, y), = list(GeneratorDataAdapter(iter([([1.5, 2.5], 1)])).get_iterator())
+    ((x, y),) = list(GeneratorDataAdapter(iter([([1.5, 2.5], 1)])).get_iterator())
     assert isinstance(x, list) and x[0].dtype == torch.float32 and y.dtype == torch.int64
 
 

@@ -17,7 +17,6 @@ from torchfit.data import (
     SequenceAdapter,
     get_adapter,
 )
-import torchfit
 from torchfit.utils.sequence import Sequence
 
 
@@ -46,19 +45,22 @@ class Batches:
         return batches()
 
 
-@pytest.mark.parametrize("x, kind", [
-    (np.zeros((4, 1)), ArrayDataAdapter),
-    (torch.zeros(4, 1), ArrayDataAdapter),
-    (pd.DataFrame({"a": [1.0, 2.0]}), ArrayDataAdapter),
-    ([np.zeros(4), torch.zeros(4)], ArrayDataAdapter),
-    ({"a": np.zeros(4)}, ArrayDataAdapter),
-    (TensorDataset(torch.zeros(4, 1), torch.zeros(4)), ArrayDataAdapter),
-    (TinyDataset(), DatasetAdapter),
-    (DataLoader(TinyDataset(), batch_size=2), DataLoaderAdapter),
-    (TinySequence(), SequenceAdapter),
-    (batches(), GeneratorDataAdapter),
-    (Batches(), GeneratorDataAdapter),
-])
+@pytest.mark.parametrize(
+    "x, kind",
+    [
+        (np.zeros((4, 1)), ArrayDataAdapter),
+        (torch.zeros(4, 1), ArrayDataAdapter),
+        (pd.DataFrame({"a": [1.0, 2.0]}), ArrayDataAdapter),
+        ([np.zeros(4), torch.zeros(4)], ArrayDataAdapter),
+        ({"a": np.zeros(4)}, ArrayDataAdapter),
+        (TensorDataset(torch.zeros(4, 1), torch.zeros(4)), ArrayDataAdapter),
+        (TinyDataset(), DatasetAdapter),
+        (DataLoader(TinyDataset(), batch_size=2), DataLoaderAdapter),
+        (TinySequence(), SequenceAdapter),
+        (batches(), GeneratorDataAdapter),
+        (Batches(), GeneratorDataAdapter),
+    ],
+)
 def test_dispatch(x, kind):
     assert type(get_adapter(x)) is kind
 
@@ -95,9 +97,16 @@ def test_epoch_iterator_end_to_end():
     assert steps == [0, 1, 2, 3] and iterator.num_batches == 4
 
 
-@pytest.mark.parametrize("x", [
-    DataLoader(TinyDataset()), TinyDataset(), TinySequence(), batches(), Batches(),
-])
+@pytest.mark.parametrize(
+    "x",
+    [
+        DataLoader(TinyDataset()),
+        TinyDataset(),
+        TinySequence(),
+        batches(),
+        Batches(),
+    ],
+)
 @pytest.mark.parametrize("argument", ["y", "sample_weight"])
 def test_y_and_sample_weight_rejected_for_datasets(x, argument):
     with pytest.raises(ValueError, match=f"`{argument}` should not be passed"):
@@ -121,15 +130,18 @@ def test_class_weight_only_for_fit():
 
 def test_class_weight_for_dataset():
     adapter = get_adapter(TinyDataset(), batch_size=4, class_weight={2: 3.0})
-    (_, _, weights), = list(adapter.get_iterator())
+    ((_, _, weights),) = list(adapter.get_iterator())
     assert weights.tolist() == [1.0, 1.0, 3.0, 1.0]
 
 
-@pytest.mark.parametrize("x, what", [
-    (DataLoader(TinyDataset()), "DataLoader"),
-    (batches(), "generator"),
-    (Batches(), "iterable"),
-])
+@pytest.mark.parametrize(
+    "x, what",
+    [
+        (DataLoader(TinyDataset()), "DataLoader"),
+        (batches(), "generator"),
+        (Batches(), "iterable"),
+    ],
+)
 def test_shuffle_ignored_with_warning(x, what):
     with pytest.warns(UserWarning, match=f"shuffle=True.*{what}"):
         get_adapter(x, shuffle=True)

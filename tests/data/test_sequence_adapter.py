@@ -128,3 +128,12 @@ def test_endless_sequence_with_steps_and_shuffle_warning():
     assert [b[0].item() for _, b in iterator.enumerate_epoch()] == [0, 1, 2]
     assert [b[0].item() for _, b in iterator.enumerate_epoch()] == [3, 4, 5]
     iterator.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_batches_at_fetches_the_given_indices_in_order(workers):
+    adapter = SequenceAdapter(IndexSequence(6, delay=0.002, workers=workers), shuffle=True)
+    assert adapter.split_by == "batches" and adapter.shuffle is True
+    batches = list(adapter.batches_at([5, 0, 3, 3]))
+    assert [int(b[1].item()) for b in batches] == [5, 0, 3, 3]
+    assert batches[0][0].dtype == torch.float32

@@ -84,8 +84,9 @@ def test_dataset_dict_items_are_x():
 def test_dataset_shuffle_matches_array_path(seed):
     values = np.arange(9, dtype=np.float64)
     dataset_adapter = DatasetAdapter(PairDataset(9), batch_size=4, shuffle=True)
-    array_adapter = ArrayDataAdapter(np.stack([values, values], 1), np.arange(9),
-                                     batch_size=4, shuffle=True)
+    array_adapter = ArrayDataAdapter(
+        np.stack([values, values], 1), np.arange(9), batch_size=4, shuffle=True
+    )
     torch.manual_seed(seed)
     from_dataset = [b[1].tolist() for b in dataset_adapter.get_iterator()]
     torch.manual_seed(seed)
@@ -102,7 +103,7 @@ def test_dataset_shuffle_batch_within_chunks():
 
 def test_dataset_class_weight():
     adapter = DatasetAdapter(PairDataset(4), batch_size=4, class_weight={1: 2.0, 3: 4.0})
-    (_, y, weights), = list(adapter.get_iterator())
+    ((_, y, weights),) = list(adapter.get_iterator())
     assert weights.tolist() == [1.0, 2.0, 1.0, 4.0]
 
 
@@ -120,3 +121,25 @@ def test_dataset_on_cuda_is_pinned_and_moved():
     batches = list(adapter.get_iterator())
     assert all(t.device.type == "cuda" for batch in batches for t in batch)
     assert batches[0][0].dtype == torch.float32
+
+
+def test_a_dataset_gives_chosen_rows_and_says_how_it_splits():
+    adapter = DatasetAdapter(PairDataset(10), batch_size=4, shuffle=True)
+    assert (adapter.split_by, adapter.num_samples, adapter.batch_size) == ("rows", 10, 4)
+    assert adapter.shuffle is True
+    batches = list(
+        adapter.row_batches(torch.tensor([3, 1, 4, 0, 2, 9, 8, 7, 6, 5]), [(1, 3), (6, 9)])
+    )
+    assert [b[1].tolist() for b in batches] == [[1, 4], [8, 7, 6]]
+    assert batches[0][0].dtype == torch.float32 and batches[0][0][:, 0].tolist() == [1.0, 4.0]
+    iterable = DatasetAdapter(CountingIterable(), batch_size=2)
+    assert iterable.split_by is None and iterable.shuffle is False
+
+
+def test_a_dataloader_is_split_by_its_loader_and_converts_its_batches():
+    loader = DataLoader(PairDataset(6), batch_size=3)
+    adapter = DataLoaderAdapter(loader)
+    assert adapter.split_by == "loader" and adapter.loader is loader
+    x, y = adapter.convert_batch(next(iter(loader)))
+    assert x.dtype == torch.float64 and y.tolist() == [0, 1, 2]  # a user's loader keeps dtypes
+    assert DataLoaderAdapter(DataLoader(CountingIterable(), batch_size=2)).split_by is None

@@ -1,10 +1,10 @@
 import fnmatch
 import hashlib
 import os
-import tomllib
 
 import numpy as np
 import pytest
+import tomllib
 
 from torchfit.datasets import digits
 

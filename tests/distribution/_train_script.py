@@ -19,7 +19,6 @@ import torchfit
 from torchfit import callbacks as cbs
 
 
-
 def _rank():
     return int(os.environ.get("RANK", "0"))
 
@@ -36,8 +35,11 @@ def make_model(policy=None):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 1))
     model = torchfit.Model(net, device="cpu", dtype_policy=policy)
-    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.05, momentum=0.5), loss="mse",
-                  metrics=["mae"])
+    model.compile(
+        optimizer=torchfit.optimizers.SGD(learning_rate=0.05, momentum=0.5),
+        loss="mse",
+        metrics=["mae"],
+    )
     return model
 
 
@@ -81,9 +83,21 @@ def train(out):
     model = make_model()
     epochs = Epochs()
     history = model.fit(
-        x, y, sample_weight=w, batch_size=64, epochs=3, validation_split=0.2, shuffle=True, verbose=2,
-        callbacks=[cbs.ModelCheckpoint(os.path.join(out, "ckpt-{epoch}.weights.pt"), save_weights_only=True),
-                   CountingCSVLogger(os.path.join(out, "log.csv")), epochs],
+        x,
+        y,
+        sample_weight=w,
+        batch_size=64,
+        epochs=3,
+        validation_split=0.2,
+        shuffle=True,
+        verbose=2,
+        callbacks=[
+            cbs.ModelCheckpoint(
+                os.path.join(out, "ckpt-{epoch}.weights.pt"), save_weights_only=True
+            ),
+            CountingCSVLogger(os.path.join(out, "log.csv")),
+            epochs,
+        ],
     )
     result = {
         "weights": weights(model),
@@ -95,8 +109,15 @@ def train(out):
     # EarlyStopping: a huge min_delta stops after epoch 2, on every rank.
     model = make_model()
     epochs = Epochs()
-    model.fit(x, y, batch_size=32, epochs=6, verbose=0, validation_data=(x[:40], y[:40]),
-              callbacks=[cbs.EarlyStopping(monitor="val_loss", patience=1, min_delta=100.0), epochs])
+    model.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=6,
+        verbose=0,
+        validation_data=(x[:40], y[:40]),
+        callbacks=[cbs.EarlyStopping(monitor="val_loss", patience=1, min_delta=100.0), epochs],
+    )
     result["early_epochs"] = epochs.seen
     # Mixed precision under DDP.
     model = make_model("mixed_bfloat16")
@@ -105,7 +126,9 @@ def train(out):
     # A Dataset and a user's DataLoader are split per rank too.
     dataset = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
     model = make_model()
-    result["dataset_eval"] = model.evaluate(_MapDataset(dataset), batch_size=30, verbose=0, return_dict=True)
+    result["dataset_eval"] = model.evaluate(
+        _MapDataset(dataset), batch_size=30, verbose=0, return_dict=True
+    )
     loader = torch.utils.data.DataLoader(_MapDataset(dataset), batch_size=30)
     result["loader_predict"] = model.predict(loader, verbose=0)
     model.save_weights(os.path.join(out, "final.weights.pt"))
@@ -150,8 +173,10 @@ def elastic(out):
     if os.environ.get("WORLD_SIZE"):
         callbacks.append(KillOnce(epoch=1, batch=2))
     model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=callbacks)
-    return {"weights": weights(model),
-            "restarts": int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))}
+    return {
+        "weights": weights(model),
+        "restarts": int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")),
+    }
 
 
 def fsdp(out):
@@ -162,12 +187,36 @@ def fsdp(out):
         distribution.set_distribution(distribution.ModelParallel())
     model = make_model()
     model.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False)
-    state = distribution.full_state_dict(model) if os.environ.get("WORLD_SIZE") else model.module.state_dict()
-    result = {"weights": [v.detach().cpu().numpy() for v in state.values()],
-              "loss": model.evaluate(x, y, batch_size=32, verbose=0)}
+    state = (
+        distribution.full_state_dict(model)
+        if os.environ.get("WORLD_SIZE")
+        else model.module.state_dict()
+    )
+    result = {
+        "weights": [v.detach().cpu().numpy() for v in state.values()],
+        "loss": model.evaluate(x, y, batch_size=32, verbose=0),
+    }
     if os.environ.get("WORLD_SIZE"):
         distribution.save_sharded(model, os.path.join(out, "sharded"))
     return result
+
+
+def fsdp_files(out):
+    """Under FSDP2, save_weights gathers the full weights into one plain file; save() refuses."""
+    from torchfit import distribution
+
+    distribution.set_distribution(distribution.ModelParallel())
+    x, y, _ = data(64)
+    model = make_model()
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
+    model.save_weights(os.path.join(out, "full.weights.pt"))
+    try:
+        model.save(os.path.join(out, "whole.pt"))
+        error = None
+    except ValueError as err:
+        error = str(err)
+    full = distribution.full_state_dict(model)
+    return {"full": [v.numpy() for v in full.values()], "save_error": error, "writes": WRITES}
 
 
 class FailOnRank1(cbs.Callback):
@@ -207,7 +256,7 @@ def errors():
 
     def uneven():
         for step in range(3 - _rank()):
-            yield x[step * 8:(step + 1) * 8], y[step * 8:(step + 1) * 8]
+            yield x[step * 8 : (step + 1) * 8], y[step * 8 : (step + 1) * 8]
 
     try:
         model.fit(uneven(), verbose=0)
@@ -218,14 +267,18 @@ def errors():
     result["sequence_predict"] = model.predict(sequence, verbose=0)
     result["sequence_predict_arrays"] = model.predict(x, batch_size=16, verbose=0)
     result["sequence_eval"] = model.evaluate(sequence, verbose=0, return_dict=True)
-    result["sequence_eval_arrays"] = model.evaluate(x, y, batch_size=10, verbose=0, return_dict=True)
+    result["sequence_eval_arrays"] = model.evaluate(
+        x, y, batch_size=10, verbose=0, return_dict=True
+    )
     return result
 
 
 def jit(out, jit_compile=True):
     x, y, _ = data(128)
     model = make_model()
-    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.05), loss="mse", jit_compile=jit_compile)
+    model.compile(
+        optimizer=torchfit.optimizers.SGD(learning_rate=0.05), loss="mse", jit_compile=jit_compile
+    )
     model.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False)
     return {"weights": weights(model)}
 
@@ -274,8 +327,9 @@ def _stop_run(x, y, epochs, stopper):
     model = make_model()
     steps = Steps()
     try:
-        model.fit(x, y, batch_size=16, epochs=epochs, shuffle=False, verbose=0,
-                  callbacks=[stopper, steps])
+        model.fit(
+            x, y, batch_size=16, epochs=epochs, shuffle=False, verbose=0, callbacks=[stopper, steps]
+        )
         error = None
     except RuntimeError as err:
         error = str(err)
@@ -299,8 +353,16 @@ def stop_one_rank(out):
     }
 
 
-MODES = {"train": train, "elastic": elastic, "fsdp": fsdp, "fail": fail, "jit": jit,
-         "tiny_last_batch": tiny_last_batch, "stop_one_rank": stop_one_rank}
+MODES = {
+    "train": train,
+    "elastic": elastic,
+    "fsdp": fsdp,
+    "fsdp_files": fsdp_files,
+    "fail": fail,
+    "jit": jit,
+    "tiny_last_batch": tiny_last_batch,
+    "stop_one_rank": stop_one_rank,
+}
 
 if __name__ == "__main__":
     mode, out = sys.argv[1], sys.argv[2]

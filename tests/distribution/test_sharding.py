@@ -31,7 +31,9 @@ def test_loss_weights_average_to_one_per_global_batch():
 
 def test_indivisible_global_batch_is_a_clear_error():
     assert local_batch_size(64, 4) == 16
-    with pytest.raises(ValueError, match=r"multiple of the world size.*batch_size=30.*batch_size=28"):
+    with pytest.raises(
+        ValueError, match=r"multiple of the world size.*batch_size=30.*batch_size=28"
+    ):
         local_batch_size(30, 4)
 
 
@@ -41,7 +43,8 @@ def test_single_process_is_untouched():
         model = torchfit.Model(nn.Linear(3, 1), device="cpu")
         model.compile(optimizer="sgd", loss="mse")
         model.fit(np.ones((8, 3), "float32"), np.zeros((8, 1), "float32"), verbose=0)
-        assert model._distribution is None and model._ddp_call is None
+        # Still the single-process distribution: no DistributedRun, so no DDP wrapper.
+        assert type(model.distribution) is distribution.SingleProcess
         assert not torch.distributed.is_initialized()
     finally:
         distribution.set_distribution(None)
@@ -50,3 +53,25 @@ def test_single_process_is_untouched():
 def test_set_distribution_rejects_other_objects():
     with pytest.raises(TypeError, match="DataParallel"):
         distribution.set_distribution("ddp")
+
+
+def test_an_adapter_that_splits_by_rows_is_sharded_through_its_public_surface():
+    from torchfit.data import DataAdapter
+    from torchfit.distribution.sharding import shard_adapter
+
+    class Rows(DataAdapter):  # none of torchfit's own adapters: only what `split_by` promises
+        split_by, num_samples, batch_size, shuffle, num_batches = "rows", 11, 4, False, 3
+
+        def row_batches(self, order, bounds):
+            assert order is None
+            return ((torch.arange(low, high),) for low, high in bounds)
+
+    class RankZero:  # what a DistributedRun tells the sharding
+        rank, world_size, sharded, loss_weight, model = 0, 2, False, 1.0, None
+
+    run = RankZero()
+    sharded = shard_adapter(Rows(), run, "fit")
+    assert sharded.batch_size == 2
+    seen = [(x.tolist(), run.loss_weight) for (x,) in sharded.get_iterator()]
+    assert seen == [([0, 1], 1.0), ([4, 5], 1.0), ([8, 9], pytest.approx(2 * 2 / 3))]
+    assert run.loss_weight == 1.0  # back to a whole batch's weight once the epoch is over

@@ -29,11 +29,23 @@ def _free_port() -> int:
 
 def launch(mode, out, *extra, timeout=120):
     """Runs the script under torchrun with 2 CPU ranks; returns (returncode, output, seconds)."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-               "--master_addr=127.0.0.1", f"--master_port={_free_port()}", *extra, SCRIPT, mode, str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        *extra,
+        SCRIPT,
+        mode,
+        str(out),
+    ]
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     start = time.monotonic()
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
     return done.returncode, done.stdout + done.stderr, time.monotonic() - start
 
 
@@ -87,9 +99,13 @@ def test_predict_returns_every_row_in_input_order_on_every_rank(train_runs):
     for result in ranks:
         assert result["predict"].shape == (150, 1)
         np.testing.assert_allclose(result["predict"], reference["predict"], rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(result["loader_predict"], reference["loader_predict"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            result["loader_predict"], reference["loader_predict"], rtol=1e-5, atol=1e-6
+        )
         # A Sequence's batches are dealt out per rank and put back in order.
-        np.testing.assert_allclose(result["sequence_predict"], result["sequence_predict_arrays"], rtol=1e-5)
+        np.testing.assert_allclose(
+            result["sequence_predict"], result["sequence_predict_arrays"], rtol=1e-5
+        )
         assert result["sequence_eval"] == pytest.approx(result["sequence_eval_arrays"], rel=1e-5)
 
 
@@ -98,7 +114,10 @@ def test_checkpoints_and_csv_are_written_by_rank_zero_only(train_runs):
     assert rank0["writes"] == {"csv": 1, "weights": 4}  # 3 checkpoints + save_weights
     assert rank1["writes"] == {"csv": 0, "weights": 0}
     assert sorted(name for name in os.listdir(out) if name.startswith("ckpt")) == [
-        "ckpt-1.weights.pt", "ckpt-2.weights.pt", "ckpt-3.weights.pt"]
+        "ckpt-1.weights.pt",
+        "ckpt-2.weights.pt",
+        "ckpt-3.weights.pt",
+    ]
     with open(os.path.join(out, "log.csv")) as file:
         assert len(file.read().strip().splitlines()) == 4  # header + 3 epochs
 
@@ -121,7 +140,10 @@ def test_mixed_bfloat16_trains_under_ddp(train_runs):
 def test_clear_errors_for_an_indivisible_batch_and_uneven_generators(train_runs):
     _, ranks, _ = train_runs
     for rank, result in enumerate(ranks):
-        assert "batch_size=33" in result["batch_size"] and "multiple of the world size" in result["batch_size"]
+        assert (
+            "batch_size=33" in result["batch_size"]
+            and "multiple of the world size" in result["batch_size"]
+        )
         assert "at step 2, 1 of 2 ranks had a batch" in result["uneven"]
         assert f"rank {rank} had {'one' if rank == 0 else 'none'}" in result["uneven"]
 
@@ -131,8 +153,13 @@ def test_backup_and_restore_resumes_after_a_rank_is_killed(script, tmp_path):
     out = tmp_path / "ranks"
     out.mkdir()
     # The c10d rendezvous gives each restart a fresh round (static reuses the old addresses).
-    code, output, _ = launch("elastic", out, "--max-restarts=1", "--rdzv-backend=c10d",
-                             f"--rdzv-endpoint=127.0.0.1:{_free_port()}")
+    code, output, _ = launch(
+        "elastic",
+        out,
+        "--max-restarts=1",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=127.0.0.1:{_free_port()}",
+    )
     assert code == 0, output[-4000:]
     assert "exitcode: -9" in output  # rank 1 really was killed
     for result in load_ranks(out):
@@ -156,6 +183,21 @@ def test_fsdp2_trains_like_one_process_and_its_sharded_checkpoint_loads_into_one
     model = script.make_model()
     distribution.load_sharded(model, out / "sharded")
     assert_weights_close(model.get_weights(), reference["weights"])
+
+
+def test_fsdp2_save_weights_writes_the_full_weights_once_and_save_refuses(script, tmp_path):
+    code, output, _ = launch("fsdp_files", tmp_path)
+    assert code == 0, output[-4000:]
+    rank0, rank1 = load_ranks(tmp_path)
+    assert rank0["writes"]["weights"] == 1 and rank1["writes"]["weights"] == 0
+    written = torch.load(tmp_path / "full.weights.pt", weights_only=True)
+    assert_weights_close([v.numpy() for v in written.values()], rank0["full"])
+    model = script.make_model()
+    model.load_weights(tmp_path / "full.weights.pt")  # a plain state_dict of the whole module
+    assert_weights_close(model.get_weights(), rank0["full"])
+    for result in (rank0, rank1):
+        assert "FSDP-sharded model is not supported" in result["save_error"]
+    assert not (tmp_path / "whole.pt").exists()
 
 
 def test_jit_compile_under_ddp_trains_like_one_eager_process(script, tmp_path):
@@ -196,17 +238,24 @@ def test_a_stop_asked_on_one_rank_stops_every_rank_together(tmp_path):
         assert max(result[case]["ended"] for result in ranks) - asked < 5.0, case  # not 30 s
     # A NaN in rank 1's half of batch 5: rank 1 asks there; every rank stops a step later.
     assert ranks[0]["nan"]["seen"][-1] == (0, 6)
-    message = ("Batch 5 on rank 1 of 2: Invalid loss, terminating training. Every rank stops after"
-               " batch 6 (rank 0 asked too).")
+    message = (
+        "Batch 5 on rank 1 of 2: Invalid loss, terminating training. Every rank stops after"
+        " batch 6 (rank 0 asked too)."
+    )
     assert output.count(message) == 2  # the same words from every rank
     # raise_error=True: every rank raises the same RuntimeError.
     errors = [result["nan_raise"]["error"] for result in ranks]
     assert errors[0] == errors[1] and errors[0].startswith(
-        "Batch 5 on rank 1 of 2: NaN or Inf loss encountered at batch 5. Loss value: nan.")
+        "Batch 5 on rank 1 of 2: NaN or Inf loss encountered at batch 5. Loss value: nan."
+    )
     # A callback stopping rank 1 alone at epoch 1, batch 2: both ranks stop after batch 3.
     assert ranks[0]["one_rank"]["seen"][-1] == (1, 3)
-    assert output.count("Batch 2 on rank 1 of 2: model.stop_training was set. Every rank stops"
-                        " after batch 3.") == 2
+    assert (
+        output.count(
+            "Batch 2 on rank 1 of 2: model.stop_training was set. Every rank stops after batch 3."
+        )
+        == 2
+    )
     # Asked on every rank at the same batch: they stop there, as one process does.
     assert ranks[0]["every_rank"]["seen"][-1] == (1, 2)
     assert seconds < 90

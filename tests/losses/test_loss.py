@@ -5,7 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-from torchfit.losses import Loss, LossFunctionWrapper, TorchLoss, reduce_weighted_values, squeeze_or_expand_to_same_rank
+from torchfit.losses import (
+    Loss,
+    LossFunctionWrapper,
+    TorchLoss,
+    reduce_weighted_values,
+    squeeze_or_expand_to_same_rank,
+)
 
 
 class CustomMSE(Loss):
@@ -46,9 +52,13 @@ def test_no_reduction_returns_weighted_values(reduction):
 def test_sum_over_batch_size_divides_by_count_not_weight_sum():
     weights = torch.tensor([1.0, 0.0, 1.0, 2.0])
     assert reduce_weighted_values(VALUES, weights).item() == pytest.approx(12.0 / 4)
-    assert reduce_weighted_values(VALUES, weights, reduction="mean_with_sample_weight").item() == pytest.approx(12.0 / 4.0)
+    assert reduce_weighted_values(
+        VALUES, weights, reduction="mean_with_sample_weight"
+    ).item() == pytest.approx(12.0 / 4.0)
     weights = torch.tensor([1.0, 0.0, 0.0, 0.0])
-    assert reduce_weighted_values(VALUES, weights, reduction="mean_with_sample_weight").item() == pytest.approx(1.0)
+    assert reduce_weighted_values(
+        VALUES, weights, reduction="mean_with_sample_weight"
+    ).item() == pytest.approx(1.0)
 
 
 def test_mean_with_zero_weights_is_zero_with_finite_gradient():
@@ -62,7 +72,9 @@ def test_mean_with_zero_weights_is_zero_with_finite_gradient():
 def test_python_number_weight_scales_and_is_the_mean_divisor():
     assert reduce_weighted_values(VALUES, 2).item() == pytest.approx(5.0)
     # Keras divides by sum(sample_weight), which for a scalar is the scalar.
-    assert reduce_weighted_values(VALUES, 2.0, reduction="mean_with_sample_weight").item() == pytest.approx(10.0)
+    assert reduce_weighted_values(
+        VALUES, 2.0, reduction="mean_with_sample_weight"
+    ).item() == pytest.approx(10.0)
     assert reduce_weighted_values(VALUES, 0.0, reduction="mean_with_sample_weight").item() == 0.0
 
 
@@ -196,7 +208,9 @@ def test_torch_loss_sample_weight_uses_keras_weighting():
     logits, labels = torch.randn(4, 3), torch.tensor([0, 2, 1, 1])
     weights = torch.tensor([1.0, 0.0, 2.0, 1.0])
     per_sample = nn.functional.cross_entropy(logits, labels, reduction="none")
-    assert torch.allclose(loss(labels, logits, sample_weight=weights), (per_sample * weights).sum() / 4)
+    assert torch.allclose(
+        loss(labels, logits, sample_weight=weights), (per_sample * weights).sum() / 4
+    )
     assert loss.module.reduction == "mean"  # the user's module is untouched
 
 

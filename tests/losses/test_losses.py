@@ -23,9 +23,21 @@ def test_regression_values():
     y_true, y_pred = torch.tensor([[0.0, 2.0]]), torch.tensor([[1.0, 1.0]])
     approx(losses.MeanSquaredError()(y_true, y_pred), 1.0)
     approx(losses.MeanAbsoluteError()(y_true, y_pred), 1.0)
-    approx(losses.MeanAbsolutePercentageError()(torch.tensor([[2.0, 4.0]]), torch.tensor([[1.0, 5.0]])), 100 * (0.5 + 0.25) / 2)
-    approx(losses.MeanSquaredLogarithmicError()(torch.tensor([[math.e - 1]]), torch.tensor([[0.0]])), 1.0, rel=1e-4)
-    approx(losses.Huber(delta=1.0)(torch.tensor([[0.0, 0.0]]), torch.tensor([[0.5, 3.0]])), (0.125 + 2.5) / 2)
+    approx(
+        losses.MeanAbsolutePercentageError()(
+            torch.tensor([[2.0, 4.0]]), torch.tensor([[1.0, 5.0]])
+        ),
+        100 * (0.5 + 0.25) / 2,
+    )
+    approx(
+        losses.MeanSquaredLogarithmicError()(torch.tensor([[math.e - 1]]), torch.tensor([[0.0]])),
+        1.0,
+        rel=1e-4,
+    )
+    approx(
+        losses.Huber(delta=1.0)(torch.tensor([[0.0, 0.0]]), torch.tensor([[0.5, 3.0]])),
+        (0.125 + 2.5) / 2,
+    )
     approx(losses.LogCosh()(torch.tensor([[0.0]]), torch.tensor([[1.0]])), math.log(math.cosh(1.0)))
 
 
@@ -41,28 +53,54 @@ def test_hinge_values_and_label_conversion():
     approx(losses.Hinge()(torch.tensor([[1.0, 0.0]]), y_pred), (0.5 + 0.0) / 2)
     approx(losses.Hinge()(torch.tensor([[1.0, -1.0]]), y_pred), (0.5 + 0.0) / 2)
     approx(losses.SquaredHinge()(torch.tensor([[1.0, 0.0]]), y_pred), 0.25 / 2)
-    approx(losses.CategoricalHinge()(torch.tensor([[0.0, 1.0]]), torch.tensor([[0.8, 0.3]])), 0.8 - 0.3 + 1.0)
+    approx(
+        losses.CategoricalHinge()(torch.tensor([[0.0, 1.0]]), torch.tensor([[0.8, 0.3]])),
+        0.8 - 0.3 + 1.0,
+    )
 
 
 def test_probabilistic_values():
-    approx(losses.KLDivergence()(torch.tensor([[0.5, 0.5]]), torch.tensor([[0.25, 0.75]])), 0.5 * math.log(2) + 0.5 * math.log(2 / 3))
+    approx(
+        losses.KLDivergence()(torch.tensor([[0.5, 0.5]]), torch.tensor([[0.25, 0.75]])),
+        0.5 * math.log(2) + 0.5 * math.log(2 / 3),
+    )
     approx(losses.Poisson()(torch.tensor([[1.0]]), torch.tensor([[1.0]])), 1.0)
-    approx(losses.BinaryCrossentropy()(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 0.5]])), LOG_2)
-    approx(losses.BinaryCrossentropy(from_logits=True)(torch.tensor([[1.0]]), torch.tensor([[0.0]])), LOG_2)
-    approx(losses.CategoricalCrossentropy()(torch.tensor([[0.0, 1.0]]), torch.tensor([[0.2, 0.6]])), -math.log(0.75))
-    approx(losses.SparseCategoricalCrossentropy()(torch.tensor([1]), torch.tensor([[0.25, 0.75]])), -math.log(0.75))
-    approx(losses.CategoricalGeneralizedCrossEntropy(q=0.5)(torch.tensor([1]), torch.tensor([[0.75, 0.25]])), (1 - 0.5) / 0.5)
+    approx(
+        losses.BinaryCrossentropy()(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 0.5]])), LOG_2
+    )
+    approx(
+        losses.BinaryCrossentropy(from_logits=True)(torch.tensor([[1.0]]), torch.tensor([[0.0]])),
+        LOG_2,
+    )
+    approx(
+        losses.CategoricalCrossentropy()(torch.tensor([[0.0, 1.0]]), torch.tensor([[0.2, 0.6]])),
+        -math.log(0.75),
+    )
+    approx(
+        losses.SparseCategoricalCrossentropy()(torch.tensor([1]), torch.tensor([[0.25, 0.75]])),
+        -math.log(0.75),
+    )
+    approx(
+        losses.CategoricalGeneralizedCrossEntropy(q=0.5)(
+            torch.tensor([1]), torch.tensor([[0.75, 0.25]])
+        ),
+        (1 - 0.5) / 0.5,
+    )
 
 
 def test_probabilities_are_clipped():
     out = losses.BinaryCrossentropy()(torch.tensor([[1.0]]), torch.tensor([[0.0]]))
     approx(out, -math.log(1e-7), rel=1e-4)
-    assert torch.isfinite(losses.CategoricalCrossentropy()(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])))
+    assert torch.isfinite(
+        losses.CategoricalCrossentropy()(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]))
+    )
 
 
 def test_label_smoothing():
     # Binary: targets move to 0.5 * s from each side.
-    smoothed = losses.BinaryCrossentropy(label_smoothing=1.0)(torch.tensor([[1.0]]), torch.tensor([[0.5]]))
+    smoothed = losses.BinaryCrossentropy(label_smoothing=1.0)(
+        torch.tensor([[1.0]]), torch.tensor([[0.5]])
+    )
     approx(smoothed, LOG_2)
     # Categorical: t (1 - s) + s / C; with s=1 the target is uniform.
     cce = losses.CategoricalCrossentropy(from_logits=True, label_smoothing=1.0)
@@ -84,7 +122,9 @@ def test_segmentation_values():
     # As in Keras, `beta` weighs sum(y_pred * (1 - y_true)) and `alpha` the other side.
     approx(losses.Tversky(alpha=0.0, beta=1.0)(y_true, y_pred), 1 - 1 / 2)
     approx(losses.Tversky(alpha=1.0, beta=0.0)(y_true, y_pred), 0.0)
-    per_sample = losses.Dice(axis=1, reduction="none")(torch.tensor([[1.0, 0.0], [0.0, 0.0]]), torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+    per_sample = losses.Dice(axis=1, reduction="none")(
+        torch.tensor([[1.0, 0.0], [0.0, 0.0]]), torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    )
     assert per_sample.shape == (2,)
     approx(per_sample[1], 1.0)
 
@@ -117,7 +157,9 @@ def test_sparse_ignore_class_averages_over_kept_entries():
     loss = losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1)
     expected = nn.functional.cross_entropy(logits.reshape(6, 4), labels.reshape(6), ignore_index=-1)
     assert torch.allclose(loss(labels, logits), expected)
-    per_token = losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1, reduction="none")(labels, logits)
+    per_token = losses.SparseCategoricalCrossentropy(
+        from_logits=True, ignore_class=-1, reduction="none"
+    )(labels, logits)
     assert per_token.shape == (2, 3) and per_token[0, 1] == 0
 
 
@@ -126,7 +168,9 @@ def test_sparse_fast_path_equals_the_weighted_path():
     for from_logits in (True, False):
         inputs = logits if from_logits else logits.softmax(-1)
         loss = losses.SparseCategoricalCrossentropy(from_logits=from_logits)
-        assert torch.allclose(loss(labels, inputs), loss(labels, inputs, sample_weight=torch.ones(5)))
+        assert torch.allclose(
+            loss(labels, inputs), loss(labels, inputs, sample_weight=torch.ones(5))
+        )
 
 
 def test_fast_paths_equal_the_weighted_paths():
@@ -142,7 +186,9 @@ def test_fast_paths_equal_the_weighted_paths():
         (losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2), one_hot, logits),
     ]
     for loss, targets, predictions in cases:
-        assert torch.allclose(loss(targets, predictions), loss(targets, predictions, sample_weight=torch.ones(4))), loss.name
+        assert torch.allclose(
+            loss(targets, predictions), loss(targets, predictions, sample_weight=torch.ones(4))
+        ), loss.name
 
 
 def test_sparse_shape_error_names_both_shapes():
@@ -161,7 +207,10 @@ def test_categorical_shape_error_and_bad_axis():
 
 def test_losses_are_differentiable():
     for loss, y_true in [
-        (losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0), torch.tensor([0, 1, 2])),
+        (
+            losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
+            torch.tensor([0, 1, 2]),
+        ),
         (losses.CategoricalFocalCrossentropy(from_logits=True), torch.eye(3)),
         (losses.BinaryFocalCrossentropy(from_logits=True), torch.eye(3)),
     ]:
@@ -208,7 +257,11 @@ def test_aliases_are_the_functions():
         ("huber", losses.Huber, "huber"),
         ("Huber", losses.Huber, "huber_loss"),
         ("bce", losses.BinaryCrossentropy, "bce"),
-        ("SparseCategoricalCrossentropy", losses.SparseCategoricalCrossentropy, "sparse_categorical_crossentropy"),
+        (
+            "SparseCategoricalCrossentropy",
+            losses.SparseCategoricalCrossentropy,
+            "sparse_categorical_crossentropy",
+        ),
         ("ctc", losses.CTC, "ctc"),
     ],
 )
@@ -241,7 +294,9 @@ def test_get_wraps_plain_callables_with_keras_weighting():
 
     loss = losses.get(my_loss)
     assert isinstance(loss, losses.LossFunctionWrapper) and loss.name == "my_loss"
-    approx(loss(torch.ones(4), torch.zeros(4), sample_weight=torch.tensor([1.0, 1.0, 0.0, 0.0])), 0.5)
+    approx(
+        loss(torch.ones(4), torch.zeros(4), sample_weight=torch.tensor([1.0, 1.0, 0.0, 0.0])), 0.5
+    )
 
 
 def test_get_wraps_torch_loss_modules():
@@ -263,7 +318,10 @@ def test_get_wraps_torch_loss_modules():
     ],
 )
 def test_resolve_crossentropy(y_true_shape, y_pred_shape, expected):
-    assert type(losses.resolve_crossentropy(torch.zeros(y_true_shape), torch.zeros(y_pred_shape))) is expected
+    assert (
+        type(losses.resolve_crossentropy(torch.zeros(y_true_shape), torch.zeros(y_pred_shape)))
+        is expected
+    )
 
 
 def test_crossentropy_string_resolves_on_first_call():
@@ -283,7 +341,9 @@ def test_crossentropy_string_resolves_on_first_call():
         losses.MeanSquaredError(reduction="sum"),
         losses.Huber(delta=0.3, name="h"),
         losses.CosineSimilarity(axis=0),
-        losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.3, gamma=1.0, from_logits=True),
+        losses.BinaryFocalCrossentropy(
+            apply_class_balancing=True, alpha=0.3, gamma=1.0, from_logits=True
+        ),
         losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1),
         losses.Tversky(alpha=0.2, beta=0.8, axis=(1, 2)),
         losses.Circle(gamma=10.0),

@@ -48,7 +48,9 @@ def test_sparse_categorical_accuracy_weighted():
 
 
 def test_top_k_counts_ties_at_the_boundary():
-    matches = metrics.sparse_top_k_categorical_accuracy([0, 2], [[0.3, 0.3, 0.4], [0.5, 0.3, 0.2]], k=2)
+    matches = metrics.sparse_top_k_categorical_accuracy(
+        [0, 2], [[0.3, 0.3, 0.4], [0.5, 0.3, 0.2]], k=2
+    )
     assert matches.tolist() == [1.0, 0.0]
 
 

@@ -122,8 +122,13 @@ def test_bucketed_and_broadcast_counts_agree(seed, multi_label):
     for evenly in (False, True):
         variables = {key: torch.zeros(shape) for key in ("tp", "fp", "tn", "fn")}
         utils.update_confusion_variables(
-            variables, y_true, y_pred, thresholds,
-            sample_weight=weights, multi_label=multi_label, evenly_spaced=evenly,
+            variables,
+            y_true,
+            y_pred,
+            thresholds,
+            sample_weight=weights,
+            multi_label=multi_label,
+            evenly_spaced=evenly,
         )
         results.append(variables)
     for key in results[0]:

@@ -10,7 +10,9 @@ def test_pearson_matches_numpy_per_sample(seed):
     y_true = rng.normal(size=(4, 6)).astype("float32")
     y_pred = rng.normal(size=(4, 6)).astype("float32")
     expected = [np.corrcoef(t, p)[0, 1] for t, p in zip(y_true, y_pred)]
-    np.testing.assert_allclose(metrics.pearson_correlation(y_true, y_pred).numpy(), expected, rtol=1e-4)
+    np.testing.assert_allclose(
+        metrics.pearson_correlation(y_true, y_pred).numpy(), expected, rtol=1e-4
+    )
 
 
 def test_concordance_of_identical_series_is_one():

@@ -33,11 +33,14 @@ def test_hinge_metrics_weighted_average_and_config(cls):
     assert metric._direction == "down"
 
 
-@pytest.mark.parametrize("cls, fn", [
-    (metrics.Hinge, metrics.hinge),
-    (metrics.SquaredHinge, metrics.squared_hinge),
-    (metrics.CategoricalHinge, metrics.categorical_hinge),
-])
+@pytest.mark.parametrize(
+    "cls, fn",
+    [
+        (metrics.Hinge, metrics.hinge),
+        (metrics.SquaredHinge, metrics.squared_hinge),
+        (metrics.CategoricalHinge, metrics.categorical_hinge),
+    ],
+)
 def test_hinge_metrics_weight_each_sample(cls, fn):
     # Unequal weights summing to 4 over 2 samples: ignoring them, or dividing by the
     # batch size, gives another number.

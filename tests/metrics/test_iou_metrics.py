@@ -80,7 +80,11 @@ def test_argument_errors():
 def test_names_direction_and_config():
     metrics = (IoU(2, [0]), BinaryIoU(), MeanIoU(2), OneHotIoU(2, [0]), OneHotMeanIoU(2))
     assert [m.name for m in metrics] == [
-        "io_u", "binary_io_u", "mean_io_u", "one_hot_io_u", "one_hot_mean_io_u",
+        "io_u",
+        "binary_io_u",
+        "mean_io_u",
+        "one_hot_io_u",
+        "one_hot_mean_io_u",
     ]
     assert MeanIoU(2)._direction == "up"
     for metric in (IoU(3, [0, 2], ignore_class=1), BinaryIoU([1], 0.3), OneHotMeanIoU(3)):

@@ -74,7 +74,9 @@ def test_uninterpretable_identifier():
         ((8,), (8,), metrics.CategoricalAccuracy, metrics.CategoricalCrossentropy),
     ],
 )
-def test_resolve_accuracy_uses_keras_shape_rule(y_true_shape, y_pred_shape, accuracy_cls, crossentropy_cls):
+def test_resolve_accuracy_uses_keras_shape_rule(
+    y_true_shape, y_pred_shape, accuracy_cls, crossentropy_cls
+):
     y_true, y_pred = np.zeros(y_true_shape), torch.zeros(y_pred_shape)
     for identifier in ("accuracy", "acc", "ACC"):
         metric = metrics.resolve_accuracy(identifier, y_true, y_pred)
@@ -86,7 +88,10 @@ def test_resolve_accuracy_uses_keras_shape_rule(y_true_shape, y_pred_shape, accu
 
 def test_get_metric_keeps_user_spelling_for_strings_and_names_for_objects():
     assert metrics.get_metric("mse", (2, 1), (2, 1)).name == "mse"
-    assert metrics.get_metric(metrics.MeanAbsoluteError(), (2, 1), (2, 1)).name == "mean_absolute_error"
+    assert (
+        metrics.get_metric(metrics.MeanAbsoluteError(), (2, 1), (2, 1)).name
+        == "mean_absolute_error"
+    )
     with pytest.raises(ValueError, match="None"):
         metrics.get_metric(None, (2, 1), (2, 1))
 
@@ -133,6 +138,10 @@ def test_update_and_result_never_sync_the_host(factory):
         metric.update_state(torch.rand((), device="meta"), sample_weight=2)
     else:
         sparse = "sparse" in metric.name
-        y_true = torch.zeros(4, dtype=torch.long, device="meta") if sparse else torch.rand(4, 3, device="meta")
+        y_true = (
+            torch.zeros(4, dtype=torch.long, device="meta")
+            if sparse
+            else torch.rand(4, 3, device="meta")
+        )
         metric.update_state(y_true, y_pred, sample_weight=weight)
     assert metric.result().device.type == "meta"

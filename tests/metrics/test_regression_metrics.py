@@ -26,11 +26,17 @@ def test_error_metrics_values_names_and_direction(cls, expected, name):
     assert metric._direction == "down"
 
 
-@pytest.mark.parametrize("fn", [
-    metrics.mean_squared_error, metrics.mean_absolute_error,
-    metrics.mean_absolute_percentage_error, metrics.mean_squared_logarithmic_error,
-    metrics.cosine_similarity, metrics.log_cosh,
-])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        metrics.mean_squared_error,
+        metrics.mean_absolute_error,
+        metrics.mean_absolute_percentage_error,
+        metrics.mean_squared_logarithmic_error,
+        metrics.cosine_similarity,
+        metrics.log_cosh,
+    ],
+)
 @pytest.mark.parametrize("pred_dtype", [torch.float32, torch.bfloat16, torch.int64])
 def test_regression_functions_compute_in_the_dtype_of_y_pred(fn, pred_dtype):
     # As Keras: y_pred becomes a float tensor and y_true is cast to its dtype, so float64

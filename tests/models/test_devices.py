@@ -31,9 +31,11 @@ def _data(n=24, seed=0):
 
 
 def _compile(model):
-    model.compile(optimizer="adam",
-                  loss=torchfit.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer="adam",
+        loss=torchfit.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     return model
 
 
@@ -58,8 +60,9 @@ def test_explicit_device_is_honoured(device):
     assert all(p.device == torch.device("cpu") for p in model.parameters())
 
 
-@pytest.mark.parametrize("move", [lambda m: m.to("cpu"), lambda m: m.to(torch.device("cpu")),
-                                  lambda m: m.cpu()])
+@pytest.mark.parametrize(
+    "move", [lambda m: m.to("cpu"), lambda m: m.to(torch.device("cpu")), lambda m: m.cpu()]
+)
 def test_moving_the_model_records_its_device(move):
     model = torchfit.Model(_net())
     assert move(model) is model
@@ -132,7 +135,9 @@ def test_pinned_host_path_matches_the_on_device_path(monkeypatch, shuffle):
     x, y = _data(n=64)
 
     def train(fits_on_device):
-        monkeypatch.setattr(array_adapter, "_fits_on_device", lambda tensors, device: fits_on_device)
+        monkeypatch.setattr(
+            array_adapter, "_fits_on_device", lambda tensors, device: fits_on_device
+        )
         torch.manual_seed(1)
         model = _compile(torchfit.Model(_net(), device="cuda"))
         history = model.fit(x, y, batch_size=8, epochs=2, shuffle=shuffle, verbose=0)

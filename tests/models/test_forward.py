@@ -5,8 +5,6 @@ import warnings
 import pytest
 import torch
 
-from torch import nn
-
 from torchfit.models.forward import (
     ForwardSignature,
     autocast,
@@ -14,9 +12,7 @@ from torchfit.models.forward import (
     default_device,
     describe_forward_error,
     make_jit_forward,
-    mode_differs,
     route_inputs,
-    run_in_mode,
 )
 
 
@@ -96,41 +92,22 @@ def test_make_jit_forward_warns_once_and_returns_none_when_compile_is_unavailabl
     ]
 
 
-def test_run_in_mode_switches_only_when_needed_and_restores_each_submodule():
-    net = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5), nn.BatchNorm1d(2))
-    net[2].eval()
-    assert mode_differs(net, False) and not mode_differs(net, True)
-    with run_in_mode(net, False):
-        assert not any(module.training for module in net.modules())
-    assert [module.training for module in net.modules()] == [True, True, True, False]
-    with pytest.raises(ValueError), run_in_mode(net, False):
-        raise ValueError("a failing call")
-    assert [module.training for module in net.modules()] == [True, True, True, False]
-    with run_in_mode(net, True):  # already in train mode: the frozen part is left alone
-        assert not net[2].training
-
-
-def test_mode_differs_looks_at_the_wrapped_module_too():
-    class Wrapper(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.module = nn.Linear(2, 2)
-
-    wrapper = Wrapper().eval()
-    wrapper.module.train()
-    assert mode_differs(wrapper, False)
-
-
 def test_describe_forward_error_keeps_the_type_and_names_every_input():
     err = RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x2 and 3x1)")
-    described = describe_forward_error(err, (torch.ones(4, 2, dtype=torch.int64), [torch.ones(4)]),
-                                       {"mask": torch.ones(4, dtype=torch.bool), "training": True},
-                                       ["a", "b", "mask"], torch.float32)
+    described = describe_forward_error(
+        err,
+        (torch.ones(4, 2, dtype=torch.int64), [torch.ones(4)]),
+        {"mask": torch.ones(4, dtype=torch.bool), "training": True},
+        ["a", "b", "mask"],
+        torch.float32,
+    )
     assert type(described) is RuntimeError
     message = str(described)
     assert message.startswith("mat1 and mat2 shapes cannot be multiplied (4x2 and 3x1)")
-    assert ("forward(a, b, mask) received (positional inputs in this order): input 0: int64 (4, 2);"
-            " input 1: [float32 (4,)]; input `mask`: bool (4,).") in message
+    assert (
+        "forward(a, b, mask) received (positional inputs in this order): input 0: int64 (4, 2);"
+        " input 1: [float32 (4,)]; input `mask`: bool (4,)."
+    ) in message
     assert "Input 0 has dtype int64 while the model's weights are float32" in message
     assert "Input `mask` has dtype bool" in message
 

@@ -1,4 +1,4 @@
-"""`jit_compile=True`: the module runs under `torch.compile`, and falls back to eager once, loudly."""
+"""`jit_compile=True`: the module runs under `torch.compile`, falling back to eager once, loudly."""
 
 import warnings
 
@@ -76,6 +76,7 @@ def test_compiled_function_that_fails_falls_back_to_eager_with_one_warning(monke
         def compiled(*a, **kw):
             calls["compiled"] += 1
             raise RuntimeError("backend exploded")
+
         return compiled
 
     monkeypatch.setattr(torch, "compile", broken_compile)
@@ -113,6 +114,8 @@ def test_compiled_path_runs_the_wrapped_module_hooks(monkeypatch):
     for jit_compile in (False, True):
         calls = counts[jit_compile] = []
         net = _net()
-        net.register_forward_hook(lambda module, inputs, output, calls=calls: calls.append(output.shape))
+        net.register_forward_hook(
+            lambda module, inputs, output, calls=calls: calls.append(output.shape)
+        )
         _train(jit_compile, net=net)
     assert len(counts[True]) == len(counts[False]) >= 8  # 4 steps per epoch, 2 epochs

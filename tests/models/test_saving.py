@@ -12,7 +12,9 @@ import torchfit
 
 def _model(seed=0, hidden=4):
     torch.manual_seed(seed)
-    return torchfit.Model(nn.Sequential(nn.Linear(3, hidden), nn.ReLU(), nn.Linear(hidden, 1)), device="cpu")
+    return torchfit.Model(
+        nn.Sequential(nn.Linear(3, hidden), nn.ReLU(), nn.Linear(hidden, 1)), device="cpu"
+    )
 
 
 @pytest.mark.parametrize("name", ["w.weights.h5", "ckpt.keras", "m.pt", "weights"])
@@ -79,7 +81,11 @@ def test_truncated_file_is_a_clear_error(tmp_path):
 
 def test_file_of_another_model_is_a_clear_error(tmp_path):
     _model(hidden=6).save_weights(tmp_path / "w.pt")
-    with pytest.raises(ValueError, match=r"do not fit this model.*shape mismatch for 0.weight: file \(6, 3\) vs model \(4, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"do not fit this model.*shape mismatch for 0.weight:"
+        r" file \(6, 3\) vs model \(4, 3\)",
+    ):
         _model(hidden=4).load_weights(tmp_path / "w.pt")
 
 
@@ -94,8 +100,11 @@ def test_skip_mismatch_loads_what_fits(tmp_path):
     assert torch.equal(target.module[2].bias, source.module[2].bias)
     message = str(caught[0].message)
     # Every skipped weight, with both shapes; the one that fit is not named.
-    for skipped in ("0.weight: file (6, 3) vs model (4, 3)", "0.bias: file (6,) vs model (4,)",
-                    "2.weight: file (1, 6) vs model (1, 4)"):
+    for skipped in (
+        "0.weight: file (6, 3) vs model (4, 3)",
+        "0.bias: file (6,) vs model (4,)",
+        "2.weight: file (1, 6) vs model (1, 4)",
+    ):
         assert skipped in message
     assert "2.bias" not in message
 

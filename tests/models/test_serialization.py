@@ -26,7 +26,9 @@ class Regressor(torchfit.Model):
         self.scale = scale
 
     def forward(self, x):
-        hidden = torch.relu(self.hidden(x)) if self.activation == "relu" else torch.tanh(self.hidden(x))
+        hidden = (
+            torch.relu(self.hidden(x)) if self.activation == "relu" else torch.tanh(self.hidden(x))
+        )
         return self.out(hidden) * self.scale
 
 
@@ -53,7 +55,9 @@ def _data(seed=0, n=32):
 
 
 def _sequential():
-    return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 1))
+    return nn.Sequential(
+        nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 1)
+    )
 
 
 def _fit(model, epochs=2, seed=0):
@@ -64,7 +68,9 @@ def _fit(model, epochs=2, seed=0):
 
 
 def _assert_same_weights(a, b):
-    for (name, x), y in zip(a._weights_module().state_dict().items(), b._weights_module().state_dict().values()):
+    for (name, x), y in zip(
+        a.weights_module.state_dict().items(), b.weights_module.state_dict().values()
+    ):
         assert torch.equal(x, y), name
 
 
@@ -88,8 +94,11 @@ def test_sequential_round_trip_resumes_training_identically(tmp_path):
     torch.manual_seed(0)
     model = torchfit.Model(_sequential(), device="cpu")
     schedule = torchfit.optimizers.schedules.ExponentialDecay(0.01, decay_steps=2, decay_rate=0.5)
-    model.compile(optimizer=torchfit.optimizers.Adam(learning_rate=schedule), loss="mse",
-                  metrics=["mae", torchfit.metrics.RootMeanSquaredError()])
+    model.compile(
+        optimizer=torchfit.optimizers.Adam(learning_rate=schedule),
+        loss="mse",
+        metrics=["mae", torchfit.metrics.RootMeanSquaredError()],
+    )
     _fit(model)
     model.save(tmp_path / "m.pt")
     loaded = torchfit.models.load_model(tmp_path / "m.pt")
@@ -103,20 +112,42 @@ def test_sequential_round_trip_resumes_training_identically(tmp_path):
     assert loaded.metrics_names == model.metrics_names == ["loss", "mae", "root_mean_squared_error"]
 
 
-@pytest.mark.parametrize("layers", [
-    lambda: nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.LeakyReLU(0.2),
-                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(12, 2), nn.Softmax(dim=-1)),
-    lambda: nn.Sequential(nn.Embedding(10, 4, padding_idx=0), nn.LSTM(4, 5, batch_first=True)),
-    lambda: nn.ModuleList([nn.Linear(2, 2, bias=False), nn.ModuleDict({"a": nn.GELU("tanh"), "b": nn.LayerNorm(2)})]),
-    lambda: nn.Sequential(nn.ConvTranspose1d(2, 3, 3, stride=2, output_padding=1), nn.GroupNorm(1, 3),
-                          nn.Upsample(scale_factor=2), nn.AdaptiveAvgPool1d(4), nn.Unflatten(2, (2, 2))),
-])
+@pytest.mark.parametrize(
+    "layers",
+    [
+        lambda: nn.Sequential(
+            nn.Conv2d(1, 3, 3, padding=1),
+            nn.BatchNorm2d(3),
+            nn.LeakyReLU(0.2),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(12, 2),
+            nn.Softmax(dim=-1),
+        ),
+        lambda: nn.Sequential(nn.Embedding(10, 4, padding_idx=0), nn.LSTM(4, 5, batch_first=True)),
+        lambda: nn.ModuleList(
+            [
+                nn.Linear(2, 2, bias=False),
+                nn.ModuleDict({"a": nn.GELU("tanh"), "b": nn.LayerNorm(2)}),
+            ]
+        ),
+        lambda: nn.Sequential(
+            nn.ConvTranspose1d(2, 3, 3, stride=2, output_padding=1),
+            nn.GroupNorm(1, 3),
+            nn.Upsample(scale_factor=2),
+            nn.AdaptiveAvgPool1d(4),
+            nn.Unflatten(2, (2, 2)),
+        ),
+    ],
+)
 def test_torch_nn_structures_are_rebuilt(layers):
     module = layers()
     spec = serialization.describe_module(module)
     rebuilt = serialization.build_module(spec)
     assert repr(rebuilt) == repr(module)
-    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in module.state_dict().items()}
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {
+        k: v.shape for k, v in module.state_dict().items()
+    }
 
 
 class _Custom(nn.Module):
@@ -133,7 +164,9 @@ def test_custom_module_needs_module_argument(tmp_path):
     model.compile(optimizer="sgd", loss="mse")
     _fit(model)
     model.save(tmp_path / "m.pt")
-    with pytest.raises(ValueError, match=r"cannot be rebuilt.*_Custom, not a torch.nn layer.*module="):
+    with pytest.raises(
+        ValueError, match=r"cannot be rebuilt.*_Custom, not a torch.nn layer.*module="
+    ):
         torchfit.models.load_model(tmp_path / "m.pt")
     loaded = torchfit.models.load_model(tmp_path / "m.pt", module=nn.Sequential(_Custom()))
     _assert_same_weights(model, loaded)
@@ -238,8 +271,10 @@ def test_safe_mode_imports_no_module(tmp_path, monkeypatch):
 def test_torch_loss_and_torch_optimizer_round_trip(tmp_path):
     torch.manual_seed(0)
     model = torchfit.Model(_sequential(), device="cpu")
-    model.compile(optimizer=torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
-                  loss=nn.HuberLoss(delta=0.5))
+    model.compile(
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
+        loss=nn.HuberLoss(delta=0.5),
+    )
     _fit(model)
     model.save(tmp_path / "m.pt")
     loaded = torchfit.models.load_model(tmp_path / "m.pt")
@@ -258,7 +293,9 @@ def test_unsaved_compile_arguments_warn_and_leave_model_uncompiled(tmp_path):
     model.compile(optimizer="adam", loss=my_loss)
     _fit(model)
     model.save(tmp_path / "m.pt")
-    assert torch.load(tmp_path / "m.pt", weights_only=True)["compile_missing"] == ["loss: the loss 'my_loss'"]
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["compile_missing"] == [
+        "loss: the loss 'my_loss'"
+    ]
     with pytest.warns(UserWarning, match="not compiled.*my_loss.*compile"):
         loaded = torchfit.models.load_model(tmp_path / "m.pt")
     assert not loaded.compiled
@@ -305,7 +342,11 @@ def test_foreign_file(tmp_path):
 def test_file_of_another_model(tmp_path):
     torchfit.Model(_sequential(), device="cpu").save(tmp_path / "m.pt")
     other = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 1))
-    with pytest.raises(ValueError, match=r"do not fit this model: unexpected \[.*shape mismatch for 0.weight: file \(8, 4\) vs model \(3, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"do not fit this model: unexpected \[.*shape mismatch for 0.weight:"
+        r" file \(8, 4\) vs model \(3, 4\)",
+    ):
         torchfit.models.load_model(tmp_path / "m.pt", module=other)
 
 
@@ -313,7 +354,9 @@ def test_file_of_another_model(tmp_path):
 def test_pickle_that_would_run_code_is_refused(code_running_file, writer):
     path, marker = code_running_file(
         lambda evil: {"format": "torchfit.model", "version": 1, "weights": {}, "module": evil},
-        writer, name="evil.keras")
+        writer,
+        name="evil.keras",
+    )
     for safe_mode in (True, False):
         with pytest.raises(ValueError, match="nothing in it was run"):
             torchfit.models.load_model(path, safe_mode=safe_mode)
@@ -356,6 +399,7 @@ def test_subclass_keeping_model_constructor(tmp_path):
 
 
 # ------------------------------------------------------- edited or forged files
+
 
 class _RefuseBigAllocations(TorchFunctionMode):
     """Records, and refuses, every tensor over `limit` bytes asked for off the meta device."""
@@ -415,14 +459,23 @@ class OnTheCPU(torchfit.Model):
         return self.hidden(x)
 
 
-@pytest.mark.parametrize("make, entry, shape", [
-    (lambda: torchfit.Model(_sequential(), device="cpu"), "module.module.children[0]",
-     (10**6, 10**6)),
-    (lambda: Regressor(6), "module", (10**8, 4)),
-    (lambda: OnTheCPU(6), "module", (10**8, 4)),
-    (lambda: Classifier(nn.Sequential(nn.Linear(4, 3)), device="cpu"), "module.args[0].children[0]",
-     (10**6, 10**6)),
-])
+@pytest.mark.parametrize(
+    "make, entry, shape",
+    [
+        (
+            lambda: torchfit.Model(_sequential(), device="cpu"),
+            "module.module.children[0]",
+            (10**6, 10**6),
+        ),
+        (lambda: Regressor(6), "module", (10**8, 4)),
+        (lambda: OnTheCPU(6), "module", (10**8, 4)),
+        (
+            lambda: Classifier(nn.Sequential(nn.Linear(4, 3)), device="cpu"),
+            "module.args[0].children[0]",
+            (10**6, 10**6),
+        ),
+    ],
+)
 def test_forged_layer_size_is_refused_before_anything_is_allocated(tmp_path, make, entry, shape):
     make().save(tmp_path / "m.pt")
     path = _forge(tmp_path / "m.pt", _huge_first_layer)
@@ -441,36 +494,63 @@ def _first_child(payload):
     return payload["module"]["module"]["children"][0][1]
 
 
-@pytest.mark.parametrize("edit, entry", [
-    (lambda p: p.pop("weights"), "weights"),
-    (lambda p: p.update(weights=[1, 2]), "weights"),
-    (lambda p: p["weights"].update({"0.bias": [0.0] * 8}), "weights['0.bias']"),
-    (lambda p: p["weights"].pop("0.bias"), "weights"),
-    (lambda p: p["weights"].update({"1.num_batches_tracked": torch.tensor(2.5)}),
-     "module.module.children[1]"),
-    (lambda p: p["weights"].update({"0.weight": torch.zeros(1).expand(8, 4)}),
-     "weights['0.weight']"),
-    (lambda p: p["weights"].update({"0.weight": torch.zeros(8, 4).to_sparse()}),
-     "weights['0.weight']"),
-    (lambda p: p.update(module="Sequential"), "module"),
-    (lambda p: p["module"].update(kind="pickle"), "module.kind"),
-    (lambda p: p["module"].update(output_names="out"), "module.output_names"),
-    (lambda p: _first_child(p).update({"class": "functional"}), "module.module.children[0].class"),
-    (lambda p: _first_child(p).update(args=[4, 8]), "module.module.children[0].args"),
-    (lambda p: _first_child(p)["args"].update(out_features=-8), "module.module.children[0].args"),
-    (lambda p: _first_child(p)["args"].update(units=8), "module.module.children[0].args"),
-    (lambda p: p["module"]["module"].update(children={"0": 1}), "module.module.children"),
-    (lambda p: p.update(module={"kind": "class", "path": "os:system", "args": ["ls"],
-                                "kwargs": {}}), "module.path"),
-    (lambda p: p.update(compiled="yes"), "compiled"),
-    (lambda p: p.update(compile_missing="loss"), "compile_missing"),
-    (lambda p: p["compile_config"].update(optimizer={"torch": "lr_scheduler", "defaults": {}}),
-     "compile_config.optimizer"),
-    (lambda p: p["compile_config"].update(loss={"__torchfit_object__": "torch_loss", "value": {}}),
-     "compile_config.loss"),
-    (lambda p: p["compile_config"].update(shuffle=True), "compile_config"),
-    (lambda p: p["optimizer"].update(param_groups=[]), "optimizer"),
-])
+@pytest.mark.parametrize(
+    "edit, entry",
+    [
+        (lambda p: p.pop("weights"), "weights"),
+        (lambda p: p.update(weights=[1, 2]), "weights"),
+        (lambda p: p["weights"].update({"0.bias": [0.0] * 8}), "weights['0.bias']"),
+        (lambda p: p["weights"].pop("0.bias"), "weights"),
+        (
+            lambda p: p["weights"].update({"1.num_batches_tracked": torch.tensor(2.5)}),
+            "module.module.children[1]",
+        ),
+        (
+            lambda p: p["weights"].update({"0.weight": torch.zeros(1).expand(8, 4)}),
+            "weights['0.weight']",
+        ),
+        (
+            lambda p: p["weights"].update({"0.weight": torch.zeros(8, 4).to_sparse()}),
+            "weights['0.weight']",
+        ),
+        (lambda p: p.update(module="Sequential"), "module"),
+        (lambda p: p["module"].update(kind="pickle"), "module.kind"),
+        (lambda p: p["module"].update(output_names="out"), "module.output_names"),
+        (
+            lambda p: _first_child(p).update({"class": "functional"}),
+            "module.module.children[0].class",
+        ),
+        (lambda p: _first_child(p).update(args=[4, 8]), "module.module.children[0].args"),
+        (
+            lambda p: _first_child(p)["args"].update(out_features=-8),
+            "module.module.children[0].args",
+        ),
+        (lambda p: _first_child(p)["args"].update(units=8), "module.module.children[0].args"),
+        (lambda p: p["module"]["module"].update(children={"0": 1}), "module.module.children"),
+        (
+            lambda p: p.update(
+                module={"kind": "class", "path": "os:system", "args": ["ls"], "kwargs": {}}
+            ),
+            "module.path",
+        ),
+        (lambda p: p.update(compiled="yes"), "compiled"),
+        (lambda p: p.update(compile_missing="loss"), "compile_missing"),
+        (
+            lambda p: p["compile_config"].update(
+                optimizer={"torch": "lr_scheduler", "defaults": {}}
+            ),
+            "compile_config.optimizer",
+        ),
+        (
+            lambda p: p["compile_config"].update(
+                loss={"__torchfit_object__": "torch_loss", "value": {}}
+            ),
+            "compile_config.loss",
+        ),
+        (lambda p: p["compile_config"].update(shuffle=True), "compile_config"),
+        (lambda p: p["optimizer"].update(param_groups=[]), "optimizer"),
+    ],
+)
 def test_every_malformed_entry_is_a_value_error_naming_file_and_entry(tmp_path, edit, entry):
     model = torchfit.Model(_sequential(), device="cpu")
     model.compile(optimizer="adam", loss="mse")

@@ -103,8 +103,11 @@ def test_epochs_and_initial_epoch_set_history_epochs():
 def test_an_initial_epoch_past_epochs_warns_that_nothing_trains(epochs, initial_epoch):
     model = _recording()
     before = [np.array(w, copy=True) for w in model.get_weights()]
-    with pytest.warns(UserWarning, match=rf"fit\(epochs={epochs}, initial_epoch={initial_epoch}\) trains"
-                                         rf" nothing: `epochs` is the index of the epoch to stop at"):
+    with pytest.warns(
+        UserWarning,
+        match=rf"fit\(epochs={epochs}, initial_epoch={initial_epoch}\) trains"
+        rf" nothing: `epochs` is the index of the epoch to stop at",
+    ):
         history = model.fit(*_data(), epochs=epochs, initial_epoch=initial_epoch, verbose=0)
     assert history.epoch == []
     for old, new in zip(before, model.get_weights()):
@@ -120,12 +123,32 @@ def test_fit_returns_loss_going_down():
     assert history.history["loss"][-1] < history.history["loss"][0] / 2
 
 
+def test_counts_may_be_numpy_integers():
+    # One check for every count: NumPy ints pass wherever Python ints do, as in Keras.
+    model = _recording()
+    x, y = _data()
+    history = model.fit(
+        x,
+        y,
+        epochs=np.int64(3),
+        batch_size=np.int64(4),
+        steps_per_epoch=np.int32(2),
+        validation_data=(x, y),
+        validation_freq=np.int64(2),
+        verbose=0,
+    )
+    assert history.epoch == [0, 1, 2] and len(history.history["val_loss"]) == 1
+    assert [len(batch[0]) for batch in model.train_batches] == [4] * 6
+
+
 def test_bad_counts_are_errors():
     model = _recording()
     x, y = _data()
     with pytest.raises(ValueError, match=r"`epochs` must be an integer >= 0. Received: epochs=1.5"):
         model.fit(x, y, epochs=1.5, verbose=0)
-    with pytest.raises(ValueError, match=r"`steps_per_epoch` must be an integer >= 1. Received: steps_per_epoch=0"):
+    with pytest.raises(
+        ValueError, match=r"`steps_per_epoch` must be an integer >= 1. Received: steps_per_epoch=0"
+    ):
         model.fit(x, y, steps_per_epoch=0, verbose=0)
     with pytest.raises(ValueError, match=r"`validation_steps` must be an integer >= 1"):
         model.fit(x, y, validation_steps=-1, verbose=0)
@@ -153,7 +176,9 @@ def test_verbose_1_prints_keras_3_progress_bars(capsys):
     assert "Epoch 2/2" in lines
     # Off a terminal a redraw is a new line, and a slow machine may redraw the bar at
     # step 4 before the epoch's final line: the final lines are those with val_ keys.
-    final = [line for line in lines if line.startswith("4/4 ━━━━━━━━━━━━━━━━━━━━ ") and "val_" in line]
+    final = [
+        line for line in lines if line.startswith("4/4 ━━━━━━━━━━━━━━━━━━━━ ") and "val_" in line
+    ]
     assert len(final) == 2
     # Sorted keys, validation included, %.4f values.
     assert final[0].split(" - ", 1)[1].split(": ")[0] == "loss"
@@ -168,7 +193,9 @@ def test_verbose_2_prints_one_line_per_epoch(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "Epoch 1/2" and lines[2] == "Epoch 2/2"
     assert len(lines) == 4
-    assert re.fullmatch(r"4/4 - \d+s - \d+(us|ms|s)/step - loss: \d+\.\d{4}(e[+-]\d\d)?", lines[1]), lines[1]
+    assert re.fullmatch(
+        r"4/4 - \d+s - \d+(us|ms|s)/step - loss: \d+\.\d{4}(e[+-]\d\d)?", lines[1]
+    ), lines[1]
 
 
 def test_verbose_auto_is_2_when_stdout_is_no_terminal(capsys):
@@ -191,7 +218,9 @@ def test_single_epoch_prints_no_epoch_header_and_evaluate_predict_have_bars(caps
 
 
 def test_bad_verbose_is_an_error():
-    with pytest.raises(ValueError, match=r'`verbose` must be 0, 1, 2 or "auto". Received: verbose=3'):
+    with pytest.raises(
+        ValueError, match=r'`verbose` must be 0, 1, 2 or "auto". Received: verbose=3'
+    ):
         _recording().fit(*_data(), verbose=3)
 
 
@@ -208,8 +237,9 @@ def test_callbacks_get_the_model_and_params():
             seen.setdefault("logs", []).append(dict(logs))
 
     model = _recording()
-    model.fit(*_data(), batch_size=4, epochs=2, verbose=0, callbacks=[Spy()],
-              validation_data=_data(8))
+    model.fit(
+        *_data(), batch_size=4, epochs=2, verbose=0, callbacks=[Spy()], validation_data=_data(8)
+    )
     assert seen["model"] is model
     assert seen["params"] == {"verbose": 0, "epochs": 2, "steps": 4}
     assert [sorted(logs) for logs in seen["logs"]] == [["loss", "val_loss"]] * 2
@@ -230,7 +260,9 @@ class _ModeSpy(torchfit.Model):
     """Records, at every train step, whether each of its modules is in train mode."""
 
     def __init__(self):
-        super().__init__(nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.Linear(4, 1)), device="cpu")
+        super().__init__(
+            nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.Linear(4, 1)), device="cpu"
+        )
         self.step_modes = []
 
     def train_step(self, data):
@@ -271,8 +303,9 @@ def _history_with(callbacks, metrics=("mae",)):
     torch.manual_seed(0)
     model = torchfit.Model(nn.Linear(3, 1), device="cpu")
     model.compile(optimizer="sgd", loss="mse", metrics=list(metrics))
-    return model.fit(*_data(16), batch_size=4, epochs=2, shuffle=False, callbacks=callbacks,
-                     verbose=0).history
+    return model.fit(
+        *_data(16), batch_size=4, epochs=2, shuffle=False, callbacks=callbacks, verbose=0
+    ).history
 
 
 @pytest.mark.parametrize("hook", ["on_train_batch_end", "on_train_batch_begin"])
@@ -312,8 +345,18 @@ def test_extra_keys_of_a_custom_step_reach_history_progress_bar_and_evaluate(cap
     model = _ExtraLogs()
     model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
     x, y = _data(16)
-    history = model.fit(x, y, batch_size=4, epochs=2, shuffle=False, validation_data=(x, y), verbose=2).history
-    assert sorted(history) == ["loss", "mae", "my_metric", "scale", "val_loss", "val_mae", "val_my_metric"]
+    history = model.fit(
+        x, y, batch_size=4, epochs=2, shuffle=False, validation_data=(x, y), verbose=2
+    ).history
+    assert sorted(history) == [
+        "loss",
+        "mae",
+        "my_metric",
+        "scale",
+        "val_loss",
+        "val_mae",
+        "val_my_metric",
+    ]
     assert history["my_metric"] == [10.0, 10.0] and history["scale"] == [3.0, 3.0]
     assert history["val_my_metric"] == [20.0, 20.0]
     # The metric values are still the epoch's means, as without the extra keys.
@@ -358,7 +401,9 @@ def test_evaluate_and_predict_run_a_model_fresh_from_load_model_in_eval_mode(tmp
     reference = copy.deepcopy(loaded.module).eval()
     expected = reference(torch.from_numpy(x)).detach().numpy()
     np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-6)
-    assert loaded.evaluate(x, y, verbose=0) == pytest.approx(float(((expected - y) ** 2).mean()), rel=1e-5)
+    assert loaded.evaluate(x, y, verbose=0) == pytest.approx(
+        float(((expected - y) ** 2).mean()), rel=1e-5
+    )
     torch.testing.assert_close(loaded.module[1].running_mean, statistics, rtol=0, atol=0)
     assert all(module.training for module in loaded.modules())  # left as found
 
@@ -372,8 +417,10 @@ def test_ema_weights_are_copied_into_the_model_at_the_end_of_fit():
     recorder.steps = []
     torch.manual_seed(0)
     model = torchfit.Model(nn.Linear(3, 1), device="cpu")
-    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.1, use_ema=True, ema_momentum=0.5),
-                  loss="mse")
+    model.compile(
+        optimizer=torchfit.optimizers.SGD(learning_rate=0.1, use_ema=True, ema_momentum=0.5),
+        loss="mse",
+    )
     model.fit(*_data(16), batch_size=4, epochs=2, callbacks=[recorder], verbose=0)
     # Keras's EMA: the first step's weights, then average = 0.5 * average + 0.5 * weights.
     averages = recorder.steps[0]
@@ -387,7 +434,9 @@ def test_ema_weights_are_copied_into_the_model_at_the_end_of_fit():
 # ---------------------------------------------------------- validation args
 def test_validation_split_takes_the_last_fraction_before_shuffling():
     model = _recording()
-    history = model.fit(*_indexed(10), batch_size=4, validation_split=0.2, shuffle=True, epochs=2, verbose=0)
+    history = model.fit(
+        *_indexed(10), batch_size=4, validation_split=0.2, shuffle=True, epochs=2, verbose=0
+    )
     assert model.test_ids() == [[8.0, 9.0], [8.0, 9.0]]
     trained = sorted(i for ids in model.train_ids()[:2] for i in ids)
     assert trained == list(range(8))
@@ -398,7 +447,9 @@ def test_validation_split_keeps_sample_weights_aligned():
     model = _recording()
     x, y = _indexed(10)
     weights = np.arange(10, dtype="float32")
-    model.fit(x, y, sample_weight=weights, validation_split=0.5, shuffle=False, batch_size=5, verbose=0)
+    model.fit(
+        x, y, sample_weight=weights, validation_split=0.5, shuffle=False, batch_size=5, verbose=0
+    )
     (train_x, _, train_w), (val_x, _, val_w) = model.train_batches[0], model.test_batches[0]
     assert train_x[:, 0].tolist() == train_w.tolist() == [0, 1, 2, 3, 4]
     assert val_x[:, 0].tolist() == val_w.tolist() == [5, 6, 7, 8, 9]
@@ -415,11 +466,16 @@ def test_validation_split_works_with_pandas():
 def test_validation_split_with_other_data_is_an_error(kind):
     x, y = _data(8)
     tensors = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
-    data = {"DataLoader": DataLoader(tensors, batch_size=4),
-            "Dataset": _MapDataset(x, y),
-            "generator": iter([(x, y)])}[kind]
-    with pytest.raises(ValueError, match=r"`validation_split` needs arrays or tensors.*Received data of type"
-                                         r" .*Pass `validation_data=\(x_val, y_val\)` instead"):
+    data = {
+        "DataLoader": DataLoader(tensors, batch_size=4),
+        "Dataset": _MapDataset(x, y),
+        "generator": iter([(x, y)]),
+    }[kind]
+    with pytest.raises(
+        ValueError,
+        match=r"`validation_split` needs arrays or tensors.*Received data of type"
+        r" .*Pass `validation_data=\(x_val, y_val\)` instead",
+    ):
         _recording().fit(data, validation_split=0.2, verbose=0)
 
 
@@ -446,12 +502,16 @@ def test_validation_data_with_sample_weights():
     assert model.test_batches[0][2].tolist() == weights.tolist()
     prediction = model.predict(x[:1], verbose=0)
     # sum_over_batch_size: sum(loss * w) / N.
-    assert history.history["val_loss"][0] == pytest.approx(float((prediction[0, 0] - y[0, 0]) ** 2), rel=1e-4)
+    assert history.history["val_loss"][0] == pytest.approx(
+        float((prediction[0, 0] - y[0, 0]) ** 2), rel=1e-4
+    )
 
 
 def test_validation_data_bad_tuple_is_an_error():
     x, y = _data(8)
-    with pytest.raises(ValueError, match=r"`validation_data` must be `\(x_val, y_val\)` or .* a tuple of length 4"):
+    with pytest.raises(
+        ValueError, match=r"`validation_data` must be `\(x_val, y_val\)` or .* a tuple of length 4"
+    ):
         _recording().fit(x, y, validation_data=(x, y, y, y), verbose=0)
 
 
@@ -461,23 +521,31 @@ def test_validation_data_as_a_list_is_read_as_x_y():
     x_val, y_val = _data(4, seed=1)
     model = _recording()
     history = model.fit(x, y, validation_data=[x_val, y_val], verbose=0)
-    assert history.history["val_loss"] == [pytest.approx(model.evaluate(x_val, y_val, verbose=0), rel=1e-6)]
+    assert history.history["val_loss"] == [
+        pytest.approx(model.evaluate(x_val, y_val, verbose=0), rel=1e-6)
+    ]
 
 
 @pytest.mark.parametrize("kind", ["DataLoader", "Dataset", "generator_function", "Sequence"])
 def test_validation_data_of_any_kind(kind):
     x, y = _indexed(8)
     data = {
-        "DataLoader": DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=4),
+        "DataLoader": DataLoader(
+            TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=4
+        ),
         "Dataset": _MapDataset(x, y),
         "generator_function": _Batches(x, y, 4),
         "Sequence": _BatchSequence(x, y, 4),
     }[kind]
     model = _recording()
-    history = model.fit(*_data(), epochs=2, validation_data=data, verbose=0, validation_batch_size=4)
+    history = model.fit(
+        *_data(), epochs=2, validation_data=data, verbose=0, validation_batch_size=4
+    )
     assert len(history.history["val_loss"]) == 2
     # Each validation run starts from the beginning of the data.
-    assert sorted(i for ids in model.test_ids()[: len(model.test_ids()) // 2] for i in ids) == list(range(8))
+    assert sorted(i for ids in model.test_ids()[: len(model.test_ids()) // 2] for i in ids) == list(
+        range(8)
+    )
 
 
 def test_validation_steps_limits_each_validation_run_and_restarts_it():
@@ -492,7 +560,9 @@ def test_validation_batch_size_defaults_to_batch_size():
     model.fit(*_data(), batch_size=5, validation_data=_indexed(10), verbose=0)
     assert [len(ids) for ids in model.test_ids()] == [5, 5]
     model.test_batches.clear()
-    model.fit(*_data(), batch_size=5, validation_data=_indexed(10), validation_batch_size=3, verbose=0)
+    model.fit(
+        *_data(), batch_size=5, validation_data=_indexed(10), validation_batch_size=3, verbose=0
+    )
     assert [len(ids) for ids in model.test_ids()] == [3, 3, 3, 1]
 
 
@@ -510,8 +580,14 @@ def test_validation_freq_as_int_and_as_list():
             if "val_loss" in logs:
                 self.validated.append(epoch)
 
-    model.fit(*_data(), epochs=5, validation_data=_data(4), validation_freq=[1, 4, 5],
-              callbacks=[Epochs()], verbose=0)
+    model.fit(
+        *_data(),
+        epochs=5,
+        validation_data=_data(4),
+        validation_freq=[1, 4, 5],
+        callbacks=[Epochs()],
+        verbose=0,
+    )
     # Epochs in validation_freq count from 1; hooks count from 0.
     assert Epochs.validated == [0, 3, 4]
 
@@ -525,23 +601,34 @@ class _ValidatedEpochs(Callback):
         self.validated.append("val_loss" in logs)
 
 
-@pytest.mark.parametrize("epochs, freq, validated", [
-    (3, 3, [False, False, True]),   # counted from 1: the last epoch validates, not the first
-    (4, 2, [False, True, False, True]),
-    (3, 1, [True, True, True]),
-])
+@pytest.mark.parametrize(
+    "epochs, freq, validated",
+    [
+        (3, 3, [False, False, True]),  # counted from 1: the last epoch validates, not the first
+        (4, 2, [False, True, False, True]),
+        (3, 1, [True, True, True]),
+    ],
+)
 def test_validation_freq_int_validates_every_nth_epoch_counted_from_1(epochs, freq, validated):
     epochs_seen = _ValidatedEpochs()
-    _recording().fit(*_data(), epochs=epochs, validation_data=_data(4), validation_freq=freq,
-                     callbacks=[epochs_seen], verbose=0)
+    _recording().fit(
+        *_data(),
+        epochs=epochs,
+        validation_data=_data(4),
+        validation_freq=freq,
+        callbacks=[epochs_seen],
+        verbose=0,
+    )
     assert epochs_seen.validated == validated
 
 
 @pytest.mark.parametrize("freq", ["2", 0, -1, [0, 2], True])
 def test_bad_validation_freq_is_an_error(freq):
     # 0 was a ZeroDivisionError at the end of the first epoch.
-    message = (r"`validation_freq` must be an int >= 1 .* or a list .*"
-               rf" Received: validation_freq={re.escape(repr(freq))}\.")
+    message = (
+        r"`validation_freq` must be an int >= 1 .* or a list .*"
+        rf" Received: validation_freq={re.escape(repr(freq))}\."
+    )
     with pytest.raises(ValueError, match=message):
         _recording().fit(*_data(), validation_data=_data(4), validation_freq=freq, verbose=0)
 
@@ -566,15 +653,23 @@ def test_shuffle_batch_shuffles_inside_batch_sized_chunks():
     torch.manual_seed(0)
     model = _recording()
     model.fit(*_indexed(12), batch_size=4, shuffle="batch", epochs=3, verbose=0)
-    epochs = [model.train_ids()[i:i + 3] for i in range(0, 9, 3)]
+    epochs = [model.train_ids()[i : i + 3] for i in range(0, 9, 3)]
     for batches in epochs:
         # Each batch is one chunk of 4 consecutive samples, in some order.
-        assert sorted(tuple(sorted(ids)) for ids in batches) == [(0, 1, 2, 3), (4, 5, 6, 7), (8, 9, 10, 11)]
-    assert any(ids != sorted(ids) for batches in epochs for ids in batches) or epochs[0] != epochs[1]
+        assert sorted(tuple(sorted(ids)) for ids in batches) == [
+            (0, 1, 2, 3),
+            (4, 5, 6, 7),
+            (8, 9, 10, 11),
+        ]
+    assert (
+        any(ids != sorted(ids) for batches in epochs for ids in batches) or epochs[0] != epochs[1]
+    )
 
 
 def test_bad_shuffle_is_an_error():
-    with pytest.raises(ValueError, match=r'`shuffle` must be True, False or "batch". Received: shuffle=\'yes\''):
+    with pytest.raises(
+        ValueError, match=r'`shuffle` must be True, False or "batch". Received: shuffle=\'yes\''
+    ):
         _recording().fit(*_data(), shuffle="yes", verbose=0)
 
 
@@ -590,9 +685,18 @@ def test_class_weight_equals_the_matching_sample_weight():
     x = _data(12)[0]
     y = np.array([0, 1, 2] * 4)
     class_weight = {0: 1.0, 1: 3.0, 2: 0.5}
-    by_class = _classifier().fit(x, y, class_weight=class_weight, batch_size=4, shuffle=False, epochs=2, verbose=0)
-    by_sample = _classifier().fit(x, y, sample_weight=np.array([class_weight[int(c)] for c in y]),
-                                  batch_size=4, shuffle=False, epochs=2, verbose=0)
+    by_class = _classifier().fit(
+        x, y, class_weight=class_weight, batch_size=4, shuffle=False, epochs=2, verbose=0
+    )
+    by_sample = _classifier().fit(
+        x,
+        y,
+        sample_weight=np.array([class_weight[int(c)] for c in y]),
+        batch_size=4,
+        shuffle=False,
+        epochs=2,
+        verbose=0,
+    )
     np.testing.assert_allclose(by_class.history["loss"], by_sample.history["loss"], rtol=1e-6)
     unweighted = _classifier().fit(x, y, batch_size=4, shuffle=False, epochs=2, verbose=0)
     assert unweighted.history["loss"][0] != pytest.approx(by_class.history["loss"][0])
@@ -604,11 +708,19 @@ def test_class_weight_with_one_hot_targets_and_missing_classes():
     model = _classifier()
     model.compile(optimizer="sgd", loss="categorical_crossentropy")
     # Class 2 is absent: weight 1.0, as in Keras.
-    model.fit(x, np.eye(3)[labels], class_weight={0: 0.0, 1: 0.0}, batch_size=6, shuffle=False, verbose=0)
+    model.fit(
+        x, np.eye(3)[labels], class_weight={0: 0.0, 1: 0.0}, batch_size=6, shuffle=False, verbose=0
+    )
     model2 = _classifier()
     model2.compile(optimizer="sgd", loss="categorical_crossentropy")
-    model2.fit(x, np.eye(3)[labels], sample_weight=(labels == 2).astype("float32"), batch_size=6,
-               shuffle=False, verbose=0)
+    model2.fit(
+        x,
+        np.eye(3)[labels],
+        sample_weight=(labels == 2).astype("float32"),
+        batch_size=6,
+        shuffle=False,
+        verbose=0,
+    )
     for a, b in zip(model.get_weights(), model2.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-6)
 
@@ -625,14 +737,19 @@ def test_class_weight_with_several_outputs_is_an_error():
     model = torchfit.Model(Two(), device="cpu")
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     x = _data(4)[0]
-    with pytest.raises(ValueError, match=r"class_weight is only supported for single-output models:"
-                                         r" received `y` with 2 outputs"):
+    with pytest.raises(
+        ValueError,
+        match=r"class_weight is only supported for single-output models:"
+        r" received `y` with 2 outputs",
+    ):
         model.fit(x, [np.zeros(4), np.zeros(4)], class_weight={0: 1.0, 1: 2.0}, verbose=0)
 
 
 def test_class_weight_and_sample_weight_together_is_an_error():
     x, y = _data(4)[0], np.zeros(4)
-    with pytest.raises(ValueError, match=r"class_weight.*sample_weight|sample_weight.*class_weight"):
+    with pytest.raises(
+        ValueError, match=r"class_weight.*sample_weight|sample_weight.*class_weight"
+    ):
         _classifier().fit(x, y, class_weight={0: 2.0}, sample_weight=np.ones(4), verbose=0)
 
 
@@ -645,7 +762,7 @@ def test_sample_weight_weights_the_loss_only():
     logs = model.evaluate(x, y, sample_weight=weights, verbose=0, return_dict=True)
     errors = model.predict(x, verbose=0) - y
     assert logs["loss"] == pytest.approx(float(errors[0, 0] ** 2 / 4), rel=1e-5)
-    assert logs["mse"] == pytest.approx(float((errors ** 2).mean()), rel=1e-5)
+    assert logs["mse"] == pytest.approx(float((errors**2).mean()), rel=1e-5)
     assert logs["mae"] == pytest.approx(float(abs(errors[0, 0])), rel=1e-5)
 
 
@@ -658,7 +775,9 @@ def _changed(before, model):
     return any(not np.array_equal(old, new) for old, new in zip(before, model.get_weights()))
 
 
-@pytest.mark.parametrize("weights, trains", [(np.zeros(4), False), (np.array([0.0, 0.0, 0.0, 0.5]), True)])
+@pytest.mark.parametrize(
+    "weights, trains", [(np.zeros(4), False), (np.array([0.0, 0.0, 0.0, 0.5]), True)]
+)
 def test_zero_sample_weights_leave_the_weights_unchanged(weights, trains):
     # Fails when the loss ignores sample_weight: the all-zero weights would train.
     model = _recording()
@@ -680,8 +799,15 @@ def test_steps_per_epoch_does_not_reset_a_finite_iterator_between_epochs():
 def test_steps_per_epoch_with_arrays_wraps_to_a_new_pass():
     model = _recording()
     counter = StepCounter()
-    model.fit(*_indexed(12), batch_size=4, shuffle=False, epochs=3, steps_per_epoch=2,
-              callbacks=[counter], verbose=0)
+    model.fit(
+        *_indexed(12),
+        batch_size=4,
+        shuffle=False,
+        epochs=3,
+        steps_per_epoch=2,
+        callbacks=[counter],
+        verbose=0,
+    )
     ids = model.train_ids()
     assert ids[:3] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
     assert all(len(batch) == 4 for batch in ids)
@@ -704,7 +830,7 @@ def test_endless_generator_needs_steps_per_epoch():
 def test_a_generator_read_once_ends_training_with_a_warning():
     x, y = _data(8)
     model = _recording()
-    batches = ((x[i:i + 4], y[i:i + 4]) for i in range(0, 8, 4))
+    batches = ((x[i : i + 4], y[i : i + 4]) for i in range(0, 8, 4))
     with pytest.warns(UserWarning, match=r"ran out of data"):
         history = model.fit(batches, epochs=3, verbose=0)
     assert history.epoch == [0]
@@ -738,7 +864,9 @@ def test_evaluate_returns_scalar_list_or_dict():
 
 
 def test_evaluate_rejects_unknown_keyword_arguments():
-    with pytest.raises(TypeError, match=r"evaluate\(\) got unexpected keyword arguments: \['workers'\]"):
+    with pytest.raises(
+        TypeError, match=r"evaluate\(\) got unexpected keyword arguments: \['workers'\]"
+    ):
         _recording().evaluate(*_data(), workers=2)
 
 
@@ -794,8 +922,9 @@ def test_predict_batch_end_receives_the_outputs():
         def on_predict_batch_end(self, batch, logs=None):
             received.append(logs["outputs"].shape)
 
-    torchfit.Model(nn.Linear(3, 2), device="cpu").predict(_data(5)[0], batch_size=4, callbacks=[Outputs()],
-                                                        verbose=0)
+    torchfit.Model(nn.Linear(3, 2), device="cpu").predict(
+        _data(5)[0], batch_size=4, callbacks=[Outputs()], verbose=0
+    )
     assert received == [(4, 2), (1, 2)]
 
 
@@ -831,7 +960,7 @@ def test_train_on_batch_reports_its_own_batch_alone():
     far = model.train_on_batch(x, y + 100.0, return_dict=True)
     near = model.train_on_batch(x, y, return_dict=True)
     errors = model.predict_on_batch(x) - y
-    assert near["loss"] == pytest.approx(float((errors ** 2).mean()), rel=1e-5)
+    assert near["loss"] == pytest.approx(float((errors**2).mean()), rel=1e-5)
     assert near["mae"] == pytest.approx(float(np.abs(errors).mean()), rel=1e-5)
     assert far["loss"] > 100 * near["loss"]
 
@@ -842,7 +971,9 @@ def test_train_on_batch_with_class_weight_and_sample_weight():
     by_class = _classifier().train_on_batch(x, y, class_weight=weights)
     by_sample = _classifier().train_on_batch(x, y, sample_weight=np.array([weights[c] for c in y]))
     assert by_class == pytest.approx(by_sample, rel=1e-6)
-    with pytest.raises(ValueError, match=r"`sample_weight` and `class_weight` cannot be given together"):
+    with pytest.raises(
+        ValueError, match=r"`sample_weight` and `class_weight` cannot be given together"
+    ):
         _classifier().train_on_batch(x, y, sample_weight=np.ones(6), class_weight=weights)
 
 
@@ -881,7 +1012,7 @@ class _Batches:
 
     def __iter__(self):
         for start in range(0, len(self.x), self.batch_size):
-            yield self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
+            yield self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
 
 
 class _BatchSequence(torchfit.utils.Sequence):
@@ -908,7 +1039,10 @@ def _fit_kind(kind):
         "float64 numpy": ((x.astype("float64"), y.astype("float64")), {"batch_size": 4}),
         "tensors": ((torch.from_numpy(x), torch.from_numpy(y)), {"batch_size": 4}),
         "pandas": ((pd.DataFrame(x, columns=list("abc")), pd.Series(y[:, 0])), {"batch_size": 4}),
-        "TensorDataset": ((TensorDataset(torch.from_numpy(x), torch.from_numpy(y)),), {"batch_size": 4}),
+        "TensorDataset": (
+            (TensorDataset(torch.from_numpy(x), torch.from_numpy(y)),),
+            {"batch_size": 4},
+        ),
         "Dataset": ((_MapDataset(x, y),), {"batch_size": 4}),
         "DataLoader": ((DataLoader(_MapDataset(x, y), batch_size=4),), {}),
         "iterable": ((_Batches(x, y, 4),), {}),
@@ -917,9 +1051,21 @@ def _fit_kind(kind):
     }[kind]
 
 
-@pytest.mark.parametrize("kind", ["numpy", "float64 numpy", "tensors", "pandas", "TensorDataset", "Dataset",
-                                  "DataLoader", "iterable", "Sequence",
-                                  "threaded Sequence"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "numpy",
+        "float64 numpy",
+        "tensors",
+        "pandas",
+        "TensorDataset",
+        "Dataset",
+        "DataLoader",
+        "iterable",
+        "Sequence",
+        "threaded Sequence",
+    ],
+)
 def test_fit_evaluate_predict_on_every_data_kind(kind):
     args, kwargs = _fit_kind(kind)
     model = _recording()
@@ -945,7 +1091,7 @@ def test_sequence_on_epoch_end_runs_each_epoch():
 def test_generator_of_batches_for_one_epoch():
     x, y = _indexed(8)
     model = _recording()
-    model.fit(((x[i:i + 4], y[i:i + 4]) for i in range(0, 8, 4)), verbose=0)
+    model.fit(((x[i : i + 4], y[i : i + 4]) for i in range(0, 8, 4)), verbose=0)
     assert model.train_ids() == [[0, 1, 2, 3], [4, 5, 6, 7]]
 
 
@@ -955,7 +1101,9 @@ def test_batches_may_carry_sample_weights(weight, trains):
     weights = np.full(8, weight, "float32")
     model = _recording()
     before = _weights(model)
-    model.fit(DataLoader(TensorDataset(*map(torch.from_numpy, (x, y, weights))), batch_size=4), verbose=0)
+    model.fit(
+        DataLoader(TensorDataset(*map(torch.from_numpy, (x, y, weights))), batch_size=4), verbose=0
+    )
     assert _changed(before, model) is trains
     assert len(model.train_batches[0]) == 3
 

@@ -322,7 +322,9 @@ def test_ema_average_swap_and_finalize():
 
 def test_ema_overwrite_frequency():
     w = _param(0.0)
-    optimizer = SGD([w], learning_rate=1.0, use_ema=True, ema_momentum=0.5, ema_overwrite_frequency=2)
+    optimizer = SGD(
+        [w], learning_rate=1.0, use_ema=True, ema_momentum=0.5, ema_overwrite_frequency=2
+    )
     _step(optimizer, [w], [[-1.0]])
     assert w.item() == pytest.approx(1.0)
     _step(optimizer, [w], [[-2.0]])
@@ -385,8 +387,11 @@ def _train(optimizer, params, grads):
 def test_state_dict_round_trip_resumes_exactly():
     torch.manual_seed(0)
     grads = [[torch.randn(3).tolist()] for _ in range(10)]
-    kwargs = {"learning_rate": schedules.ExponentialDecay(0.1, 2, 0.5), "use_ema": True,
-              "gradient_accumulation_steps": 3}
+    kwargs = {
+        "learning_rate": schedules.ExponentialDecay(0.1, 2, 0.5),
+        "use_ema": True,
+        "gradient_accumulation_steps": 3,
+    }
     w = _param(1.0, 2.0, 3.0)
     reference = Adam([w], **kwargs)
     _train(reference, [w], grads[:5])

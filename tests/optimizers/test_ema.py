@@ -8,8 +8,12 @@ from torchfit.optimizers import _ema
 
 @pytest.mark.parametrize(
     ("momentum", "frequency", "match"),
-    [(1.5, None, "ema_momentum"), (-0.1, None, "ema_momentum"), (0.9, 0, "ema_overwrite_frequency"),
-     (0.9, 1.5, "ema_overwrite_frequency")],
+    [
+        (1.5, None, "ema_momentum"),
+        (-0.1, None, "ema_momentum"),
+        (0.9, 0, "ema_overwrite_frequency"),
+        (0.9, 1.5, "ema_overwrite_frequency"),
+    ],
 )
 def test_bad_arguments(momentum, frequency, match):
     with pytest.raises(ValueError, match=match):

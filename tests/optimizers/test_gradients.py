@@ -36,7 +36,8 @@ def test_group_grads_sorts_by_group_and_converts_arrays():
     index = {id(a): 0, id(b): 1}
     batches = _gradients.group_grads([[3.0], np.ones(2)], [b, a], groups, index, "sgd")
     assert [(group is groups[i], params) for i, (group, params, _) in enumerate(batches)] == [
-        (True, [a]), (True, [b])
+        (True, [a]),
+        (True, [b]),
     ]
     assert _flat(batches) == [[1.0, 1.0], [3.0]]
     assert batches[0][2][0].dtype == torch.float32
@@ -46,7 +47,9 @@ def test_group_grads_warns_for_missing_gradients():
     a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
     index = {id(a): 0, id(b): 0}
     with pytest.warns(UserWarning, match="1 variable"):
-        batches = _gradients.group_grads([None, torch.ones(1)], [a, b], [{"params": [a, b]}], index, "sgd")
+        batches = _gradients.group_grads(
+            [None, torch.ones(1)], [a, b], [{"params": [a, b]}], index, "sgd"
+        )
     assert batches[0][1] == [b]
 
 
@@ -135,7 +138,9 @@ def test_clip_by_global_norm_scales_all_together_across_groups():
 
 
 def test_clip_by_global_norm_leaves_small_gradients_and_shows_nan():
-    assert _gradients.clip_by_global_norm(_tensors([0.3], [0.4]), 1.0)[1].tolist() == pytest.approx([0.4])
+    assert _gradients.clip_by_global_norm(_tensors([0.3], [0.4]), 1.0)[1].tolist() == pytest.approx(
+        [0.4]
+    )
     clipped = _gradients.clip_by_global_norm(_tensors([math.inf], [1.0]), 1.0)
     assert all(math.isnan(g.item()) for g in clipped)
 

@@ -16,9 +16,17 @@ class _NoSignature:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(0.1, True), (1, True), (lambda: 0.1, True), (schedules.ExponentialDecay(0.1, 2, 0.5), True),
-     (True, False), (torch.tensor(0.1), False), (torch.nn.Linear(1, 1), False), ("0.1", False),
-     ([0.1], False)],
+    [
+        (0.1, True),
+        (1, True),
+        (lambda: 0.1, True),
+        (schedules.ExponentialDecay(0.1, 2, 0.5), True),
+        (True, False),
+        (torch.tensor(0.1), False),
+        (torch.nn.Linear(1, 1), False),
+        ("0.1", False),
+        ([0.1], False),
+    ],
 )
 def test_is_learning_rate(value, expected):
     assert lr.is_learning_rate(value) is expected
@@ -26,8 +34,13 @@ def test_is_learning_rate(value, expected):
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(0.1, False), (3, False), (lambda step: 0.1, True), (schedules.ExponentialDecay(0.1, 2, 0.5), True),
-     (torch.nn.Linear(1, 1), False)],
+    [
+        (0.1, False),
+        (3, False),
+        (lambda step: 0.1, True),
+        (schedules.ExponentialDecay(0.1, 2, 0.5), True),
+        (torch.nn.Linear(1, 1), False),
+    ],
 )
 def test_is_schedule(value, expected):
     assert lr.is_schedule(value) is expected
@@ -35,8 +48,14 @@ def test_is_schedule(value, expected):
 
 @pytest.mark.parametrize(
     ("schedule", "expected"),
-    [(schedules.ExponentialDecay(0.1, 2, 0.5), True), (lambda: 0.1, False), (lambda step: 0.1, True),
-     (lambda *args: 0.1, True), (lambda *, step=0: 0.1, False), (_NoSignature(), True)],
+    [
+        (schedules.ExponentialDecay(0.1, 2, 0.5), True),
+        (lambda: 0.1, False),
+        (lambda step: 0.1, True),
+        (lambda *args: 0.1, True),
+        (lambda *, step=0: 0.1, False),
+        (_NoSignature(), True),
+    ],
 )
 def test_takes_step(schedule, expected):
     assert lr.takes_step(schedule) is expected

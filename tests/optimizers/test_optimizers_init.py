@@ -4,7 +4,18 @@ import torch
 import torchfit.optimizers as optimizers
 from torchfit.optimizers import schedules
 
-NAMES = ["sgd", "rmsprop", "adam", "adamw", "adagrad", "adadelta", "adamax", "nadam", "lion", "ftrl"]
+NAMES = [
+    "sgd",
+    "rmsprop",
+    "adam",
+    "adamw",
+    "adagrad",
+    "adadelta",
+    "adamax",
+    "nadam",
+    "lion",
+    "ftrl",
+]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -96,7 +96,9 @@ def test_custom_schedule_subclass():
         def get_config(self):
             return {}
 
-    restored = schedules.deserialize(schedules.serialize(Halving()), custom_objects={"Halving": Halving})
+    restored = schedules.deserialize(
+        schedules.serialize(Halving()), custom_objects={"Halving": Halving}
+    )
     assert restored(2) == 0.25
     with pytest.raises(NotImplementedError):
         schedules.LearningRateSchedule()(0)

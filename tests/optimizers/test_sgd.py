@@ -26,7 +26,9 @@ def test_nesterov():
     w = torch.nn.Parameter(torch.tensor([0.0]))
     # step 1: v = -0.1, w += 0.9 * v - 0.1 = -0.19
     # step 2: v = -0.19, w += 0.9 * -0.19 - 0.1 = -0.271 -> -0.461
-    assert _run(SGD([w], learning_rate=0.1, momentum=0.9, nesterov=True), w, [1.0, 1.0]) == pytest.approx(-0.461)
+    assert _run(
+        SGD([w], learning_rate=0.1, momentum=0.9, nesterov=True), w, [1.0, 1.0]
+    ) == pytest.approx(-0.461)
 
 
 def test_momentum_range():

@@ -32,7 +32,9 @@ def test_downloads_file_uri_into_cache_dir(tmp_path):
 def test_fname_and_absolute_cache_subdir(tmp_path):
     source = _serve(tmp_path)
     target_dir = tmp_path / "elsewhere"
-    path = get_file("renamed.bin", source.as_uri(), cache_subdir=str(target_dir), cache_dir=tmp_path / "c")
+    path = get_file(
+        "renamed.bin", source.as_uri(), cache_subdir=str(target_dir), cache_dir=tmp_path / "c"
+    )
     assert path == os.path.join(target_dir, "renamed.bin")
     assert os.path.isfile(path)
 
@@ -82,7 +84,9 @@ def test_md5_hash_is_accepted(tmp_path):
     md5 = hashlib.md5(b"abc").hexdigest()
     assert os.path.isfile(get_file(origin=source.as_uri(), cache_dir=tmp_path / "c", md5_hash=md5))
     assert os.path.isfile(
-        get_file("b.bin", source.as_uri(), cache_dir=tmp_path / "c", file_hash=md5, hash_algorithm="md5")
+        get_file(
+            "b.bin", source.as_uri(), cache_dir=tmp_path / "c", file_hash=md5, hash_algorithm="md5"
+        )
     )
 
 

@@ -42,10 +42,22 @@ def _edges(graph):
 def test_trace_records_kinds_sources_shapes_and_batch_size():
     graph = _model_graph.trace(Residual(), (None, 4), expand_nested=False)
     kinds = {key: node.kind for key, node in graph.nodes.items()}
-    assert kinds == {"x": "input", "dense": "module", "relu": "op", "add": "op", "head": "module",
-                     "output": "output"}
-    assert _edges(graph) == {("x", "dense"), ("dense", "relu"), ("relu", "add"), ("x", "add"),
-                             ("add", "head"), ("head", "output")}
+    assert kinds == {
+        "x": "input",
+        "dense": "module",
+        "relu": "op",
+        "add": "op",
+        "head": "module",
+        "output": "output",
+    }
+    assert _edges(graph) == {
+        ("x", "dense"),
+        ("dense", "relu"),
+        ("relu", "add"),
+        ("x", "add"),
+        ("add", "head"),
+        ("head", "output"),
+    }
     assert graph.nodes["head"].metas == [((2, 2), torch.float32)]
     assert graph.batch_size == 2  # a `None` batch dimension is traced with 2 samples
 
@@ -63,14 +75,21 @@ def test_recording_a_real_forward_gives_the_graph_fx_gives():
 
 def test_control_flow_is_recorded_and_its_test_pruned():
     graph = _model_graph.trace(ControlFlow(), torch.ones(5, 4), expand_nested=False)
-    assert _edges(graph) == {("x", "dense"), ("dense", "relu"), ("relu", "head"), ("head", "output")}
+    assert _edges(graph) == {
+        ("x", "dense"),
+        ("dense", "relu"),
+        ("relu", "head"),
+        ("head", "output"),
+    }
     assert graph.batch_size == 5
 
 
 def test_expand_nested_keeps_the_enclosing_submodules():
     collapsed = _model_graph.trace(Outer(), (None, 4), expand_nested=False)
     assert [n.name for n in collapsed.nodes.values() if n.kind == "module"] == [
-        "block.0", "block.1", "inner"
+        "block.0",
+        "block.1",
+        "inner",
     ]
     expanded = _model_graph.trace(Outer(), (None, 4), expand_nested=True)
     clusters = {n.name: n.cluster for n in expanded.nodes.values() if n.kind != "input"}

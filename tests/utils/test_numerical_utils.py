@@ -81,7 +81,9 @@ def test_normalize_gives_unit_norm(seed, order):
     for axis in (-1, 0):
         out = normalize(x, axis=axis, order=order)
         np.testing.assert_allclose(np.linalg.norm(out, ord=order, axis=axis), 1.0)
-        np.testing.assert_allclose(normalize(torch.from_numpy(x), axis=axis, order=order).numpy(), out)
+        np.testing.assert_allclose(
+            normalize(torch.from_numpy(x), axis=axis, order=order).numpy(), out
+        )
 
 
 @pytest.mark.parametrize("order", [0, 0.5, -1, "l2"])

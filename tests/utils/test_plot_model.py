@@ -6,13 +6,15 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from guide_support import ImageAndTimeseries  # the guide's two-input, two-output model
 from torch import nn
 
 import torchfit
-from guide_support import ImageAndTimeseries  # the guide's two-input, two-output model
 from torchfit.utils import model_to_dot, plot_model
 
-needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` is not installed")
+needs_dot = pytest.mark.skipif(
+    shutil.which("dot") is None, reason="Graphviz `dot` is not installed"
+)
 
 
 class ControlFlow(nn.Module):
@@ -53,13 +55,23 @@ GUIDE_SHAPES = {"img_input": (None, 32, 32, 3), "ts_input": (None, 20, 10)}
 
 
 def guide_model():
-    return torchfit.Model(ImageAndTimeseries(), output_names=["score_output", "class_output"], device="cpu")
+    return torchfit.Model(
+        ImageAndTimeseries(), output_names=["score_output", "class_output"], device="cpu"
+    )
 
 
 def test_dot_names_inputs_modules_ops_and_outputs():
     source = model_to_dot(guide_model(), inputs=GUIDE_SHAPES)
-    for text in ("img_input (Input)", "ts_input (Input)", "conv2d (Conv2d)", "conv1d (Conv1d)",
-                 "score_output (Linear)", "score_output (Output)", "class_output (Output)", "cat"):
+    for text in (
+        "img_input (Input)",
+        "ts_input (Input)",
+        "conv2d (Conv2d)",
+        "conv1d (Conv1d)",
+        "score_output (Linear)",
+        "score_output (Output)",
+        "class_output (Output)",
+        "cat",
+    ):
         assert text in source
     assert '"cat" -> "score_output"' in source
     assert '"img_input" -> "permute"' in source
@@ -151,8 +163,9 @@ def test_show_trainable_and_activations():
         def forward(self, x):
             return self.frozen(self.layer(x))
 
-    source = model_to_dot(WithActivation(), show_trainable=True, show_layer_activations=True,
-                          inputs=(None, 3, 4))
+    source = model_to_dot(
+        WithActivation(), show_trainable=True, show_layer_activations=True, inputs=(None, 3, 4)
+    )
     assert "trainable: no" in source and "trainable: yes" in source
     assert "activation: relu" in source
 
@@ -171,7 +184,10 @@ def test_bad_arguments_are_clear_errors(tmp_path):
 def test_dot_file_needs_no_graphviz(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     path = tmp_path / "model.dot"
-    assert plot_model(guide_model(), str(path), show_shapes=True, rankdir="LR", inputs=GUIDE_SHAPES) is None
+    assert (
+        plot_model(guide_model(), str(path), show_shapes=True, rankdir="LR", inputs=GUIDE_SHAPES)
+        is None
+    )
     text = path.read_text()
     assert text.startswith("digraph") and "rankdir=LR" in text
     assert "img_input" in text and "ts_input" in text and "score_output (Output)" in text

@@ -57,7 +57,12 @@ def _run(make, clock, capsys, **drive):
 
 
 def _values(step):
-    return [("loss", 1.0 / step), ("accuracy", 0.5 + step / 100), ("tiny", 1e-5 * step), ("neg", -0.25)]
+    return [
+        ("loss", 1.0 / step),
+        ("accuracy", 0.5 + step / 100),
+        ("tiny", 1e-5 * step),
+        ("neg", -0.25),
+    ]
 
 
 SCENARIOS = {
@@ -75,7 +80,9 @@ def test_terminal_output_matches_keras(name, stateful, clock, capsys):
     kwargs = dict(stateless_metrics=set()) if stateful else {}
     target = {"minutes_eta": 300, "hours_eta": 1000}.get(name, SCENARIOS[name]["steps"])
     ours = _run(lambda: _ours(target, dynamic=True, **kwargs), clock, capsys, **SCENARIOS[name])
-    theirs = _run(lambda: _keras_progbar(target, dynamic=True, **kwargs), clock, capsys, **SCENARIOS[name])
+    theirs = _run(
+        lambda: _keras_progbar(target, dynamic=True, **kwargs), clock, capsys, **SCENARIOS[name]
+    )
     assert ours == theirs
     assert "━" in ours
 

@@ -11,7 +11,13 @@ from torchfit.utils.rng_state import get_rng_state, set_rng_state
 
 
 def _draw():
-    return torch.rand(4), np.random.rand(4), np.random.randn(1), [random.random() for _ in range(4)], random.gauss(0, 1)
+    return (
+        torch.rand(4),
+        np.random.rand(4),
+        np.random.randn(1),
+        [random.random() for _ in range(4)],
+        random.gauss(0, 1),
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 123])

@@ -14,8 +14,8 @@ class Squares(Sequence):
         return -(-len(self.values) // self.batch_size)
 
     def __getitem__(self, index):
-        chunk = self.values[index * self.batch_size:(index + 1) * self.batch_size]
-        return chunk, chunk ** 2
+        chunk = self.values[index * self.batch_size : (index + 1) * self.batch_size]
+        return chunk, chunk**2
 
 
 class NoSuper(Sequence):
@@ -71,14 +71,17 @@ def test_missing_methods_raise():
     with pytest.raises(NotImplementedError, match="__getitem__"):
         Empty()[0]
     with pytest.raises(NotImplementedError, match="num_batches"):
-        Empty().num_batches
+        Empty().num_batches  # noqa: B018 - reading the property must raise
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"workers": -1}, "workers"),
-    ({"workers": 1.5}, "workers"),
-    ({"max_queue_size": 0}, "max_queue_size"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"workers": -1}, "workers"),
+        ({"workers": 1.5}, "workers"),
+        ({"max_queue_size": 0}, "max_queue_size"),
+    ],
+)
 def test_invalid_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
         Squares(4, **kwargs)

@@ -49,7 +49,9 @@ def test_shapes_are_unknown_before_a_forward_pass():
 
 
 def test_mnist_mlp_totals():
-    net = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    net = nn.Sequential(
+        nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)
+    )
     text = _summary(net, line_length=60)
     assert " Total params: 55,050 (215.04 KB)\n" in text
     assert " Non-trainable params: 0 (0.00 B)\n" in text
@@ -68,7 +70,12 @@ def test_record_output_shapes_removes_its_hooks_after_one_pass():
     net = _mlp()
     record_output_shapes(net)
     net(torch.zeros(2, 784))
-    assert net._layer_output_shapes == {"0": (None, 64), "1": (None, 64), "2": (None, 64), "3": (None, 10)}
+    assert net._layer_output_shapes == {
+        "0": (None, 64),
+        "1": (None, 64),
+        "2": (None, 64),
+        "3": (None, 10),
+    }
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
     net.eval()(torch.zeros(1, 784))
     assert net._layer_output_shapes["3"] == (None, 10)
@@ -114,7 +121,11 @@ def test_show_trainable_flags():
     net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2), nn.Linear(2, 2))
     net[2].requires_grad_(False)
     net[3].bias.requires_grad_(False)
-    rows = [line for line in _summary(net, line_length=80, show_trainable=True).splitlines() if line.startswith("│")]
+    rows = [
+        line
+        for line in _summary(net, line_length=80, show_trainable=True).splitlines()
+        if line.startswith("│")
+    ]
     flags = [row.rsplit("│", 2)[1].strip() for row in rows]
     assert flags == ["Y", "-", "N", "mixed"]
 
@@ -185,7 +196,9 @@ def test_layer_range_selects_rows():
     assert "0 (Linear)" not in text and "3 (ReLU)" not in text
 
 
-@pytest.mark.parametrize("layer_range, match", [(["0"], "two"), (["0", 1], "strings"), (["x", "0"], "matches no")])
+@pytest.mark.parametrize(
+    "layer_range, match", [(["0"], "two"), (["0", 1], "strings"), (["x", "0"], "matches no")]
+)
 def test_layer_range_errors(layer_range, match):
     with pytest.raises(ValueError, match=match):
         _summary(nn.Sequential(nn.Linear(2, 2)), layer_range=layer_range)
@@ -212,7 +225,10 @@ def test_long_names_wrap_and_truncate():
 
     lines = _summary(Block(), line_length=45).splitlines()
     # The header wraps too, bottom-aligned as in Keras.
-    assert lines[2:4] == ["┃                   ┃              ┃  Param ┃", "┃ Layer (type)      ┃ Output Shape ┃      # ┃"]
+    assert lines[2:4] == [
+        "┃                   ┃              ┃  Param ┃",
+        "┃ Layer (type)      ┃ Output Shape ┃      # ┃",
+    ]
     assert lines[5] == "│ a_really_long_la… │ ?            │      6 │"
     assert lines[6] == "│ (Linear)          │              │        │"
 
@@ -224,7 +240,14 @@ def test_prints_plain_text_to_stdout(capsys):
 
 
 @pytest.mark.parametrize(
-    "num_bytes, text", [(0, "0.00 B"), (512, "512.00 B"), (1024, "1.00 KB"), (203560, "198.79 KB"), (3 * 1024**3, "3.00 GB")]
+    "num_bytes, text",
+    [
+        (0, "0.00 B"),
+        (512, "512.00 B"),
+        (1024, "1.00 KB"),
+        (203560, "198.79 KB"),
+        (3 * 1024**3, "3.00 GB"),
+    ],
 )
 def test_readable_memory_size(num_bytes, text):
     assert readable_memory_size(num_bytes) == text

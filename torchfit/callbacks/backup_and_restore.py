@@ -7,9 +7,9 @@ a learning-rate schedule), random generator states, the data order of the
 interrupted epoch, the metric states, the `History` so far, epoch and batch,
 and the state of every other callback of the run (their `state_dict()`).
 Skipping already trained batches belongs to `loops.train_epoch` (through
-`model._resume`); what each callback's state holds to that callback;
-writing files atomically to `utils.file_utils`; capturing generator states
-to `utils.rng_state`.
+`model.resume_point`); what each callback's state holds to that callback;
+writing and reading files to `utils.file_utils` and `utils.torch_files`;
+capturing generator states to `utils.rng_state`.
 """
 
 import copy
@@ -21,36 +21,56 @@ from typing import Any, Optional, Union
 import torch
 
 from torchfit.callbacks.callback import Callback, Logs, check_batch_frequency
+from torchfit.distribution import distribution_of
 from torchfit.utils.file_utils import atomic_write, check_folder
 from torchfit.utils.rng_state import get_rng_state, set_rng_state
+from torchfit.utils.torch_files import cpu_state_dict, load_state, read_torch_file
 
-__all__ = ["BackupAndRestore"]
+__all__ = ["BackupAndRestore", "ResumePoint"]
 
 FORMAT = "torchfit.backup"
 VERSION = 1
 BACKUP_NAME = "latest.pt"
 
 
-class _Resume:
-    """What `loops.train_epoch` needs to resume an interrupted epoch."""
+class ResumePoint:
+    """Where an interrupted run resumes: what `BackupAndRestore` sets as
+    `model.resume_point`, and the loops read (see `loops.fit_loop`).
 
-    def __init__(self, skip_batches: int, on_resumed):
+    Args:
+        epoch: The epoch to start at (0-based).
+        skip_batches: The batches of that epoch already trained on, skipped
+            (its data order is drawn again as it was). Defaults to 0.
+        on_resumed: Called with the first batch trained, before its step.
+            Defaults to `None`.
+
+    Example:
+    >>> ResumePoint(epoch=2).skip_batches
+    0
+    """
+
+    def __init__(self, epoch: int, skip_batches: int = 0, on_resumed=None):
+        self.epoch = epoch
         self.skip_batches = skip_batches
         self.on_resumed = on_resumed
 
-
-def _is_writer() -> bool:
-    # Under torch.distributed, every rank restores but only rank 0 writes.
-    distributed = torch.distributed
-    return not (distributed.is_available() and distributed.is_initialized()) or distributed.get_rank() == 0
+    def resumed(self, batch: Any) -> None:
+        """The loop is about to train `batch`, the first one after the skipped ones."""
+        if self.on_resumed is not None:
+            self.on_resumed(batch)
 
 
 def _plain_history(history: dict, epochs: list) -> dict:
     """The History as plain data (the numeric series only)."""
-    values = {key: [float(v) if isinstance(v, (int, float)) else v for v in items]
-              for key, items in history.items()}
-    values = {key: items for key, items in values.items()
-              if all(isinstance(v, (int, float)) for v in items)}
+    values = {
+        key: [float(v) if isinstance(v, (int, float)) else v for v in items]
+        for key, items in history.items()
+    }
+    values = {
+        key: items
+        for key, items in values.items()
+        if all(isinstance(v, (int, float)) for v in items)
+    }
     return {"history": values, "epoch": list(epochs)}
 
 
@@ -132,7 +152,9 @@ class BackupAndRestore(Callback):
     ):
         super().__init__()
         if not backup_dir:
-            raise ValueError(f"`backup_dir` must be a folder path. Received: backup_dir={backup_dir!r}.")
+            raise ValueError(
+                f"`backup_dir` must be a folder path. Received: backup_dir={backup_dir!r}."
+            )
         check_batch_frequency("save_freq", save_freq)
         self.backup_dir = os.fspath(backup_dir)
         self.save_freq = save_freq
@@ -174,16 +196,11 @@ class BackupAndRestore(Callback):
         backup = self._read_backup()
         if backup is None:
             return
-        from torchfit.models.saving import load_state  # models imports callbacks
-
         model = self.model
-        load_state(model, backup["weights"], self._backup_path)
+        load_state(model.weights_module, backup["weights"], self._backup_path)
         if backup.get("optimizer") is not None and model.optimizer is not None:
             model.optimizer.load_state_dict(backup["optimizer"])
-        model._initial_epoch = backup["epoch"]
-        if backup.get("stop_training"):
-            # The run had stopped early (EarlyStopping): train no more epochs.
-            model._initial_epoch = max(backup["epoch"], (self.params or {}).get("epochs", 0))
+        model.resume_point = self._resume_point(backup)
         self._current_epoch = backup["epoch"]
         self._batches_since_saving = backup.get("batches_since_saving", 0)
         self._restore_callbacks(backup.get("callbacks") or {})
@@ -192,14 +209,28 @@ class BackupAndRestore(Callback):
         # callbacks' on_train_begin must not shift the generators.
         self._restored = backup
 
+    def _resume_point(self, backup: dict) -> ResumePoint:
+        if backup.get("stop_training"):
+            # The run had stopped early (EarlyStopping): train no more epochs.
+            return ResumePoint(max(backup["epoch"], (self.params or {}).get("epochs", 0)))
+        if backup["batch"] is None:
+            return ResumePoint(backup["epoch"])
+        # The interrupted epoch's data order is drawn again (on_epoch_begin); the
+        # batches already trained on are skipped, then the metric states restored.
+        return ResumePoint(
+            backup["epoch"], backup["batch"], lambda batch: self._on_resumed(batch, backup)
+        )
+
     def _restore_callbacks(self, states: dict) -> None:
         """Gives each callback its state: now to those whose on_train_begin has
         run, at the first epoch begin to those after this one."""
         others = [(index, c) for index, c in enumerate(self._callbacks) if c is not self]
-        own_index = next((i for i, c in enumerate(self._callbacks) if c is self), len(self._callbacks))
+        own_index = next(
+            (i for i, c in enumerate(self._callbacks) if c is self), len(self._callbacks)
+        )
         keys = _state_keys([callback for _, callback in others])
         unknown = set(states) - set(keys)
-        if unknown and _is_writer():
+        if unknown and self._is_writer():
             warnings.warn(
                 f"The backup in {self.backup_dir!r} holds the state of callbacks this run"
                 f" does not have: {sorted(unknown)}. They are not restored.",
@@ -224,18 +255,13 @@ class BackupAndRestore(Callback):
         backup, self._restored = self._restored, None
         if backup is not None and backup["epoch"] == epoch:
             self._restore_history(backup["history"])
-            if backup["batch"] is None:
-                set_rng_state(backup["rng"])
-            else:
-                # Redraw the interrupted epoch's data order, then resume after
-                # the batches already trained on (see loops.train_epoch).
-                set_rng_state(backup["epoch_rng"])
-                self.model._resume = _Resume(backup["batch"], lambda batch: self._on_resumed(batch, backup))
+            # Redraw the interrupted epoch's data order: the loop then resumes after
+            # the batches already trained on (see `ResumePoint`).
+            set_rng_state(backup["rng"] if backup["batch"] is None else backup["epoch_rng"])
         self._epoch_start_rng = get_rng_state()
 
     def _on_resumed(self, batch: Any, backup: dict) -> None:
-        model = self.model
-        model._ensure_built(batch)
+        self.model.build_compiled_from(batch)
         self._restore_metrics(backup.get("metrics"))
         set_rng_state(backup["rng"])
 
@@ -246,27 +272,21 @@ class BackupAndRestore(Callback):
         history.history = copy.deepcopy(saved["history"])
         history.epoch = list(saved["epoch"])
 
+    def _is_writer(self) -> bool:
+        # Under torch.distributed, every rank restores but only rank 0 writes.
+        return distribution_of(self.model).is_chief
+
     def _metric_states(self) -> list:
         """The metric states of the interrupted epoch, summed over all ranks
         under torch.distributed (so one rank's restore covers everyone's)."""
         model = self.model
-        run = getattr(model, "_distribution", None)
-        if run is None:
-            return [[v.detach().cpu().clone() for v in m.variables] for m in model.metrics]
-        local = [[v.detach().clone() for v in m.variables] for m in model.metrics]
-        run.reduce_metrics(model.metrics)
-        summed = [[v.detach().cpu().clone() for v in m.variables] for m in model.metrics]
-        with torch.no_grad():
-            for values, metric in zip(local, model.metrics):
-                for value, variable in zip(values, metric.variables):
-                    variable.copy_(value)
-        return summed
+        return distribution_of(model).metric_states(model.metrics)
 
     def _restore_metrics(self, saved: Optional[list]) -> None:
         if saved is None:
             return
         metrics = self.model.metrics
-        if not _is_writer():
+        if not self._is_writer():
             # The backup holds the sums over all ranks: rank 0 carries them alone.
             for metric in metrics:
                 metric.reset_state()
@@ -289,8 +309,6 @@ class BackupAndRestore(Callback):
                     variable.copy_(value)
 
     def _read_backup(self) -> Optional[dict]:
-        from torchfit.models.saving import read_torch_file  # models imports callbacks
-
         errors = []
         for path in (self._backup_path, self._previous_path):
             if not os.path.exists(path):
@@ -300,9 +318,15 @@ class BackupAndRestore(Callback):
             except ValueError as err:
                 errors.append(str(err))
                 continue
-            if isinstance(backup, dict) and backup.get("format") == FORMAT and backup.get("version") == VERSION:
+            if (
+                isinstance(backup, dict)
+                and backup.get("format") == FORMAT
+                and backup.get("version") == VERSION
+            ):
                 if errors:
-                    warnings.warn(f"Resuming from the previous backup {path!r}: {errors[0]}", stacklevel=3)
+                    warnings.warn(
+                        f"Resuming from the previous backup {path!r}: {errors[0]}", stacklevel=3
+                    )
                 return backup
             errors.append(f"{path!r} is not a torchfit backup")
         if errors:
@@ -362,7 +386,7 @@ class BackupAndRestore(Callback):
     def _save(self, epoch: int, batch: Optional[int]) -> None:
         # Every rank takes part in summing the metric states, then rank 0 writes.
         metric_states = self._metric_states() if batch is not None else None
-        if not _is_writer():
+        if not self._is_writer():
             return
         model = self.model
         history = getattr(model, "history", None)
@@ -373,11 +397,13 @@ class BackupAndRestore(Callback):
             "epoch": epoch,
             "batch": batch,
             "batches_since_saving": self._batches_since_saving,
-            "weights": {k: v.detach().cpu() for k, v in model._weights_module().state_dict().items()},
+            "weights": cpu_state_dict(model.weights_module),
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
             "rng": get_rng_state(),
             "epoch_rng": self._epoch_start_rng if batch is not None else None,
-            "history": _plain_history(getattr(history, "history", {}), getattr(history, "epoch", [])),
+            "history": _plain_history(
+                getattr(history, "history", {}), getattr(history, "epoch", [])
+            ),
             "metrics": metric_states,
             "callbacks": self._callback_states(),
             "stop_training": bool(getattr(model, "stop_training", False)),
@@ -400,7 +426,7 @@ class BackupAndRestore(Callback):
         if not self.delete_checkpoint:
             self._write_pending()
         self._pending = None
-        if not (self.delete_checkpoint and _is_writer()):
+        if not (self.delete_checkpoint and self._is_writer()):
             return
         stale = glob.glob(os.path.join(glob.escape(self.backup_dir), f".{BACKUP_NAME}*.tmp"))
         for path in (self._backup_path, self._previous_path, *stale):

@@ -9,6 +9,10 @@ callbacks at once belongs to `callback_list.py`.
 from collections.abc import Mapping
 from typing import Any, Optional
 
+from torch.nn.parallel import DistributedDataParallel
+
+from torchfit.utils.arguments import check_count
+
 __all__ = ["Callback", "Logs"]
 
 Logs = Optional[Mapping[str, Any]]
@@ -35,14 +39,15 @@ _ALIASES = {
 def check_batch_frequency(name: str, value: Any, *, words: tuple = ("epoch",)) -> None:
     """Raises a clear error unless `value` is one of `words` or a positive
     number of batches (the `save_freq`/`update_freq` arguments)."""
-    if value in words:
+    if isinstance(value, str) and value in words:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        allowed = " or ".join(repr(word) for word in words)
-        raise ValueError(
-            f"`{name}` must be {allowed} or a positive integer (a number of batches)."
-            f" Received: {name}={value!r}."
-        )
+    allowed = " or ".join(repr(word) for word in words)
+    check_count(
+        name,
+        value,
+        allow_none=False,
+        expected=f"{allowed} or a positive integer (a number of batches)",
+    )
 
 
 class Callback:
@@ -68,6 +73,11 @@ class Callback:
     [0]
     """
 
+    #: Whether only the process that prints and writes files (rank 0 under
+    #: torch.distributed) runs this callback: progress bars, loggers, writers of
+    #: files no other rank reads. `CallbackList` leaves it out on the other ranks.
+    chief_only: bool = False
+
     def __init__(self):
         self.params: Optional[dict] = None
         self._model = None
@@ -84,8 +94,8 @@ class Callback:
     def model(self) -> Any:
         """The model these hooks act on (unwrapped from DDP if needed)."""
         model = self._model
-        # Under DistributedDataParallel the user's model is `.module`.
-        if type(model).__name__ == "DistributedDataParallel":
+        # Set on a DistributedDataParallel wrapper, the hooks act on the model it holds.
+        if isinstance(model, DistributedDataParallel):
             return model.module
         return model
 

@@ -16,7 +16,8 @@ from torchfit.callbacks.backup_and_restore import BackupAndRestore
 from torchfit.callbacks.callback import BATCH_HOOKS, Callback, Logs
 from torchfit.callbacks.history import History
 from torchfit.callbacks.progbar_logger import ProgbarLogger
-from torchfit.logs import BatchLogs, pythonify_logs
+from torchfit.distribution import distribution_of
+from torchfit.logs import as_batch_logs, pythonify_logs
 
 __all__ = ["CallbackList"]
 
@@ -39,7 +40,7 @@ def _flatten(callbacks: Any) -> list:
     )
 
 
-def _epoch_logs(logs: Logs) -> dict:
+def _host_logs(logs: Logs) -> dict:
     # One conversion per epoch-level hook, shared by every callback, so a
     # key one callback adds (learning_rate) is seen by the ones after it.
     if not logs:
@@ -48,12 +49,8 @@ def _epoch_logs(logs: Logs) -> dict:
 
 
 def _batch_logs(logs: Logs) -> Mapping:
-    if logs is None:
-        return {}
-    if isinstance(logs, BatchLogs):
-        return logs
-    # A plain dict may hold device tensors: defer their copy to a reader.
-    return BatchLogs(lambda: logs)
+    # A plain dict may hold device tensors: its copy is left to a reader.
+    return {} if logs is None else as_batch_logs(logs)
 
 
 class CallbackList(Callback):
@@ -89,10 +86,10 @@ class CallbackList(Callback):
     ):
         super().__init__()
         self.callbacks: list[Callback] = _flatten(callbacks)
-        distribution = getattr(model, "_distribution", None)
-        if distribution is not None:  # torchfit.distribution: printers and writers on rank 0 only
-            self.callbacks = distribution.rank_callbacks(self.callbacks)
-            add_progbar = add_progbar and distribution.is_chief
+        if not distribution_of(model).is_chief:
+            # Printers and writers run on rank 0 only (they say so: `chief_only`).
+            self.callbacks = [c for c in self.callbacks if not c.chief_only]
+            add_progbar = False
         self._history: Optional[History] = None
         self._progbar: Optional[ProgbarLogger] = None
         self._add_default_callbacks(add_history, add_progbar, params)
@@ -224,41 +221,41 @@ class CallbackList(Callback):
     # Epoch and run hooks: logs become Python floats once, for everybody.
 
     def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
-        logs = _epoch_logs(logs)
+        logs = _host_logs(logs)
         for callback in self.callbacks:
             callback.on_epoch_begin(epoch, logs)
 
     def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
-        logs = _epoch_logs(logs)
+        logs = _host_logs(logs)
         for callback in self.callbacks:
             callback.on_epoch_end(epoch, logs)
 
     def on_train_begin(self, logs: Logs = None) -> None:
-        logs = _epoch_logs(logs)
+        logs = _host_logs(logs)
         for callback in self.callbacks:
             callback.on_train_begin(logs)
 
     def on_train_end(self, logs: Logs = None) -> None:
-        logs = _epoch_logs(logs)
+        logs = _host_logs(logs)
         for callback in self.callbacks:
             callback.on_train_end(logs)
 
     def on_test_begin(self, logs: Logs = None) -> None:
-        logs = _epoch_logs(logs)
+        logs = _host_logs(logs)
         for callback in self.callbacks:
             callback.on_test_begin(logs)
 
     def on_test_end(self, logs: Logs = None) -> None:
-        logs = _epoch_logs(logs)
+        logs = _host_logs(logs)
         for callback in self.callbacks:
             callback.on_test_end(logs)
 
     def on_predict_begin(self, logs: Logs = None) -> None:
-        logs = _epoch_logs(logs)
+        logs = _host_logs(logs)
         for callback in self.callbacks:
             callback.on_predict_begin(logs)
 
     def on_predict_end(self, logs: Logs = None) -> None:
-        logs = _epoch_logs(logs)
+        logs = _host_logs(logs)
         for callback in self.callbacks:
             callback.on_predict_end(logs)

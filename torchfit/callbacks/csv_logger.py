@@ -76,7 +76,11 @@ class CSVLogger(Callback):
     0,0.5,NA
     """
 
-    def __init__(self, filename: Union[str, os.PathLike], separator: str = ",", append: bool = False):
+    chief_only = True  # writes the file: rank 0 alone under torch.distributed
+
+    def __init__(
+        self, filename: Union[str, os.PathLike], separator: str = ",", append: bool = False
+    ):
         super().__init__()
         self.sep = separator
         self.filename = os.fspath(filename)

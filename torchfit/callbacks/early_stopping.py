@@ -104,8 +104,9 @@ class EarlyStopping(MonitorCallback):
         >>> stopper = EarlyStopping(monitor="loss", patience=2)
         >>> stopper.on_train_begin()
         >>> stopper.on_epoch_end(0, {"loss": 0.5})
-        >>> sorted(stopper.state_dict().items())
-        [('best', 0.5), ('best_epoch', 0), ('best_weights', None), ('stopped_epoch', 0), ('wait', 0)]
+        >>> sorted(stopper.state_dict().items())  # doctest: +NORMALIZE_WHITESPACE
+        [('best', 0.5), ('best_epoch', 0), ('best_weights', None), ('stopped_epoch', 0),
+         ('wait', 0)]
         """
         weights = self.best_weights
         return {
@@ -114,7 +115,9 @@ class EarlyStopping(MonitorCallback):
             "stopped_epoch": self.stopped_epoch,
             "best_epoch": self.best_epoch,
             # As tensors: a backup is read back with weights_only=True.
-            "best_weights": None if weights is None else [torch.from_numpy(np.array(w)) for w in weights],
+            "best_weights": None
+            if weights is None
+            else [torch.from_numpy(np.array(w)) for w in weights],
         }
 
     def load_state_dict(self, state_dict: dict) -> None:

@@ -4,17 +4,30 @@ Owns `LambdaCallback`. Only the hooks given a function count as
 overridden, so unused batch hooks stay free.
 """
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from torchfit.callbacks.callback import Callback, Logs
 
 __all__ = ["LambdaCallback"]
 
 _HOOKS = (
-    "on_epoch_begin", "on_epoch_end", "on_train_begin", "on_train_end",
-    "on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end",
-    "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end",
-    "on_predict_begin", "on_predict_end", "on_predict_batch_begin", "on_predict_batch_end",
+    "on_epoch_begin",
+    "on_epoch_end",
+    "on_train_begin",
+    "on_train_end",
+    "on_train_batch_begin",
+    "on_train_batch_end",
+    "on_batch_begin",
+    "on_batch_end",
+    "on_test_begin",
+    "on_test_end",
+    "on_test_batch_begin",
+    "on_test_batch_end",
+    "on_predict_begin",
+    "on_predict_end",
+    "on_predict_batch_begin",
+    "on_predict_batch_end",
 )
 _ALIASES = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
 

@@ -9,7 +9,8 @@ Per-step schedules belong to `torchfit.optimizers.schedules`.
 """
 
 import math
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 import numpy as np
 

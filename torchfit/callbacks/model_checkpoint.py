@@ -59,23 +59,31 @@ def check_filepath(filepath: str) -> None:
 
     Example:
     >>> check_filepath("ckpt-{epoch:02d}-{val_loss:.2f}.pt")
-    >>> check_filepath("ckpt-{epoch.pt")
+    >>> check_filepath("ckpt-{epoch.pt")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: `filepath` 'ckpt-{epoch.pt' is not a valid file name pattern: expected '}' before end of string. ...
+    ValueError: `filepath` 'ckpt-{epoch.pt' is not a valid file name pattern: expected '}' ...
     """
     try:
         fields = [(f, c, s) for _, f, s, c in _FORMATTER.parse(filepath) if f is not None]
     except ValueError as err:
-        raise ValueError(f"`filepath` {filepath!r} is not a valid file name pattern: {err}.{_HINT}") from err
+        raise ValueError(
+            f"`filepath` {filepath!r} is not a valid file name pattern: {err}.{_HINT}"
+        ) from err
     for field, conversion, spec in fields:
         if not field or field[0].isdigit():
-            raise ValueError(f"`filepath` {filepath!r} has a placeholder without a name ('{{{field}}}').{_HINT}")
+            raise ValueError(
+                f"`filepath` {filepath!r} has a placeholder without a name ('{{{field}}}').{_HINT}"
+            )
         if "{" in spec:
             continue  # a nested "{key:{width}}": checked when formatted
         integer = field.split(".")[0].split("[")[0] in ("epoch", "batch")
-        if not any(_fits(field, conversion, spec, value) for value in ((1,) if integer else (1, 0.5))):
-            placeholder = field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+        if not any(
+            _fits(field, conversion, spec, value) for value in ((1,) if integer else (1, 0.5))
+        ):
+            placeholder = (
+                field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            )
             expected = "an int" if integer else "a number"
             raise ValueError(
                 f"`filepath` {filepath!r} has a placeholder '{{{placeholder}}}' whose format"

@@ -10,8 +10,8 @@ lower the learning rate) belongs to the subclasses.
 import difflib
 import operator
 import warnings
-from collections.abc import Mapping
-from typing import Any, Callable, Optional
+from collections.abc import Callable, Mapping
+from typing import Any, Optional
 
 from torchfit.callbacks.callback import Callback
 
@@ -33,12 +33,35 @@ def plain_number(value: Any) -> Any:
         return value.item()
     return value
 
+
 # Name fragments of metrics that improve upwards / downwards, for metrics the
 # model cannot tell us about (no `_direction` attribute).
-_UP_WORDS = ("acc", "auc", "precision", "recall", "f1", "fbeta", "fmeasure", "iou", "r2", "similarity")
+_UP_WORDS = (
+    "acc",
+    "auc",
+    "precision",
+    "recall",
+    "f1",
+    "fbeta",
+    "fmeasure",
+    "iou",
+    "r2",
+    "similarity",
+)
 _DOWN_WORDS = (
-    "loss", "error", "mse", "mae", "mape", "msle", "crossentropy", "hinge",
-    "divergence", "logcosh", "poisson", "squared", "absolute",
+    "loss",
+    "error",
+    "mse",
+    "mae",
+    "mape",
+    "msle",
+    "crossentropy",
+    "hinge",
+    "divergence",
+    "logcosh",
+    "poisson",
+    "squared",
+    "absolute",
 )
 
 

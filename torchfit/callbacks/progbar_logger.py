@@ -7,21 +7,15 @@ when there are several epochs), silence during the validation run inside
 of the lazy batch logs) happens.
 """
 
-import sys
-from typing import Any, Optional
+from typing import Optional
 
 from torchfit.callbacks.callback import Callback, Logs
+from torchfit.utils.arguments import resolve_verbose
 from torchfit.utils.progbar import Progbar, print_msg
 
 __all__ = ["ProgbarLogger"]
 
 _BATCH_END_HOOKS = ("on_train_batch_end", "on_test_batch_end", "on_predict_batch_end")
-
-
-def _resolve_verbose(verbose: Any) -> int:
-    if verbose == "auto":
-        return 1 if hasattr(sys.stdout, "isatty") and sys.stdout.isatty() else 2
-    return int(verbose)
 
 
 class ProgbarLogger(Callback):
@@ -40,6 +34,8 @@ class ProgbarLogger(Callback):
     1/1 - 0s - ...s/step - loss: 0.2500
     """
 
+    chief_only = True  # prints the bar: rank 0 alone under torch.distributed
+
     def __init__(self):
         super().__init__()
         self.seen = 0
@@ -52,7 +48,7 @@ class ProgbarLogger(Callback):
     def set_params(self, params: Optional[dict]) -> None:
         super().set_params(params)
         params = params or {}
-        self.verbose = _resolve_verbose(params.get("verbose", 1))
+        self.verbose = resolve_verbose(params.get("verbose", 1))
         self.epochs = params.get("epochs", 1) or 1
         self.target = params.get("steps")
 

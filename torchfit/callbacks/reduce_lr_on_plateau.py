@@ -92,7 +92,11 @@ class ReduceLROnPlateau(MonitorCallback):
         >>> ReduceLROnPlateau(cooldown=2).state_dict()
         {'best': None, 'wait': 0, 'cooldown_counter': 0}
         """
-        return {**super().state_dict(), "wait": self.wait, "cooldown_counter": self.cooldown_counter}
+        return {
+            **super().state_dict(),
+            "wait": self.wait,
+            "cooldown_counter": self.cooldown_counter,
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Puts back the state of the interrupted run."""
@@ -128,8 +132,5 @@ class ReduceLROnPlateau(MonitorCallback):
         new_lr = max(old_lr * self.factor, self.min_lr)
         set_learning_rate(optimizer, new_lr)
         if self.verbose > 0:
-            print_msg(
-                f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning"
-                f" rate to {new_lr}."
-            )
+            print_msg(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.")
         return True

@@ -38,6 +38,8 @@ class RemoteMonitor(Callback):
     '/publish/epoch/end/'
     """
 
+    chief_only = True  # posts to a server: rank 0 alone under torch.distributed
+
     def __init__(
         self,
         root: str = "http://localhost:9000",
@@ -67,7 +69,9 @@ class RemoteMonitor(Callback):
         else:
             body = urllib.parse.urlencode({self.field: json.dumps(payload)}).encode("utf-8")
             headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
-        request = urllib.request.Request(self.root + self.path, data=body, headers=headers, method="POST")
+        request = urllib.request.Request(
+            self.root + self.path, data=body, headers=headers, method="POST"
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 response.read()

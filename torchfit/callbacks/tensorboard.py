@@ -69,7 +69,7 @@ def _weight_image(weight: torch.Tensor) -> Optional[torch.Tensor]:
 
 
 def _split_example(example: Any) -> tuple[tuple, dict]:
-    """`model._example_inputs` as (args, kwargs).
+    """`model.example_inputs` as (args, kwargs).
 
     The model keeps `(args, kwargs)` of its first forward call; a bare tensor
     or a tuple of tensors is taken as the positional inputs.
@@ -96,7 +96,7 @@ class TensorBoard(Callback):
         histogram_freq: Epochs between weight histograms (0: none).
             Defaults to `0`.
         write_graph: Whether to write the module graph, traced on the input
-            the model keeps as `model._example_inputs` (skipped when the
+            the model keeps as `model.example_inputs` (skipped when the
             model has none or takes keyword inputs). Defaults to `True`.
         write_images: Whether to write weights as images with the
             histograms. Defaults to `False`.
@@ -123,6 +123,8 @@ class TensorBoard(Callback):
     >>> callback.update_freq
     1
     """
+
+    chief_only = True  # writes event files: rank 0 alone under torch.distributed
 
     def __init__(
         self,
@@ -318,7 +320,7 @@ class TensorBoard(Callback):
     def _write_graph(self) -> None:
         self._graph_written = True
         module = self._module()
-        example = getattr(self.model, "_example_inputs", None)
+        example = getattr(self.model, "example_inputs", None)
         if module is None or example is None:
             return
         args, kwargs = _split_example(example)

@@ -9,7 +9,7 @@ the distribution to stop every rank together (`distribution/stopping.py`).
 import math
 
 from torchfit.callbacks.callback import Callback, Logs
-from torchfit.utils.progbar import print_msg
+from torchfit.distribution import distribution_of
 
 __all__ = ["TerminateOnNaN"]
 
@@ -44,15 +44,9 @@ class TerminateOnNaN(Callback):
         loss = float(loss)
         if math.isfinite(loss):
             return
-        run = getattr(self.model, "_distribution", None)
-        if run is not None:  # torchfit.distribution: every rank stops (or raises) together
-            reason = self._error(batch, loss) if self.raise_error else _INVALID
-            run.request_stop(batch, reason, error=self.raise_error)
-            self.model.stop_training = True
-            return
-        if self.raise_error:
-            raise RuntimeError(self._error(batch, loss))
-        print_msg(f"Batch {batch}: {_INVALID}")
+        reason = self._error(batch, loss) if self.raise_error else _INVALID
+        # Under torch.distributed every process stops (or raises) together, saying why.
+        distribution_of(self.model).request_stop(batch, reason, error=self.raise_error)
         self.model.stop_training = True
 
     @staticmethod

@@ -6,16 +6,15 @@ adapter batches its own kind; `EpochIterator` turns an adapter into epochs.
 """
 
 import types
-import warnings
 from collections.abc import Iterable
 from typing import Any, Optional
 
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from torchfit.data import data_utils
-from torchfit.data.adapter import DataAdapter, check_positive_int, resolve_device
+from torchfit.data import data_adapter_utils
+from torchfit.data.adapter import DataAdapter, resolve_device, warn_shuffle_ignored
 from torchfit.data.array_adapter import ArrayDataAdapter
-from torchfit.data.data_utils import (
+from torchfit.data.data_adapter_utils import (
     class_weight_to_sample_weights,
     pack_x_y_sample_weight,
     train_validation_split,
@@ -25,13 +24,22 @@ from torchfit.data.epoch_iterator import EpochIterator
 from torchfit.data.generator_adapter import GeneratorDataAdapter
 from torchfit.data.sequence_adapter import SequenceAdapter
 from torchfit.data.torch_adapter import DataLoaderAdapter, DatasetAdapter
+from torchfit.utils.arguments import check_count
 from torchfit.utils.sequence import Sequence
 
 __all__ = [
-    "ArrayDataAdapter", "DataAdapter", "DataLoaderAdapter", "DatasetAdapter",
-    "EpochIterator", "GeneratorDataAdapter", "SequenceAdapter", "get_adapter",
-    "class_weight_to_sample_weights", "pack_x_y_sample_weight",
-    "train_validation_split", "unpack_x_y_sample_weight",
+    "ArrayDataAdapter",
+    "DataAdapter",
+    "DataLoaderAdapter",
+    "DatasetAdapter",
+    "EpochIterator",
+    "GeneratorDataAdapter",
+    "SequenceAdapter",
+    "get_adapter",
+    "class_weight_to_sample_weights",
+    "pack_x_y_sample_weight",
+    "train_validation_split",
+    "unpack_x_y_sample_weight",
 ]
 
 _PURPOSES = ("fit", "evaluate", "predict")
@@ -42,10 +50,18 @@ _ACCEPTED = (
 )
 
 
-def get_adapter(x: Any, y: Any = None, sample_weight: Any = None, *,
-                batch_size: Optional[int] = None, steps: Optional[int] = None,
-                shuffle: Any = False, class_weight: Optional[dict] = None,
-                device=None, purpose: str = "fit") -> DataAdapter:
+def get_adapter(
+    x: Any,
+    y: Any = None,
+    sample_weight: Any = None,
+    *,
+    batch_size: Optional[int] = None,
+    steps: Optional[int] = None,
+    shuffle: Any = False,
+    class_weight: Optional[dict] = None,
+    device=None,
+    purpose: str = "fit",
+) -> DataAdapter:
     """Returns the DataAdapter for `x` (and `y`, `sample_weight`).
 
     Args:
@@ -75,8 +91,8 @@ def get_adapter(x: Any, y: Any = None, sample_weight: Any = None, *,
     if isinstance(x, DataAdapter):
         return x
     steps_name = "steps_per_epoch" if purpose == "fit" else "steps"
-    batch_size = check_positive_int("batch_size", batch_size)
-    steps = check_positive_int(steps_name, steps)
+    batch_size = check_count("batch_size", batch_size)
+    steps = check_count(steps_name, steps)
     device = resolve_device(device)
     if x is None:
         raise ValueError(
@@ -86,12 +102,20 @@ def get_adapter(x: Any, y: Any = None, sample_weight: Any = None, *,
     if class_weight is not None and purpose != "fit":
         raise ValueError(f"`class_weight` is only used by `fit()`, not `{purpose}()`.")
 
-    if data_utils.is_array_structure(x) and not _is_list_of_batches(x):
+    if data_adapter_utils.is_array_structure(x) and not _is_list_of_batches(x):
         _check_arrays("y", y)
         _check_arrays("sample_weight", sample_weight)
-        return ArrayDataAdapter(x, y, sample_weight, batch_size=batch_size, steps=steps,
-                                shuffle=shuffle, class_weight=class_weight, device=device)
-    if data_utils.is_nested(x) and not _is_list_of_batches(x):
+        return ArrayDataAdapter(
+            x,
+            y,
+            sample_weight,
+            batch_size=batch_size,
+            steps=steps,
+            shuffle=shuffle,
+            class_weight=class_weight,
+            device=device,
+        )
+    if data_adapter_utils.is_nested(x) and not _is_list_of_batches(x):
         _reject_mixed_structure(x)
     if not isinstance(x, (Sequence, Dataset)) and not _is_batch_iterable(x):
         name = type(x).__name__
@@ -112,14 +136,15 @@ def get_adapter(x: Any, y: Any = None, sample_weight: Any = None, *,
                 " Dataset's `__getitem__`, or pass the Dataset itself with"
                 " `batch_size=` so torchfit batches it and applies `class_weight`."
             )
-        _warn_shuffle_ignored(shuffle, "a torch DataLoader", "The DataLoader")
+        warn_shuffle_ignored(shuffle, "a torch DataLoader")
         return DataLoaderAdapter(x, device=device)
     if isinstance(x, TensorDataset):
         return _tensor_dataset_adapter(x, batch_size, steps, shuffle, class_weight, device)
     if isinstance(x, Dataset):
-        return DatasetAdapter(x, batch_size=batch_size, shuffle=shuffle,
-                              class_weight=class_weight, device=device)
-    _warn_shuffle_ignored(shuffle, _with_article(kind), f"The {kind}")
+        return DatasetAdapter(
+            x, batch_size=batch_size, shuffle=shuffle, class_weight=class_weight, device=device
+        )
+    warn_shuffle_ignored(shuffle, _with_article(kind))
     return GeneratorDataAdapter(x, class_weight=class_weight, device=device)
 
 
@@ -130,7 +155,7 @@ def _with_article(noun: str) -> str:
 
 def _short_repr(value: Any, limit: int = 60) -> str:
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _kind_of(x: Any) -> str:
@@ -149,7 +174,8 @@ def _is_list_of_batches(x: Any) -> bool:
     """A list whose items are all `(x, y)` / `(x, y, sample_weight)` tuples is a
     list of batches, not several inputs (those are arrays or lists of arrays)."""
     return (
-        isinstance(x, list) and len(x) > 0
+        isinstance(x, list)
+        and len(x) > 0
         and all(isinstance(item, tuple) and len(item) in (2, 3) for item in x)
     )
 
@@ -160,8 +186,13 @@ def _is_batch_iterable(x: Any) -> bool:
 
 def _reject_mixed_structure(x: Any) -> None:
     leaves = x.values() if isinstance(x, dict) else x
-    found = sorted({type(leaf).__name__ for leaf in leaves
-                    if not data_utils.is_array_structure(leaf) or leaf is None})
+    found = sorted(
+        {
+            type(leaf).__name__
+            for leaf in leaves
+            if not data_adapter_utils.is_array_structure(leaf) or leaf is None
+        }
+    )
     raise ValueError(
         f"`x` is a {type(x).__name__} whose items are not all arrays or tensors"
         f" (found {', '.join(found) or 'nothing: it is empty'}). Several inputs go"
@@ -170,7 +201,7 @@ def _reject_mixed_structure(x: Any) -> None:
 
 
 def _check_arrays(name: str, value: Any) -> None:
-    if not data_utils.is_array_structure(value):
+    if not data_adapter_utils.is_array_structure(value):
         raise ValueError(
             f"`{name}` must be an array or tensor (or a list/dict of them) when `x`"
             f" is arrays. Received: {name} of type {type(value).__name__}."
@@ -178,24 +209,16 @@ def _check_arrays(name: str, value: Any) -> None:
 
 
 def _reject_arguments(kind: str, y: Any, sample_weight: Any) -> None:
-    for name, value, what in (("y", y, "the targets"),
-                              ("sample_weight", sample_weight, "the sample weights")):
+    for name, value, what in (
+        ("y", y, "the targets"),
+        ("sample_weight", sample_weight, "the sample weights"),
+    ):
         if value is not None:
             raise ValueError(
                 f"When `x` is {_with_article(kind)}, `{name}` should not be passed: {what} must"
                 f" come from the {kind}, as batches `(x, y)` or"
                 f" `(x, y, sample_weight)`. Received: {name} of type {type(value).__name__}."
             )
-
-
-def _warn_shuffle_ignored(shuffle: Any, what: str, subject: str) -> None:
-    if shuffle:
-        warnings.warn(
-            f"`shuffle=True` was passed, but will be ignored since the data `x`"
-            f" was provided as {what}. {subject} is expected to yield"
-            " already-shuffled data.",
-            stacklevel=3,
-        )
 
 
 def _tensor_dataset_adapter(dataset, batch_size, steps, shuffle, class_weight, device):
@@ -206,5 +229,13 @@ def _tensor_dataset_adapter(dataset, batch_size, steps, shuffle, class_weight, d
             f" (x, y, sample_weight). Received {len(tensors)} tensors."
         )
     x, y, sample_weight = unpack_x_y_sample_weight(tuple(tensors))
-    return ArrayDataAdapter(x, y, sample_weight, batch_size=batch_size, steps=steps,
-                            shuffle=shuffle, class_weight=class_weight, device=device)
+    return ArrayDataAdapter(
+        x,
+        y,
+        sample_weight,
+        batch_size=batch_size,
+        steps=steps,
+        shuffle=shuffle,
+        class_weight=class_weight,
+        device=device,
+    )

@@ -1,12 +1,29 @@
-"""The interface every data adapter offers to the epoch iterator.
+"""The interface every data adapter offers to the epoch iterator and to sharding.
 
 A DataAdapter turns one kind of user data into epochs of batches: tuples
 `(x,)`, `(x, y)` or `(x, y, sample_weight)` whose leaves are torch tensors on
 the target device. Choosing the adapter belongs to `torchfit.data.get_adapter`;
 `steps_per_epoch` and running out of data belong to `EpochIterator`.
+
+Splitting across processes: `torchfit.distribution` gives each process its share
+of the data through this public surface alone, chosen by the adapter's
+`split_by`:
+
+- `"rows"` (arrays, map-style Datasets): the rows can be read in any order.
+  Sharding draws one order for all processes and takes each one's rows of every
+  global batch, with `num_samples`, `batch_size`, `shuffle` and `row_batches`.
+- `"loader"` (a user's map-style DataLoader): sharding rebuilds the loader
+  around a `DistributedSampler` from `loader` and converts each batch with
+  `convert_batch`.
+- `"batches"` (a Sequence): whole batches are dealt out by index, with
+  `num_batches`, `shuffle` and `batches_at`.
+- `None` (generators, iterables, your own adapters): each process iterates its
+  own source, and the processes check that they run out of batches together.
 """
 
-from typing import Iterator, Optional
+import warnings
+from collections.abc import Iterator
+from typing import Any, Optional
 
 import torch
 
@@ -20,6 +37,9 @@ class DataAdapter:
 
     #: Whether `get_iterator` can start a new pass (False for a generator object).
     restartable: bool = True
+    #: How `torchfit.distribution` splits this data across processes: "rows",
+    #: "loader", "batches" or `None` (see the module's docstring).
+    split_by: Optional[str] = None
 
     def get_iterator(self) -> Iterator[tuple]:
         """Returns a fresh iterator over one epoch of batches.
@@ -87,20 +107,26 @@ def resolve_device(device) -> Optional[torch.device]:
         ) from err
 
 
-def check_positive_int(name: str, value, allow_none: bool = True):
-    """Validates an argument that must be a positive integer (or `None`).
+def warn_shuffle_ignored(shuffle: Any, what: str, stacklevel: int = 2) -> None:
+    """Warns, when `shuffle` asks for shuffling, that data which sets its own order ignores it.
 
-    Raises:
-        ValueError: naming the argument and the value received.
+    Args:
+        shuffle: The `shuffle` argument received.
+        what: The data, with its article: "a torch DataLoader", "a generator".
+        stacklevel: As for `warnings.warn` called where this is. Defaults to 2.
+
+    Example:
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn_shuffle_ignored(True, "a generator")
+    >>> print(caught[0].message)  # doctest: +ELLIPSIS
+    `shuffle=True` was passed, but will be ignored since the data `x` was provided as a ...
     """
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        if hasattr(value, "__index__") and not isinstance(value, bool):
-            value_int = value.__index__()
-            if value_int > 0:
-                return value_int
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}."
+    if shuffle:
+        warnings.warn(
+            f"`shuffle={shuffle!r}` was passed, but will be ignored since the data `x` was"
+            f" provided as {what}, which sets its own order: it is expected to yield"
+            " already-shuffled data.",
+            stacklevel=stacklevel + 1,
         )
-    return value

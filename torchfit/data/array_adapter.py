@@ -10,15 +10,16 @@ belongs to `torchfit.data.get_adapter`; steps_per_epoch to the epoch iterator.
 
 import math
 import mmap
-from collections.abc import Mapping
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator, Mapping
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
-from torchfit.data import data_utils
+from torchfit.data import data_adapter_utils
 from torchfit.data.adapter import DataAdapter
 from torchfit.data.batch_converter import check_sample_weight
+from torchfit.tree import flatten, is_nested, map_structure
 
 # Data is copied to the GPU once when it takes at most this share of the free
 # memory; bigger data stays in host memory and each batch is gathered there.
@@ -35,9 +36,7 @@ def check_shuffle(shuffle: Any) -> Any:
         return False
     if shuffle in (True, False) or shuffle == "batch":
         return shuffle
-    raise ValueError(
-        f'`shuffle` must be True, False or "batch". Received: shuffle={shuffle!r}.'
-    )
+    raise ValueError(f'`shuffle` must be True, False or "batch". Received: shuffle={shuffle!r}.')
 
 
 def epoch_permutation(num_samples: int, batch_size: int, shuffle: Any) -> Optional[torch.Tensor]:
@@ -78,9 +77,11 @@ def check_cardinality(x: Any, y: Any, sample_weight: Any) -> int:
     """Returns the shared number of samples, or raises naming the mismatch."""
     parts = {}
     for name, part in zip(_PARTS, (x, y, sample_weight)):
-        leaves = data_utils.flatten(part)
+        leaves = flatten(part)
         if leaves:
-            parts[name] = sorted({data_utils.num_samples(leaf) for leaf in leaves}, reverse=True)
+            parts[name] = sorted(
+                {data_adapter_utils.num_samples(leaf) for leaf in leaves}, reverse=True
+            )
     sizes = {size for part_sizes in parts.values() for size in part_sizes}
     if len(sizes) > 1:
         raise ValueError(
@@ -95,9 +96,9 @@ def check_cardinality(x: Any, y: Any, sample_weight: Any) -> int:
 
 def match_sample_weight(y: Any, sample_weight: Any) -> Any:
     """Gives a multi-output `y` one sample_weight per output, as Keras does."""
-    if sample_weight is None or not data_utils.is_nested(y):
+    if sample_weight is None or not is_nested(y):
         return sample_weight
-    if data_utils.is_nested(sample_weight):
+    if is_nested(sample_weight):
         same = (
             set(sample_weight) == set(y)
             if isinstance(y, Mapping) and isinstance(sample_weight, Mapping)
@@ -129,8 +130,11 @@ def _fits_on_device(leaves: list, device: Optional[torch.device]) -> bool:
     CUDA device's free memory (always True elsewhere)."""
     if device is None or device.type != "cuda":
         return True
-    nbytes = sum(_final_nbytes(leaf) for leaf in leaves
-                 if not (isinstance(leaf, torch.Tensor) and leaf.device == device))
+    nbytes = sum(
+        _final_nbytes(leaf)
+        for leaf in leaves
+        if not (isinstance(leaf, torch.Tensor) and leaf.device == device)
+    )
     free, _ = torch.cuda.mem_get_info(device)
     return nbytes <= DEVICE_MEMORY_FRACTION * free
 
@@ -169,8 +173,11 @@ def _converts_by_copy(leaf: Any) -> bool:
     """Whether `to_tensor` copies `leaf` (a cast to float32, read-only or reversed memory)."""
     if isinstance(leaf, torch.Tensor):
         return leaf.is_floating_point() and leaf.dtype != torch.float32
-    return ((leaf.dtype.kind == "f" and leaf.dtype != np.float32)
-            or not leaf.flags.writeable or any(s < 0 for s in leaf.strides))
+    return (
+        (leaf.dtype.kind == "f" and leaf.dtype != np.float32)
+        or not leaf.flags.writeable
+        or any(s < 0 for s in leaf.strides)
+    )
 
 
 def should_gather_in_place(leaves: list, device: Optional[torch.device], shuffle: Any) -> bool:
@@ -201,14 +208,16 @@ def _convert_parts(parts: tuple, convert) -> tuple:
     converted = []
     for name, part in zip(_PARTS, parts):
         try:
-            converted.append(data_utils.map_structure(convert, part))
+            converted.append(map_structure(convert, part))
         except TypeError as err:
             raise TypeError(f"`{name}`: {err}") from err
     return tuple(converted)
 
 
 def _as_array(leaf: Any) -> Any:
-    return leaf if isinstance(leaf, (torch.Tensor, np.ndarray)) else data_utils.as_numpy(leaf)
+    return (
+        leaf if isinstance(leaf, (torch.Tensor, np.ndarray)) else data_adapter_utils.as_numpy(leaf)
+    )
 
 
 def _gather(tensor: torch.Tensor, rows, pin: bool) -> torch.Tensor:
@@ -257,8 +266,20 @@ class ArrayDataAdapter(DataAdapter):
         [(2, 2), (2, 2), (1, 2)]
     """
 
-    def __init__(self, x, y=None, sample_weight=None, *, batch_size=None, steps=None,
-                 shuffle=False, class_weight=None, device=None):
+    split_by = "rows"  # see DataAdapter.split_by: any rows, in any order
+
+    def __init__(
+        self,
+        x,
+        y=None,
+        sample_weight=None,
+        *,
+        batch_size=None,
+        steps=None,
+        shuffle=False,
+        class_weight=None,
+        device=None,
+    ):
         self._shuffle = check_shuffle(shuffle)
         _check_class_weight_arguments(y, sample_weight, class_weight)
         sample_weight = match_sample_weight(y, sample_weight)
@@ -272,7 +293,7 @@ class ArrayDataAdapter(DataAdapter):
         parts = (x, y, sample_weight) if sample_weight is not None else (x, y)
         inputs = self._tensors(_convert_parts(parts, _as_array))
         if class_weight is not None:
-            weights = data_utils.class_weight_for_targets(inputs[1], class_weight)
+            weights = data_adapter_utils.class_weight_for_targets(inputs[1], class_weight)
             inputs = (inputs[0], inputs[1], weights)
         if inputs[1] is None and len(inputs) == 2:
             inputs = inputs[:1]
@@ -282,16 +303,15 @@ class ArrayDataAdapter(DataAdapter):
 
     def _tensors(self, parts: tuple) -> tuple:
         """Converts the arrays: in place (shared, uncast) or once (float32, on the device)."""
-        self._in_place = should_gather_in_place(data_utils.flatten(parts), self._device,
-                                                self._shuffle)
+        self._in_place = should_gather_in_place(flatten(parts), self._device, self._shuffle)
         self._on_device = not self._in_place
         if self._in_place:
-            inputs = _convert_parts(parts, data_utils.shared_host_tensor)
+            inputs = _convert_parts(parts, data_adapter_utils.shared_host_tensor)
         else:
-            inputs = _convert_parts(parts, data_utils.to_tensor)
+            inputs = _convert_parts(parts, data_adapter_utils.to_tensor)
         self._host_targets = inputs[1]  # kept until `check_targets` has read them
         if self._on_device:
-            inputs = data_utils.move_to_device(inputs, self._device)
+            inputs = data_adapter_utils.move_to_device(inputs, self._device)
         return inputs
 
     def check_targets(self, check) -> None:
@@ -302,7 +322,7 @@ class ArrayDataAdapter(DataAdapter):
         targets, self._host_targets = self._host_targets, None
         if targets is not None:
             # Targets given as device tensors are read once per fit, not per step.
-            check(data_utils.map_structure(lambda t: t.cpu(), targets), "in `y`")
+            check(map_structure(lambda t: t.cpu(), targets), "in `y`")
 
     # -- iteration ---------------------------------------------------------
 
@@ -310,11 +330,11 @@ class ArrayDataAdapter(DataAdapter):
         """Returns an iterator over one epoch; the permutation is drawn now."""
         permutation = epoch_permutation(self._num_samples, self._batch_size, self._shuffle)
         if self._in_place:
-            return self._gathered(permutation)
+            return self._gathered(self._rows(permutation))
         inputs = self._inputs
         if permutation is not None:
-            index = permutation.to(data_utils.flatten(inputs)[0].device)
-            inputs = data_utils.map_structure(lambda t: t.index_select(0, index), inputs)
+            index = permutation.to(flatten(inputs)[0].device)
+            inputs = map_structure(lambda t: t.index_select(0, index), inputs)
         return self._slices(inputs)
 
     def _slices(self, inputs) -> Iterator[tuple]:
@@ -326,7 +346,37 @@ class ArrayDataAdapter(DataAdapter):
         else:
             for start in range(0, self._num_samples, batch_size):
                 stop = start + batch_size
-                yield data_utils.map_structure(lambda t: t[start:stop], inputs)
+                yield map_structure(lambda t: t[start:stop], inputs)  # noqa: B023 - called now
+
+    def row_batches(self, order: Optional[torch.Tensor], bounds: list) -> Iterator[tuple]:
+        """One pass of batches of chosen rows, delivered like `get_iterator`'s.
+
+        For `torchfit.distribution`: each process's share of every global batch
+        of one order all processes share (see `DataAdapter.split_by`).
+
+        Args:
+            order: The epoch's order of the rows (an int64 permutation), or
+                `None` for the rows as they are.
+            bounds: `(low, high)` per batch: the batch is `order[low:high]`.
+
+        Example:
+        >>> adapter = ArrayDataAdapter(np.arange(6.0)[:, None], batch_size=2)
+        >>> [x[:, 0].tolist() for (x,) in adapter.row_batches(torch.tensor([5, 4, 3, 2, 1, 0]),
+        ...                                                  [(0, 1), (2, 3)])]
+        [[5.0], [3.0]]
+        """
+        if self._in_place:
+            rows = (slice(low, high) if order is None else order[low:high] for low, high in bounds)
+            return self._gathered(rows)
+        inputs = self._inputs
+        if order is not None:
+            index = order.to(flatten(inputs)[0].device)
+            inputs = map_structure(lambda t: t.index_select(0, index), inputs)
+        return self._sliced(inputs, bounds)
+
+    def _sliced(self, inputs, bounds: list) -> Iterator[tuple]:
+        for low, high in bounds:
+            yield tuple(map_structure(lambda t: t[low:high], inputs))  # noqa: B023 - called now
 
     def _rows(self, permutation) -> Iterator:
         """Each batch's rows: a slice, or its share of the permutation."""
@@ -334,17 +384,18 @@ class ArrayDataAdapter(DataAdapter):
             stop = start + self._batch_size
             yield slice(start, stop) if permutation is None else permutation[start:stop]
 
-    def _gathered(self, permutation) -> Iterator[tuple]:
+    def _gathered(self, rows_per_batch) -> Iterator[tuple]:
         """Batches gathered by index from the arrays where they lie."""
         device = self._device
         staged = device is not None and device.type == "cuda"
+        # Each lambda runs at once, for the `rows` of its own batch.
         host_batches = (
-            data_utils.map_structure(lambda t: _gather(t, rows, staged), self._inputs)
-            for rows in self._rows(permutation)
+            map_structure(lambda t: _gather(t, rows, staged), self._inputs)  # noqa: B023
+            for rows in rows_per_batch
         )
         if staged:
             return self._staged(host_batches)
-        return (data_utils.structure_to_device(batch, device) for batch in host_batches)
+        return (data_adapter_utils.structure_to_device(batch, device) for batch in host_batches)
 
     def _staged(self, host_batches) -> Iterator[tuple]:
         """Copies pinned host batches on a side stream, one batch ahead."""
@@ -353,7 +404,7 @@ class ArrayDataAdapter(DataAdapter):
 
         def load(host_batch):
             with torch.cuda.stream(copy_stream):
-                batch = data_utils.structure_to_device(host_batch, device)
+                batch = data_adapter_utils.structure_to_device(host_batch, device)
                 done = torch.cuda.Event()
                 done.record(copy_stream)
             return batch, done
@@ -366,7 +417,7 @@ class ArrayDataAdapter(DataAdapter):
             pending = load(following) if following is not None else None
             compute_stream = torch.cuda.current_stream(device)
             compute_stream.wait_event(done)
-            for tensor in data_utils.flatten(batch):
+            for tensor in flatten(batch):
                 # The copy stream allocated it: keep it alive for compute too.
                 tensor.record_stream(compute_stream)
             yield batch
@@ -381,6 +432,11 @@ class ArrayDataAdapter(DataAdapter):
     def num_samples(self) -> int:
         """Number of samples in the data."""
         return self._num_samples
+
+    @property
+    def shuffle(self) -> Any:
+        """How each epoch is shuffled: `True`, `"batch"` or `False`."""
+        return self._shuffle
 
     @property
     def gathers_in_place(self) -> bool:
@@ -410,4 +466,4 @@ def _check_class_weight_arguments(y, sample_weight, class_weight) -> None:
         )
     if y is None:
         raise ValueError("`class_weight` needs targets: pass `y` as well.")
-    data_utils.single_output(y)
+    data_adapter_utils.single_output(y)

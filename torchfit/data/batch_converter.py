@@ -5,15 +5,14 @@ Owns reading one user batch: the tuple form, the checks that name the batch
 sample_weight shaped unlike the targets, and, once the compiled loss knows
 them, target values that are no class index), converting the leaves to
 tensors, the move to the device and class weights. The rules for target
-values belong to compiled.py; the batch format to data_utils.py; iterating
+values belong to compiled.py; the batch format to data_adapter_utils.py; iterating
 the source to each adapter.
 """
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
-import torch
-
-from torchfit.data import data_utils
+from torchfit.data import data_adapter_utils
 from torchfit.tree import flatten, is_nested, map_structure
 
 #: `check(y, where)`: raises when host targets cannot feed the compiled loss.
@@ -40,6 +39,7 @@ def check_lengths(batch: tuple, where: str) -> None:
     """Raises when the leaves of `(x, y, sample_weight)` differ in length.
 
     Example:
+        >>> import torch
         >>> check_lengths((torch.zeros(4, 2), torch.zeros(3)), "a batch")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
@@ -52,8 +52,9 @@ def check_lengths(batch: tuple, where: str) -> None:
             sizes[name] = lengths
     if len({n for lengths in sizes.values() for n in lengths}) <= 1:
         return
-    counts = [f"{name} has {'/'.join(str(n) for n in sorted(lengths))}"
-              for name, lengths in sizes.items()]
+    counts = [
+        f"{name} has {'/'.join(str(n) for n in sorted(lengths))}" for name, lengths in sizes.items()
+    ]
     named = zip(("x", "y", "sample_weight"), batch)
     shapes = ", ".join(f"{name} {_shapes(part)}" for name, part in named if part is not None)
     raise ValueError(
@@ -81,7 +82,7 @@ def weight_fits_target(weight_shape: tuple, target_shape: tuple) -> bool:
         False
     """
     weight, target = _strip_ones(tuple(weight_shape)), _strip_ones(tuple(target_shape))
-    return target[:len(weight)] == weight
+    return target[: len(weight)] == weight
 
 
 def check_sample_weight(y: Any, sample_weight: Any, where: str) -> None:
@@ -123,6 +124,7 @@ class BatchConverter:
         source: How the data was given, for error messages ("generator").
 
     Example:
+        >>> import torch
         >>> convert = BatchConverter()
         >>> batch = (torch.zeros(2, 3, dtype=torch.float64), torch.tensor([0, 1]))
         >>> x, y = convert(batch, index=0)
@@ -140,7 +142,7 @@ class BatchConverter:
         self.source = source
         self.table = None
         if class_weight is not None:
-            self.table = data_utils.class_weight_lookup(class_weight, device)
+            self.table = data_adapter_utils.class_weight_lookup(class_weight, device)
         self._check: Optional[TargetCheck] = None
         self._unchecked = None  # (host targets, where) of the last batch seen without a check
 
@@ -148,15 +150,15 @@ class BatchConverter:
         where = describe_batch(index, self.source)
         batch = self._standardize(batch, index, where)
         if self.cast:
-            batch = map_structure(data_utils.host_tensor, batch)
+            batch = map_structure(data_adapter_utils.host_tensor, batch)
         check_lengths(batch, where)
         if len(batch) == 3:
             check_sample_weight(batch[1], batch[2], where)
         self._check_targets_of(batch, where)
         if self.cast:
-            batch = data_utils.structure_to_device(batch, self.device)
+            batch = data_adapter_utils.structure_to_device(batch, self.device)
         else:
-            batch = data_utils.move_to_device(batch, self.device)
+            batch = data_adapter_utils.move_to_device(batch, self.device)
         if self.table is not None:
             batch = self._add_class_weights(batch)
         return batch
@@ -188,7 +190,7 @@ class BatchConverter:
                 f"The {self.source} gave None as {which}."
                 " Each batch must be `x`, `(x, y)` or `(x, y, sample_weight)`."
             )
-        batch = data_utils.standardize_batch(batch)
+        batch = data_adapter_utils.standardize_batch(batch)
         if batch[0] is None:
             raise ValueError(
                 f"In {where}, the inputs `x` are None. Each batch must be `x`,"
@@ -205,8 +207,7 @@ class BatchConverter:
             )
         if len(batch) == 1 or batch[1] is None:
             raise ValueError(
-                f"`class_weight` needs targets, but the {self.source} yields"
-                " batches without `y`."
+                f"`class_weight` needs targets, but the {self.source} yields batches without `y`."
             )
-        weights = data_utils.class_weight_for_targets(batch[1], None, self.table)
+        weights = data_adapter_utils.class_weight_for_targets(batch[1], None, self.table)
         return (batch[0], batch[1], weights)

@@ -7,9 +7,11 @@ validation and callbacks belong to loops.py.
 """
 
 import warnings
-from typing import Iterator, Optional
+from collections.abc import Iterator
+from typing import Optional
 
-from torchfit.data.adapter import DataAdapter, check_positive_int
+from torchfit.data.adapter import DataAdapter
+from torchfit.utils.arguments import check_count
 
 _NOT_PEEKED = object()
 
@@ -42,7 +44,7 @@ class EpochIterator:
 
     def __init__(self, adapter: DataAdapter, steps_per_epoch: Optional[int] = None):
         self.adapter = adapter
-        self.steps_per_epoch = check_positive_int("steps_per_epoch", steps_per_epoch)
+        self.steps_per_epoch = check_count("steps_per_epoch", steps_per_epoch)
         self.exhausted = False
         self._iterator = None
         self._steps_seen = 0  # batches drawn from the current pass
@@ -144,8 +146,12 @@ class EpochIterator:
         # The previous epoch ended exactly at the end of an unknown-size pass:
         # start the next pass rather than report an empty epoch.
         # (_steps_seen > 0: the pass that just ended was not itself empty.)
-        return (step == 0 and self.steps_per_epoch is not None
-                and self.adapter.restartable and self._steps_seen > 0)
+        return (
+            step == 0
+            and self.steps_per_epoch is not None
+            and self.adapter.restartable
+            and self._steps_seen > 0
+        )
 
     def _finish_epoch(self, known: Optional[int]) -> None:
         if self._iterator is None:

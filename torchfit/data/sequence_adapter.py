@@ -9,13 +9,13 @@ class itself lives in `torchfit.utils.sequence`.
 import collections
 import itertools
 import multiprocessing
-import warnings
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Optional
 
 import torch
 
-from torchfit.data.adapter import DataAdapter
+from torchfit.data.adapter import DataAdapter, warn_shuffle_ignored
 from torchfit.data.array_adapter import check_shuffle
 from torchfit.data.batch_converter import BatchConverter
 
@@ -52,16 +52,13 @@ class SequenceAdapter(DataAdapter):
         device: Where batches are delivered. Defaults to `None`.
     """
 
+    split_by = "batches"  # see DataAdapter.split_by: whole batches, by index
+
     def __init__(self, sequence, *, shuffle=False, class_weight=None, device=None):
         self._sequence = sequence
         self._shuffle = bool(check_shuffle(shuffle))
-        if self._shuffle and sequence.num_batches is None:
-            warnings.warn(
-                "`shuffle=True` was passed, but will be ignored since the data `x`"
-                " is an endless Sequence (`num_batches` is None). It is expected"
-                " to shuffle its own data.",
-                stacklevel=3,
-            )
+        if sequence.num_batches is None:
+            warn_shuffle_ignored(shuffle, "an endless Sequence (`num_batches` is None)", 3)
             self._shuffle = False
         self._convert = BatchConverter(device, True, class_weight, "Sequence")
         workers = sequence.workers
@@ -78,10 +75,30 @@ class SequenceAdapter(DataAdapter):
         return range(num_batches)
 
     def get_iterator(self) -> Iterator[tuple]:
-        indices = self._indices()  # drawn now, so shuffling follows the seed order
+        return self.batches_at(self._indices())  # drawn now: shuffling follows the seed order
+
+    def batches_at(self, indices: Iterable[int]) -> Iterator[tuple]:
+        """The Sequence's batches at `indices`, in that order, converted; fetched ahead
+        in the worker pool when the Sequence asks for workers.
+
+        Example:
+        >>> import numpy as np
+        >>> from torchfit.utils import Sequence
+        >>> class Squares(Sequence):
+        ...     num_batches = 4
+        ...     def __getitem__(self, index):
+        ...         return np.full((1, 1), index**2)
+        >>> [x.item() for (x,) in SequenceAdapter(Squares()).batches_at([3, 1])]
+        [9, 1]
+        """
         if self._workers > 1 or self._use_processes:
             return self._fetch_parallel(indices)
         return self._fetch_serial(indices)
+
+    @property
+    def shuffle(self) -> bool:
+        """Whether the batch indices are visited in a new random order each epoch."""
+        return self._shuffle
 
     def _fetch_serial(self, indices) -> Iterator[tuple]:
         sequence, convert = self._sequence, self._convert

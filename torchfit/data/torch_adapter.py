@@ -7,12 +7,14 @@ each loader batch to the device. A `TensorDataset` never gets here:
 """
 
 import math
-import warnings
-from typing import Iterator, Optional
+from collections.abc import Iterator
+from typing import Any, Optional
 
+import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
-from torchfit.data.adapter import DataAdapter
+from torchfit.data.adapter import DataAdapter, warn_shuffle_ignored
 from torchfit.data.array_adapter import check_shuffle, epoch_permutation
 from torchfit.data.batch_converter import BatchConverter
 
@@ -54,8 +56,9 @@ class DataLoaderAdapter(DataAdapter):
         cast: Convert floats to float32. Defaults to `False` (keep dtypes).
     """
 
-    def __init__(self, loader: DataLoader, *, class_weight=None, device=None, cast=False,
-                 source="DataLoader"):
+    def __init__(
+        self, loader: DataLoader, *, class_weight=None, device=None, cast=False, source="DataLoader"
+    ):
         self._loader = loader
         self._convert = BatchConverter(device, cast, class_weight, source)
         self._num_batches = None
@@ -68,9 +71,23 @@ class DataLoaderAdapter(DataAdapter):
         if loader.batch_size and dataset_size is not None and not loader.drop_last:
             self._partial_batch_size = dataset_size % loader.batch_size or None
 
+    @property
+    def split_by(self) -> Optional[str]:
+        """ "loader" for a map-style dataset, rebuilt per process; `None` for an iterable one."""
+        return None if isinstance(self._loader.dataset, IterableDataset) else "loader"
+
     def get_iterator(self) -> Iterator[tuple]:
         convert = self._convert
         return (convert(batch, index) for index, batch in enumerate(self._loader))
+
+    @property
+    def loader(self) -> DataLoader:
+        """The DataLoader iterated, with its settings (sharding rebuilds it per process)."""
+        return self._loader
+
+    def convert_batch(self, batch, index: Optional[int] = None) -> tuple:
+        """One batch of the loader put into final form: checked, converted, on the device."""
+        return self._convert(batch, index)
 
     def check_targets(self, check) -> None:
         self._convert.check_targets(check)
@@ -109,32 +126,59 @@ class DatasetAdapter(DataLoaderAdapter):
         device: Where batches are delivered. Defaults to `None`.
     """
 
-    def __init__(self, dataset: Dataset, *, batch_size=None, shuffle=False,
-                 class_weight=None, device=None):
+    def __init__(
+        self, dataset: Dataset, *, batch_size=None, shuffle=False, class_weight=None, device=None
+    ):
         batch_size = batch_size or 32
         shuffle = check_shuffle(shuffle)
+        self._shuffle = False if isinstance(dataset, IterableDataset) else shuffle
         self._sampler = None
         if isinstance(dataset, IterableDataset):
-            if shuffle:
-                warnings.warn(
-                    "`shuffle=True` was passed, but will be ignored since the data"
-                    " `x` is an IterableDataset, which sets its own order.",
-                    stacklevel=3,
-                )
+            warn_shuffle_ignored(shuffle, "an IterableDataset", stacklevel=3)
         elif shuffle:
             self._sampler = _EpochPermutationSampler(len(dataset), batch_size, shuffle)
         pin_memory = device is not None and device.type == "cuda"
-        loader = DataLoader(dataset, batch_size=batch_size, sampler=self._sampler,
-                            pin_memory=pin_memory)
-        super().__init__(loader, class_weight=class_weight, device=device, cast=True,
-                         source="Dataset")
+        loader = DataLoader(
+            dataset, batch_size=batch_size, sampler=self._sampler, pin_memory=pin_memory
+        )
+        super().__init__(
+            loader, class_weight=class_weight, device=device, cast=True, source="Dataset"
+        )
         if self._num_batches is None:
             try:
                 self._num_batches = math.ceil(len(dataset) / batch_size)
             except TypeError:
                 pass
 
+    @property
+    def split_by(self) -> Optional[str]:
+        """ "rows" for a map-style dataset (any rows, in any order); `None` for an iterable one."""
+        return None if isinstance(self._loader.dataset, IterableDataset) else "rows"
+
     def get_iterator(self) -> Iterator[tuple]:
         if self._sampler is not None:
             self._sampler.draw()  # now, so the draw order matches the array path
         return super().get_iterator()
+
+    @property
+    def num_samples(self) -> int:
+        """Number of samples in the (map-style) dataset."""
+        return len(self._loader.dataset)
+
+    @property
+    def shuffle(self) -> Any:
+        """How each epoch is shuffled: `True`, `"batch"` or `False`."""
+        return self._shuffle
+
+    def row_batches(self, order: Optional[torch.Tensor], bounds: list) -> Iterator[tuple]:
+        """One pass of batches of chosen rows (see `ArrayDataAdapter.row_batches`),
+        collated and converted as `get_iterator`'s."""
+        rows = np.arange(self.num_samples) if order is None else order.numpy()
+        loader = self._loader
+        batches = DataLoader(
+            loader.dataset,
+            batch_sampler=[rows[low:high].tolist() for low, high in bounds],
+            pin_memory=loader.pin_memory,
+        )
+        convert = self._convert
+        return (convert(batch) for batch in batches)

@@ -75,13 +75,10 @@ def load_data(test_split: float = 0.2, seed: int | None = 113):
             f" Received: test_split of type {type(test_split).__name__}."
         )
     if not 0 <= test_split < 1:
-        raise ValueError(
-            f"`test_split` must be in [0, 1). Received: test_split={test_split}."
-        )
+        raise ValueError(f"`test_split` must be in [0, 1). Received: test_split={test_split}.")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError(
-            "`seed` must be an int or None."
-            f" Received: seed of type {type(seed).__name__}."
+            f"`seed` must be an int or None. Received: seed of type {type(seed).__name__}."
         )
     images, labels = _read_all()
     if seed is not None:

@@ -7,12 +7,15 @@ the model in DistributedDataParallel and splits every global batch across
 the ranks. Set `ModelParallel()` to shard the model with FSDP2 instead.
 
 Public names follow Keras (`DataParallel`, `ModelParallel`,
-`set_distribution`, `distribution`); the engine is PyTorch's own.
+`set_distribution`, `distribution`); the engine is PyTorch's own. Every model
+has a distribution (`model.distribution`): a `SingleProcess`, whose answers are
+the identity, until torchrun gives it a `DistributedRun`.
 """
 
 from torchfit.distribution.checkpoint import full_state_dict, load_sharded, save_sharded
 from torchfit.distribution.env import barrier, is_chief, local_rank, rank, world_size
 from torchfit.distribution.run import DistributedRun, write_once
+from torchfit.distribution.single_process import SingleProcess, distribution_of
 from torchfit.distribution.strategies import (
     DataParallel,
     ModelParallel,
@@ -22,8 +25,21 @@ from torchfit.distribution.strategies import (
 )
 
 __all__ = [
-    "DataParallel", "ModelParallel", "set_distribution", "distribution",
-    "save_sharded", "load_sharded", "full_state_dict",
-    "rank", "world_size", "local_rank", "is_chief", "barrier",
-    "attach", "write_once", "DistributedRun",
+    "DataParallel",
+    "ModelParallel",
+    "set_distribution",
+    "distribution",
+    "save_sharded",
+    "load_sharded",
+    "full_state_dict",
+    "rank",
+    "world_size",
+    "local_rank",
+    "is_chief",
+    "barrier",
+    "attach",
+    "write_once",
+    "DistributedRun",
+    "SingleProcess",
+    "distribution_of",
 ]

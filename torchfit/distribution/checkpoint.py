@@ -2,22 +2,26 @@
 
 Owns `save_sharded`/`load_sharded` (torch.distributed.checkpoint: each rank
 writes its own shards, and the files load at any world size, one process
-included) and writing a plain, full state_dict of an FSDP-sharded model for
-`save_weights`. Writing a single process's files belongs to
-`torchfit.models.saving`.
+included) and gathering the plain, full state_dict of an FSDP-sharded model
+that `save_weights` writes. Writing the files of weights belongs to
+`torchfit.models.saving`; their file rules to `torchfit.utils.torch_files`.
 """
 
 import os
 
+from torch import nn
 
 from torchfit.distribution import env
 
-__all__ = ["save_sharded", "load_sharded", "save_full_weights", "full_state_dict"]
+__all__ = ["save_sharded", "load_sharded", "full_state_dict", "gathered_state_dict"]
 
 
-def _state_module(model):
-    module = getattr(model, "module", None)
-    return module if module is not None else model
+def _weights_of(model) -> nn.Module:
+    """The module holding `model`'s weights: a torchfit.Model's `weights_module`, the
+    module a (Distributed)DataParallel wrapper holds, else `model` itself."""
+    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        return model.module
+    return getattr(model, "weights_module", model)
 
 
 def save_sharded(model, path) -> None:
@@ -33,7 +37,7 @@ def save_sharded(model, path) -> None:
     # Imported here: torch.distributed.checkpoint takes half a second to load.
     import torch.distributed.checkpoint as dcp
 
-    dcp.save({"model": _state_module(model).state_dict()}, checkpoint_id=path)
+    dcp.save({"model": _weights_of(model).state_dict()}, checkpoint_id=path)
 
 
 def load_sharded(model, path) -> None:
@@ -46,8 +50,10 @@ def load_sharded(model, path) -> None:
     """
     path = os.fspath(path)
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"`path` {path!r} is not a checkpoint folder written by save_sharded.")
-    module = _state_module(model)
+        raise FileNotFoundError(
+            f"`path` {path!r} is not a checkpoint folder written by save_sharded."
+        )
+    module = _weights_of(model)
     state = {"model": module.state_dict()}
     import torch.distributed.checkpoint as dcp
 
@@ -57,31 +63,16 @@ def load_sharded(model, path) -> None:
 
 def full_state_dict(model) -> dict:
     """The whole, unsharded state_dict on the CPU (a collective under FSDP2: all ranks call it)."""
+    return gathered_state_dict(_weights_of(model))
+
+
+def gathered_state_dict(module) -> dict:
+    """`module`'s whole state_dict, its FSDP2 shards gathered onto the CPU.
+
+    Every rank must call it. With several ranks the full state lands on rank 0's
+    CPU (`cpu_offload`); the other ranks receive an empty dict.
+    """
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=env.world_size() > 1)
-    return get_model_state_dict(_state_module(model), options=options)
-
-
-class _FullWeights:
-    """Stands in for a model whose `_weights_module().state_dict()` is the full one."""
-
-    def __init__(self, state: dict):
-        self.module = self
-        self._state = state
-
-    def state_dict(self) -> dict:
-        return self._state
-
-
-def save_full_weights(model, filepath, write) -> None:
-    """Gathers an FSDP2 model's full weights (all ranks) and writes them on rank 0 with `write`."""
-    if write.__name__ != "save_weights":  # decided alike on every rank, before any collective
-        raise ValueError(
-            "model.save() of an FSDP-sharded model is not supported: use"
-            " model.save_weights(path) for a full state_dict, or"
-            " torchfit.distribution.save_sharded(model, folder)."
-        )
-    state = full_state_dict(model)
-    if env.is_chief():
-        write(_FullWeights(state), filepath)
+    return get_model_state_dict(module, options=options)

@@ -18,8 +18,18 @@ import torch
 import torch.distributed as dist
 
 __all__ = [
-    "DEFAULT_TIMEOUT", "env_world_size", "is_initialized", "world_size", "rank", "local_rank",
-    "is_chief", "initialize", "collective_device", "control_group", "barrier", "all_reduce_int",
+    "DEFAULT_TIMEOUT",
+    "env_world_size",
+    "is_initialized",
+    "world_size",
+    "rank",
+    "local_rank",
+    "is_chief",
+    "initialize",
+    "collective_device",
+    "control_group",
+    "barrier",
+    "all_reduce_int",
     "broadcast_",
 ]
 
@@ -79,7 +89,11 @@ def initialize(backend: Optional[str] = None, timeout: Optional[datetime.timedel
         return
     if not dist.is_available():
         raise ValueError("torch.distributed is not available in this build of torch.")
-    missing = [name for name in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE") if name not in os.environ]
+    missing = [
+        name
+        for name in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE")
+        if name not in os.environ
+    ]
     if missing:
         raise ValueError(
             f"Cannot start torch.distributed: the environment lacks {missing}. Launch the"
@@ -104,20 +118,26 @@ def initialize(backend: Optional[str] = None, timeout: Optional[datetime.timedel
     global _STORE
     rank_, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     hosts_store = rank_ == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"
-    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
-                          is_master=hosts_store, timeout=timeout)
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world,
+        is_master=hosts_store,
+        timeout=timeout,
+    )
     _STORE = dist.PrefixStore(f"torchfit/attempt_{attempt}", store)
     dist.init_process_group(backend, store=_STORE, rank=rank_, world_size=world, timeout=timeout)
 
 
 _STORE = None  # the store of a restarted group, released with the group
 _CONTROL = None  # (the default group, its control_group())
-_DISTRIBUTED_MODELS: "weakref.WeakSet" = weakref.WeakSet()
+_RUNS: "weakref.WeakSet" = weakref.WeakSet()
 
 
-def release_at_exit(model) -> None:
-    """Lets the exit handler drop `model`'s DDP/FSDP wrappers before the group ends."""
-    _DISTRIBUTED_MODELS.add(model)
+def release_at_exit(run) -> None:
+    """Lets the exit handler call `run.release()` (dropping its model's DDP wrapper)
+    before the group ends."""
+    _RUNS.add(run)
 
 
 def _destroy_at_exit() -> None:
@@ -127,10 +147,8 @@ def _destroy_at_exit() -> None:
     # the DDP wrappers of the models hold such references: drop those first.
     global _STORE, _CONTROL
     _CONTROL = None  # its Gloo threads are joined with the group's
-    for model in list(_DISTRIBUTED_MODELS):
-        vars(model).pop("_ddp_call", None)  # back to the class default, None
-        vars(model).pop("_distribution", None)
-        vars(model)["_jit_forward"] = None  # under DDP, it compiled the wrapper
+    for run in list(_RUNS):
+        run.release()
     gc.collect()
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

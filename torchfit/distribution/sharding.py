@@ -7,26 +7,25 @@ global batch; a user's DataLoader is rebuilt around a `DistributedSampler`;
 a Sequence's batch indices are dealt out per rank; generators stay the user's
 business, but a rank running out of batches before the others is detected
 and reported. Also records which rows each rank produced, so that `predict`
-can put the gathered outputs back in input order. Batching a single process's
-data belongs to `torchfit.data`.
+can put the gathered outputs back in input order. Each adapter says how its data
+splits and offers what that needs (`DataAdapter.split_by`); batching a single
+process's data belongs to `torchfit.data`.
 """
 
+import collections
 import itertools
 import math
 import warnings
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any, Optional
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from torchfit import tree
-from torchfit.data import data_utils
 from torchfit.data.adapter import DataAdapter
-from torchfit.data.array_adapter import ArrayDataAdapter, epoch_permutation
-from torchfit.data.generator_adapter import GeneratorDataAdapter
-from torchfit.data.sequence_adapter import SequenceAdapter
-from torchfit.data.torch_adapter import DataLoaderAdapter, DatasetAdapter
+from torchfit.data.array_adapter import epoch_permutation
 from torchfit.distribution import env
 
 __all__ = ["shard_adapter", "local_batch_size", "local_bounds"]
@@ -69,6 +68,9 @@ def shared_permutation(num_samples: int, batch_size: int, shuffle: Any) -> Optio
 def shard_adapter(adapter: DataAdapter, run, purpose: str) -> DataAdapter:
     """Returns the adapter that feeds this rank its share of `adapter`'s data.
 
+    The adapter says how its data splits (`DataAdapter.split_by`); only its
+    public surface is used.
+
     Args:
         adapter: What `torchfit.data.get_adapter` built for the whole data.
         run: The model's `DistributedRun` (rank, world size, loss weights).
@@ -78,12 +80,12 @@ def shard_adapter(adapter: DataAdapter, run, purpose: str) -> DataAdapter:
     # Steps must match across ranks when every forward is a collective (training,
     # FSDP, a compiled DDP); evaluate and predict otherwise skip the padding rows.
     pad = purpose == "fit" or run.sharded or bool(getattr(run.model, "jit_compile", False))
-    if isinstance(adapter, ArrayDataAdapter):
-        return ShardedArrayAdapter(adapter, run, record)
-    if isinstance(adapter, DatasetAdapter) and not isinstance(adapter._loader.dataset, IterableDataset):
-        return ShardedDatasetAdapter(adapter, run, record)
-    if isinstance(adapter, DataLoaderAdapter) and not isinstance(adapter._loader.dataset, IterableDataset):
-        if adapter._loader.batch_size is not None:
+    if adapter.split_by == "rows":
+        return ShardedRows(adapter, run, record)
+    if adapter.split_by == "batches":
+        return ShardedSequenceAdapter(adapter, run, record, pad)
+    if adapter.split_by == "loader":
+        if adapter.loader.batch_size is not None:
             return ShardedDataLoaderAdapter(adapter, run, record, pad)
         warnings.warn(
             "A DataLoader with a custom `batch_sampler` cannot be split across processes"
@@ -91,8 +93,6 @@ def shard_adapter(adapter: DataAdapter, run, purpose: str) -> DataAdapter:
             " (e.g. with a DistributedSampler) to avoid training on the same batches twice.",
             stacklevel=4,
         )
-    if isinstance(adapter, SequenceAdapter):
-        return ShardedSequenceAdapter(adapter, run, record, pad)
     return UnevenBatchGuard(adapter, run, record)
 
 
@@ -120,12 +120,7 @@ class _Recorder:
 
 
 def _rows_of(batch) -> int:
-    x = batch[0] if isinstance(batch, tuple) else batch
-    for leaf in tree.flatten(x):
-        shape = getattr(leaf, "shape", None)
-        if shape is not None and len(shape):
-            return int(shape[0])
-    return 1
+    return tree.batch_size_of(batch[0] if isinstance(batch, tuple) else batch)
 
 
 class _Sharded(DataAdapter):
@@ -151,10 +146,11 @@ class _Sharded(DataAdapter):
         self.inner.on_epoch_end()
 
 
-class ShardedArrayAdapter(_Sharded):
-    """Arrays: each rank slices its share of every global batch out of one shared shuffle."""
+class ShardedRows(_Sharded):
+    """Arrays and map-style Datasets: each rank takes its share of every global batch
+    of one shuffle all ranks share, through the adapter's `row_batches`."""
 
-    def __init__(self, inner: ArrayDataAdapter, run, record: bool):
+    def __init__(self, inner: DataAdapter, run, record: bool):
         super().__init__(inner, run, record)
         local_batch_size(inner.batch_size, run.world_size)
         self._bounds = _batch_bounds(inner.num_samples, inner.batch_size, run.rank, run.world_size)
@@ -165,26 +161,20 @@ class ShardedArrayAdapter(_Sharded):
 
     def get_iterator(self) -> Iterator[tuple]:
         inner = self.inner
-        permutation = shared_permutation(inner.num_samples, inner.batch_size, inner._shuffle)
-        inputs = inner._inputs
-        if permutation is not None:
-            index = permutation.to(data_utils.flatten(inputs)[0].device)
-            inputs = data_utils.map_structure(lambda t: t.index_select(0, index), inputs)
-        return self._slices(inputs, permutation)
+        permutation = shared_permutation(inner.num_samples, inner.batch_size, inner.shuffle)
+        batches = inner.row_batches(permutation, [(low, high) for low, high, _ in self._bounds])
+        return self._iterate(batches, permutation)
 
-    def _slices(self, inputs, permutation) -> Iterator[tuple]:
-        model, recorder = self.run.model, self.recorder
+    def _iterate(self, batches, permutation) -> Iterator[tuple]:
+        run, recorder = self.run, self.recorder
         recorder.start()
-        device = None if self.inner._on_device else self.inner._device
-        for low, high, weight in self._bounds:
-            model._loss_weight = weight
-            batch = data_utils.map_structure(lambda t: t[low:high], inputs)
-            if device is not None:
-                # structure_to_device: data gathered in place is cast here.
-                batch = data_utils.structure_to_device(batch, device)
-            recorder.rows(np.arange(low, high) if permutation is None else permutation[low:high].numpy())
-            yield tuple(batch)
-        model._loss_weight = 1.0
+        for (low, high, weight), batch in zip(self._bounds, batches):
+            run.loss_weight = weight
+            recorder.rows(
+                np.arange(low, high) if permutation is None else permutation[low:high].numpy()
+            )
+            yield batch
+        run.loss_weight = 1.0
 
 
 def _batch_bounds(num_samples: int, batch_size: int, rank: int, world: int) -> list:
@@ -199,55 +189,6 @@ def _batch_bounds(num_samples: int, batch_size: int, rank: int, world: int) -> l
     return bounds
 
 
-class ShardedDatasetAdapter(_Sharded):
-    """A map-style Dataset batched by torchfit: the array rule, through a batch sampler."""
-
-    def __init__(self, inner: DatasetAdapter, run, record: bool):
-        super().__init__(inner, run, record)
-        loader = inner._loader
-        self._global_batch = loader.batch_size
-        local_batch_size(self._global_batch, run.world_size)
-        self._num_samples = len(loader.dataset)
-        sampler = inner._sampler
-        self._shuffle = sampler.shuffle if sampler is not None else False
-        self._bounds = _batch_bounds(self._num_samples, self._global_batch, run.rank, run.world_size)
-        self._batches: list = []
-        self._loader = DataLoader(loader.dataset, batch_sampler=_ListBatchSampler(self),
-                                  pin_memory=loader.pin_memory)
-
-    @property
-    def batch_size(self) -> int:
-        return self._global_batch // self.run.world_size
-
-    def get_iterator(self) -> Iterator[tuple]:
-        permutation = shared_permutation(self._num_samples, self._global_batch, self._shuffle)
-        order = np.arange(self._num_samples) if permutation is None else permutation.numpy()
-        self._batches = [order[low:high].tolist() for low, high, _ in self._bounds]
-        return self._iterate()
-
-    def _iterate(self) -> Iterator[tuple]:
-        model, recorder, convert = self.run.model, self.recorder, self.inner._convert
-        recorder.start()
-        for (_, _, weight), rows, batch in zip(self._bounds, self._batches, self._loader):
-            model._loss_weight = weight
-            recorder.rows(rows)
-            yield convert(batch)
-        model._loss_weight = 1.0
-
-
-class _ListBatchSampler:
-    """Yields the index lists the owning adapter prepared for this epoch."""
-
-    def __init__(self, owner: ShardedDatasetAdapter):
-        self.owner = owner
-
-    def __iter__(self):
-        return iter(self.owner._batches)
-
-    def __len__(self) -> int:
-        return len(self.owner._bounds)
-
-
 class ShardedDataLoaderAdapter(_Sharded):
     """A user's DataLoader, rebuilt with a `DistributedSampler` and the per-rank batch.
 
@@ -258,27 +199,40 @@ class ShardedDataLoaderAdapter(_Sharded):
     number of steps; evaluate and predict deal out the rows without padding.
     """
 
-    def __init__(self, inner: DataLoaderAdapter, run, record: bool, pad: bool = True):
+    def __init__(self, inner: DataAdapter, run, record: bool, pad: bool = True):
         super().__init__(inner, run, record)
-        loader = inner._loader
-        local = local_batch_size(loader.batch_size, run.world_size, argument="the DataLoader's batch_size")
+        loader = inner.loader
+        local = local_batch_size(
+            loader.batch_size, run.world_size, argument="the DataLoader's batch_size"
+        )
         seed = torch.randint(0, 2**31 - 1, (1,), dtype=torch.int64)
         if run.world_size > 1:
             env.broadcast_(seed)
         if pad:
             self._sampler = DistributedSampler(
-                loader.dataset, num_replicas=run.world_size, rank=run.rank,
-                shuffle=isinstance(loader.sampler, RandomSampler), seed=int(seed), drop_last=loader.drop_last,
+                loader.dataset,
+                num_replicas=run.world_size,
+                rank=run.rank,
+                shuffle=isinstance(loader.sampler, RandomSampler),
+                seed=int(seed),
+                drop_last=loader.drop_last,
             )
         else:
             self._sampler = _EveryWorldth(len(loader.dataset), run.rank, run.world_size)
         workers = loader.num_workers
         self._loader = DataLoader(
-            loader.dataset, batch_size=local, sampler=self._sampler, num_workers=workers,
-            collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, drop_last=loader.drop_last,
-            timeout=loader.timeout, worker_init_fn=loader.worker_init_fn,
+            loader.dataset,
+            batch_size=local,
+            sampler=self._sampler,
+            num_workers=workers,
+            collate_fn=loader.collate_fn,
+            pin_memory=loader.pin_memory,
+            drop_last=loader.drop_last,
+            timeout=loader.timeout,
+            worker_init_fn=loader.worker_init_fn,
             multiprocessing_context=loader.multiprocessing_context if workers else None,
-            generator=loader.generator, prefetch_factor=loader.prefetch_factor if workers else None,
+            generator=loader.generator,
+            prefetch_factor=loader.prefetch_factor if workers else None,
             persistent_workers=loader.persistent_workers if workers else False,
         )
         self._local_batch = local
@@ -298,14 +252,14 @@ class ShardedDataLoaderAdapter(_Sharded):
         return self._iterate(list(self._sampler) if self.recorder.enabled else None)
 
     def _iterate(self, rows) -> Iterator[tuple]:
-        recorder, convert = self.recorder, self.inner._convert
+        recorder, convert = self.recorder, self.inner.convert_batch
         recorder.start()
         position = 0
         for batch in self._loader:
             batch = convert(batch)
             if rows is not None:
                 count = _rows_of(batch)
-                recorder.rows(rows[position:position + count])
+                recorder.rows(rows[position : position + count])
                 position += count
             yield batch
 
@@ -329,9 +283,9 @@ class ShardedSequenceAdapter(_Sharded):
     evaluate and predict skip the padding.
     """
 
-    def __init__(self, inner: SequenceAdapter, run, record: bool, pad: bool = True):
+    def __init__(self, inner: DataAdapter, run, record: bool, pad: bool = True):
         super().__init__(inner, run, record)
-        self._num_indices = inner._sequence.num_batches
+        self._num_indices = inner.num_batches
         self._pad = pad
 
     @property
@@ -347,36 +301,34 @@ class ShardedSequenceAdapter(_Sharded):
         if self._num_indices is None:
             indices = itertools.count(rank, world)
         else:
-            permutation = shared_permutation(self._num_indices, 1, self.inner._shuffle)
+            permutation = shared_permutation(self._num_indices, 1, self.inner.shuffle)
             order = list(range(self._num_indices)) if permutation is None else permutation.tolist()
             if self._pad:
                 order = order + order[: self.num_batches * world - len(order)]
             indices = order[rank::world]
-        inner = self.inner
-        fetch = inner._fetch_parallel if inner._workers > 1 or inner._use_processes else inner._fetch_serial
-        return self._iterate(fetch(_Tracked(indices, self)))
+        tracked = _Tracked(indices)
+        return self._iterate(self.inner.batches_at(tracked), tracked)
 
-    def _iterate(self, batches) -> Iterator[tuple]:
+    def _iterate(self, batches, tracked: "_Tracked") -> Iterator[tuple]:
         self.recorder.start()
-        self._fetched = []
         for batch in batches:
-            self.recorder.addressed(self._fetched.pop(0), batch)
+            self.recorder.addressed(tracked.fetched.popleft(), batch)
             yield batch
 
 
 class _Tracked:
-    """Iterates indices, noting each one handed to a fetcher, in order."""
+    """Iterates indices, noting in `fetched` each one handed to a fetcher, in order."""
 
-    def __init__(self, indices, owner: ShardedSequenceAdapter):
+    def __init__(self, indices):
         self.indices = iter(indices)
-        self.owner = owner
+        self.fetched: collections.deque = collections.deque()
 
     def __iter__(self):
         return self
 
     def __next__(self):
         index = next(self.indices)
-        self.owner._fetched.append(index)
+        self.fetched.append(index)
         return index
 
 
@@ -413,8 +365,3 @@ class UnevenBatchGuard(_Sharded):
                 )
             recorder.addressed(step * world + rank, batch)
             yield batch
-
-
-def is_guarded_generator(adapter: DataAdapter) -> bool:
-    """Whether batches come from a user's generator (each rank its own data)."""
-    return isinstance(adapter, UnevenBatchGuard) and isinstance(adapter.inner, GeneratorDataAdapter)

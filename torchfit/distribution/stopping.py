@@ -53,8 +53,10 @@ def describe_stop(requests: list, world_size: int, batch: Optional[int]) -> str:
     reason = requests[rank].reason.rstrip(".")
     others = sorted(other for _, other in asked[1:])
     also = f" (rank{'s' if len(others) > 1 else ''} {', '.join(map(str, others))} asked too)"
-    return (f"Batch {at} on rank {rank} of {world_size}: {reason}. Every rank stops {where}"
-            f"{also if others else ''}.")
+    return (
+        f"Batch {at} on rank {rank} of {world_size}: {reason}. Every rank stops {where}"
+        f"{also if others else ''}."
+    )
 
 
 class StopAgreement:

@@ -9,13 +9,16 @@ trained and saved. What changes per step, epoch and file is `run.py`'s.
 """
 
 import datetime
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 import torch
 from torch import nn
 
+from torchfit import optimizers
 from torchfit.distribution import env
 from torchfit.distribution.run import DistributedRun
+from torchfit.distribution.single_process import SingleProcess
 
 __all__ = ["DataParallel", "ModelParallel", "set_distribution", "distribution", "attach"]
 
@@ -27,7 +30,9 @@ def _as_timeout(timeout: Union[None, float, datetime.timedelta]) -> Optional[dat
         return timeout
     if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0:
         return datetime.timedelta(seconds=timeout)
-    raise ValueError(f"`timeout` must be a number of seconds or a timedelta. Received: timeout={timeout!r}.")
+    raise ValueError(
+        f"`timeout` must be a number of seconds or a timedelta. Received: timeout={timeout!r}."
+    )
 
 
 class _ModelCall(nn.Module):
@@ -45,17 +50,22 @@ class _ModelCall(nn.Module):
 class _Distribution:
     """Base: process group settings shared by DataParallel and ModelParallel."""
 
-    def __init__(self, backend: Optional[str] = None, timeout: Union[None, float, datetime.timedelta] = None):
+    def __init__(
+        self, backend: Optional[str] = None, timeout: Union[None, float, datetime.timedelta] = None
+    ):
         self.backend = backend
         self.timeout = _as_timeout(timeout)
 
     def attach(self, model) -> DistributedRun:
-        """Attaches this distribution to `model` (once); returns its run."""
-        run = model._distribution
-        if run is not None and run.strategy is self:
-            self._refresh(model, run)
+        """The run of this distribution for `model`: the one it has, or a new one.
+
+        A new run starts the process group, moves the model to its rank's GPU and
+        wraps or shards it; the model then uses it (`model.use_distribution`).
+        """
+        run = model.distribution
+        if isinstance(run, DistributedRun) and run.strategy is self:
             return run
-        if run is not None:
+        if isinstance(run, DistributedRun):
             raise ValueError(
                 "This model is already distributed by another distribution object;"
                 " call set_distribution() once, before the first fit()."
@@ -73,17 +83,12 @@ class _Distribution:
                 # rank reads its logs; torchfit reduces at epoch end instead.
                 inner.sync_on_compute = False
         run = DistributedRun(self, model)
-        env.release_at_exit(model)
+        env.release_at_exit(run)
         self._wrap(model, run)
-        model._distribution = run
-        self._refresh(model, run)
         return run
 
     def _wrap(self, model, run: DistributedRun) -> None:
         raise NotImplementedError
-
-    def _refresh(self, model, run: DistributedRun) -> None:
-        """Re-applies what `compile()` may have reset since the last fit."""
 
 
 class DataParallel(_Distribution):
@@ -118,24 +123,11 @@ class DataParallel(_Distribution):
 
         device = model.device
         device_ids = [device] if device.type == "cuda" else None
-        wrapped = DistributedDataParallel(_ModelCall(model), device_ids=device_ids, **self.ddp_kwargs)
-        run.wrapped = wrapped
-        # Kept out of the model's submodules (a plain attribute) so that
-        # state_dict(), parameters() and saved files are the user's own.
-        object.__setattr__(model, "_ddp_call", wrapped)
-        run.jit_source = None
-
-    def _refresh(self, model, run: DistributedRun) -> None:
-        # compile(jit_compile=True) compiles the bare module; under DDP the
-        # compiled function must be the wrapped one, or gradients go unsynced.
-        if model.jit_compile and model._jit_forward is not None and model._jit_forward is not run.jit_source:
-            try:
-                compiled = torch.compile(run.wrapped)
-            except Exception:  # noqa: BLE001 - no compiler: Model falls back to eager DDP
-                compiled = None
-            run.jit_source = compiled
-            # A plain attribute: as a submodule it would make the model contain itself.
-            object.__setattr__(model, "_jit_forward", compiled)
+        # Held by the run, out of the model's submodules, so that state_dict(),
+        # parameters() and saved files are the user's own.
+        run.ddp_call = DistributedDataParallel(
+            _ModelCall(model), device_ids=device_ids, **self.ddp_kwargs
+        )
 
 
 class ModelParallel(_Distribution):
@@ -158,8 +150,13 @@ class ModelParallel(_Distribution):
             `reshard_after_forward`, ...).
     """
 
-    def __init__(self, modules: Optional[Sequence[nn.Module]] = None, backend=None, timeout=None,
-                 **fsdp_kwargs: Any):
+    def __init__(
+        self,
+        modules: Optional[Sequence[nn.Module]] = None,
+        backend=None,
+        timeout=None,
+        **fsdp_kwargs: Any,
+    ):
         super().__init__(backend, timeout)
         self.modules = list(modules) if modules is not None else None
         self.fsdp_kwargs = fsdp_kwargs
@@ -167,7 +164,7 @@ class ModelParallel(_Distribution):
     def _wrap(self, model, run: DistributedRun) -> None:
         from torch.distributed.fsdp import fully_shard
 
-        root = model._weights_module()
+        root = model.weights_module
         if root is model:
             raise ValueError(
                 "ModelParallel shards the module a Model wraps: build the model as"
@@ -195,9 +192,8 @@ def _rebind_optimizer(optimizer, names: dict, parameters: dict) -> None:
     """Points an optimizer built before sharding at the sharded parameters."""
     for group in optimizer.param_groups:
         group["params"] = [parameters[names[id(p)]] for p in group["params"]]
-    for cache in ("_excluded_cache", "_group_index_cache"):
-        if hasattr(optimizer, cache):
-            setattr(optimizer, cache, None)
+    if isinstance(optimizer, optimizers.Optimizer):
+        optimizer.forget_parameter_lookups()
 
 
 def set_distribution(value: Optional[_Distribution]) -> None:
@@ -223,9 +219,10 @@ def distribution() -> Optional[_Distribution]:
     return _global_distribution
 
 
-def attach(model) -> Optional[DistributedRun]:
-    """Attaches the distribution in effect to `model`; `None` in a single process."""
+def attach(model) -> SingleProcess:
+    """The distribution `model` runs under from now on: the run of the distribution in
+    effect under torchrun (made on first use), its own `model.distribution` in one process."""
     strategy = distribution()
     if strategy is None or (env.env_world_size() <= 1 and not env.is_initialized()):
-        return None  # one process: nothing to distribute
+        return model.distribution  # one process: nothing to distribute
     return strategy.attach(model)

@@ -9,7 +9,8 @@ probabilistic.py; weighting and reduction in loss.py.
 
 import difflib
 import inspect
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 import torch
 
@@ -123,8 +124,14 @@ _FUNCTIONS = {
     "binary_crossentropy": (binary_crossentropy, BinaryCrossentropy),
     "binary_focal_crossentropy": (binary_focal_crossentropy, BinaryFocalCrossentropy),
     "categorical_crossentropy": (categorical_crossentropy, CategoricalCrossentropy),
-    "categorical_focal_crossentropy": (categorical_focal_crossentropy, CategoricalFocalCrossentropy),
-    "sparse_categorical_crossentropy": (sparse_categorical_crossentropy, SparseCategoricalCrossentropy),
+    "categorical_focal_crossentropy": (
+        categorical_focal_crossentropy,
+        CategoricalFocalCrossentropy,
+    ),
+    "sparse_categorical_crossentropy": (
+        sparse_categorical_crossentropy,
+        SparseCategoricalCrossentropy,
+    ),
     "dice": (dice, Dice),
     "tversky": (tversky, Tversky),
     "circle": (circle, Circle),
@@ -252,12 +259,17 @@ def resolve_crossentropy(y_true: Any, y_pred: Any, name: str = "crossentropy") -
         A `BinaryCrossentropy`, `SparseCategoricalCrossentropy` or
         `CategoricalCrossentropy` with default arguments.
     """
-    true_shape, pred_shape = tuple(getattr(y_true, "shape", ())), tuple(getattr(y_pred, "shape", ()))
+    true_shape, pred_shape = (
+        tuple(getattr(y_true, "shape", ())),
+        tuple(getattr(y_pred, "shape", ())),
+    )
     true_last = true_shape[-1] if true_shape else None
     pred_last = pred_shape[-1] if pred_shape else None
     if pred_last == 1:
         return BinaryCrossentropy(name=name)
-    if len(true_shape) < len(pred_shape) or (true_last == 1 and pred_last is not None and pred_last > 1):
+    if len(true_shape) < len(pred_shape) or (
+        true_last == 1 and pred_last is not None and pred_last > 1
+    ):
         return SparseCategoricalCrossentropy(name=name)
     return CategoricalCrossentropy(name=name)
 
@@ -346,7 +358,12 @@ def deserialize(config: Any, custom_objects: Optional[dict] = None) -> Optional[
         )
     class_name = config["class_name"]
     arguments = dict(config.get("config") or {})
-    known = {**_CLASSES, "LossFunctionWrapper": LossFunctionWrapper, "TorchLoss": TorchLoss, **(custom_objects or {})}
+    known = {
+        **_CLASSES,
+        "LossFunctionWrapper": LossFunctionWrapper,
+        "TorchLoss": TorchLoss,
+        **(custom_objects or {}),
+    }
     if class_name not in known:
         close = difflib.get_close_matches(class_name, list(known), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""

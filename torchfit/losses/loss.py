@@ -13,7 +13,8 @@ dtypes or Python arguments, so a loss call never forces a device sync.
 import copy
 import inspect
 import re
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -238,7 +239,12 @@ class Loss:
     #: (labels in range), or `None` (nothing; a user's loss decides).
     target_rule: Any = None
 
-    def __init__(self, name: Optional[str] = None, reduction: Optional[str] = "sum_over_batch_size", dtype: Any = None):
+    def __init__(
+        self,
+        name: Optional[str] = None,
+        reduction: Optional[str] = "sum_over_batch_size",
+        dtype: Any = None,
+    ):
         self.name = name or to_snake_case(type(self).__name__)
         self.reduction = standardize_reduction(reduction)
         self._dtype = standardize_dtype(dtype)
@@ -275,7 +281,9 @@ class Loss:
 
     def _convert_inputs(self, y_true, y_pred):
         if isinstance(y_pred, Tensor):
-            dtype = self._dtype or (y_pred.dtype if y_pred.dtype in _FULL_PRECISION else torch.float32)
+            dtype = self._dtype or (
+                y_pred.dtype if y_pred.dtype in _FULL_PRECISION else torch.float32
+            )
             y_pred = y_pred.to(dtype)
         else:
             y_pred = as_tensor(y_pred, dtype=self._dtype or torch.float32)
@@ -325,7 +333,14 @@ class LossFunctionWrapper(Loss):
         2.0
     """
 
-    def __init__(self, fn: Callable, reduction: Optional[str] = "sum_over_batch_size", name: Optional[str] = None, dtype: Any = None, **kwargs):
+    def __init__(
+        self,
+        fn: Callable,
+        reduction: Optional[str] = "sum_over_batch_size",
+        name: Optional[str] = None,
+        dtype: Any = None,
+        **kwargs,
+    ):
         if not callable(fn):
             raise TypeError(f"`fn` must be callable. Received: fn of type {type(fn).__name__}.")
         if name is None:
@@ -348,7 +363,8 @@ class LossFunctionWrapper(Loss):
         return config
 
     def __repr__(self) -> str:
-        return f"<LossFunctionWrapper({getattr(self.fn, '__name__', self.fn)}, kwargs={self._fn_kwargs})>"
+        name = getattr(self.fn, "__name__", self.fn)
+        return f"<LossFunctionWrapper({name}, kwargs={self._fn_kwargs})>"
 
 
 class TorchLoss(Loss):
@@ -440,7 +456,11 @@ class TorchLoss(Loss):
             value = getattr(self.module, parameter, None)
             if isinstance(value, (bool, int, float, str)):
                 arguments[parameter] = value
-        return {"name": self.name, "module": f"{cls.__module__}.{cls.__qualname__}", "module_config": arguments}
+        return {
+            "name": self.name,
+            "module": f"{cls.__module__}.{cls.__qualname__}",
+            "module_config": arguments,
+        }
 
     @classmethod
     def from_config(cls, config: dict) -> "TorchLoss":

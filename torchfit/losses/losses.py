@@ -162,17 +162,35 @@ def tversky(y_true: Any, y_pred: Any, alpha: float = 0.5, beta: float = 0.5, axi
 # ---------------------------------------------------------------- similarity
 
 
-def _circle_and_mask(y_true, y_pred, ref_labels=None, ref_embeddings=None, remove_diagonal=True, gamma=80.0, margin=0.4):
+def _circle_and_mask(
+    y_true,
+    y_pred,
+    ref_labels=None,
+    ref_embeddings=None,
+    remove_diagonal=True,
+    gamma=80.0,
+    margin=0.4,
+):
     y_pred = as_tensor(y_pred)
     y_true = as_tensor(y_true, device=y_pred.device, dtype=torch.long)
-    ref_embeddings = y_pred if ref_embeddings is None else as_tensor(ref_embeddings, device=y_pred.device, dtype=y_pred.dtype)
-    ref_labels = y_true if ref_labels is None else as_tensor(ref_labels, device=y_pred.device, dtype=torch.long)
+    ref_embeddings = (
+        y_pred
+        if ref_embeddings is None
+        else as_tensor(ref_embeddings, device=y_pred.device, dtype=y_pred.dtype)
+    )
+    ref_labels = (
+        y_true
+        if ref_labels is None
+        else as_tensor(ref_labels, device=y_pred.device, dtype=torch.long)
+    )
 
     distances = (1.0 - y_pred @ ref_embeddings.T).clamp_min(0.0)
     positive_mask = y_true.reshape(-1, 1) == ref_labels.reshape(1, -1)
     negative_mask = ~positive_mask
     if remove_diagonal:
-        eye = torch.eye(positive_mask.shape[0], positive_mask.shape[1], dtype=torch.bool, device=y_pred.device)
+        eye = torch.eye(
+            positive_mask.shape[0], positive_mask.shape[1], dtype=torch.bool, device=y_pred.device
+        )
         positive_mask = positive_mask & ~eye
     positive_weights = ((margin + distances) * positive_mask).clamp_min(0.0)
     negative_weights = ((1.0 + margin - distances) * negative_mask).clamp_min(0.0)
@@ -185,14 +203,24 @@ def _circle_and_mask(y_true, y_pred, ref_labels=None, ref_embeddings=None, remov
     return losses, losses > 0
 
 
-def circle(y_true: Any, y_pred: Any, ref_labels=None, ref_embeddings=None, remove_diagonal: bool = True, gamma: float = 80.0, margin: float = 0.4) -> Tensor:
+def circle(
+    y_true: Any,
+    y_pred: Any,
+    ref_labels=None,
+    ref_embeddings=None,
+    remove_diagonal: bool = True,
+    gamma: float = 80.0,
+    margin: float = 0.4,
+) -> Tensor:
     """Circle loss of L2-normalized embeddings `y_pred` with integer labels `y_true`.
 
     Pairs with the same label are pulled together and the others pushed apart,
     each pair weighted by how far it is from its optimum. Compares against
     `ref_embeddings`/`ref_labels` when given, else within the batch.
     """
-    return _circle_and_mask(y_true, y_pred, ref_labels, ref_embeddings, remove_diagonal, gamma, margin)[0]
+    return _circle_and_mask(
+        y_true, y_pred, ref_labels, ref_embeddings, remove_diagonal, gamma, margin
+    )[0]
 
 
 # ------------------------------------------------------------------ sequence
@@ -238,7 +266,11 @@ class _MeanFastPath:
     """
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        if sample_weight is None and self.reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight"):
+        if sample_weight is None and self.reduction in (
+            "sum_over_batch_size",
+            "mean",
+            "mean_with_sample_weight",
+        ):
             y_true, y_pred = self._convert_inputs(y_true, y_pred)
             y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
             if y_true.shape == y_pred.shape and y_pred.dim() > 0 and y_pred.numel() > 0:
@@ -297,8 +329,12 @@ class MeanAbsolutePercentageError(LossFunctionWrapper):
 
     target_rule = SAME_SHAPE
 
-    def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_percentage_error", dtype=None):
-        super().__init__(mean_absolute_percentage_error, name=name, reduction=reduction, dtype=dtype)
+    def __init__(
+        self, reduction="sum_over_batch_size", name="mean_absolute_percentage_error", dtype=None
+    ):
+        super().__init__(
+            mean_absolute_percentage_error, name=name, reduction=reduction, dtype=dtype
+        )
 
 
 class MeanSquaredLogarithmicError(LossFunctionWrapper):
@@ -312,8 +348,12 @@ class MeanSquaredLogarithmicError(LossFunctionWrapper):
 
     target_rule = SAME_SHAPE
 
-    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_logarithmic_error", dtype=None):
-        super().__init__(mean_squared_logarithmic_error, name=name, reduction=reduction, dtype=dtype)
+    def __init__(
+        self, reduction="sum_over_batch_size", name="mean_squared_logarithmic_error", dtype=None
+    ):
+        super().__init__(
+            mean_squared_logarithmic_error, name=name, reduction=reduction, dtype=dtype
+        )
 
 
 class CosineSimilarity(LossFunctionWrapper):
@@ -328,10 +368,11 @@ class CosineSimilarity(LossFunctionWrapper):
 
     target_rule = SAME_SHAPE
 
-    def __init__(self, axis=-1, reduction="sum_over_batch_size", name="cosine_similarity", dtype=None):
+    def __init__(
+        self, axis=-1, reduction="sum_over_batch_size", name="cosine_similarity", dtype=None
+    ):
         super().__init__(cosine_similarity, name=name, reduction=reduction, dtype=dtype, axis=axis)
         self.axis = axis
-
 
 
 class Huber(_MeanFastPath, LossFunctionWrapper):
@@ -352,7 +393,6 @@ class Huber(_MeanFastPath, LossFunctionWrapper):
 
     def _fast(self, y_true, y_pred):
         return F.huber_loss(y_pred, y_true, delta=float(self.delta))
-
 
 
 class LogCosh(LossFunctionWrapper):
@@ -401,7 +441,7 @@ class SquaredHinge(LossFunctionWrapper):
 
 
 class CategoricalHinge(LossFunctionWrapper):
-    """`max(neg - pos + 1, 0)` with `pos = sum(y_true * y_pred)`, `neg = max((1 - y_true) * y_pred)`.
+    """`max(neg - pos + 1, 0)`, `pos = sum(y_true * y_pred)`, `neg = max((1 - y_true) * y_pred)`.
 
     Args:
         reduction: See `Loss`. Defaults to `"sum_over_batch_size"`.
@@ -432,7 +472,6 @@ class Dice(LossFunctionWrapper):
         self.axis = axis
 
 
-
 class Tversky(LossFunctionWrapper):
     """Tversky loss: Dice with the two kinds of error weighted by `alpha` and `beta`.
 
@@ -450,10 +489,19 @@ class Tversky(LossFunctionWrapper):
 
     target_rule = SAME_SHAPE
 
-    def __init__(self, alpha=0.5, beta=0.5, reduction="sum_over_batch_size", name="tversky", axis=None, dtype=None):
-        super().__init__(tversky, name=name, reduction=reduction, dtype=dtype, alpha=alpha, beta=beta, axis=axis)
+    def __init__(
+        self,
+        alpha=0.5,
+        beta=0.5,
+        reduction="sum_over_batch_size",
+        name="tversky",
+        axis=None,
+        dtype=None,
+    ):
+        super().__init__(
+            tversky, name=name, reduction=reduction, dtype=dtype, alpha=alpha, beta=beta, axis=axis
+        )
         self.alpha, self.beta, self.axis = alpha, beta, axis
-
 
 
 class Circle(LossFunctionWrapper):
@@ -473,14 +521,31 @@ class Circle(LossFunctionWrapper):
 
     _integer_targets = True
 
-    def __init__(self, gamma=80.0, margin=0.4, remove_diagonal=True, reduction="sum_over_batch_size", name="circle", dtype=None):
-        super().__init__(circle, name=name, reduction=reduction, dtype=dtype, gamma=gamma, margin=margin, remove_diagonal=remove_diagonal)
+    def __init__(
+        self,
+        gamma=80.0,
+        margin=0.4,
+        remove_diagonal=True,
+        reduction="sum_over_batch_size",
+        name="circle",
+        dtype=None,
+    ):
+        super().__init__(
+            circle,
+            name=name,
+            reduction=reduction,
+            dtype=dtype,
+            gamma=gamma,
+            margin=margin,
+            remove_diagonal=remove_diagonal,
+        )
         self.gamma, self.margin, self.remove_diagonal = gamma, margin, remove_diagonal
 
     def _call_with_mask(self, y_true, y_pred):
         y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
-        return _circle_and_mask(y_true, y_pred, None, None, self.remove_diagonal, self.gamma, self.margin)
-
+        return _circle_and_mask(
+            y_true, y_pred, None, None, self.remove_diagonal, self.gamma, self.margin
+        )
 
 
 class CTC(LossFunctionWrapper):

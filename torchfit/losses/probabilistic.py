@@ -29,7 +29,9 @@ _MEAN_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
 
 def _check_axis(axis) -> None:
     if isinstance(axis, bool) or not isinstance(axis, int):
-        raise ValueError(f"`axis` must be of type `int`. Received: axis={axis!r} of type {type(axis).__name__}.")
+        raise ValueError(
+            f"`axis` must be of type `int`. Received: axis={axis!r} of type {type(axis).__name__}."
+        )
 
 
 def _check_same_shape(y_true: Tensor, y_pred: Tensor) -> None:
@@ -88,7 +90,13 @@ def _normalized_probabilities(y_pred: Tensor, axis: int) -> Tensor:
 # ------------------------------------------------------------------ functions
 
 
-def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1) -> Tensor:
+def binary_crossentropy(
+    y_true: Any,
+    y_pred: Any,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+) -> Tensor:
     """Binary cross-entropy, averaged over `axis`.
 
     Args:
@@ -132,7 +140,13 @@ def binary_focal_crossentropy(
     return focal_bce.mean(dim=axis)
 
 
-def categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1) -> Tensor:
+def categorical_crossentropy(
+    y_true: Any,
+    y_pred: Any,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+) -> Tensor:
     """Cross-entropy between one-hot (or soft) targets and class probabilities.
 
     Args:
@@ -182,7 +196,9 @@ def _sparse_targets(y_true: Any, y_pred: Tensor, axis: int) -> Tensor:
     """Class indices shaped as y_pred without its class axis."""
     y_true = as_tensor(y_true, device=y_pred.device, dtype=torch.long)
     if y_pred.dim() < 1:
-        raise ValueError(f"`y_pred` must be at least rank 1. Received: y_pred.shape={tuple(y_pred.shape)}.")
+        raise ValueError(
+            f"`y_pred` must be at least rank 1. Received: y_pred.shape={tuple(y_pred.shape)}."
+        )
     if y_true.dim() == y_pred.dim() and y_true.shape[axis] == 1:
         y_true = y_true.squeeze(axis)
     expected = list(y_pred.shape)
@@ -195,7 +211,9 @@ def _sparse_targets(y_true: Any, y_pred: Tensor, axis: int) -> Tensor:
     return y_true
 
 
-def _sparse_crossentropy(y_true: Tensor, y_pred: Tensor, from_logits: bool, axis: int, reduction: str = "none") -> Tensor:
+def _sparse_crossentropy(
+    y_true: Tensor, y_pred: Tensor, from_logits: bool, axis: int, reduction: str = "none"
+) -> Tensor:
     """Runs torch's fused kernels with the class axis moved to position 1."""
     if y_pred.dim() == 1:
         y_pred, y_true = y_pred.unsqueeze(0), y_true.unsqueeze(0)
@@ -221,7 +239,13 @@ def _sparse_crossentropy_and_mask(y_true, y_pred, from_logits=False, ignore_clas
     return torch.where(valid, result, torch.zeros_like(result)), valid
 
 
-def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False, ignore_class: Optional[int] = None, axis: int = -1) -> Tensor:
+def sparse_categorical_crossentropy(
+    y_true: Any,
+    y_pred: Any,
+    from_logits: bool = False,
+    ignore_class: Optional[int] = None,
+    axis: int = -1,
+) -> Tensor:
     """Cross-entropy between integer class labels and class probabilities.
 
     Args:
@@ -285,15 +309,36 @@ class BinaryCrossentropy(LossFunctionWrapper):
 
     target_rule = SAME_SHAPE
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size", name="binary_crossentropy", dtype=None):
-        super().__init__(binary_crossentropy, name=name, reduction=reduction, dtype=dtype, from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
+    def __init__(
+        self,
+        from_logits=False,
+        label_smoothing=0.0,
+        axis=-1,
+        reduction="sum_over_batch_size",
+        name="binary_crossentropy",
+        dtype=None,
+    ):
+        super().__init__(
+            binary_crossentropy,
+            name=name,
+            reduction=reduction,
+            dtype=dtype,
+            from_logits=from_logits,
+            label_smoothing=label_smoothing,
+            axis=axis,
+        )
         self.from_logits, self.label_smoothing, self.axis = from_logits, label_smoothing, axis
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if _fast_path_open(self, sample_weight):
             y_true, y_pred = self._convert_inputs(y_true, y_pred)
             y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
-            if y_true.shape == y_pred.shape and y_pred.dim() > 0 and y_pred.numel() > 0 and self.axis % y_pred.dim() == y_pred.dim() - 1:
+            if (
+                y_true.shape == y_pred.shape
+                and y_pred.dim() > 0
+                and y_pred.numel() > 0
+                and self.axis % y_pred.dim() == y_pred.dim() - 1
+            ):
                 y_true = _smooth_binary(y_true, self.label_smoothing)
                 if self.from_logits:
                     return F.binary_cross_entropy_with_logits(y_pred, y_true)
@@ -361,19 +406,44 @@ class CategoricalCrossentropy(LossFunctionWrapper):
 
     target_rule = SAME_SHAPE
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size", name="categorical_crossentropy", dtype=None):
+    def __init__(
+        self,
+        from_logits=False,
+        label_smoothing=0.0,
+        axis=-1,
+        reduction="sum_over_batch_size",
+        name="categorical_crossentropy",
+        dtype=None,
+    ):
         _check_axis(axis)
-        super().__init__(categorical_crossentropy, name=name, reduction=reduction, dtype=dtype, from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
+        super().__init__(
+            categorical_crossentropy,
+            name=name,
+            reduction=reduction,
+            dtype=dtype,
+            from_logits=from_logits,
+            label_smoothing=label_smoothing,
+            axis=axis,
+        )
         self.from_logits, self.label_smoothing, self.axis = from_logits, label_smoothing, axis
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if self.from_logits and _fast_path_open(self, sample_weight):
             y_true, y_pred = self._convert_inputs(y_true, y_pred)
             y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
-            if y_true.shape == y_pred.shape and y_pred.dim() > 1 and y_pred.shape[-1] > 1 and self.axis % y_pred.dim() == y_pred.dim() - 1:
+            if (
+                y_true.shape == y_pred.shape
+                and y_pred.dim() > 1
+                and y_pred.shape[-1] > 1
+                and self.axis % y_pred.dim() == y_pred.dim() - 1
+            ):
                 classes = y_pred.shape[-1]
                 # torch smooths soft targets exactly as Keras: t (1 - s) + s / C.
-                return F.cross_entropy(y_pred.reshape(-1, classes), y_true.reshape(-1, classes), label_smoothing=float(self.label_smoothing))
+                return F.cross_entropy(
+                    y_pred.reshape(-1, classes),
+                    y_true.reshape(-1, classes),
+                    label_smoothing=float(self.label_smoothing),
+                )
         return super().__call__(y_true, y_pred, sample_weight)
 
 
@@ -393,7 +463,17 @@ class CategoricalFocalCrossentropy(LossFunctionWrapper):
 
     target_rule = SAME_SHAPE
 
-    def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size", name="categorical_focal_crossentropy", dtype=None):
+    def __init__(
+        self,
+        alpha=0.25,
+        gamma=2.0,
+        from_logits=False,
+        label_smoothing=0.0,
+        axis=-1,
+        reduction="sum_over_batch_size",
+        name="categorical_focal_crossentropy",
+        dtype=None,
+    ):
         _check_axis(axis)
         super().__init__(
             categorical_focal_crossentropy,
@@ -433,8 +513,24 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
 
     _integer_targets = True
 
-    def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size", axis=-1, name="sparse_categorical_crossentropy", dtype=None):
-        super().__init__(sparse_categorical_crossentropy, name=name, reduction=reduction, dtype=dtype, from_logits=from_logits, ignore_class=ignore_class, axis=axis)
+    def __init__(
+        self,
+        from_logits=False,
+        ignore_class=None,
+        reduction="sum_over_batch_size",
+        axis=-1,
+        name="sparse_categorical_crossentropy",
+        dtype=None,
+    ):
+        super().__init__(
+            sparse_categorical_crossentropy,
+            name=name,
+            reduction=reduction,
+            dtype=dtype,
+            from_logits=from_logits,
+            ignore_class=ignore_class,
+            axis=axis,
+        )
         self.from_logits, self.ignore_class, self.axis = from_logits, ignore_class, axis
 
     @property
@@ -455,7 +551,9 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
 
     def _call_with_mask(self, y_true, y_pred):
         y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
-        return _sparse_crossentropy_and_mask(y_true, y_pred, self.from_logits, self.ignore_class, self.axis)
+        return _sparse_crossentropy_and_mask(
+            y_true, y_pred, self.from_logits, self.ignore_class, self.axis
+        )
 
 
 class KLDivergence(LossFunctionWrapper):
@@ -503,8 +601,16 @@ class CategoricalGeneralizedCrossEntropy(LossFunctionWrapper):
     _integer_targets = True
     target_rule = ClassIndices()
 
-    def __init__(self, q=0.5, reduction="sum_over_batch_size", name="categorical_generalized_cross_entropy", dtype=None):
+    def __init__(
+        self,
+        q=0.5,
+        reduction="sum_over_batch_size",
+        name="categorical_generalized_cross_entropy",
+        dtype=None,
+    ):
         if not 0 < q < 1:
             raise ValueError(f"`q` must be in the interval (0, 1). Received: q={q!r}.")
-        super().__init__(categorical_generalized_cross_entropy, name=name, reduction=reduction, dtype=dtype, q=q)
+        super().__init__(
+            categorical_generalized_cross_entropy, name=name, reduction=reduction, dtype=dtype, q=q
+        )
         self.q = q

@@ -65,7 +65,7 @@ def _without_axis(shape: tuple, axis: int) -> Optional[tuple]:
     if not shape or not -len(shape) <= axis < len(shape):
         return None
     axis %= len(shape)
-    return shape[:axis] + shape[axis + 1:]
+    return shape[:axis] + shape[axis + 1 :]
 
 
 def shape_problem(rule: Any, y_true: Any, y_pred: Any) -> Optional[str]:
@@ -91,28 +91,40 @@ def shape_problem(rule: Any, y_true: Any, y_pred: Any) -> Optional[str]:
         return None
     if isinstance(rule, ClassIndices):
         if not rule.floats_are_indices and _is_floating(y_true):
-            return None if true_shape == pred_shape else (
-                f"the target has shape {true_shape} and the prediction {pred_shape}:"
-                " class probabilities need the prediction's shape")
+            return (
+                None
+                if true_shape == pred_shape
+                else (
+                    f"the target has shape {true_shape} and the prediction {pred_shape}:"
+                    " class probabilities need the prediction's shape"
+                )
+            )
         return _class_index_shape_problem(rule.axis, true_shape, pred_shape)
     matched_true, matched_pred = same_rank_shapes(true_shape, pred_shape)
     if matched_true == matched_pred:
         return None
-    return (f"the target has shape {true_shape} and the prediction {pred_shape}:"
-            " they would be broadcast")
+    return (
+        f"the target has shape {true_shape} and the prediction {pred_shape}:"
+        " they would be broadcast"
+    )
 
 
 def _class_index_shape_problem(axis: int, true_shape: tuple, pred_shape: tuple) -> Optional[str]:
     # Keras first matches ranks, then squeezes a size-1 class axis off the labels.
     true_shape, pred_shape = same_rank_shapes(true_shape, pred_shape)
-    if len(true_shape) == len(pred_shape) and _without_axis(true_shape, axis) is not None \
-            and true_shape[axis] == 1:
+    if (
+        len(true_shape) == len(pred_shape)
+        and _without_axis(true_shape, axis) is not None
+        and true_shape[axis] == 1
+    ):
         true_shape = _without_axis(true_shape, axis)
     expected = _without_axis(pred_shape, axis)
     if expected is None or true_shape == expected:
         return None
-    return (f"the target has shape {true_shape} and the prediction {pred_shape}: class"
-            f" indices need the prediction's shape without its class axis, {expected}")
+    return (
+        f"the target has shape {true_shape} and the prediction {pred_shape}: class"
+        f" indices need the prediction's shape without its class axis, {expected}"
+    )
 
 
 def _is_floating(value: Any) -> bool:
@@ -169,5 +181,4 @@ def class_index_problem(values: Any, num_classes: int, rule: ClassIndices) -> Op
         bad &= values != rule.ignore_class
     if not bad.any():
         return None
-    return (f"labels {_listed(values[bad])} are outside the valid range"
-            f" [0, {num_classes - 1}]")
+    return f"labels {_listed(values[bad])} are outside the valid range [0, {num_classes - 1}]"

@@ -71,7 +71,7 @@ from .probabilistic_metrics import (
     poisson,
     sparse_categorical_crossentropy,
 )
-from .reduction_metrics import Mean, MeanMetricWrapper, Sum
+from .reduction_metrics import METRIC_FUNCTIONS, Mean, MeanMetricWrapper, Sum
 from .regression_metrics import (
     CosineSimilarity,
     LogCoshError,
@@ -124,7 +124,8 @@ ALL_OBJECTS_DICT.update(
 )  # fmt: skip
 
 # Stateless per-sample functions by name, for `MeanMetricWrapper` configs.
-_FUNCTIONS: dict[str, Callable[..., Any]] = {
+_FUNCTIONS = METRIC_FUNCTIONS
+_FUNCTIONS.update({
     fn.__name__: fn
     for fn in (
         accuracy, binary_accuracy, categorical_accuracy, sparse_categorical_accuracy,
@@ -137,7 +138,7 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
         # Keras exports these loss functions as metrics too, with no class or string id.
         huber, binary_focal_crossentropy, categorical_focal_crossentropy,
     )
-}  # fmt: skip
+})  # fmt: skip
 
 _ACCURACY_IDS = ("accuracy", "acc")
 _CROSSENTROPY_IDS = ("crossentropy", "ce")

@@ -61,8 +61,7 @@ def parse_thresholds(thresholds, default: float, argument: str = "thresholds") -
     invalid = [t for t in values if t is None or not 0 <= t <= 1]
     if invalid:
         raise ValueError(
-            f"`{argument}` must be floats in [0, 1]."
-            f" Received out-of-range values: {invalid[:5]}."
+            f"`{argument}` must be floats in [0, 1]. Received out-of-range values: {invalid[:5]}."
         )
     return [float(t) for t in values]
 

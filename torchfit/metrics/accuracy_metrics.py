@@ -204,9 +204,7 @@ class BinaryAccuracy(MeanMetricWrapper):
     def __init__(
         self, name: str = "binary_accuracy", dtype: DTypeLike = None, threshold: float = 0.5
     ):
-        super().__init__(
-            fn=binary_accuracy, name=name, dtype=dtype, threshold=threshold
-        )
+        super().__init__(fn=binary_accuracy, name=name, dtype=dtype, threshold=threshold)
         self.threshold = threshold
         self._direction = "up"
 
@@ -241,9 +239,7 @@ class SparseCategoricalAccuracy(MeanMetricWrapper):
     """
 
     def __init__(self, name: str = "sparse_categorical_accuracy", dtype: DTypeLike = None):
-        super().__init__(
-            fn=sparse_categorical_accuracy, name=name, dtype=dtype
-        )
+        super().__init__(fn=sparse_categorical_accuracy, name=name, dtype=dtype)
         self._direction = "up"
 
     def get_config(self) -> dict[str, Any]:
@@ -267,9 +263,7 @@ class TopKCategoricalAccuracy(MeanMetricWrapper):
     def __init__(
         self, k: int = 5, name: str = "top_k_categorical_accuracy", dtype: DTypeLike = None
     ):
-        super().__init__(
-            fn=top_k_categorical_accuracy, name=name, dtype=dtype, k=k
-        )
+        super().__init__(fn=top_k_categorical_accuracy, name=name, dtype=dtype, k=k)
         self.k = k
         self._direction = "up"
 

@@ -135,8 +135,7 @@ class Metric:
     def __init__(self, name: Optional[str] = None, dtype: DTypeLike = None):
         if name is not None and not isinstance(name, str):
             raise TypeError(
-                "`name` must be a string or None."
-                f" Received: name of type {type(name).__name__}."
+                f"`name` must be a string or None. Received: name of type {type(name).__name__}."
             )
         self.name = name or to_snake_case(type(self).__name__)
         self._dtype = standardize_dtype(dtype)
@@ -206,8 +205,7 @@ class Metric:
         """
         if not hasattr(self, "_variables"):
             raise RuntimeError(
-                f"{type(self).__name__} forgot to call `super().__init__()`"
-                " before `add_variable`."
+                f"{type(self).__name__} forgot to call `super().__init__()` before `add_variable`."
             )
         if aggregation not in _AGGREGATIONS:
             raise ValueError(
@@ -312,9 +310,7 @@ class Metric:
     # ------------------------------------------------------------ interface
     def update_state(self, *args: Any, **kwargs: Any) -> None:
         """Accumulates statistics for the metric."""
-        raise NotImplementedError(
-            f"{type(self).__name__} must implement `update_state`."
-        )
+        raise NotImplementedError(f"{type(self).__name__} must implement `update_state`.")
 
     def result(self) -> Any:
         """Returns the current value: a 0-d tensor, or a tensor/dict of them."""

@@ -7,7 +7,8 @@ The vectorised counting they share lives in `_confusion_utils.py`; state
 handling (devices, reset, configs) belongs to `base.Metric`.
 """
 
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -41,9 +42,7 @@ class _ConfusionMatrixConditionCount(utils.ThresholdedMetric):
         self.init_thresholds = thresholds
         self.thresholds = utils.parse_thresholds(thresholds, default=0.5)
         self._init_thresholds(self.thresholds, utils.is_evenly_spaced(self.thresholds))
-        self.accumulator = self.add_variable(
-            shape=(len(self.thresholds),), name="accumulator"
-        )
+        self.accumulator = self.add_variable(shape=(len(self.thresholds),), name="accumulator")
 
     def update_state(self, y_true, y_pred, sample_weight=None) -> None:
         """Adds this batch's weighted count at each threshold.
@@ -241,8 +240,7 @@ class _SensitivitySpecificityBase(utils.ThresholdedMetric):
         utils.check_fraction(value, self._value_name)
         if not utils.is_int_at_least(num_thresholds, 1):
             raise ValueError(
-                "`num_thresholds` must be an int > 0."
-                f" Received: num_thresholds={num_thresholds!r}."
+                f"`num_thresholds` must be an int > 0. Received: num_thresholds={num_thresholds!r}."
             )
         super().__init__(name=name, dtype=dtype)
         self._direction = "up"
@@ -404,7 +402,6 @@ class RecallAtPrecision(_SensitivitySpecificityBase):
     def result(self) -> torch.Tensor:
         rates = self._rates()
         return self._max_where_at_least(rates["precision"], rates["sensitivity"])
-
 
 
 class AUC(utils.ThresholdedMetric):

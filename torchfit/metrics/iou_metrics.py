@@ -9,7 +9,8 @@ handling (devices, reset, configs) belongs to `base.Metric`.
 """
 
 import warnings
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import torch
 
@@ -252,8 +253,14 @@ class MeanIoU(IoU):
                 f"`num_classes` must be an int >= 1. Received: num_classes={num_classes!r}."
             )
         super().__init__(
-            num_classes, list(range(num_classes)), name, dtype, ignore_class,
-            sparse_y_true, sparse_y_pred, axis,
+            num_classes,
+            list(range(num_classes)),
+            name,
+            dtype,
+            ignore_class,
+            sparse_y_true,
+            sparse_y_pred,
+            axis,
         )
 
     def get_config(self) -> dict[str, Any]:
@@ -287,8 +294,14 @@ class OneHotIoU(IoU):
         axis: int = -1,
     ):
         super().__init__(
-            num_classes, target_class_ids, name, dtype, ignore_class,
-            sparse_y_true=False, sparse_y_pred=sparse_y_pred, axis=axis,
+            num_classes,
+            target_class_ids,
+            name,
+            dtype,
+            ignore_class,
+            sparse_y_true=False,
+            sparse_y_pred=sparse_y_pred,
+            axis=axis,
         )
 
     def get_config(self) -> dict[str, Any]:
@@ -321,8 +334,13 @@ class OneHotMeanIoU(MeanIoU):
         axis: int = -1,
     ):
         super().__init__(
-            num_classes, name, dtype, ignore_class,
-            sparse_y_true=False, sparse_y_pred=sparse_y_pred, axis=axis,
+            num_classes,
+            name,
+            dtype,
+            ignore_class,
+            sparse_y_true=False,
+            sparse_y_pred=sparse_y_pred,
+            axis=axis,
         )
 
     def get_config(self) -> dict[str, Any]:

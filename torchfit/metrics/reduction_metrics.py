@@ -12,15 +12,22 @@ from typing import Any, Optional
 
 import torch
 
+from torchfit import losses
+
 from .base import DTypeLike, Metric
 
 __all__ = [
+    "METRIC_FUNCTIONS",
     "Mean",
     "MeanMetricWrapper",
     "Sum",
     "reduce_to_samplewise_values",
     "squeeze_or_expand_to_same_rank",
 ]
+
+#: Stateless per-sample metric functions by name, which `MeanMetricWrapper` configs
+#: name; `torchfit.metrics` fills it once its modules are loaded.
+METRIC_FUNCTIONS: dict[str, Callable[..., Any]] = {}
 
 
 def squeeze_or_expand_to_same_rank(
@@ -170,9 +177,7 @@ class Mean(Metric):
         self._accumulate(values, sample_weight)
 
     def _accumulate(self, values: torch.Tensor, sample_weight: Optional[torch.Tensor]) -> None:
-        values, sample_weight = reduce_to_samplewise_values(
-            values, sample_weight, torch.mean
-        )
+        values, sample_weight = reduce_to_samplewise_values(values, sample_weight, torch.mean)
         self.total.add_(values.sum())
         if sample_weight is not None:
             self.count.add_(sample_weight.sum())
@@ -263,27 +268,16 @@ class MeanMetricWrapper(Mean):
             name = config["fn"]
             fn = _registered_function(name)
             if fn is None:
-                raise ValueError(
-                    f"`fn` names no torchfit metric function. Received: fn={name!r}."
-                )
+                raise ValueError(f"`fn` names no torchfit metric function. Received: fn={name!r}.")
             config["fn"] = fn
         return cls(**config)
 
 
 def _registered_function(name: Optional[str]) -> Optional[Callable[..., Any]]:
-    if not name:
-        return None
-    from . import _FUNCTIONS  # Imported late: the package imports this module.
-
-    return _FUNCTIONS.get(name)
+    return METRIC_FUNCTIONS.get(name) if name else None
 
 
 def _is_loss(fn: Any) -> bool:
-    try:
-        from torchfit import losses
-    except Exception:  # The losses package is optional here: no direction then.
-        return False
-    loss_class = getattr(losses, "Loss", None)
-    if loss_class is not None and isinstance(fn, loss_class):
+    if isinstance(fn, losses.Loss):
         return True
     return getattr(fn, "__module__", "").startswith("torchfit.losses")

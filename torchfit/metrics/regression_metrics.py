@@ -186,9 +186,7 @@ class MeanAbsolutePercentageError(_ErrorMetric):
     25.0
     """
 
-    def __init__(
-        self, name: str = "mean_absolute_percentage_error", dtype: DTypeLike = None
-    ):
+    def __init__(self, name: str = "mean_absolute_percentage_error", dtype: DTypeLike = None):
         super().__init__(fn=mean_absolute_percentage_error, name=name, dtype=dtype)
         self._direction = "down"
 
@@ -201,9 +199,7 @@ class MeanSquaredLogarithmicError(_ErrorMetric):
     0.0
     """
 
-    def __init__(
-        self, name: str = "mean_squared_logarithmic_error", dtype: DTypeLike = None
-    ):
+    def __init__(self, name: str = "mean_squared_logarithmic_error", dtype: DTypeLike = None):
         super().__init__(fn=mean_squared_logarithmic_error, name=name, dtype=dtype)
         self._direction = "down"
 
@@ -234,9 +230,7 @@ class CosineSimilarity(MeanMetricWrapper):
     0.5
     """
 
-    def __init__(
-        self, name: str = "cosine_similarity", dtype: DTypeLike = None, axis: int = -1
-    ):
+    def __init__(self, name: str = "cosine_similarity", dtype: DTypeLike = None, axis: int = -1):
         super().__init__(fn=cosine_similarity, name=name, dtype=dtype, axis=axis)
         self.axis = axis
         self._direction = "up"
@@ -312,8 +306,7 @@ class R2Score(Metric):
             )
         if num_regressors < 0:
             raise ValueError(
-                "`num_regressors` must be >= 0."
-                f" Received: num_regressors={num_regressors}."
+                f"`num_regressors` must be >= 0. Received: num_regressors={num_regressors}."
             )
         self.class_aggregation = class_aggregation
         self.num_regressors = num_regressors

@@ -6,6 +6,7 @@ synchronisation and the value itself stay torchmetrics' own; this adapter
 forwards update, compute, reset and device moves, and names the metric.
 """
 
+import sys
 from typing import Any, Optional
 
 import torch
@@ -16,11 +17,13 @@ __all__ = ["TorchMetricsAdapter", "is_torchmetrics_metric"]
 
 
 def is_torchmetrics_metric(obj: Any) -> bool:
-    """Whether `obj` is a `torchmetrics.Metric`, without importing torchmetrics."""
-    return any(
-        cls.__name__ == "Metric" and cls.__module__.startswith("torchmetrics")
-        for cls in type(obj).__mro__
-    )
+    """Whether `obj` is a `torchmetrics.Metric`, without importing torchmetrics.
+
+    torchmetrics is optional and slow to import: whoever holds one of its metrics
+    has imported it already, so it is only looked at once loaded.
+    """
+    torchmetrics = sys.modules.get("torchmetrics")
+    return torchmetrics is not None and isinstance(obj, torchmetrics.Metric)
 
 
 class TorchMetricsAdapter(Metric):

@@ -13,7 +13,8 @@ file (no expanded, sparse or meta tensors). Reading the file belongs to
 """
 
 import contextlib
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -81,6 +82,7 @@ def short(value: Any, limit: int = 80) -> str:
 
 # ------------------------------------------------------------------ entries
 
+
 def check_entries(payload: dict, filepath: str) -> None:
     """Checks the type of every top-level entry and every tensor in the file.
 
@@ -106,8 +108,10 @@ def _top_level_problem(payload: dict) -> Optional[tuple]:
             return key, f"must be a {expected}, not a {type(payload[key]).__name__}"
     for key, value in payload["weights"].items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            return (f"weights[{short(key)}]",
-                    f"must map a name to a tensor, not a {type(value).__name__}")
+            return (
+                f"weights[{short(key)}]",
+                f"must map a name to a tensor, not a {type(value).__name__}",
+            )
     if not all(isinstance(item, str) for item in payload.get("compile_missing") or []):
         return "compile_missing", "must be a list of strings"
     return None
@@ -136,12 +140,15 @@ def _unbacked(tensor: torch.Tensor) -> Optional[str]:
     needed = tensor.numel() * tensor.element_size()
     held = tensor.untyped_storage().nbytes()
     if needed > held:
-        return (f"holds a tensor of shape {tuple(tensor.shape)} ({needed} bytes) backed by only"
-                f" {held} bytes in the file")
+        return (
+            f"holds a tensor of shape {tuple(tensor.shape)} ({needed} bytes) backed by only"
+            f" {held} bytes in the file"
+        )
     return None
 
 
 # ------------------------------------------------------- the meta-device check
+
 
 def _constructors() -> frozenset:
     # The factory functions torch.device("meta") redirects (torch.empty, torch.zeros, ...).
@@ -221,17 +228,27 @@ def check_fits(described: nn.Module, weights: dict, filepath: str, origins: dict
     missing = [key for key in own if key not in weights]
     unexpected = [key for key in weights if key not in own]
     if missing or unexpected:
-        raise malformed(filepath, "weights", (
-            f"they do not match the module the file describes: missing {missing[:5]},"
-            f" unexpected {[short(key) for key in unexpected[:5]]}"))
+        raise malformed(
+            filepath,
+            "weights",
+            (
+                f"they do not match the module the file describes: missing {missing[:5]},"
+                f" unexpected {[short(key) for key in unexpected[:5]]}"
+            ),
+        )
     for key, expected in own.items():
         stored = weights[key]
         if tuple(stored.shape) != tuple(expected.shape) or _kind(stored) != _kind(expected):
             entry = _origin(described, key, origins)
-            raise malformed(filepath, entry, (
-                f"it describes a layer whose `{key}` has shape {tuple(expected.shape)}"
-                f" ({_kind(expected)}), but the stored `weights[{key!r}]` has shape"
-                f" {tuple(stored.shape)} ({_kind(stored)})"))
+            raise malformed(
+                filepath,
+                entry,
+                (
+                    f"it describes a layer whose `{key}` has shape {tuple(expected.shape)}"
+                    f" ({_kind(expected)}), but the stored `weights[{key!r}]` has shape"
+                    f" {tuple(stored.shape)} ({_kind(stored)})"
+                ),
+            )
 
 
 def _kind(tensor: torch.Tensor) -> str:

@@ -4,24 +4,29 @@ Owns the default device, routing a list input to `forward(*xs)` and a dict to
 `forward(**xs)`, the train/eval mode of one call (`training=`), the autocast
 context of a mixed dtype policy, wrapping `forward` in `torch.compile`, and
 the error that describes the inputs when the first forward pass fails. When
-these run belongs to `models/model.py`.
+these run belongs to `models/model.py`; running a block in train or eval mode
+(`training=`) to `utils/modes.py`.
 """
 
-import contextlib
 import inspect
 import os
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Optional
 
 import torch
-from torch import nn
 
 from torchfit.tree import map_structure
 
 __all__ = [
-    "ForwardSignature", "autocast", "bool_input_cast", "cast_floats", "default_device",
-    "describe_forward_error", "make_jit_forward", "mode_differs", "route_inputs", "run_in_mode",
+    "ForwardSignature",
+    "autocast",
+    "bool_input_cast",
+    "cast_floats",
+    "default_device",
+    "describe_forward_error",
+    "make_jit_forward",
+    "route_inputs",
 ]
 
 
@@ -71,8 +76,10 @@ class ForwardSignature:
             if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY) and p.name != "training"
         ]
         self.num_positional = sum(
-            1 for p in parameters
-            if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD) and p.name != "training"
+            1
+            for p in parameters
+            if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+            and p.name != "training"
         )
 
 
@@ -85,6 +92,7 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
 
 def cast_floats(structure, dtype: torch.dtype):
     """Casts the floating-point tensors of `structure` to `dtype`."""
+
     def cast(leaf):
         if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() and leaf.dtype != dtype:
             return leaf.to(dtype)
@@ -130,46 +138,6 @@ def route_inputs(signature: ForwardSignature, args: tuple, kwargs: dict) -> tupl
     return args, kwargs
 
 
-# ------------------------------------------------------------------ modes
-def mode_differs(model: nn.Module, training: bool) -> bool:
-    """Whether `model` (or the module it wraps) is not in the mode `training` asks for.
-
-    Two attribute reads: the hot path (a step already in its mode) pays nothing more.
-    """
-    if model.training != training:
-        return True
-    wrapped = model._modules.get("module")
-    return wrapped is not None and wrapped.training != training
-
-
-@contextlib.contextmanager
-def run_in_mode(model: nn.Module, training: bool) -> Iterator[None]:
-    """Runs the block with `model` in train (`True`) or eval (`False`) mode, then
-    puts every submodule back in the mode it had, also when the block raises.
-
-    The walk over the submodules happens only when the mode has to change.
-
-    Example:
-    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))
-    >>> with run_in_mode(net, False):
-    ...     net[1].training
-    False
-    >>> net[1].training
-    True
-    """
-    if not mode_differs(model, training):
-        yield
-        return
-    # Each submodule's own flag is kept: a part the user froze in eval() stays so.
-    saved = [(module, module.training) for module in model.modules()]
-    model.train(training)
-    try:
-        yield
-    finally:
-        for module, was_training in saved:
-            module.training = was_training
-
-
 # ------------------------------------------------------ first-call errors
 def _describe_leaf(value) -> str:
     if isinstance(value, torch.Tensor):
@@ -198,8 +166,9 @@ def _integer_inputs(args: tuple, kwargs: dict) -> list:
     ]
 
 
-def bool_input_cast(args: tuple, kwargs: dict,
-                    parameter_dtype: Optional[torch.dtype]) -> Optional[torch.dtype]:
+def bool_input_cast(
+    args: tuple, kwargs: dict, parameter_dtype: Optional[torch.dtype]
+) -> Optional[torch.dtype]:
     """The dtype to cast a bool input to: the weights' floating dtype when the
     whole input is one bool tensor, else `None` (a bool mask among several
     inputs stays bool; integer inputs are never cast, embeddings take them).
@@ -220,8 +189,9 @@ def bool_input_cast(args: tuple, kwargs: dict,
     return parameter_dtype
 
 
-def describe_forward_error(err: Exception, args: tuple, kwargs: dict, names: list,
-                           parameter_dtype: Optional[torch.dtype]) -> Optional[Exception]:
+def describe_forward_error(
+    err: Exception, args: tuple, kwargs: dict, names: list, parameter_dtype: Optional[torch.dtype]
+) -> Optional[Exception]:
     """The error of a failed first forward pass, retold with every input it received.
 
     Args:

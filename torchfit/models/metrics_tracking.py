@@ -2,17 +2,23 @@
 
 Owns `model.metrics` (flat: the loss, the compiled metrics, the per-output
 losses, metrics set as attributes, then `add_metric` trackers), the names
-known from `compile` on, and the running results read without a host sync.
-What the compiled metrics are belongs to `compiled.py`; when they are reset
-and read belongs to `loops.py`.
+known from `compile` on, the running results read without a host sync, when
+`add_metric` values count (`tracking_added_metrics`), and keeping a training
+epoch's metric states across an `evaluate` a callback calls in it. What the
+compiled metrics are belongs to `compiled.py`; when they are reset and read
+belongs to `loops.py`.
 """
 
-from collections.abc import Mapping
+import contextlib
+import copy
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 
 from torchfit import metrics as metrics_module
 from torchfit.compiled import Outputs
+from torchfit.metrics.torchmetrics_adapter import TorchMetricsAdapter
 
 __all__ = ["MetricsTracking"]
 
@@ -20,12 +26,17 @@ __all__ = ["MetricsTracking"]
 class MetricsTracking:
     """The metric bookkeeping of `torchfit.Model`, mixed into it."""
 
+    # True while an epoch of training steps runs (`training_epoch`): an evaluate()
+    # that a callback calls then keeps the epoch's metric states.
+    _in_train_epoch = False
+
     @property
     def metrics(self) -> list:
         """Every metric the model tracks, flat: loss, compiled metrics, per-output
         losses, metrics set as attributes, then `add_metric` trackers."""
         own = [
-            value for key, value in self.__dict__.items()
+            value
+            for key, value in self.__dict__.items()
             if isinstance(value, metrics_module.Metric) and not key.startswith("_")
         ]
         result = []
@@ -102,3 +113,72 @@ class MetricsTracking:
             if isinstance(value, torch.Tensor):
                 value = value.detach()
             tracker.update_state(value)
+
+    @contextlib.contextmanager
+    def tracking_added_metrics(self, enabled: bool = True) -> Iterator[None]:
+        """Counts (or not) the `add_metric` values of the forward passes in the block.
+
+        The loops count them in `fit` and `evaluate` steps, not in `predict`'s
+        or in a call of the model outside them. The setting before the block
+        comes back after it.
+        """
+        tracking, self._track_added_metrics = self._track_added_metrics, enabled
+        try:
+            yield
+        finally:
+            self._track_added_metrics = tracking
+
+    @contextlib.contextmanager
+    def training_epoch(self) -> Iterator[None]:
+        """Marks the block as an epoch of training steps (`loops.train_epoch`): an
+        `evaluate` that a callback calls in it leaves the epoch's metric states as they were."""
+        self._in_train_epoch = True
+        try:
+            yield
+        finally:
+            self._in_train_epoch = False
+
+    @contextlib.contextmanager
+    def _epoch_metrics_kept(self) -> Iterator[None]:
+        """Keeps the running training epoch's metric states across the block.
+
+        An `evaluate` that a callback calls in the middle of `fit` resets and
+        updates the same metrics; Keras lets that reach the epoch's logs, torchfit
+        does not. Outside a training epoch the block runs as is. The states are
+        copied on the device: no host sync.
+        """
+        if not self._in_train_epoch:
+            yield
+            return
+        saved = [(metric, _metric_state(metric)) for metric in self.metrics]
+        added = dict(self._added_metrics)
+        try:
+            yield
+        finally:
+            self._added_metrics.clear()
+            self._added_metrics.update(added)
+            for metric, state in saved:
+                _restore_metric_state(metric, state)
+            kept = {id(metric) for metric, _ in saved}
+            for metric in self.metrics:
+                if id(metric) not in kept:  # built during the block: holds its values only
+                    metric.reset_state()
+
+
+def _metric_state(metric) -> Any:
+    if isinstance(metric, TorchMetricsAdapter):
+        return copy.deepcopy(metric.metric)  # torchmetrics also caches its computed value
+    return [variable.detach().clone() for variable in metric.variables]
+
+
+def _restore_metric_state(metric, state: Any) -> None:
+    if isinstance(metric, TorchMetricsAdapter):
+        metric.metric = state
+        return
+    variables = metric.variables
+    if len(variables) != len(state) or any(v.shape != s.shape for v, s in zip(variables, state)):
+        metric.reset_state()  # its state was not built yet when the block began
+        return
+    with torch.no_grad():
+        for variable, value in zip(variables, state):
+            variable.copy_(value)

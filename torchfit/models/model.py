@@ -11,7 +11,7 @@ output belongs to `compiled.py`.
 import functools
 import inspect
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -19,11 +19,13 @@ import torch
 from torch import nn
 
 from torchfit import distribution as distribution_lib
-from torchfit import layers, loops, mixed_precision
+from torchfit import layers, mixed_precision, tree
 from torchfit import metrics as metrics_module
 from torchfit import optimizers as optimizers_module
 from torchfit.compiled import CompileLoss, CompileMetrics, outputs_structure
-from torchfit.data.data_utils import unpack_x_y_sample_weight
+from torchfit.data.data_adapter_utils import unpack_x_y_sample_weight
+from torchfit.distribution import SingleProcess
+from torchfit.logs import MetricLogs
 from torchfit.models import saving, serialization
 from torchfit.models.forward import (
     ForwardSignature,
@@ -34,10 +36,12 @@ from torchfit.models.forward import (
     describe_forward_error,
     make_jit_forward,
     route_inputs,
-    run_in_mode,
 )
 from torchfit.models.metrics_tracking import MetricsTracking
+from torchfit.models.serialization import MODEL_KIND, Rebuildable
 from torchfit.models.trainer import Trainer
+from torchfit.utils.arguments import check_count
+from torchfit.utils.modes import run_in_mode
 from torchfit.utils.summary import print_summary, record_output_shapes
 
 __all__ = ["Model"]
@@ -45,7 +49,7 @@ __all__ = ["Model"]
 DeviceLike = Union[str, torch.device, None]
 
 
-class Model(Trainer, MetricsTracking, nn.Module):
+class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIND):
     """Gives an `nn.Module` Keras's `compile`, `fit`, `evaluate` and `predict`.
 
     Wrap any module, or subclass and write `forward`. The model is itself an
@@ -68,16 +72,37 @@ class Model(Trainer, MetricsTracking, nn.Module):
     >>> history = model.fit(np.ones((8, 4)), np.zeros((8, 1)), epochs=2, verbose=0)
     >>> len(history.history["loss"])
     2
+
+    What torchfit's other rooms may use (the model's side of the seams; every
+    other name with a leading `_` is the model's own):
+
+    - the loops (`loops.py`): the steps (`train_step`, `test_step`,
+      `predict_step`), `steps_per_execution`, `metrics`, `reset_metrics`,
+      `get_metrics_result`, `optimizer`, `history`; they set `stop_training`
+      (read by every loop) and read and clear `resume_point`; they call
+      `check_targets_once_built(data)` before an epoch's steps and run the steps
+      inside `tracking_added_metrics(...)` and, for training, `training_epoch()`;
+      `stop_evaluating` and `stop_predicting` end an evaluation or prediction.
+    - callbacks: `stop_training`, `history`, `optimizer`, `metrics`,
+      `weights_module`, `example_inputs` (TensorBoard's graph), `save`,
+      `save_weights`; `BackupAndRestore` sets `resume_point` in `on_train_begin`
+      and calls `build_compiled_from(batch)` before restoring metric states.
+    - `torchfit.distribution`: `distribution` and `use_distribution`, `device`,
+      `to`, `metrics`, `optimizer`, `weights_module`, `jit_compile`; the
+      distribution sets `stop_training` when the processes agree to stop.
+    - `utils/` (summary, plot_model): `example_inputs`, `forward_module`,
+      `route_inputs`.
     """
 
-    # torchfit.distribution hooks, no-ops in a single process: the run attached
-    # by a distribution, the DDP-wrapped call, and this batch's loss weight.
-    _distribution = None
-    _ddp_call = None
-    _loss_weight = 1.0
-    # Set by loops.train_epoch while an epoch trains: an evaluate() that a
-    # callback calls then keeps the epoch's metric states (loops.kept_epoch_metrics).
-    _in_train_epoch = False
+    #: How the model runs across processes (see `torchfit.distribution`): in one
+    #: process a `SingleProcess`, whose answers are the identity; under torchrun the
+    #: `DistributedRun` that `fit`/`evaluate`/`predict` give it (`use_distribution`).
+    distribution: SingleProcess = SingleProcess()
+    #: Where the next `fit` starts, when an interrupted run resumes: `None`, or what
+    #: `BackupAndRestore` sets in `on_train_begin` (its `ResumePoint`: the
+    #: `epoch` to start at, the `skip_batches` already trained in it, and
+    #: `resumed(batch)`, called with the first batch trained). `fit` reads and clears it.
+    resume_point = None
 
     def __init__(
         self,
@@ -106,14 +131,6 @@ class Model(Trainer, MetricsTracking, nn.Module):
         if module is not None:
             module.to(self.device)
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        # Record each subclass's constructor arguments, so that `save` can
-        # describe how to rebuild it and `load_model` can without pickles.
-        init = cls.__dict__.get("__init__")
-        if init is not None and not getattr(init, "_torchfit_records_args", False):
-            cls.__init__ = serialization.record_init_arguments(init)
-
     def _reset_training_state(self) -> None:
         self.compiled = False
         self.optimizer = None
@@ -138,8 +155,6 @@ class Model(Trainer, MetricsTracking, nn.Module):
         self._forward_checked = False
         self._bool_input_dtype: Optional[torch.dtype] = None
         self._output_structure = None
-        self._initial_epoch = None
-        self._resume = None  # set by BackupAndRestore: see loops.train_epoch
         self._on_compiled_built = None  # see _when_compiled_built
         self.steps_per_execution = 1
         self.jit_compile = False
@@ -162,7 +177,9 @@ class Model(Trainer, MetricsTracking, nn.Module):
         return super().to(*args, **kwargs)
 
     def cuda(self, device=None):
-        self._explicit_device = torch.device("cuda", device if device is not None else torch.cuda.current_device())
+        self._explicit_device = torch.device(
+            "cuda", device if device is not None else torch.cuda.current_device()
+        )
         return super().cuda(device)
 
     def cpu(self):
@@ -197,10 +214,19 @@ class Model(Trainer, MetricsTracking, nn.Module):
             )
         return self.module(*args, **kwargs)
 
-    def _forward_function(self) -> Callable:
+    @property
+    def forward_module(self) -> nn.Module:
+        """The module whose `forward` a call runs: the wrapped `module`, or the model
+        itself when a subclass writes `forward` (or wraps no module)."""
         if type(self).forward is Model.forward and self.module is not None:
-            return self.module.forward
-        return self.forward
+            return self.module
+        return self
+
+    @property
+    def example_inputs(self) -> Optional[tuple]:
+        """`(args, kwargs)` of the first call, as `forward` received them (kept for
+        `summary` shapes and TensorBoard's graph); `None` before the first call."""
+        return self._example_inputs
 
     def __call__(self, *args, **kwargs):
         """Runs forward, routing a list input to `forward(*xs)` and a dict to `forward(**xs)`.
@@ -218,7 +244,7 @@ class Model(Trainer, MetricsTracking, nn.Module):
         return self._call(args, kwargs)
 
     def _call(self, args: tuple, kwargs: dict):
-        args, kwargs = self._route_inputs(args, kwargs)
+        args, kwargs = self.route_inputs(args, kwargs)
         if not self._forward_checked:
             return self._first_call(args, kwargs)
         if self._input_dtype is not None:
@@ -230,7 +256,7 @@ class Model(Trainer, MetricsTracking, nn.Module):
     def _first_call(self, args: tuple, kwargs: dict):
         """The first forward pass: decides the input casts, records the example
         inputs and the outputs' structure, and retells a failure with the inputs."""
-        parameter = next(self._weights_module().parameters(), None)
+        parameter = next(self.weights_module.parameters(), None)
         parameter_dtype = parameter.dtype if parameter is not None else None
         # Keras casts inputs to the compute dtype: a bool x meets float weights.
         self._bool_input_dtype = bool_input_cast(args, kwargs, parameter_dtype)
@@ -263,13 +289,13 @@ class Model(Trainer, MetricsTracking, nn.Module):
         with layers.collect() as collection, self._autocast():
             if self._jit_forward is not None:
                 outputs = self._call_compiled(args, kwargs)
-            elif self._ddp_call is not None and torch.is_grad_enabled():
-                outputs = self._ddp_call(*args, **kwargs)  # DDP: gradients synced across ranks
             else:
-                outputs = super().__call__(*args, **kwargs)
+                outputs = self.distribution.call(self, *args, **kwargs)
         self._forward_losses = collection.losses
         if self._track_added_metrics and (collection.metrics or self._callable_metrics):
-            added = collection.metrics + [(name, fn(), agg) for fn, name, agg in self._callable_metrics]
+            added = collection.metrics + [
+                (name, fn(), agg) for fn, name, agg in self._callable_metrics
+            ]
             self._update_added_metrics(added)
         return outputs
 
@@ -278,8 +304,20 @@ class Model(Trainer, MetricsTracking, nn.Module):
 
     def _make_jit_forward(self):
         # Through nn.Module.__call__ (not Model's), so the module's hooks run as in eager.
-        target = self.module if type(self).forward is Model.forward and self.module is not None else self
-        return make_jit_forward(functools.partial(nn.Module.__call__, target))
+        call = functools.partial(nn.Module.__call__, self.forward_module)
+        return make_jit_forward(self.distribution.jit_target(call))
+
+    def _set_jit_forward(self, forward) -> None:
+        # A plain attribute: compiled, DDP's wrapper is an nn.Module, and as a
+        # submodule it would make the model contain itself.
+        object.__setattr__(self, "_jit_forward", forward)
+
+    def use_distribution(self, distribution: SingleProcess) -> None:
+        """Runs this model under `distribution` from now on (`torchfit.distribution` calls
+        it): its forward passes, metric reductions, stops and file writes."""
+        self.distribution = distribution
+        if self._jit_forward is not None:  # compiled for the previous distribution's call
+            self._set_jit_forward(self._make_jit_forward())
 
     def _call_compiled(self, args: tuple, kwargs: dict):
         try:
@@ -293,13 +331,13 @@ class Model(Trainer, MetricsTracking, nn.Module):
                 stacklevel=3,
             )
             self._jit_forward = None
-            if self._ddp_call is not None and torch.is_grad_enabled():
-                return self._ddp_call(*args, **kwargs)
-            return super().__call__(*args, **kwargs)
+            return self.distribution.call(self, *args, **kwargs)
 
-    def _route_inputs(self, args: tuple, kwargs: dict) -> tuple:
+    def route_inputs(self, args: tuple, kwargs: dict) -> tuple:
+        """How a call's inputs reach `forward`: `(args, kwargs)` with a single list
+        input spread over `forward`'s parameters and a dict passed by name."""
         if self._signature is None:
-            self._signature = ForwardSignature(self._forward_function())
+            self._signature = ForwardSignature(self.forward_module.forward)
         return route_inputs(self._signature, args, kwargs)
 
     # --------------------------------------------------------------- compile
@@ -337,16 +375,15 @@ class Model(Trainer, MetricsTracking, nn.Module):
             auto_scale_loss: Scale the loss under `mixed_float16`. Defaults
                 to `True`.
         """
-        if isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, int) \
-                or steps_per_execution < 1:
-            raise ValueError(
-                "`steps_per_execution` must be a positive integer."
-                f" Received: steps_per_execution={steps_per_execution!r}."
-            )
+        steps_per_execution = check_count(
+            "steps_per_execution", steps_per_execution, allow_none=False
+        )
         self._place()
         self.optimizer = self._resolve_optimizer(optimizer)
         self._has_trainable_weights = any(p.requires_grad for p in self.parameters())
-        self._compile_loss = CompileLoss(loss, loss_weights, self.output_names) if loss is not None else None
+        self._compile_loss = (
+            CompileLoss(loss, loss_weights, self.output_names) if loss is not None else None
+        )
         if loss is None and loss_weights is not None:
             raise ValueError("`loss_weights` was given without a `loss` to weight.")
         has_metrics = metrics is not None or weighted_metrics is not None
@@ -362,12 +399,17 @@ class Model(Trainer, MetricsTracking, nn.Module):
         self.auto_scale_loss = auto_scale_loss
         self._apply_dtype_policy(auto_scale_loss)
         self.jit_compile = jit_compile is True
-        self._jit_forward = self._make_jit_forward() if self.jit_compile else None
+        self._set_jit_forward(self._make_jit_forward() if self.jit_compile else None)
         self._compile_config = {
-            "optimizer": optimizer, "loss": loss, "loss_weights": loss_weights,
-            "metrics": metrics, "weighted_metrics": weighted_metrics,
-            "run_eagerly": run_eagerly, "steps_per_execution": steps_per_execution,
-            "jit_compile": jit_compile, "auto_scale_loss": auto_scale_loss,
+            "optimizer": optimizer,
+            "loss": loss,
+            "loss_weights": loss_weights,
+            "metrics": metrics,
+            "weighted_metrics": weighted_metrics,
+            "run_eagerly": run_eagerly,
+            "steps_per_execution": steps_per_execution,
+            "jit_compile": jit_compile,
+            "auto_scale_loss": auto_scale_loss,
         }
         self.compiled = True
 
@@ -375,11 +417,13 @@ class Model(Trainer, MetricsTracking, nn.Module):
         policy = mixed_precision.get_policy(self.dtype_policy)
         self._policy = policy
         if not policy.is_mixed and policy.variable_dtype != "float32":
-            self._weights_module().to(policy.torch_compute_dtype)
+            self.weights_module.to(policy.torch_compute_dtype)
         self._autocast_dtype = policy.torch_compute_dtype if policy.is_mixed else None
         # A pure bfloat16/float64 policy casts the weights, so float inputs must follow.
         self._input_dtype = (
-            policy.torch_compute_dtype if not policy.is_mixed and policy.compute_dtype != "float32" else None
+            policy.torch_compute_dtype
+            if not policy.is_mixed and policy.compute_dtype != "float32"
+            else None
         )
         self._loss_scaler = (
             mixed_precision.make_loss_scaler(policy, self.device) if auto_scale_loss else None
@@ -404,7 +448,7 @@ class Model(Trainer, MetricsTracking, nn.Module):
         if unbuilt and parameters:
             # Names let `exclude_from_weight_decay(var_names=...)` match parameters.
             optimizer.build(
-                (name, p) for name, p in self._weights_module().named_parameters() if p.requires_grad
+                (name, p) for name, p in self.weights_module.named_parameters() if p.requires_grad
             )
         return optimizer
 
@@ -497,14 +541,15 @@ class Model(Trainer, MetricsTracking, nn.Module):
             if not self._compile_metrics.built:
                 self._build_compiled(y, y_pred)
             self._compile_metrics.update_state(y, y_pred, sample_weight)
-        return loops.MetricLogs(self.get_metrics_result)
+        return MetricLogs(self.get_metrics_result)
 
     def _build_compiled(self, y, y_pred) -> None:
         """Builds the compiled loss and metrics from the first real batch, both at once.
 
         Then runs the callback of `_when_compiled_built` (the loops' target
-        check), before any loss or metric sees the batch: the data checks its
-        host targets against both, so no bad label reaches a kernel.
+        check, `check_targets_once_built`), before any loss or metric sees the
+        batch: the data checks its host targets against both, so no bad label
+        reaches a kernel.
         """
         for compiled in (self._compile_loss, self._compile_metrics):
             if compiled is not None and not compiled.built:
@@ -516,14 +561,24 @@ class Model(Trainer, MetricsTracking, nn.Module):
     def _when_compiled_built(self, callback) -> None:
         """Runs `callback()` once the compiled loss and metrics are built: now if they are,
         else right after `_build_compiled` (a later call replaces an earlier callback)."""
-        pending = [c for c in (self._compile_loss, self._compile_metrics) if c is not None and not c.built]
+        pending = [
+            c for c in (self._compile_loss, self._compile_metrics) if c is not None and not c.built
+        ]
         if pending:
             self._on_compiled_built = callback
         else:
             self._on_compiled_built = None
             callback()
 
-    def _ensure_built(self, batch) -> None:
+    def check_targets_once_built(self, data) -> None:
+        """Has `data` (an `EpochIterator`) check its host targets against the compiled
+        loss and metrics as soon as the first step builds them, before any loss sees
+        a batch (now, when they are built already)."""
+        self._when_compiled_built(
+            lambda: data.check_targets(self._compile_loss, self._compile_metrics)
+        )
+
+    def build_compiled_from(self, batch) -> None:
         """Builds the compiled loss and metrics from one batch, without training.
 
         Only for restoring metric states before any step (`BackupAndRestore`
@@ -537,14 +592,9 @@ class Model(Trainer, MetricsTracking, nn.Module):
         if not (needs_loss or needs_metrics):
             return
         x, y, _ = unpack_x_y_sample_weight(batch)
-        tracking = self._track_added_metrics
         # This forward pass is not a step: its add_metric values must not count.
-        self._track_added_metrics = False
-        try:
-            with torch.no_grad():
-                y_pred = self(x, training=False)
-        finally:
-            self._track_added_metrics = tracking
+        with self.tracking_added_metrics(False), torch.no_grad():
+            y_pred = self(x, training=False)
         self._build_compiled(y, y_pred)
 
     # ----------------------------------------------------------------- steps
@@ -553,7 +603,7 @@ class Model(Trainer, MetricsTracking, nn.Module):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         y_pred = self(x, training=True)
         loss = self._compute_loss(x, y, y_pred, sample_weight, training=True)
-        self._track_loss(loss.detach(), loops.batch_size_of(x))
+        self._track_loss(loss.detach(), tree.batch_size_of(x))
         if self._has_trainable_weights:  # else fit warned once: nothing to step
             self.optimizer.zero_grad(set_to_none=True)
             if loss.requires_grad:
@@ -580,9 +630,9 @@ class Model(Trainer, MetricsTracking, nn.Module):
 
     def _backward_and_step(self, loss: torch.Tensor) -> None:
         """Backpropagates `loss` and applies the optimizer, scaling the loss under mixed_float16."""
-        if self._loss_weight != 1.0:
-            # torchfit.distribution: this rank's share of a ragged last global batch.
-            loss = loss * self._loss_weight
+        weight = self.distribution.loss_weight
+        if weight != 1.0:  # this process's share of a ragged last global batch
+            loss = loss * weight
         scaler = self._loss_scaler
         if scaler is None:
             loss.backward()
@@ -597,7 +647,7 @@ class Model(Trainer, MetricsTracking, nn.Module):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         y_pred = self(x, training=False)
         loss = self._compute_loss(x, y, y_pred, sample_weight, training=False)
-        self._track_loss(loss, loops.batch_size_of(x))
+        self._track_loss(loss, tree.batch_size_of(x))
         return self.compute_metrics(x, y, y_pred, sample_weight)
 
     def predict_step(self, data):
@@ -606,7 +656,10 @@ class Model(Trainer, MetricsTracking, nn.Module):
         return self(x, training=False)
 
     # --------------------------------------------------------------- weights
-    def _weights_module(self) -> nn.Module:
+    @property
+    def weights_module(self) -> nn.Module:
+        """The module whose `state_dict` holds the weights: the wrapped `module`,
+        or the model itself when a subclass writes its own `forward`."""
         return self.module if self.module is not None else self
 
     def get_weights(self) -> list:
@@ -618,12 +671,12 @@ class Model(Trainer, MetricsTracking, nn.Module):
         """
         return [
             np.array(t.detach().cpu().numpy(), copy=True)
-            for t in self._weights_module().state_dict().values()
+            for t in self.weights_module.state_dict().values()
         ]
 
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Sets every parameter and buffer from a list in `get_weights()` order."""
-        state = self._weights_module().state_dict()
+        state = self.weights_module.state_dict()
         if len(weights) != len(state):
             raise ValueError(
                 f"`set_weights` expected a list of {len(state)} arrays, received {len(weights)}."
@@ -643,19 +696,39 @@ class Model(Trainer, MetricsTracking, nn.Module):
 
         Under torch.distributed every rank calls it; rank 0 writes, all wait.
         """
-        distribution_lib.write_once(saving.save_weights, self, filepath, overwrite)
+        distribution = self.distribution
+        state_dict = distribution.state_dict_to_write(self.weights_module)
+        distribution.write_once(saving.save_weights, self, filepath, overwrite, state_dict)
 
     load_weights = saving.load_weights
 
     def save(self, filepath, overwrite: bool = True) -> None:
-        """Saves the whole model in one file (see `saving.save_model`).
+        """Saves the whole model in one file (see `serialization.save_model`).
 
         Under torch.distributed every rank calls it; rank 0 writes, all wait.
-        """
-        distribution_lib.write_once(saving.save_model, self, filepath, overwrite)
 
-    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
-                show_trainable=False, layer_range=None) -> None:
+        Raises:
+            ValueError: For a model sharded with FSDP2 (`ModelParallel`): use
+                `save_weights`, or `torchfit.distribution.save_sharded`.
+        """
+        distribution_lib.write_once(serialization.save_model, self, filepath, overwrite)
+
+    def summary(
+        self,
+        line_length=None,
+        positions=None,
+        print_fn=None,
+        expand_nested=False,
+        show_trainable=False,
+        layer_range=None,
+    ) -> None:
         """Prints the layers, their output shapes when known, and parameter counts."""
-        print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn,
-                      expand_nested=expand_nested, show_trainable=show_trainable, layer_range=layer_range)
+        print_summary(
+            self,
+            line_length=line_length,
+            positions=positions,
+            print_fn=print_fn,
+            expand_nested=expand_nested,
+            show_trainable=show_trainable,
+            layer_range=layer_range,
+        )

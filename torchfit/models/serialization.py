@@ -4,10 +4,12 @@ Owns the payload of `model.save` (weights, optimizer state, compile config,
 counters and a description of how to rebuild the module) and `load_model`.
 Rebuilding works without unpickling code: a `torchfit.Model` subclass is
 found by its import path and called with the constructor arguments it
-recorded (`record_init_arguments`), and a module made only of `torch.nn`
-layers is described by class names and constructor arguments read back from
-the layers. Writing files atomically and reading them with
-`weights_only=True` belong to `saving.py`.
+recorded (`Rebuildable`), and a module made only of `torch.nn` layers is
+described by class names and constructor arguments read back from the layers.
+`torchfit.Model` derives from `Rebuildable` and declares itself
+(`saved_as="torchfit.Model"`), so this module never imports it. Writing files
+atomically and reading them with `weights_only=True` belong to
+`utils/torch_files.py`; the weights-only files to `saving.py`.
 """
 
 import functools
@@ -25,11 +27,20 @@ from torch import nn
 from torchfit import losses as losses_module
 from torchfit import metrics as metrics_module
 from torchfit import optimizers as optimizers_module
-from torchfit.models import file_checks, saving
+from torchfit.models import file_checks
 from torchfit.models.file_checks import MalformedEntry, short
+from torchfit.utils.torch_files import cpu_state_dict, load_state, read_torch_file, write_torch_file
 
-__all__ = ["FORMAT", "VERSION", "describe_module", "build_module", "model_payload", "load_model",
-           "record_init_arguments"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "Rebuildable",
+    "build_module",
+    "describe_module",
+    "load_model",
+    "model_payload",
+    "save_model",
+]
 
 FORMAT = "torchfit.model"
 VERSION = 1
@@ -40,14 +51,38 @@ _CONTAINERS = {"Sequential", "ModuleList", "ModuleDict"}
 _PRESENCE_ARGUMENTS = {"bias"}
 # Recurrent layers take *args/**kwargs; these are their arguments, all attributes.
 _RECURRENT_ARGUMENTS = {
-    "RNN": ("input_size", "hidden_size", "num_layers", "nonlinearity", "bias", "batch_first",
-            "dropout", "bidirectional"),
-    "LSTM": ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
-             "bidirectional", "proj_size"),
-    "GRU": ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
-            "bidirectional"),
+    "RNN": (
+        "input_size",
+        "hidden_size",
+        "num_layers",
+        "nonlinearity",
+        "bias",
+        "batch_first",
+        "dropout",
+        "bidirectional",
+    ),
+    "LSTM": (
+        "input_size",
+        "hidden_size",
+        "num_layers",
+        "bias",
+        "batch_first",
+        "dropout",
+        "bidirectional",
+        "proj_size",
+    ),
+    "GRU": (
+        "input_size",
+        "hidden_size",
+        "num_layers",
+        "bias",
+        "batch_first",
+        "dropout",
+        "bidirectional",
+    ),
 }
 _MODULE_MARKER = "__torchfit_module__"
+MODEL_KIND = "torchfit.Model"  # how a plain torchfit.Model is described: module, output names
 _OBJECT_MARKER = "__torchfit_object__"
 
 
@@ -56,6 +91,7 @@ class NotRebuildable(Exception):
 
 
 # ----------------------------------------------------------------- plain data
+
 
 def _is_plain(value: Any, tensors: bool = False) -> bool:
     """Whether `value` is data `torch.load(weights_only=True)` reads back as is."""
@@ -73,7 +109,7 @@ def _is_plain(value: Any, tensors: bool = False) -> bool:
 
 
 def record_init_arguments(init):
-    """Wraps a `Model` subclass's `__init__` to record its arguments.
+    """Wraps a `Rebuildable` subclass's `__init__` to record its arguments.
 
     The outermost constructor call records, so a subclass of a subclass
     keeps its own arguments. Plain data and `nn.Module`s are kept (a module
@@ -91,6 +127,38 @@ def record_init_arguments(init):
     return recording_init
 
 
+# The classes that declared how they are saved (`saved_as=`), by kind and by class.
+_CLASS_OF_KIND: dict = {}
+_KIND_OF_CLASS: dict = {}
+
+
+class Rebuildable:
+    """The base of `torchfit.Model`: what `save` describes and `load_model` rebuilds.
+
+    Each subclass's constructor records the arguments it is called with, so
+    `save` can describe how to rebuild the instance (its import path and those
+    arguments), and `load_model` only ever calls classes derived from this one.
+    A class that passes `saved_as=` in its class statement (`torchfit.Model`
+    passes `"torchfit.Model"`) is described under that kind instead, by its
+    module and output names, and its own constructor records nothing.
+    """
+
+    def __init_subclass__(cls, saved_as: Optional[str] = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if saved_as is not None:
+            _CLASS_OF_KIND[saved_as] = cls
+            _KIND_OF_CLASS[cls] = saved_as
+            return
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_torchfit_records_args", False):
+            cls.__init__ = record_init_arguments(init)
+
+
+def _model_class() -> type:
+    """The class saved as `MODEL_KIND` (`torchfit.Model`, which declares it)."""
+    return _CLASS_OF_KIND[MODEL_KIND]
+
+
 def _recordable(args: tuple, kwargs: dict) -> Any:
     for value in (*args, *kwargs.values()):
         if not (_is_plain(value) or isinstance(value, nn.Module)):
@@ -99,6 +167,7 @@ def _recordable(args: tuple, kwargs: dict) -> Any:
 
 
 # ------------------------------------------------------ describing a module
+
 
 def _torch_nn_class(layer: nn.Module) -> Optional[str]:
     cls = type(layer)
@@ -115,7 +184,8 @@ def _layer_arguments(layer: nn.Module, class_name: str) -> dict:
     else:
         kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         parameters = [
-            p for p in inspect.signature(cls.__init__).parameters.values()
+            p
+            for p in inspect.signature(cls.__init__).parameters.values()
             if p.kind in kinds and p.name not in ("self", "device", "dtype")
         ]
     arguments = {}
@@ -125,7 +195,9 @@ def _layer_arguments(layer: nn.Module, class_name: str) -> dict:
                 raise NotRebuildable(f"nn.{class_name} keeps no attribute `{parameter.name}`")
             continue
         value = getattr(layer, parameter.name)
-        if parameter.name in _PRESENCE_ARGUMENTS and (value is None or isinstance(value, torch.Tensor)):
+        if parameter.name in _PRESENCE_ARGUMENTS and (
+            value is None or isinstance(value, torch.Tensor)
+        ):
             value = value is not None
         elif isinstance(value, torch.Size):
             value = tuple(value)
@@ -138,36 +210,41 @@ def _layer_arguments(layer: nn.Module, class_name: str) -> dict:
 
 
 def _describe(module: nn.Module, where: str) -> dict:
-    from torchfit.models.model import Model
-
-    if isinstance(module, Model):
+    if isinstance(module, Rebuildable):
         return _describe_model(module, where)
     class_name = _torch_nn_class(module)
     if class_name is None:
         raise NotRebuildable(f"{where} is a {type(module).__name__}, not a torch.nn layer")
     if class_name in _CONTAINERS:
-        children = [[name, _describe(child, f"{where}.{name}")] for name, child in module.named_children()]
+        children = [
+            [name, _describe(child, f"{where}.{name}")] for name, child in module.named_children()
+        ]
         return {"kind": "torch.nn", "class": class_name, "children": children}
     return {"kind": "torch.nn", "class": class_name, "args": _layer_arguments(module, class_name)}
 
 
 def _describe_model(model, where: str) -> dict:
-    from torchfit.models.model import Model
-
     cls = type(model)
-    if cls is Model:
+    kind = _KIND_OF_CLASS.get(cls)
+    if kind is not None:
         if model.module is None:
             raise NotRebuildable(f"{where} is a torchfit.Model without a module")
-        return {"kind": "torchfit.Model", "module": _describe_checked(model.module, f"{where}.module"),
-                "output_names": model.output_names}
+        return {
+            "kind": kind,
+            "module": _describe_checked(model.module, f"{where}.module"),
+            "output_names": model.output_names,
+        }
     path = f"{cls.__module__}:{cls.__qualname__}"
     if "<locals>" in cls.__qualname__:
         raise NotRebuildable(f"{where} is a {cls.__qualname__}, defined inside a function")
     recorded = model.__dict__.get("_init_args")
-    if recorded is None and cls.__init__ is Model.__init__:
+    if recorded is None and cls.__init__ is _model_class().__init__:
         # A subclass that only adds methods (forward, train_step) and keeps
         # Model's constructor: its arguments are the module and output names.
-        recorded = ([model.module] if model.module is not None else [], {"output_names": model.output_names})
+        recorded = (
+            [model.module] if model.module is not None else [],
+            {"output_names": model.output_names},
+        )
     if recorded is None:
         raise NotRebuildable(f"{where} ({cls.__name__}) recorded no constructor arguments")
     if isinstance(recorded, str):
@@ -176,8 +253,13 @@ def _describe_model(model, where: str) -> dict:
     return {
         "kind": "class",
         "path": path,
-        "args": [_describe_argument(value, f"{where} argument {i}") for i, value in enumerate(args)],
-        "kwargs": {key: _describe_argument(value, f"{where} argument {key}") for key, value in kwargs.items()},
+        "args": [
+            _describe_argument(value, f"{where} argument {i}") for i, value in enumerate(args)
+        ],
+        "kwargs": {
+            key: _describe_argument(value, f"{where} argument {key}")
+            for key, value in kwargs.items()
+        },
     }
 
 
@@ -222,9 +304,7 @@ def describe_module(module: nn.Module) -> dict:
 
 
 def _is_model(module) -> bool:
-    from torchfit.models.model import Model
-
-    return isinstance(module, Model)
+    return isinstance(module, Rebuildable)
 
 
 def _shapes(module: nn.Module) -> dict:
@@ -232,6 +312,7 @@ def _shapes(module: nn.Module) -> dict:
 
 
 # ------------------------------------------------------- rebuilding a module
+
 
 def build_module(spec: dict, safe_mode: bool = True, origins: Optional[dict] = None) -> nn.Module:
     """Builds a new, untrained module from `describe_module`'s output.
@@ -262,23 +343,25 @@ def build_module(spec: dict, safe_mode: bool = True, origins: Optional[dict] = N
 
 
 def _build(spec: Any, safe_mode: bool, where: str, origins: dict) -> nn.Module:
-    from torchfit.models.model import Model
-
     kind = spec.get("kind") if isinstance(spec, dict) else None
     if kind == "torch.nn":
         module = _build_torch_nn(spec, safe_mode, where, origins)
-    elif kind == "torchfit.Model":
+    elif kind == MODEL_KIND:
         output_names = spec.get("output_names")
         if output_names is not None and not (
-                isinstance(output_names, list) and all(isinstance(n, str) for n in output_names)):
+            isinstance(output_names, list) and all(isinstance(n, str) for n in output_names)
+        ):
             raise MalformedEntry(f"{where}.output_names", "must be a list of strings or None")
-        module = Model(_build(spec.get("module"), safe_mode, f"{where}.module", origins),
-                       output_names=output_names)
+        module = _model_class()(
+            _build(spec.get("module"), safe_mode, f"{where}.module", origins),
+            output_names=output_names,
+        )
     elif kind == "class":
         module = _build_class(spec, safe_mode, where, origins)
     elif isinstance(spec, dict):
-        raise MalformedEntry(f"{where}.kind",
-                             f"describes a module in an unknown way ({short(kind)})")
+        raise MalformedEntry(
+            f"{where}.kind", f"describes a module in an unknown way ({short(kind)})"
+        )
     else:
         raise MalformedEntry(where, f"must describe a module (a dict), not a {type(spec).__name__}")
     origins.setdefault(id(module), where)
@@ -294,14 +377,19 @@ def _build_torch_nn(spec: dict, safe_mode: bool, where: str, origins: dict) -> n
         children = spec.get("children")
         if not isinstance(children, list) or not all(_is_named_child(c) for c in children):
             raise MalformedEntry(f"{where}.children", "must be a list of [name, description] pairs")
-        built = [(child_name, _build(child, safe_mode, f"{where}.children[{i}]", origins))
-                 for i, (child_name, child) in enumerate(children)]
-        arguments = ([child for _, child in built],) if name == "ModuleList" else (OrderedDict(built),)
+        built = [
+            (child_name, _build(child, safe_mode, f"{where}.children[{i}]", origins))
+            for i, (child_name, child) in enumerate(children)
+        ]
+        arguments = (
+            ([child for _, child in built],) if name == "ModuleList" else (OrderedDict(built),)
+        )
         return _construct(cls, arguments, {}, f"{where}.children", f"nn.{name}")
     args = spec.get("args")
     if not isinstance(args, dict) or not all(isinstance(key, str) for key in args):
-        raise MalformedEntry(f"{where}.args",
-                             f"must be a dict of constructor arguments, not {short(args)}")
+        raise MalformedEntry(
+            f"{where}.args", f"must be a dict of constructor arguments, not {short(args)}"
+        )
     return _construct(cls, (), args, f"{where}.args", f"nn.{name}")
 
 
@@ -309,14 +397,23 @@ def _build_class(spec: dict, safe_mode: bool, where: str, origins: dict) -> nn.M
     path, args, kwargs = spec.get("path"), spec.get("args"), spec.get("kwargs")
     if not isinstance(path, str):
         raise MalformedEntry(f"{where}.path", f"must be a 'module:Class' string, not {short(path)}")
-    if not (isinstance(args, list) and isinstance(kwargs, dict) and all(isinstance(k, str) for k in kwargs)):
-        raise MalformedEntry(f"{where}.args",
-                             "must be a list (and `kwargs` a dict) of constructor arguments")
+    if not (
+        isinstance(args, list)
+        and isinstance(kwargs, dict)
+        and all(isinstance(k, str) for k in kwargs)
+    ):
+        raise MalformedEntry(
+            f"{where}.args", "must be a list (and `kwargs` a dict) of constructor arguments"
+        )
     cls = _import_model_class(path, safe_mode, where)
-    args = [_build_argument(value, safe_mode, f"{where}.args[{index}]", origins)
-            for index, value in enumerate(args)]
-    kwargs = {key: _build_argument(value, safe_mode, f"{where}.kwargs.{key}", origins)
-              for key, value in kwargs.items()}
+    args = [
+        _build_argument(value, safe_mode, f"{where}.args[{index}]", origins)
+        for index, value in enumerate(args)
+    ]
+    kwargs = {
+        key: _build_argument(value, safe_mode, f"{where}.kwargs.{key}", origins)
+        for key, value in kwargs.items()
+    }
     return _construct(cls, args, kwargs, f"{where}.args", path, in_user_code=True)
 
 
@@ -324,14 +421,16 @@ def _is_named_child(child: Any) -> bool:
     return isinstance(child, (list, tuple)) and len(child) == 2 and isinstance(child[0], str)
 
 
-def _construct(cls: type, args: Any, kwargs: dict, where: str, name: str,
-               in_user_code: bool = False) -> nn.Module:
+def _construct(
+    cls: type, args: Any, kwargs: dict, where: str, name: str, in_user_code: bool = False
+) -> nn.Module:
     try:
         return cls(*args, **kwargs)
     except Exception as err:  # noqa: BLE001 - whatever a constructor raises on file data
         call = f"{name}(...)" if args else f"{name}(**{short(kwargs, 120)})"
-        raise MalformedEntry(where, f"{call} failed: {type(err).__name__}: {err}",
-                             in_user_code=in_user_code) from err
+        raise MalformedEntry(
+            where, f"{call} failed: {type(err).__name__}: {err}", in_user_code=in_user_code
+        ) from err
 
 
 def _build_argument(value: Any, safe_mode: bool, where: str, origins: dict) -> Any:
@@ -341,8 +440,6 @@ def _build_argument(value: Any, safe_mode: bool, where: str, origins: dict) -> A
 
 
 def _import_model_class(path: str, safe_mode: bool, where: str = "module") -> type:
-    from torchfit.models.model import Model
-
     module_name, _, qualname = path.partition(":")
     if module_name in sys.modules:
         owner = sys.modules[module_name]
@@ -358,12 +455,13 @@ def _import_model_class(path: str, safe_mode: bool, where: str = "module") -> ty
         try:
             owner = importlib.import_module(module_name)
         except (ImportError, ValueError, TypeError) as err:
-            raise MalformedEntry(f"{where}.path",
-                                 f"names a module that cannot be imported ({err})") from err
+            raise MalformedEntry(
+                f"{where}.path", f"names a module that cannot be imported ({err})"
+            ) from err
     cls = owner
     for part in qualname.split("."):
         cls = getattr(cls, part, None)
-    if not (isinstance(cls, type) and issubclass(cls, Model)):
+    if not (isinstance(cls, type) and issubclass(cls, Rebuildable)):
         raise MalformedEntry(
             f"{where}.path",
             f"names the class {short(path)}, which is not a torchfit.Model found in"
@@ -375,6 +473,7 @@ def _import_model_class(path: str, safe_mode: bool, where: str = "module") -> ty
 
 # ------------------------------------------------------------ compile config
 
+
 def _serialize_object(value: Any, kind: str) -> Any:
     """One compile entry (a loss, a metric) as plain data; raises TypeError if it cannot be."""
     if value is None or isinstance(value, str):
@@ -383,7 +482,11 @@ def _serialize_object(value: Any, kind: str) -> Any:
         return [_serialize_object(item, kind) for item in value]
     if isinstance(value, dict):
         return {key: _serialize_object(item, kind) for key, item in value.items()}
-    if kind == "loss" and isinstance(value, nn.Module) and not isinstance(value, losses_module.Loss):
+    if (
+        kind == "loss"
+        and isinstance(value, nn.Module)
+        and not isinstance(value, losses_module.Loss)
+    ):
         try:
             return {_OBJECT_MARKER: "torch_loss", "value": describe_module(value)}
         except NotRebuildable as err:
@@ -458,6 +561,7 @@ def serialize_compile_config(model) -> tuple[dict, list]:
 
 # ----------------------------------------------------------------- the file
 
+
 def model_payload(model) -> dict:
     """Everything `model.save` writes, as plain data and tensors.
 
@@ -467,7 +571,7 @@ def model_payload(model) -> dict:
     (`optimizer_iterations`, `epoch`) and `module` (how to rebuild it, or
     `{"kind": "unknown", "reason": ...}`).
     """
-    weights = {key: value.detach().cpu() for key, value in model._weights_module().state_dict().items()}
+    weights = cpu_state_dict(model.weights_module)
     try:
         module_spec = describe_module(model)
     except NotRebuildable as err:
@@ -489,7 +593,9 @@ def model_payload(model) -> dict:
         "compile_config": compile_config,
         "compile_missing": missing,
         "counters": {
-            "optimizer_iterations": int(getattr(model.optimizer, "iterations", 0) or 0) if model.compiled else 0,
+            "optimizer_iterations": int(getattr(model.optimizer, "iterations", 0) or 0)
+            if model.compiled
+            else 0,
             "epoch": int(epochs[-1]) + 1 if epochs else 0,
         },
         "module": module_spec,
@@ -504,7 +610,11 @@ def _check_payload(payload: Any, filepath: str) -> dict:
                 f" {payload.get('version')!r}, this one reads up to {VERSION}). Upgrade torchfit."
             )
         return payload
-    if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+    if (
+        isinstance(payload, dict)
+        and payload
+        and all(isinstance(v, torch.Tensor) for v in payload.values())
+    ):
         raise ValueError(
             f"`filepath` {filepath!r} holds weights only (a state_dict, as `save_weights`"
             " writes), not a whole model. Build the model and call `model.load_weights(path)`."
@@ -516,14 +626,12 @@ def _check_payload(payload: Any, filepath: str) -> dict:
 
 
 def _build_model(payload: dict, module: Any, safe_mode: bool, filepath: str):
-    from torchfit.models.model import Model
-
     if module is not None:
-        if isinstance(module, Model):
+        if isinstance(module, Rebuildable):
             return module
         if isinstance(module, nn.Module):
             spec = payload.get("module") or {}
-            return Model(module, output_names=spec.get("output_names"))
+            return _model_class()(module, output_names=spec.get("output_names"))
         raise TypeError(
             "`module` must be an nn.Module (or a torchfit.Model) built like the saved one."
             f" Received: module of type {type(module).__name__}."
@@ -538,7 +646,7 @@ def _build_model(payload: dict, module: Any, safe_mode: bool, filepath: str):
         )
     _check_described_module(spec, payload["weights"], safe_mode, filepath)
     model = build_module(spec, safe_mode=safe_mode)
-    return model if isinstance(model, Model) else Model(model)
+    return model if isinstance(model, Rebuildable) else _model_class()(model)
 
 
 def _check_described_module(spec: dict, weights: dict, safe_mode: bool, filepath: str) -> None:
@@ -547,13 +655,11 @@ def _check_described_module(spec: dict, weights: dict, safe_mode: bool, filepath
     Only a module whose every parameter and buffer matches a stored tensor is
     then built for real, so a forged layer size never takes its memory.
     """
-    from torchfit.models.model import Model
-
     origins: dict = {}
     described = file_checks.built_on_meta(lambda s: build_module(s, safe_mode, origins), spec)
     if described is None:
         return  # a subclass whose constructor cannot run on the meta device: built directly
-    target = described._weights_module() if isinstance(described, Model) else described
+    target = described.weights_module if isinstance(described, Rebuildable) else described
     file_checks.check_fits(target, weights, filepath, origins)
 
 
@@ -570,8 +676,9 @@ def _compile(model, payload: dict, filepath: str) -> None:
     config = dict(payload.get("compile_config") or {})
     optimizer = "rmsprop"
     if "optimizer" in config:
-        optimizer = _from_entry("compile_config.optimizer", _deserialize_optimizer,
-                                config.pop("optimizer"), model)
+        optimizer = _from_entry(
+            "compile_config.optimizer", _deserialize_optimizer, config.pop("optimizer"), model
+        )
     if missing:
         warnings.warn(
             f"The model in {filepath!r} was loaded but not compiled: these compile"
@@ -588,8 +695,9 @@ def _compile(model, payload: dict, filepath: str) -> None:
         _from_entry("optimizer", model.optimizer.load_state_dict, payload["optimizer"])
 
 
-def load_model(filepath, module: Optional[nn.Module] = None, compile: bool = True,
-               safe_mode: bool = True):
+def load_model(
+    filepath, module: Optional[nn.Module] = None, compile: bool = True, safe_mode: bool = True
+):
     """Loads a model written by `model.save(filepath)`.
 
     The file is read with `torch.load(weights_only=True)`: loading never
@@ -620,14 +728,19 @@ def load_model(filepath, module: Optional[nn.Module] = None, compile: bool = Tru
             the stored weights before any of its memory is allocated.
     """
     filepath = os.fspath(filepath)
-    payload = _check_payload(saving.read_torch_file(filepath), filepath)
+    payload = _check_payload(read_torch_file(filepath), filepath)
     file_checks.check_entries(payload, filepath)
     try:
         model = _build_model(payload, module, safe_mode, filepath)
-        saving.load_state(model, payload["weights"], filepath)
+        load_state(model.weights_module, payload["weights"], filepath)
         model._place()
         if compile and payload.get("compiled"):
             _compile(model, payload, filepath)
     except MalformedEntry as err:
         raise file_checks.malformed(filepath, err.entry, err.problem) from err
     return model
+
+
+def save_model(model, filepath, overwrite: bool = True) -> None:
+    """Saves weights, optimizer state, compile config and counters in one file (`model.save`)."""
+    write_torch_file(model_payload(model), filepath, overwrite)

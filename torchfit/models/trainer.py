@@ -5,9 +5,7 @@ with Keras 3's defaults and checks. The loops themselves belong to
 `loops.py`; the steps they run belong to `models/model.py`.
 """
 
-import sys
 import warnings
-from typing import Any
 
 import torch
 
@@ -15,7 +13,7 @@ from torchfit import distribution as distribution_lib
 from torchfit import loops
 from torchfit.callbacks import CallbackList
 from torchfit.data import get_adapter
-from torchfit.data.data_utils import (
+from torchfit.data.data_adapter_utils import (
     class_weight_to_sample_weights,
     structure_to_device,
     train_validation_split,
@@ -23,26 +21,16 @@ from torchfit.data.data_utils import (
 )
 from torchfit.data.epoch_iterator import EpochIterator
 from torchfit.logs import pythonify_logs
-from torchfit.models.forward import run_in_mode
+from torchfit.utils.arguments import check_count, resolve_verbose
+from torchfit.utils.modes import run_in_mode
 
 __all__ = ["Trainer"]
 
 
-def _resolve_verbose(verbose: Any) -> int:
-    if verbose == "auto":
-        return 1 if sys.stdout.isatty() else 2
-    if verbose not in (0, 1, 2):
-        raise ValueError(
-            f"`verbose` must be 0, 1, 2 or \"auto\". Received: verbose={verbose!r}."
-        )
-    return int(verbose)
-
-
-def _check_count(value: Any, name: str, *, allow_none: bool = True, minimum: int = 1) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}.")
+def _checked_count(name: str, value, *, minimum: int = 1, allow_none: bool = True):
+    """`check_count`, saying "an integer >= N" as the verbs' errors always have."""
+    expected = f"an integer >= {minimum}"
+    return check_count(name, value, minimum=minimum, allow_none=allow_none, expected=expected)
 
 
 class _RestartingEpochIterator(EpochIterator):
@@ -125,34 +113,54 @@ class Trainer:
             The `History` callback; `history.history` maps log keys to lists.
         """
         self._assert_compiled("fit")
-        _check_count(epochs, "epochs", allow_none=False, minimum=0)
-        _check_count(initial_epoch, "initial_epoch", allow_none=False, minimum=0)
-        _check_count(steps_per_epoch, "steps_per_epoch")
-        _check_count(validation_steps, "validation_steps")
-        verbose = _resolve_verbose(verbose)
+        epochs = _checked_count("epochs", epochs, minimum=0, allow_none=False)
+        initial_epoch = _checked_count("initial_epoch", initial_epoch, minimum=0, allow_none=False)
+        steps_per_epoch = _checked_count("steps_per_epoch", steps_per_epoch)
+        validation_steps = _checked_count("validation_steps", validation_steps)
+        verbose = resolve_verbose(verbose)
         self._warn_if_nothing_to_train(epochs, initial_epoch)
         self._place()
-        distribution_lib.attach(self)  # under torchrun: DDP/FSDP; None in one process
+        self._attach_distribution()
         if validation_split and validation_data is None:
             (x, y, sample_weight), validation_data = train_validation_split(
                 (x, y, sample_weight), validation_split=validation_split
             )
         train = EpochIterator(
-            self._distribute_data(get_adapter(
-                x, y, sample_weight, batch_size=batch_size, steps=steps_per_epoch,
-                shuffle=shuffle, class_weight=class_weight, device=self.device, purpose="fit"), "fit"),
+            self._distribute_data(
+                get_adapter(
+                    x,
+                    y,
+                    sample_weight,
+                    batch_size=batch_size,
+                    steps=steps_per_epoch,
+                    shuffle=shuffle,
+                    class_weight=class_weight,
+                    device=self.device,
+                    purpose="fit",
+                ),
+                "fit",
+            ),
             steps_per_epoch=steps_per_epoch,
         )
         validation = None
         if validation_data is not None:
             validation = loops.Validation(
-                self._evaluation_iterator(validation_data, validation_batch_size or batch_size,
-                                          validation_steps),
+                self._evaluation_iterator(
+                    validation_data, validation_batch_size or batch_size, validation_steps
+                ),
                 validation_freq,
             )
-        callbacks = self._callback_list(callbacks, verbose=verbose, epochs=epochs, steps=train.num_batches)
-        return loops.fit_loop(self, train, callbacks, epochs=epochs, initial_epoch=initial_epoch,
-                              validation=validation)
+        callbacks = self._callback_list(
+            callbacks, verbose=verbose, epochs=epochs, steps=train.num_batches
+        )
+        return loops.fit_loop(
+            self,
+            train,
+            callbacks,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            validation=validation,
+        )
 
     def _warn_if_nothing_to_train(self, epochs: int, initial_epoch: int) -> None:
         if initial_epoch and initial_epoch >= epochs:
@@ -182,20 +190,42 @@ class Trainer:
             x, y, sample_weight = unpack_x_y_sample_weight(data)
         else:
             x, y, sample_weight = data, None, None
-        adapter = get_adapter(x, y, sample_weight, batch_size=batch_size, steps=steps, shuffle=False,
-                              device=self.device, purpose="evaluate")
-        return _RestartingEpochIterator(self._distribute_data(adapter, "evaluate"), steps_per_epoch=steps)
+        adapter = get_adapter(
+            x,
+            y,
+            sample_weight,
+            batch_size=batch_size,
+            steps=steps,
+            shuffle=False,
+            device=self.device,
+            purpose="evaluate",
+        )
+        return _RestartingEpochIterator(
+            self._distribute_data(adapter, "evaluate"), steps_per_epoch=steps
+        )
+
+    def _attach_distribution(self) -> None:
+        """Under torchrun, runs the model across the processes (DDP, FSDP2) from now on."""
+        distribution = distribution_lib.attach(self)
+        if distribution is not self.distribution:
+            self.use_distribution(distribution)
 
     def _distribute_data(self, adapter, purpose: str):
-        """This rank's share of the data under torchfit.distribution; `adapter` itself otherwise."""
-        run = self._distribution
-        return adapter if run is None else run.shard(adapter, purpose)
+        """This process's share of the data (all of it in a single process)."""
+        return self.distribution.shard(adapter, purpose)
 
     def _callback_list(self, callbacks, *, verbose: int, epochs: int, steps) -> CallbackList:
         if isinstance(callbacks, CallbackList):
             return callbacks
-        return CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
-                            verbose=verbose, epochs=epochs, steps=steps)
+        return CallbackList(
+            callbacks,
+            add_history=True,
+            add_progbar=verbose != 0,
+            model=self,
+            verbose=verbose,
+            epochs=epochs,
+            steps=steps,
+        )
 
     def evaluate(
         self,
@@ -230,17 +260,31 @@ class Trainer:
         if kwargs:
             raise TypeError(f"evaluate() got unexpected keyword arguments: {sorted(kwargs)}.")
         self._assert_compiled("evaluate")
-        _check_count(steps, "steps")
-        verbose = _resolve_verbose(verbose)
+        steps = _checked_count("steps", steps)
+        verbose = resolve_verbose(verbose)
         self._place()
-        distribution_lib.attach(self)
-        adapter = get_adapter(x, y, sample_weight, batch_size=batch_size, steps=steps, shuffle=False,
-                              device=self.device, purpose="evaluate")
+        self._attach_distribution()
+        adapter = get_adapter(
+            x,
+            y,
+            sample_weight,
+            batch_size=batch_size,
+            steps=steps,
+            shuffle=False,
+            device=self.device,
+            purpose="evaluate",
+        )
         adapter = self._distribute_data(adapter, "evaluate")
         iterator = EpochIterator(adapter, steps_per_epoch=steps)
-        callbacks = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
-                                 epochs=1, steps=iterator.num_batches)
-        with loops.kept_epoch_metrics(self):
+        callbacks = CallbackList(
+            callbacks,
+            add_progbar=verbose != 0,
+            model=self,
+            verbose=verbose,
+            epochs=1,
+            steps=iterator.num_batches,
+        )
+        with self._epoch_metrics_kept():
             logs = loops.evaluate_loop(self, iterator, callbacks)
         if return_dict:
             return logs
@@ -257,19 +301,30 @@ class Trainer:
             callbacks: A list of callbacks; `on_predict_batch_end` receives
                 `{"outputs": ...}`.
         """
-        _check_count(steps, "steps")
-        verbose = _resolve_verbose(verbose)
+        steps = _checked_count("steps", steps)
+        verbose = resolve_verbose(verbose)
         self._place()
-        distribution_lib.attach(self)
-        adapter = get_adapter(x, batch_size=batch_size, steps=steps, shuffle=False, device=self.device,
-                              purpose="predict")
+        self._attach_distribution()
+        adapter = get_adapter(
+            x,
+            batch_size=batch_size,
+            steps=steps,
+            shuffle=False,
+            device=self.device,
+            purpose="predict",
+        )
         adapter = self._distribute_data(adapter, "predict")
         iterator = EpochIterator(adapter, steps_per_epoch=steps)
-        callbacks = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
-                                 epochs=1, steps=iterator.num_batches)
+        callbacks = CallbackList(
+            callbacks,
+            add_progbar=verbose != 0,
+            model=self,
+            verbose=verbose,
+            epochs=1,
+            steps=iterator.num_batches,
+        )
         outputs = loops.predict_loop(self, iterator, callbacks)
-        if self._distribution is not None:
-            outputs = self._distribution.gather_predictions(outputs, adapter)
+        outputs = self.distribution.gather_predictions(outputs, adapter)
         return _as_list_if_tuple(outputs)
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
@@ -283,8 +338,9 @@ class Trainer:
                 )
             sample_weight = class_weight_to_sample_weights(y, class_weight)
         if not self._has_trainable_weights:
-            warnings.warn("The model has no trainable weights: train_on_batch() changes none.",
-                          stacklevel=2)
+            warnings.warn(
+                "The model has no trainable weights: train_on_batch() changes none.", stacklevel=2
+            )
         self._place()
         batch = self._single_batch(x, y, sample_weight)
         self.reset_metrics()
@@ -298,7 +354,7 @@ class Trainer:
         self._assert_compiled("test_on_batch")
         self._place()
         batch = self._single_batch(x, y, sample_weight)
-        with loops.kept_epoch_metrics(self), run_in_mode(self, False), torch.no_grad():
+        with self._epoch_metrics_kept(), run_in_mode(self, False), torch.no_grad():
             self.reset_metrics()
             logs = self.test_step(batch)
             return self._batch_result(logs, return_dict)
@@ -318,7 +374,7 @@ class Trainer:
         return (x,) if y is None else (x, y)
 
     def _batch_result(self, logs, return_dict: bool):
-        logs = pythonify_logs(loops._epoch_logs(self, logs))
+        logs = pythonify_logs(loops.logs_at_epoch_end(self, logs))
         if return_dict:
             return logs
         return self._flatten_metrics_in_order(logs)

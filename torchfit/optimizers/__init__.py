@@ -6,7 +6,7 @@ update rule in its own module, learning-rate schedules in `schedules.py`.
 """
 
 import difflib
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import torch
 
@@ -17,7 +17,7 @@ from torchfit.optimizers.adagrad import Adagrad
 from torchfit.optimizers.adam import Adam
 from torchfit.optimizers.adamax import Adamax
 from torchfit.optimizers.adamw import AdamW
-from torchfit.optimizers.base import Optimizer
+from torchfit.optimizers.base import Optimizer, deserialize, serialize
 from torchfit.optimizers.ftrl import Ftrl
 from torchfit.optimizers.lamb import Lamb
 from torchfit.optimizers.lion import Lion
@@ -57,29 +57,6 @@ ALL_OBJECTS_DICT = {cls.__name__.lower(): cls for cls in ALL_OBJECTS}
 _NOT_STRING_IDS = {"lamb"}
 
 
-def serialize(optimizer: Optimizer) -> dict[str, Any]:
-    """Returns `{"module", "class_name", "config", "registered_name"}` for `optimizer`.
-
-    Example:
-
-    >>> serialize(Adam())["class_name"]
-    'Adam'
-    """
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(
-            "`optimizer` must be a torchfit Optimizer."
-            f" Received: type {type(optimizer).__name__}."
-        )
-    cls = type(optimizer)
-    builtin = ALL_OBJECTS_DICT.get(cls.__name__.lower()) is cls
-    return {
-        "module": "torchfit.optimizers" if builtin else cls.__module__,
-        "class_name": cls.__name__,
-        "config": optimizer.get_config(),
-        "registered_name": None if builtin else cls.__name__,
-    }
-
-
 def _unknown_identifier(identifier: str) -> ValueError:
     valid = sorted(set(ALL_OBJECTS_DICT) - _NOT_STRING_IDS)
     close = difflib.get_close_matches(identifier.lower(), valid, n=3)
@@ -90,34 +67,6 @@ def _unknown_identifier(identifier: str) -> ValueError:
     return ValueError(
         f"Unknown optimizer: '{identifier}'.{hint} Closest valid ids: {close or valid}."
     )
-
-
-def deserialize(config: dict[str, Any], custom_objects: Optional[dict[str, Any]] = None) -> Optimizer:
-    """Creates an optimizer from `serialize()`'s output (Keras's layout works too).
-
-    Class names are case-insensitive for the built-in optimizers.
-
-    Args:
-        config: A dict with `"class_name"` and `"config"`.
-        custom_objects: Optional mapping of names to custom optimizer classes.
-
-    Returns:
-        An unbuilt optimizer.
-
-    Raises:
-        ValueError: If the class name is unknown.
-    """
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(
-            "`config` must be a dict with 'class_name' and 'config' keys."
-            f" Received: type {type(config).__name__}."
-        )
-    name = config["class_name"]
-    custom_objects = custom_objects or {}
-    cls = custom_objects.get(name) or ALL_OBJECTS_DICT.get(str(name).lower())
-    if cls is None:
-        raise _unknown_identifier(str(name))
-    return cls.from_config(dict(config.get("config") or {}), custom_objects=custom_objects)
 
 
 def get(identifier: Any) -> Union[Optimizer, torch.optim.Optimizer, type, None]:

@@ -57,7 +57,10 @@ def collect_grads(param_groups: list[dict]) -> list[Batch]:
 
 
 def group_grads(
-    grads: list, variables: list, param_groups: list[dict], group_index: dict[int, int],
+    grads: list,
+    variables: list,
+    param_groups: list[dict],
+    group_index: dict[int, int],
     optimizer_name: str,
 ) -> list[Batch]:
     """Sorts `apply`'s gradients into their variables' param groups.
@@ -103,7 +106,9 @@ def group_grads(
     if not per_group:
         raise ValueError("No gradients provided for any variable.")
     if missing:
-        warnings.warn(f"Gradients do not exist for {missing} variable(s); they are skipped.")
+        warnings.warn(
+            f"Gradients do not exist for {missing} variable(s); they are skipped.", stacklevel=2
+        )
     return [(param_groups[i], *per_group[i]) for i in sorted(per_group)]
 
 

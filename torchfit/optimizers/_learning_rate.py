@@ -19,7 +19,12 @@ import torch
 from torchfit.optimizers import schedules
 
 __all__ = [
-    "LearningRate", "as_float", "check_finite", "is_learning_rate", "is_schedule", "takes_step",
+    "LearningRate",
+    "as_float",
+    "check_finite",
+    "is_learning_rate",
+    "is_schedule",
+    "takes_step",
 ]
 
 LearningRate = Union[float, schedules.LearningRateSchedule, Callable[..., float]]
@@ -86,6 +91,5 @@ def takes_step(schedule: Callable) -> bool:
     except (TypeError, ValueError):
         return True
     return any(
-        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
-        for p in parameters
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in parameters
     )

@@ -60,18 +60,28 @@ class Adadelta(Optimizer):
         **kwargs: Any,
     ):
         super().__init__(
-            params, learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
-            clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
-            ema_momentum=ema_momentum, ema_overwrite_frequency=ema_overwrite_frequency,
+            params,
+            learning_rate,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
             loss_scale_factor=loss_scale_factor,
-            gradient_accumulation_steps=gradient_accumulation_steps, name=name, **kwargs,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            name=name,
+            **kwargs,
         )
         self.rho = rho
         self.epsilon = epsilon
 
     def _init_slots(self, param: torch.Tensor, state: dict) -> None:
         state["accumulated_grad"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        state["accumulated_delta_var"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["accumulated_delta_var"] = torch.zeros_like(
+            param, memory_format=torch.preserve_format
+        )
 
     def _update_step(self, params, grads, states, lr, step) -> None:
         rho, epsilon = self.rho, self.epsilon

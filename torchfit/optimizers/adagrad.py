@@ -61,11 +61,19 @@ class Adagrad(Optimizer):
         **kwargs: Any,
     ):
         super().__init__(
-            params, learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
-            clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
-            ema_momentum=ema_momentum, ema_overwrite_frequency=ema_overwrite_frequency,
+            params,
+            learning_rate,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
             loss_scale_factor=loss_scale_factor,
-            gradient_accumulation_steps=gradient_accumulation_steps, name=name, **kwargs,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            name=name,
+            **kwargs,
         )
         self.initial_accumulator_value = initial_accumulator_value
         self.epsilon = epsilon

@@ -61,11 +61,19 @@ class Adamax(Optimizer):
         **kwargs: Any,
     ):
         super().__init__(
-            params, learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
-            clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
-            ema_momentum=ema_momentum, ema_overwrite_frequency=ema_overwrite_frequency,
+            params,
+            learning_rate,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
             loss_scale_factor=loss_scale_factor,
-            gradient_accumulation_steps=gradient_accumulation_steps, name=name, **kwargs,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            name=name,
+            **kwargs,
         )
         self.beta_1 = beta_1
         self.beta_2 = beta_2
@@ -83,7 +91,9 @@ class Adamax(Optimizer):
         torch._foreach_mul_(norms, self.beta_2)
         torch._foreach_maximum_(norms, torch._foreach_abs(grads))
         denominators = torch._foreach_add(norms, self.epsilon)
-        torch._foreach_addcdiv_(params, momentums, denominators, value=-lr / (1.0 - self.beta_1**step))
+        torch._foreach_addcdiv_(
+            params, momentums, denominators, value=-lr / (1.0 - self.beta_1**step)
+        )
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -65,10 +65,21 @@ class AdamW(Adam):
         if weight_decay is None:
             raise ValueError("Argument `weight_decay` must be a float. Received: weight_decay=None")
         super().__init__(
-            params, learning_rate, beta_1, beta_2, epsilon, amsgrad,
-            weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
-            global_clipnorm=global_clipnorm, use_ema=use_ema, ema_momentum=ema_momentum,
+            params,
+            learning_rate,
+            beta_1,
+            beta_2,
+            epsilon,
+            amsgrad,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
             ema_overwrite_frequency=ema_overwrite_frequency,
             loss_scale_factor=loss_scale_factor,
-            gradient_accumulation_steps=gradient_accumulation_steps, name=name, **kwargs,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            name=name,
+            **kwargs,
         )

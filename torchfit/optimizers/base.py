@@ -43,8 +43,14 @@ _GROUP_KEYS = {"params", "lr", "weight_decay", "param_names", "initial_lr", "nam
 _NAME_COUNTS: dict[str, int] = {}
 _HOOK_REGISTRIES = [
     f"_optimizer_{kind}_hooks"
-    for kind in ("step_pre", "step_post", "state_dict_pre", "state_dict_post",
-                 "load_state_dict_pre", "load_state_dict_post")
+    for kind in (
+        "step_pre",
+        "step_post",
+        "state_dict_pre",
+        "state_dict_post",
+        "load_state_dict_pre",
+        "load_state_dict_post",
+    )
 ]
 
 
@@ -75,6 +81,11 @@ def _check_not_module(params: Any) -> None:
             f" Received: a module ({type(params).__name__})."
             " Pass `module.parameters()` instead."
         )
+
+
+#: torchfit's own optimizer classes by lowercased name, for `deserialize`: each
+#: registers itself when its module defines it (`Optimizer.__init_subclass__`).
+BUILTIN_OPTIMIZERS: dict[str, type] = {}
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -121,6 +132,11 @@ class Optimizer(torch.optim.Optimizer):
     Raises:
         ValueError: For out-of-range or conflicting arguments, each named.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__module__.startswith("torchfit.optimizers."):
+            BUILTIN_OPTIMIZERS[cls.__name__.lower()] = cls
 
     def __init__(
         self,
@@ -189,7 +205,9 @@ class Optimizer(torch.optim.Optimizer):
 
     def _check_unknown_kwargs(self, kwargs: dict) -> None:
         if kwargs.pop("decay", None) is not None:
-            warnings.warn("Argument `decay` is no longer supported and will be ignored.")
+            warnings.warn(
+                "Argument `decay` is no longer supported and will be ignored.", stacklevel=3
+            )
         if not kwargs:
             return
         known = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
@@ -252,6 +270,12 @@ class Optimizer(torch.optim.Optimizer):
                 " hyperparameters on the optimizer."
             )
         super().add_param_group(param_group)
+        self.forget_parameter_lookups()
+
+    def forget_parameter_lookups(self) -> None:
+        """Forgets what was looked up per parameter (the weight-decay exclusions, each
+        parameter's group). Call it after replacing the parameters in `param_groups`,
+        as sharding a model with FSDP2 does (`torchfit.distribution.ModelParallel`)."""
         self._excluded_cache = None
         self._group_index_cache = None
 
@@ -267,7 +291,9 @@ class Optimizer(torch.optim.Optimizer):
             self._lr_takes_step = takes_step(learning_rate)
             self._is_scheduled = True
         else:
-            self._learning_rate = check_finite(as_float("learning_rate", learning_rate), "`learning_rate`")
+            self._learning_rate = check_finite(
+                as_float("learning_rate", learning_rate), "`learning_rate`"
+            )
             self._is_scheduled = False
 
     def _scheduled_lr(self, step: int) -> float:
@@ -455,7 +481,9 @@ class Optimizer(torch.optim.Optimizer):
 
     def _init_state(self, param: torch.Tensor, state: dict) -> None:
         if self.gradient_accumulation_steps:
-            state["gradient_accumulator"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            state["gradient_accumulator"] = torch.zeros_like(
+                param, memory_format=torch.preserve_format
+            )
         if self.use_ema:
             state["average"] = param.detach().clone(memory_format=torch.preserve_format)
         self._init_slots(param, state)
@@ -463,7 +491,9 @@ class Optimizer(torch.optim.Optimizer):
     def _accumulate(self, batches: list[Batch], states: list, calls: int) -> Optional[list[Batch]]:
         """Adds this call's gradients in; returns the cycle's mean on its last call, else `None`."""
         steps = self.gradient_accumulation_steps
-        accumulators = [[s["gradient_accumulator"] for s in group_states] for group_states in states]
+        accumulators = [
+            [s["gradient_accumulator"] for s in group_states] for group_states in states
+        ]
         if (calls + 1) % steps != 0:
             _gradients.accumulate(batches, accumulators)
             return None
@@ -471,7 +501,9 @@ class Optimizer(torch.optim.Optimizer):
         # Keras resets every accumulator after an update, not only those that
         # received a gradient this call.
         all_states = [self.state[param] for param in self._all_params()]
-        torch._foreach_zero_([s["gradient_accumulator"] for s in all_states if "gradient_accumulator" in s])
+        torch._foreach_zero_(
+            [s["gradient_accumulator"] for s in all_states if "gradient_accumulator" in s]
+        )
         return mean
 
     # ----------------------------------------------------------- weight decay
@@ -528,11 +560,15 @@ class Optimizer(torch.optim.Optimizer):
     def _update_moving_average(self) -> None:
         params = self._all_params()
         averages = [s["average"] for s in self._states(params)]
-        _ema.update(params, averages, self.ema_momentum, self.iterations, self.ema_overwrite_frequency)
+        _ema.update(
+            params, averages, self.ema_momentum, self.iterations, self.ema_overwrite_frequency
+        )
 
     def _ema_pairs(self, var_list: Optional[Iterable]) -> tuple[list, list]:
         params = self._all_params() if var_list is None else list(var_list)
-        pairs = [(p, self.state[p]["average"]) for p in params if "average" in self.state.get(p, {})]
+        pairs = [
+            (p, self.state[p]["average"]) for p in params if "average" in self.state.get(p, {})
+        ]
         return [p for p, _ in pairs], [a for _, a in pairs]
 
     @torch.no_grad()
@@ -623,8 +659,7 @@ class Optimizer(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         self._iterations = int(extra.pop("iterations", 0))
         self._load_extra_state(extra)
-        self._excluded_cache = None
-        self._group_index_cache = None
+        self.forget_parameter_lookups()
         if self._is_scheduled:
             self._sync_group_lr()
 
@@ -657,3 +692,67 @@ class Optimizer(torch.optim.Optimizer):
         if isinstance(config.get("learning_rate"), dict):
             config["learning_rate"] = schedules.deserialize(config["learning_rate"], custom_objects)
         return cls(**config)
+
+
+def serialize(optimizer: Optimizer) -> dict[str, Any]:
+    """Returns `{"module", "class_name", "config", "registered_name"}` for `optimizer`.
+
+    Example:
+
+    >>> from torchfit.optimizers import Adam
+    >>> serialize(Adam())["class_name"]
+    'Adam'
+    """
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            f"`optimizer` must be a torchfit Optimizer. Received: type {type(optimizer).__name__}."
+        )
+    cls = type(optimizer)
+    builtin = cls.__module__.startswith("torchfit.optimizers.")
+    return {
+        "module": "torchfit.optimizers" if builtin else cls.__module__,
+        "class_name": cls.__name__,
+        "config": optimizer.get_config(),
+        "registered_name": None if builtin else cls.__name__,
+    }
+
+
+def deserialize(
+    config: dict[str, Any], custom_objects: Optional[dict[str, Any]] = None
+) -> Optimizer:
+    """Creates an optimizer from `serialize()`'s output (Keras's layout works too).
+
+    Class names are case-insensitive for the built-in optimizers.
+
+    Args:
+        config: A dict with `"class_name"` and `"config"`.
+        custom_objects: Optional mapping of names to custom optimizer classes.
+
+    Returns:
+        An unbuilt optimizer.
+
+    Raises:
+        ValueError: If the class name is unknown.
+
+    Example:
+
+    >>> from torchfit.optimizers import Adam
+    >>> type(deserialize(serialize(Adam(learning_rate=0.1)))).__name__
+    'Adam'
+    """
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError(
+            "`config` must be a dict with 'class_name' and 'config' keys."
+            f" Received: type {type(config).__name__}."
+        )
+    name = str(config["class_name"])
+    custom_objects = custom_objects or {}
+    cls = custom_objects.get(name) or BUILTIN_OPTIMIZERS.get(name.lower())
+    if cls is None:
+        known = sorted(BUILTIN_OPTIMIZERS)
+        close = difflib.get_close_matches(name.lower(), known, n=3)
+        raise ValueError(
+            f"Unknown optimizer: '{name}'. Closest valid names: {close or known}."
+            " Pass a custom optimizer class in `custom_objects`."
+        )
+    return cls.from_config(dict(config.get("config") or {}), custom_objects=custom_objects)

@@ -86,13 +86,23 @@ class Ftrl(Optimizer):
         }
         for argument, value in non_negative.items():
             if value < 0.0:
-                raise ValueError(f"`{argument}` needs to be positive or zero. Received: {argument}={value}.")
+                raise ValueError(
+                    f"`{argument}` needs to be positive or zero. Received: {argument}={value}."
+                )
         super().__init__(
-            params, learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
-            clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
-            ema_momentum=ema_momentum, ema_overwrite_frequency=ema_overwrite_frequency,
+            params,
+            learning_rate,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
             loss_scale_factor=loss_scale_factor,
-            gradient_accumulation_steps=gradient_accumulation_steps, name=name, **kwargs,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            name=name,
+            **kwargs,
         )
         self.learning_rate_power = learning_rate_power
         self.initial_accumulator_value = initial_accumulator_value

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from torchfit.optimizers.base import Optimizer
+from torchfit.optimizers.base import Optimizer, deserialize, serialize
 
 __all__ = ["LossScaleOptimizer"]
 
@@ -288,11 +288,9 @@ class LossScaleOptimizer(Optimizer):
 
     def get_config(self) -> dict[str, Any]:
         """`name`, the serialized `inner_optimizer`, `initial_scale` and `dynamic_growth_steps`."""
-        from torchfit import optimizers  # The package imports this module.
-
         return {
             "name": self.name,
-            "inner_optimizer": optimizers.serialize(self.inner_optimizer),
+            "inner_optimizer": serialize(self.inner_optimizer),
             "initial_scale": self.initial_scale,
             "dynamic_growth_steps": self.dynamic_growth_steps,
         }
@@ -300,10 +298,10 @@ class LossScaleOptimizer(Optimizer):
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Optional[dict] = None):
         """Creates the wrapper and its inner optimizer from `get_config()`'s output."""
-        from torchfit import optimizers  # The package imports this module.
-
         config = dict(config)
-        inner = optimizers.deserialize(config.pop("inner_optimizer"), custom_objects)
+        inner = config.pop("inner_optimizer")
+        if isinstance(inner, dict):
+            inner = deserialize(inner, custom_objects)
         return cls(inner, **config)
 
 

@@ -401,6 +401,7 @@ class CosineDecayRestarts(LearningRateSchedule):
         if t_mul == 1.0:
             restart = math.floor(fraction)
             return restart, fraction - restart
+
         # Periods have lengths 1, t, t^2, ...: restart i starts at (1-t^i)/(1-t).
         def start(i):
             return (1.0 - t_mul**i) / (1.0 - t_mul)
@@ -510,7 +511,6 @@ def deserialize(
     if name not in known:
         close = difflib.get_close_matches(name, list(known), n=3) or sorted(known)
         raise ValueError(
-            f"Unknown learning rate schedule: '{name}'."
-            f" Expected one of (closest first): {close}."
+            f"Unknown learning rate schedule: '{name}'. Expected one of (closest first): {close}."
         )
     return known[name].from_config(dict(config.get("config", {})))

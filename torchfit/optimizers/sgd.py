@@ -60,14 +60,28 @@ class SGD(Optimizer):
         name: Optional[str] = None,
         **kwargs: Any,
     ):
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
-            raise ValueError(f"`momentum` must be a float between [0, 1]. Received: momentum={momentum!r}")
+        if (
+            isinstance(momentum, bool)
+            or not isinstance(momentum, (int, float))
+            or not 0 <= momentum <= 1
+        ):
+            raise ValueError(
+                f"`momentum` must be a float between [0, 1]. Received: momentum={momentum!r}"
+            )
         super().__init__(
-            params, learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
-            clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
-            ema_momentum=ema_momentum, ema_overwrite_frequency=ema_overwrite_frequency,
+            params,
+            learning_rate,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
             loss_scale_factor=loss_scale_factor,
-            gradient_accumulation_steps=gradient_accumulation_steps, name=name, **kwargs,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            name=name,
+            **kwargs,
         )
         self.momentum = float(momentum)
         self.nesterov = nesterov

@@ -70,7 +70,9 @@ class Graph:
             key = f"{name}_{count}"
         display = name if kind != "module" or count == 0 else key
         unique_sources = list(dict.fromkeys(sources))
-        self.nodes[key] = GraphNode(key, display, kind, sources=unique_sources, metas=_metas(value), **extra)
+        self.nodes[key] = GraphNode(
+            key, display, kind, sources=unique_sources, metas=_metas(value), **extra
+        )
         return key
 
 
@@ -129,18 +131,14 @@ def _prune_dead_ends(graph: Graph) -> None:
 
 
 def _target_module(model: nn.Module) -> nn.Module:
-    """The module whose forward runs: a torchfit.Model's wrapped module, else the model."""
-    forward_function = getattr(model, "_forward_function", None)
-    if forward_function is not None:
-        owner = getattr(forward_function(), "__self__", None)
-        if isinstance(owner, nn.Module):
-            return owner
-    return model
+    """The module whose forward runs: a torchfit.Model's `forward_module`, else the model."""
+    target = getattr(model, "forward_module", None)
+    return target if isinstance(target, nn.Module) else model
 
 
 def _example_inputs(model: nn.Module, target: nn.Module, inputs: Any) -> tuple:
     if inputs is None:
-        example = getattr(model, "_example_inputs", None)
+        example = getattr(model, "example_inputs", None)
         if example is None:
             raise ValueError(
                 "plot_model traces one forward pass, and the model has not been called"
@@ -149,11 +147,13 @@ def _example_inputs(model: nn.Module, target: nn.Module, inputs: Any) -> tuple:
                 " or call the model once (fit/predict) first."
             )
         return example
-    device = next((t.device for t in (*target.parameters(), *target.buffers())), torch.device("cpu"))
+    device = next(
+        (t.device for t in (*target.parameters(), *target.buffers())), torch.device("cpu")
+    )
     x = _materialize(inputs, device)
     if isinstance(x, list) and len(x) == 1:
         x = x[0]
-    route = getattr(model, "_route_inputs", None)
+    route = getattr(model, "route_inputs", None)
     if route is not None:
         return route((x,), {})
     if isinstance(x, Mapping):
@@ -164,8 +164,12 @@ def _example_inputs(model: nn.Module, target: nn.Module, inputs: Any) -> tuple:
 
 
 def _is_shape(value: Any) -> bool:
-    return isinstance(value, (tuple, torch.Size)) and len(value) > 0 and all(
-        dim is None or (isinstance(dim, int) and not isinstance(dim, bool)) for dim in value
+    return (
+        isinstance(value, (tuple, torch.Size))
+        and len(value) > 0
+        and all(
+            dim is None or (isinstance(dim, int) and not isinstance(dim, bool)) for dim in value
+        )
     )
 
 
@@ -196,8 +200,17 @@ def _save_state(module: nn.Module) -> list:
     """Training flags and collected losses, restored after tracing: plotting changes nothing."""
     saved = []
     for sub in module.modules():
-        saved.append((sub, sub.training, dict((name, list(getattr(sub, name))) for name in
-                      ("_own_losses", "_forward_losses") if isinstance(getattr(sub, name, None), list))))
+        saved.append(
+            (
+                sub,
+                sub.training,
+                dict(
+                    (name, list(getattr(sub, name)))
+                    for name in ("_own_losses", "_forward_losses")
+                    if isinstance(getattr(sub, name, None), list)
+                ),
+            )
+        )
     module.eval()
     return saved
 
@@ -243,9 +256,11 @@ def _output_entries(structure: Any, output_names: Optional[list]) -> list:
     if isinstance(structure, Mapping):
         return list(structure.items())
     if isinstance(structure, (list, tuple)) and len(structure) != 1:
-        names = output_names if output_names and len(output_names) == len(structure) else [
-            f"output_{index + 1}" for index in range(len(structure))
-        ]
+        names = (
+            output_names
+            if output_names and len(output_names) == len(structure)
+            else [f"output_{index + 1}" for index in range(len(structure))]
+        )
         return list(zip(names, structure))
     item = structure[0] if isinstance(structure, (list, tuple)) else structure
     return [(output_names[0] if output_names else "output", item)]
@@ -260,7 +275,9 @@ def _parameter_values(target: nn.Module, args: tuple, kwargs: dict) -> tuple:
         raise TypeError("torch.fx needs named forward parameters")
     given = dict(zip([p.name for p in parameters], args))
     given.update(kwargs)
-    defaults = {p.name: p.default for p in parameters if p.name not in given and p.default is not p.empty}
+    defaults = {
+        p.name: p.default for p in parameters if p.name not in given and p.default is not p.empty
+    }
     return parameters, given, defaults
 
 
@@ -293,7 +310,9 @@ def _fx_cluster(node) -> tuple:
         path, cls = entry if isinstance(entry, tuple) else (str(entry), type(None))
         if node.op == "call_module" and path == node.target:
             continue
-        cluster.append((path, cls.__name__ if isinstance(cls, type) else str(cls).rsplit(".", 1)[-1]))
+        cluster.append(
+            (path, cls.__name__ if isinstance(cls, type) else str(cls).rsplit(".", 1)[-1])
+        )
     return tuple(cluster)
 
 
@@ -303,7 +322,10 @@ def _trace_fx(target, args, kwargs, output_names, expand_nested) -> Graph:
     fx_graph = tracer.trace(target, concrete_args=defaults or None)
     recorder = _ValueRecorder(torch.fx.GraphModule(tracer.root, fx_graph))
     placeholders = [node for node in fx_graph.nodes if node.op == "placeholder"]
-    values = [given[p.name] if p.name in given else defaults[p.name] for p in parameters[: len(placeholders)]]
+    values = [
+        given[p.name] if p.name in given else defaults[p.name]
+        for p in parameters[: len(placeholders)]
+    ]
     recorder.run(*values)
     graph = Graph()
     keys: dict = {}  # fx node -> graph keys it stands for (a pass-through stands for its sources)
@@ -315,21 +337,35 @@ def _trace_fx(target, args, kwargs, output_names, expand_nested) -> Graph:
             continue
         sources = [key for source in node.all_input_nodes for key in keys.get(source, [])]
         if node.op == "output":
-            _add_outputs(graph, node.args[0], output_names, lambda item: [
-                key for source in _fx_nodes(item) for key in keys.get(source, [])
-            ], _fx_value(recorder, node.args[0]))
+            _add_outputs(
+                graph,
+                node.args[0],
+                output_names,
+                lambda item: [key for source in _fx_nodes(item) for key in keys.get(source, [])],
+                _fx_value(recorder, node.args[0]),
+            )
             continue
         if not sources:
             continue  # constants, and checks on the defaults fixed above
         if node.op == "call_module":
-            keys[node] = [graph.add(node.target, "module", sources, recorder.values[node],
-                                    module=tracer.root.get_submodule(node.target),
-                                    cluster=_fx_cluster(node))]
+            keys[node] = [
+                graph.add(
+                    node.target,
+                    "module",
+                    sources,
+                    recorder.values[node],
+                    module=tracer.root.get_submodule(node.target),
+                    cluster=_fx_cluster(node),
+                )
+            ]
         elif _op_name(node.target) in _PASS_THROUGH or node.target is operator.getitem:
             keys[node] = sources
         else:
-            keys[node] = [graph.add(node.name, "op", sources, recorder.values[node],
-                                    cluster=_fx_cluster(node))]
+            keys[node] = [
+                graph.add(
+                    node.name, "op", sources, recorder.values[node], cluster=_fx_cluster(node)
+                )
+            ]
     return graph
 
 
@@ -385,7 +421,9 @@ class _RunRecorder(TorchFunctionMode):
         elif self.depth == 1:
             self.depth = 0
             sources = self.sources((args, kwargs))
-            key = self.graph.add(name, "module", sources, output, module=module, cluster=tuple(self.clusters))
+            key = self.graph.add(
+                name, "module", sources, output, module=module, cluster=tuple(self.clusters)
+            )
             self.bind(output, [key])
         elif self.expand_nested and self.clusters:
             self.clusters.pop()
@@ -400,7 +438,10 @@ class _RunRecorder(TorchFunctionMode):
                 if name in _PASS_THROUGH:
                     self.bind(result, sources)
                 else:
-                    self.bind(result, [self.graph.add(name, "op", sources, result, cluster=tuple(self.clusters))])
+                    self.bind(
+                        result,
+                        [self.graph.add(name, "op", sources, result, cluster=tuple(self.clusters))],
+                    )
         return result
 
 
@@ -409,17 +450,27 @@ def _trace_by_running(target, args, kwargs, output_names, expand_nested) -> Grap
     recorder = _RunRecorder(graph, expand_nested)
     names = [p.name for p in inspect.signature(target.forward).parameters.values()]
     for index, value in enumerate(args):
-        name = names[index] if index < len(names) and not names[index].startswith("*") else f"input_{index + 1}"
+        name = (
+            names[index]
+            if index < len(names) and not names[index].startswith("*")
+            else f"input_{index + 1}"
+        )
         recorder.bind(value, [graph.add(name, "input", [], value)])
     for name, value in kwargs.items():
         recorder.bind(value, [graph.add(name, "input", [], value)])
     handles = []
     for name, module in target.named_modules():
         if module is not target:
-            handles.append(module.register_forward_pre_hook(
-                functools.partial(recorder.before, name), with_kwargs=True))
-            handles.append(module.register_forward_hook(
-                functools.partial(recorder.after, name), with_kwargs=True))
+            handles.append(
+                module.register_forward_pre_hook(
+                    functools.partial(recorder.before, name), with_kwargs=True
+                )
+            )
+            handles.append(
+                module.register_forward_hook(
+                    functools.partial(recorder.after, name), with_kwargs=True
+                )
+            )
     try:
         with recorder:
             # nn.Module.__call__, not torchfit.Model.__call__: no step bookkeeping.

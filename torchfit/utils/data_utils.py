@@ -169,8 +169,7 @@ def get_file(
     """
     if origin is None:
         raise ValueError(
-            "`origin` is required: pass the URL of the file to download."
-            " Received: origin=None."
+            "`origin` is required: pass the URL of the file to download. Received: origin=None."
         )
     if md5_hash is not None and file_hash is None:
         file_hash = md5_hash

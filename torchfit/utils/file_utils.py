@@ -123,7 +123,7 @@ def check_folder(argument: str, path: PathLike) -> None:
     >>> check_folder("log_dir", os.path.join(folder, "notes"))
     Traceback (most recent call last):
     ...
-    ValueError: `log_dir` must be a folder, but ... is a file. Pass a folder path (it is created if missing).
+    ValueError: `log_dir` must be a folder, but ... is a file. Pass a folder path (it is ...
     """
     path = os.fspath(path)
     blocking = _blocking_file(path)

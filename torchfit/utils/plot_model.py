@@ -69,8 +69,17 @@ def model_to_dot(
     if rankdir not in _RANKDIRS:
         raise ValueError(f"`rankdir` must be one of {_RANKDIRS}. Received: rankdir={rankdir!r}.")
     graph = trace(model, inputs, expand_nested=expand_nested)
-    options = _Options(show_shapes, show_dtype, show_layer_names, rankdir, expand_nested, dpi,
-                       show_layer_activations, show_trainable, graph.batch_size)
+    options = _Options(
+        show_shapes,
+        show_dtype,
+        show_layer_names,
+        rankdir,
+        expand_nested,
+        dpi,
+        show_layer_activations,
+        show_trainable,
+        graph.batch_size,
+    )
     return _dot_source(graph, options)
 
 
@@ -148,11 +157,18 @@ def plot_model(
         dot_program = shutil.which("dot")
         if dot_program is None:
             raise ImportError(_INSTALL_HINT)
-    source = model_to_dot(model, show_shapes=show_shapes, show_dtype=show_dtype,
-                          show_layer_names=show_layer_names, rankdir=rankdir,
-                          expand_nested=expand_nested, dpi=dpi,
-                          show_layer_activations=show_layer_activations,
-                          show_trainable=show_trainable, inputs=inputs)
+    source = model_to_dot(
+        model,
+        show_shapes=show_shapes,
+        show_dtype=show_dtype,
+        show_layer_names=show_layer_names,
+        rankdir=rankdir,
+        expand_nested=expand_nested,
+        dpi=dpi,
+        show_layer_activations=show_layer_activations,
+        show_trainable=show_trainable,
+        inputs=inputs,
+    )
     if dot_program is None:
         with open(to_file, "w", encoding="utf-8") as handle:
             handle.write(source)
@@ -171,10 +187,13 @@ def _render(dot_program: str, source: str, extension: str, to_file: str, dpi: in
     output_format = "jpeg" if extension == "jpg" else extension
     command = [dot_program, f"-T{output_format}", f"-Gdpi={int(dpi)}", "-o", to_file]
     try:
-        completed = subprocess.run(command, input=source.encode("utf-8"), capture_output=True,
-                                   check=False, timeout=120)
+        completed = subprocess.run(
+            command, input=source.encode("utf-8"), capture_output=True, check=False, timeout=120
+        )
     except OSError as err:
-        raise OSError(f"Could not run Graphviz's `dot` ({dot_program}): {err}. {_INSTALL_HINT}") from err
+        raise OSError(
+            f"Could not run Graphviz's `dot` ({dot_program}): {err}. {_INSTALL_HINT}"
+        ) from err
     if completed.returncode != 0:
         message = completed.stderr.decode("utf-8", "replace").strip()
         raise OSError(f"Graphviz's `dot` failed to write {to_file!r}: {message}")
@@ -189,7 +208,9 @@ def _quote(text: str) -> str:
 
 
 def _format_shape(shape: tuple, batch_size: Optional[int]) -> str:
-    dims = ["None" if index == 0 and dim == batch_size else str(dim) for index, dim in enumerate(shape)]
+    dims = [
+        "None" if index == 0 and dim == batch_size else str(dim) for index, dim in enumerate(shape)
+    ]
     return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
@@ -205,8 +226,11 @@ def _format_metas(metas: list, batch_size: Optional[int], what: str) -> str:
 
 def _label(node: GraphNode, graph: Graph, options: _Options) -> str:
     if node.kind == "module":
-        title = f"{node.name} ({type(node.module).__name__})" if options.show_layer_names \
+        title = (
+            f"{node.name} ({type(node.module).__name__})"
+            if options.show_layer_names
             else type(node.module).__name__
+        )
     elif node.kind == "input":
         title = f"{node.name} (Input)"
     elif node.kind == "output":
@@ -223,8 +247,10 @@ def _label(node: GraphNode, graph: Graph, options: _Options) -> str:
         if node.kind in ("input", "output"):
             lines.append(f"{what}: {out_text}")
         else:
-            lines.append(f"input {what}: {_format_metas(in_metas, options.batch_size, what)}"
-                         f"  output {what}: {out_text}")
+            lines.append(
+                f"input {what}: {_format_metas(in_metas, options.batch_size, what)}"
+                f"  output {what}: {out_text}"
+            )
     if node.kind == "module":
         activation = getattr(node.module, "activation", None)
         if options.show_layer_activations and activation is not None:
@@ -256,13 +282,25 @@ def _dot_source(graph: Graph, options: _Options) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _emit_cluster(path: tuple, clustered: dict, graph: Graph, options: _Options, lines: list,
-                  indent: str) -> None:
+def _emit_cluster(
+    path: tuple, clustered: dict, graph: Graph, options: _Options, lines: list, indent: str
+) -> None:
     for node in clustered.get(path, []):
-        style = {"input": ", fillcolor=lightblue", "output": ", fillcolor=lightyellow",
-                 "op": ", shape=ellipse, fillcolor=whitesmoke"}.get(node.kind, "")
-        lines.append(f"{indent}{_quote(node.key)} [label={_quote(_label(node, graph, options))}{style}];")
-    children = sorted({key[: len(path) + 1] for key in clustered if len(key) > len(path) and key[: len(path)] == path})
+        style = {
+            "input": ", fillcolor=lightblue",
+            "output": ", fillcolor=lightyellow",
+            "op": ", shape=ellipse, fillcolor=whitesmoke",
+        }.get(node.kind, "")
+        lines.append(
+            f"{indent}{_quote(node.key)} [label={_quote(_label(node, graph, options))}{style}];"
+        )
+    children = sorted(
+        {
+            key[: len(path) + 1]
+            for key in clustered
+            if len(key) > len(path) and key[: len(path)] == path
+        }
+    )
     for child in children:
         module_name, class_name = child[-1]
         lines.append(f"{indent}subgraph {_quote('cluster_' + module_name)} {{")

@@ -233,7 +233,7 @@ class Progbar:
             else:
                 bar += "━" * self.width
         else:
-            bar = "%7d/Unknown" % current
+            bar = f"{int(current):7d}/Unknown"
         if known_target and not finalize:
             timing = _format_eta(time_per_unit * (self.target - current))
         else:
@@ -273,10 +273,10 @@ class Progbar:
 
 def _format_eta(eta: float) -> str:
     if eta > 3600:
-        return "%d:%02d:%02d" % (eta // 3600, (eta % 3600) // 60, eta % 60)
+        return f"{int(eta // 3600)}:{int(eta % 3600 // 60):02d}:{int(eta % 60):02d}"
     if eta > 60:
-        return "%d:%02d" % (eta // 60, eta % 60)
-    return "%ds" % eta
+        return f"{int(eta // 60)}:{int(eta % 60):02d}"
+    return f"{int(eta)}s"
 
 
 def _format_time(time_per_unit: float, unit_name: str) -> str:

@@ -96,9 +96,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     """
     missing = [key for key in ("torch", "numpy", "python") if key not in (state or {})]
     if missing:
-        raise ValueError(
-            f"`state` must come from `get_rng_state()`; it lacks the keys {missing}."
-        )
+        raise ValueError(f"`state` must come from `get_rng_state()`; it lacks the keys {missing}.")
     torch.set_rng_state(state["torch"].cpu())
     cuda_states = state.get("cuda") or []
     if cuda_states and torch.cuda.is_available():

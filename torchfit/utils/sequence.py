@@ -6,7 +6,10 @@ batches in threads or processes, in order, belongs to
 """
 
 import warnings
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any, Optional
+
+from torchfit.utils.arguments import check_count
 
 
 class Sequence:
@@ -48,18 +51,13 @@ class Sequence:
         [64.0, 81.0]
     """
 
-    def __init__(self, workers: int = 1, use_multiprocessing: bool = False,
-                 max_queue_size: int = 10):
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-            raise ValueError(
-                f"`workers` must be a non-negative integer. Received: workers={workers!r}."
-            )
-        if (isinstance(max_queue_size, bool) or not isinstance(max_queue_size, int)
-                or max_queue_size < 1):
-            raise ValueError(
-                "`max_queue_size` must be a positive integer."
-                f" Received: max_queue_size={max_queue_size!r}."
-            )
+    def __init__(
+        self, workers: int = 1, use_multiprocessing: bool = False, max_queue_size: int = 10
+    ):
+        workers = check_count(
+            "workers", workers, minimum=0, allow_none=False, expected="a non-negative integer"
+        )
+        max_queue_size = check_count("max_queue_size", max_queue_size, allow_none=False)
         self._workers = workers
         self._use_multiprocessing = bool(use_multiprocessing)
         self._max_queue_size = max_queue_size

@@ -17,6 +17,7 @@ import torch
 
 from torchfit.tree import flatten, is_nested, map_structure
 
+
 def _is_pandas(value: Any) -> bool:
     """Whether `value` is a pandas DataFrame or Series.
 
@@ -25,6 +26,7 @@ def _is_pandas(value: Any) -> bool:
     """
     pandas = sys.modules.get("pandas")
     return pandas is not None and isinstance(value, (pandas.DataFrame, pandas.Series))
+
 
 Batch = tuple  # `(x,)`, `(x, y)` or `(x, y, sample_weight)`, leaves are tensors.
 
@@ -56,22 +58,8 @@ def unpack_x_y_sample_weight(data: Any) -> tuple:
         >>> (x, y, sw)
         (1, 2, None)
     """
-    if isinstance(data, list):
-        data = tuple(data)
-    if not isinstance(data, tuple):
-        return (data, None, None)
-    if len(data) == 1:
-        return (data[0], None, None)
-    if len(data) == 2:
-        return (data[0], data[1], None)
-    if len(data) == 3:
-        return (data[0], data[1], data[2])
-    raise ValueError(
-        "A batch must be `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)`."
-        f" Received a tuple of {len(data)} elements."
-        " Pass several inputs as a list or dict inside the first element:"
-        " `([x1, x2], y)`."
-    )
+    parts = _batch_parts(data)
+    return parts + (None,) * (3 - len(parts))
 
 
 def pack_x_y_sample_weight(x: Any, y: Any = None, sample_weight: Any = None) -> Any:
@@ -108,15 +96,22 @@ def standardize_batch(batch: Any) -> tuple:
     Raises:
         ValueError: if the batch is a tuple of more than three elements.
     """
-    if isinstance(batch, list):
-        batch = tuple(batch)
-    if not isinstance(batch, tuple) or hasattr(batch, "_fields"):
-        return (batch,)  # a dict, an array or a namedtuple is x alone
-    if 1 <= len(batch) <= 3:
-        return batch
+    if hasattr(batch, "_fields"):
+        return (batch,)  # a namedtuple is x alone
+    return _batch_parts(batch)
+
+
+def _batch_parts(data: Any) -> tuple:
+    """`data` as a tuple of 1 to 3 parts: a list is read as a tuple, anything else is `x`."""
+    if isinstance(data, list):
+        data = tuple(data)
+    if not isinstance(data, tuple):
+        return (data,)  # a dict or an array is x alone
+    if 1 <= len(data) <= 3:
+        return data
     raise ValueError(
         "A batch must be `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)`."
-        f" Received a tuple of {len(batch)} elements."
+        f" Received a tuple of {len(data)} elements."
         " Pass several inputs as a list or dict inside the first element:"
         " `([x1, x2], y)`."
     )
