@@ -584,6 +584,42 @@ def test_metric_attributes_of_a_subclass_are_tracked_and_reset_each_epoch():
     assert history.history["seen"] == [10.0, 10.0, 10.0]
 
 
+def _bias_model(learning_rate=1.0):
+    """Linear(1, 1) at zero, trained with MAE towards 100: each SGD step adds the
+    learning rate to the bias."""
+    module = nn.Linear(1, 1)
+    with torch.no_grad():
+        module.weight.zero_()
+        module.bias.zero_()
+    model = torchfit.Model(module, device="cpu")
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=learning_rate), loss="mae")
+    return model
+
+
+@pytest.mark.parametrize("aggregation, expected", [("mean", [1.0, 4.0]), ("sum", [3.0, 12.0])])
+def test_add_metric_with_a_callable_logs_its_value_at_every_step(aggregation, expected):
+    model = _bias_model()
+    model.add_metric(lambda: model.module.bias.detach()[0], name="bias", aggregation=aggregation)
+    x, y = np.zeros((6, 1), "float32"), np.full((6, 1), 100.0, "float32")
+    history = model.fit(x, y, batch_size=2, epochs=2, shuffle=False, verbose=0,
+                        validation_data=(x[:4], y[:4]), validation_batch_size=2)
+    # The steps of epoch 1 see the bias at 0, 1, 2; those of epoch 2 at 3, 4, 5.
+    assert history.history["bias"] == expected
+    validation = [3.0, 6.0] if aggregation == "mean" else [6.0, 12.0]  # 2 steps each
+    assert history.history["val_bias"] == validation
+    assert model.metrics_names == ["loss", "bias"]
+
+
+@pytest.mark.parametrize("name, aggregation, match", [
+    ("bias", "max", r"`aggregation` must be one of .* Received: aggregation='max'"),
+    ("", "mean", r"needs a `name`.* Received: name=''"),
+])
+def test_add_metric_with_a_callable_checks_name_and_aggregation(name, aggregation, match):
+    model = _bias_model()
+    with pytest.raises(ValueError, match=match):
+        model.add_metric(lambda: 1.0, name=name, aggregation=aggregation)
+
+
 def test_custom_train_step_in_keras_3_torch_style():
     class CustomModel(torchfit.Model):
         def __init__(self):
