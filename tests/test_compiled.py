@@ -443,3 +443,17 @@ def test_a_loss_weights_dict_naming_no_output_is_rejected_and_metrics_dicts_are_
     # Keras applies every metric of a single-output model, whatever the key.
     model = _compiled(_linear(1), "mse", metrics={"anything": ["mae"]})
     assert "mae" in model.fit(_X, np.zeros((16, 1), "float32"), verbose=0).history
+
+
+def test_a_one_element_loss_list_is_the_single_outputs_loss_and_more_are_an_error():
+    y = np.ones((16, 1), "float32")
+    listed = _compiled(_linear(1), ["mae"]).evaluate(_X, y, verbose=0)
+    assert listed == _compiled(_linear(1), "mae").evaluate(_X, y, verbose=0)
+    assert listed != _compiled(_linear(1), "mse").evaluate(_X, y, verbose=0)
+    # Neither a second loss nor a second key is dropped in silence.
+    for loss in (["mae", "mse"], {"output": "mae", "extra": "mse"}):
+        model = _compiled(_linear(1), loss)
+        before = model.get_weights()
+        with pytest.raises((TypeError, ValueError), match="`loss`"):
+            model.fit(_X, y, verbose=0)
+        assert _unchanged(model, before)
