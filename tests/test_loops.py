@@ -1,5 +1,7 @@
 """The event order of fit/evaluate/predict is a contract: Keras 3's, exactly."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -190,15 +192,17 @@ def _zero_linear(learning_rate=0.0, **optimizer_kwargs):
     return model
 
 
+def _four_batches():
+    for target in (1.0, 3.0, 5.0, 7.0):
+        yield np.zeros((2, 1), "float32"), np.full((2, 1), target, "float32")
+
+
 def test_each_epoch_logs_its_own_average_not_the_run_so_far():
     # The weights never move (learning rate 0, prediction 0) and the generator
     # goes on across epochs: epoch 1 sees targets 1 and 3, epoch 2 sees 5 and 7.
     # Metrics carried over from epoch 1 would log a loss of 21 for epoch 2.
-    def batches():
-        for target in (1.0, 3.0, 5.0, 7.0):
-            yield np.zeros((2, 1), "float32"), np.full((2, 1), target, "float32")
-
-    history = _zero_linear().fit(batches(), steps_per_epoch=2, epochs=2, shuffle=False, verbose=0)
+    history = _zero_linear().fit(_four_batches(), steps_per_epoch=2, epochs=2, shuffle=False,
+                                 verbose=0)
     assert history.history["loss"] == pytest.approx([5.0, 37.0])
     assert history.history["mae"] == pytest.approx([2.0, 6.0])
 
@@ -268,3 +272,19 @@ def test_resumed_fit_trains_every_remaining_batch_exactly_once(tmp_path):
     assert resumed.seen == reference.seen[7:]
     for name, value in reference.state_dict().items():
         assert torch.equal(resumed.state_dict()[name], value), name
+
+
+
+def test_a_generator_used_up_by_the_last_epoch_ends_the_fit_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        history = _zero_linear().fit(_four_batches(), steps_per_epoch=2, epochs=2, shuffle=False,
+                                     verbose=0)
+    assert history.epoch == [0, 1]
+
+
+def test_a_generator_used_up_before_the_last_epoch_warns_and_stops():
+    with pytest.warns(UserWarning, match="ran out of data; interrupting training"):
+        history = _zero_linear().fit(_four_batches(), steps_per_epoch=2, epochs=3, shuffle=False,
+                                     verbose=0)
+    assert history.epoch == [0, 1]
