@@ -620,6 +620,43 @@ def test_add_metric_with_a_callable_checks_name_and_aggregation(name, aggregatio
         model.add_metric(lambda: 1.0, name=name, aggregation=aggregation)
 
 
+@pytest.mark.parametrize("one_hot", [False, True], ids=["sparse", "one_hot"])
+def test_fit_picks_crossentropy_and_accuracy_from_the_targets_and_outputs_shapes(one_hot):
+    # The first step builds the compiled loss and metrics from (targets, outputs):
+    # built the other way round, sparse labels would meet a categorical rule.
+    torch.manual_seed(0)
+    model = torchfit.Model(nn.Sequential(nn.Linear(3, 3), nn.Softmax(dim=-1)), device="cpu")
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.0), loss="crossentropy",
+                  metrics=["accuracy"])
+    x, labels = _data(12)[0], np.arange(12) % 3
+    history = model.fit(x, np.eye(3, dtype="float32")[labels] if one_hot else labels,
+                        batch_size=12, verbose=0)
+    probabilities = model.predict(x, verbose=0)
+    picked = probabilities[np.arange(12), labels]
+    assert history.history["loss"][0] == pytest.approx(float(-np.log(picked).mean()), rel=1e-5)
+    accuracy = (probabilities.argmax(1) == labels).mean()
+    assert history.history["accuracy"][0] == pytest.approx(accuracy)
+
+
+def test_fit_weighs_the_weighted_metrics_with_the_sample_weights():
+    # A prediction of 2 (learning rate 0) against targets 1 and 8, weighted 1 and 3.
+    module = nn.Linear(1, 1)
+    with torch.no_grad():
+        module.weight.zero_()
+        module.bias.fill_(2.0)
+    model = torchfit.Model(module, device="cpu")
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.0), loss="mae",
+                  metrics=["mae"], weighted_metrics=["mae"])
+    x, y = np.zeros((2, 1), "float32"), np.array([[1.0], [8.0]], "float32")
+    weights = np.array([1.0, 3.0])
+    history = model.fit(x, y, sample_weight=weights, batch_size=2, verbose=0,
+                        validation_data=(x, y, weights))
+    logs = {key: values[0] for key, values in history.history.items()}
+    assert logs["mae"] == logs["val_mae"] == pytest.approx(3.5)  # (1 + 6) / 2
+    assert logs["weighted_mae"] == logs["val_weighted_mae"] == pytest.approx(4.75)  # (1 + 18) / 4
+    assert logs["loss"] == logs["val_loss"] == pytest.approx(9.5)  # (1 + 18) / 2, per sample
+
+
 def test_custom_train_step_in_keras_3_torch_style():
     class CustomModel(torchfit.Model):
         def __init__(self):
