@@ -795,6 +795,14 @@ def test_a_compute_loss_override_without_training_works():
     errors = model.predict(x, verbose=0) - y
     assert logs["loss"] == pytest.approx(2 * float((errors ** 2).mean()), rel=1e-5)
     assert len(history.history["loss"]) == 2
+    # The sample weights reach the override, in training and in evaluation.
+    weights = np.linspace(0.0, 3.0, 8)
+    weighted = 2 * float((weights * (errors ** 2)[:, 0]).mean())
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.0), loss="mse")
+    history = model.fit(x, y, sample_weight=weights, batch_size=8, verbose=0)
+    assert history.history["loss"][0] == pytest.approx(weighted, rel=1e-5)
+    logs = model.evaluate(x, y, sample_weight=weights, verbose=0, return_dict=True)
+    assert logs["loss"] == pytest.approx(weighted, rel=1e-5)
 
 
 class _Noisy(nn.Module):
