@@ -14,6 +14,12 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
+# Import the package before pytest collects a module of it for its doctests: with
+# --import-mode=importlib, a module file collected first (`pytest
+# torchfit/models/model.py tests/...`, as tools/mutate.py runs) would be executed a
+# second time, and its classes would not be torchfit's (isinstance fails).
+import torchfit  # noqa: E402, F401
+
 # Docstring examples that need an optional package (a test extra) skip without it,
 # as the unit tests of the same module do with pytest.importorskip.
 _DOCTEST_NEEDS = {"torchmetrics_adapter.py": "torchmetrics"}

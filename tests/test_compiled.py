@@ -512,3 +512,68 @@ def test_a_loss_weights_dict_naming_no_output_is_rejected_and_metrics_dicts_are_
     # Keras applies every metric of a single-output model, whatever the key.
     model = _compiled(_linear(1), "mse", metrics={"anything": ["mae"]})
     assert "mae" in model.fit(_X, np.zeros((16, 1), "float32"), verbose=0).history
+
+
+def test_a_one_element_loss_list_is_the_single_outputs_loss_and_more_are_an_error():
+    y = np.ones((16, 1), "float32")
+    listed = _compiled(_linear(1), ["mae"]).evaluate(_X, y, verbose=0)
+    assert listed == _compiled(_linear(1), "mae").evaluate(_X, y, verbose=0)
+    assert listed != _compiled(_linear(1), "mse").evaluate(_X, y, verbose=0)
+    # Neither a second loss nor a second key is dropped in silence.
+    for loss in (["mae", "mse"], {"output": "mae", "extra": "mse"}):
+        model = _compiled(_linear(1), loss)
+        before = model.get_weights()
+        with pytest.raises((TypeError, ValueError), match="`loss`"):
+            model.fit(_X, y, verbose=0)
+        assert _unchanged(model, before)
+
+
+# ------------------------------------------------- compiled metrics through a model
+def _predicts_two(cls=torchfit.Model, **compile_kwargs):
+    """Predicts 2.0 for every sample, and never learns (learning rate 0)."""
+    module = nn.Linear(1, 1)
+    with torch.no_grad():
+        module.weight.zero_()
+        module.bias.fill_(2.0)
+    model = cls(module, device="cpu")
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.0), **compile_kwargs)
+    return model
+
+
+# Targets 1 and 8 against a prediction of 2, with sample weights 1 and 3: absolute
+# percentage errors 100 and 75 (50 and 300 with y_true and y_pred swapped).
+_X1, _Y1 = np.zeros((2, 1), "float32"), np.array([[1.0], [8.0]], "float32")
+_SW1 = np.array([1.0, 3.0])
+
+
+def test_weighted_metrics_of_one_output_take_y_true_first_and_the_sample_weights():
+    model = _predicts_two(loss="mse", metrics=["mape"], weighted_metrics=["mape"])
+    logs = model.evaluate(_X1, _Y1, sample_weight=_SW1, verbose=0, return_dict=True)
+    assert logs["mape"] == pytest.approx(87.5)  # (100 + 75) / 2
+    assert logs["weighted_mape"] == pytest.approx(81.25)  # (100 * 1 + 75 * 3) / 4
+
+
+def test_a_metric_object_with_an_earlier_state_starts_fresh_in_a_model():
+    used = torchfit.metrics.MeanAbsoluteError(name="mae")
+    used.update_state(np.array([[100.0]]), np.array([[0.0]]))
+    model = _predicts_two(loss="mse", metrics=[used])
+    assert model.evaluate(_X1, _Y1, verbose=0, return_dict=True)["mae"] == pytest.approx(3.5)
+
+
+class _OwnLossStep(torchfit.Model):
+    """A Keras 3 torch-style train_step with its own loss: the first step finds the
+    compiled metrics unbuilt, and hands them the batch's sample weights."""
+
+    def train_step(self, data):
+        x, y, sample_weight = data
+        y_pred = self(x, training=True)
+        for metric in self.metrics:
+            if metric.name != "loss":
+                metric.update_state(y, y_pred, sample_weight=sample_weight)
+        return {metric.name: metric.result() for metric in self.metrics if metric.name != "loss"}
+
+
+def test_a_custom_step_updating_unbuilt_metrics_passes_the_sample_weights():
+    model = _predicts_two(cls=_OwnLossStep, weighted_metrics=["mape"])
+    history = model.fit(_X1, _Y1, sample_weight=_SW1, batch_size=2, verbose=0)
+    assert history.history["mape"] == [pytest.approx(81.25)]

@@ -1,5 +1,7 @@
 """The event order of fit/evaluate/predict is a contract: Keras 3's, exactly."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -260,3 +262,115 @@ def test_fit_starts_at_the_resume_point_skips_its_trained_batches_and_clears_it(
     assert [batch[0][:, 0].tolist() for batch in resumed] == [[6.0, 7.0]]
     assert model.resume_point is None  # read once: the next fit starts where it is told
     assert model.fit(x, y, batch_size=8, epochs=1, verbose=0).epoch == [0]
+
+
+# ------------------------------------------------------------ epochs of a fit
+def _zero_linear(learning_rate=0.0, **optimizer_kwargs):
+    module = nn.Linear(1, 1)
+    with torch.no_grad():
+        module.weight.zero_()
+        module.bias.zero_()
+    model = torchfit.Model(module, device="cpu")
+    optimizer = torchfit.optimizers.SGD(learning_rate=learning_rate, **optimizer_kwargs)
+    model.compile(optimizer=optimizer, loss="mse", metrics=["mae"])
+    return model
+
+
+def _four_batches():
+    for target in (1.0, 3.0, 5.0, 7.0):
+        yield np.zeros((2, 1), "float32"), np.full((2, 1), target, "float32")
+
+
+def test_each_epoch_logs_its_own_average_not_the_run_so_far():
+    # The weights never move (learning rate 0, prediction 0) and the generator
+    # goes on across epochs: epoch 1 sees targets 1 and 3, epoch 2 sees 5 and 7.
+    # Metrics carried over from epoch 1 would log a loss of 21 for epoch 2.
+    history = _zero_linear().fit(
+        _four_batches(), steps_per_epoch=2, epochs=2, shuffle=False, verbose=0
+    )
+    assert history.history["loss"] == pytest.approx([5.0, 37.0])
+    assert history.history["mae"] == pytest.approx([2.0, 6.0])
+
+
+def test_fit_of_no_epochs_leaves_the_weights_alone_with_ema():
+    # Keras copies the EMA weights into the model at the end of a fit that ran
+    # epochs; a fit of 0 epochs changes nothing, even when the moving averages
+    # (from an earlier fit) differ from the weights.
+    model = _zero_linear(learning_rate=0.1, use_ema=True, ema_momentum=0.5)
+    x = np.ones((4, 1), "float32")
+    model.fit(x, 3 * x, batch_size=2, epochs=1, verbose=0)
+    model.set_weights([np.full((1, 1), 7.0, "float32"), np.full((1,), -7.0, "float32")])
+    model.fit(x, 3 * x, batch_size=2, epochs=0, verbose=0)
+    weight, bias = model.get_weights()
+    assert weight.tolist() == [[7.0]] and bias.tolist() == [-7.0]
+
+
+class _SeesBatches(nn.Module):
+    """Linear on the second feature; records the first (a sample index) of each
+    training batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = nn.Linear(1, 1)
+        self.seen = []
+
+    def forward(self, x):
+        if self.training:
+            self.seen.append(x[:, 0].tolist())
+        return self.dense(x[:, 1:])
+
+
+class _CrashAfter(Callback):
+    def __init__(self, iterations):
+        super().__init__()
+        self.iterations = iterations
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.model.optimizer.iterations == self.iterations:
+            raise KeyboardInterrupt("crash")
+
+
+def _fit_seeing_batches(backup_dir, crash_after=None):
+    torchfit.utils.set_random_seed(5)
+    x = np.stack([np.arange(24), np.random.rand(24)], axis=1).astype("float32")
+    module = _SeesBatches()
+    model = torchfit.Model(module, device="cpu")
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.1, momentum=0.9), loss="mse")
+    callbacks = [torchfit.callbacks.BackupAndRestore(backup_dir, save_freq=1)]
+    if crash_after is not None:
+        callbacks.append(_CrashAfter(crash_after))
+    try:
+        model.fit(x, 2 * x[:, 1:], batch_size=4, epochs=2, verbose=0, callbacks=callbacks)
+    except KeyboardInterrupt:
+        pass
+    return module
+
+
+def test_resumed_fit_trains_every_remaining_batch_exactly_once(tmp_path):
+    # 6 batches per epoch. The run crashes after the 8th step (the 2nd batch of
+    # epoch 2), whose backup was not written yet: the resumed run restarts
+    # after the 7th step and must train batches 2 to 6 of epoch 2, no fewer.
+    reference = _fit_seeing_batches(tmp_path / "reference")
+    crashed = _fit_seeing_batches(tmp_path / "run", crash_after=8)
+    assert crashed.seen == reference.seen[:8]
+    resumed = _fit_seeing_batches(tmp_path / "run")
+    assert resumed.seen == reference.seen[7:]
+    for name, value in reference.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], value), name
+
+
+def test_a_generator_used_up_by_the_last_epoch_ends_the_fit_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        history = _zero_linear().fit(
+            _four_batches(), steps_per_epoch=2, epochs=2, shuffle=False, verbose=0
+        )
+    assert history.epoch == [0, 1]
+
+
+def test_a_generator_used_up_before_the_last_epoch_warns_and_stops():
+    with pytest.warns(UserWarning, match="ran out of data; interrupting training"):
+        history = _zero_linear().fit(
+            _four_batches(), steps_per_epoch=2, epochs=3, shuffle=False, verbose=0
+        )
+    assert history.epoch == [0, 1]

@@ -401,3 +401,21 @@ def test_resume_keeps_batch_counting_callbacks_in_step(tmp_path):
         expected = torch.load(reference_dir / name, weights_only=True)
         saved = torch.load(resumed_dir / name, weights_only=True)
         assert all(torch.equal(saved[key], value) for key, value in expected.items()), name
+
+
+@pytest.mark.skipif(
+    not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+    reason="needs torch.distributed with Gloo",
+)
+def test_under_torch_distributed_rank_zero_writes_the_backup(tmp_path):
+    # A one-process Gloo group: this process is rank 0, the one that writes
+    # (tests/distribution runs two ranks under torchrun).
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        _, history = _train(tmp_path / "backup", epochs=2, delete_checkpoint=False)
+    finally:
+        torch.distributed.destroy_process_group()
+    backup = torch.load(tmp_path / "backup" / "latest.pt", weights_only=True)
+    assert backup["epoch"] == 2 and history.epoch == [0, 1]

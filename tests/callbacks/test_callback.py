@@ -77,3 +77,34 @@ def test_check_batch_frequency_takes_its_words_or_a_positive_batch_count():
     for bad in (0, -1, True, 2.0, "batch"):
         with pytest.raises(ValueError, match=r"`save_freq` must be 'epoch' or a positive integer"):
             check_batch_frequency("save_freq", bad)
+
+
+def _batch_frequency_callback(name, folder, frequency):
+    """The callback taking the batch frequency `name` (`backup` for BackupAndRestore's)."""
+    from torchfit.callbacks import BackupAndRestore, ModelCheckpoint, TensorBoard
+
+    if name == "save_freq":
+        return ModelCheckpoint(
+            str(folder / "e{epoch}-b{batch}.pt"), save_freq=frequency, save_weights_only=True
+        )
+    if name == "backup":
+        return BackupAndRestore(folder / "backup", save_freq=frequency)
+    return TensorBoard(str(folder / "logs"), update_freq=frequency, write_graph=False)
+
+
+def test_a_frequency_of_one_batch_acts_after_every_batch(tmp_path, bias_fit):
+    bias_fit([_batch_frequency_callback("save_freq", tmp_path, 1)], epochs=2)  # 2 batches each
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == [
+        "e1-b1.pt",
+        "e1-b2.pt",
+        "e2-b1.pt",
+        "e2-b2.pt",
+    ]
+
+
+@pytest.mark.parametrize("name", ["save_freq", "backup", "update_freq"])
+def test_callbacks_take_one_batch_and_refuse_zero(tmp_path, name):
+    _batch_frequency_callback(name, tmp_path, 1)
+    argument = "save_freq" if name == "backup" else name
+    with pytest.raises(ValueError, match=rf"`{argument}` must be .*Received: {argument}=0\."):
+        _batch_frequency_callback(name, tmp_path, 0)

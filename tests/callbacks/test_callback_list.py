@@ -137,6 +137,22 @@ def test_alias_override_is_dispatched():
     assert seen == [2, 3]
 
 
+def test_legacy_batch_hooks_pass_the_batch_and_logs_through():
+    seen = []
+
+    class Both(Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(("begin", batch, logs))
+
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(("end", batch, logs))
+
+    callbacks = CallbackList([Both()])
+    callbacks.on_batch_begin(4, {"size": 2})
+    callbacks.on_batch_end(5, {"loss": 1.5})
+    assert seen == [("begin", 4, {"size": 2}), ("end", 5, {"loss": 1.5})]
+
+
 def test_idle_batch_hook_is_nearly_free():
     callbacks = CallbackList(add_history=True, add_progbar=True, verbose=0, epochs=1, steps=1)
     logs = BatchLogs(lambda: {"loss": torch.tensor(1.0)})

@@ -168,3 +168,18 @@ def test_state_dict_round_trip_continues_the_wait():
     assert model.stop_training and resumed.stopped_epoch == 2
     assert resumed.best == 1.0 and resumed.best_epoch == 0
     np.testing.assert_array_equal(resumed.best_weights[0], [0.0, 0.0])
+
+
+@pytest.mark.parametrize("verbose", [0, 1])
+def test_real_fit_prints_keras_messages_at_verbose_1_only(bias_fit, scripted, capsys, verbose):
+    stopper = EarlyStopping(
+        monitor="score", mode="min", patience=1, verbose=verbose, restore_best_weights=True
+    )
+    _, history, _ = bias_fit([scripted([1.0, 2.0, 3.0]), stopper], epochs=3)
+    assert history.epoch == [0, 1]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line]
+    expected = [
+        "Epoch 2: early stopping",
+        "Restoring model weights from the end of the best epoch: 1.",
+    ]
+    assert lines == (expected if verbose else [])

@@ -122,3 +122,16 @@ def test_state_dict_round_trip_repeats_the_interrupted_epochs_rate():
     assert optimizer.learning_rate == 0.5
     callbacks.on_epoch_begin(1)
     assert optimizer.learning_rate == 0.25
+
+
+@pytest.mark.parametrize("verbose", [0, 1])
+def test_real_fit_prints_the_rate_set_at_verbose_1_only(bias_fit, bias_steps, capsys, verbose):
+    scheduler = LearningRateScheduler(lambda epoch, lr: 0.5 / (epoch + 1), verbose=verbose)
+    _, _, snapshots = bias_fit([scheduler], epochs=2)
+    assert bias_steps(snapshots) == [0.5, 0.25]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line]
+    expected = [
+        f"Epoch {epoch}: LearningRateScheduler setting learning rate to {rate}."
+        for epoch, rate in ((1, 0.5), (2, 0.25))
+    ]
+    assert lines == (expected if verbose else [])

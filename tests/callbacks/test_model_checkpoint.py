@@ -287,3 +287,37 @@ def test_state_dict_round_trip_keeps_best_and_batch_count(tmp_path):
     model = _fit(resumed, [{"loss": 1.0}], steps=2, batch_logs={"loss": 0.4})
     # One more batch makes 3: due at the first batch, where 0.4 beats 0.5.
     assert model.saved == [("model", str(tmp_path / "b1.pt"))] and resumed.best == 0.4
+
+
+def _messages(path, save_best_only):
+    if save_best_only:  # the score is 1.0, then 2.0
+        return [
+            f"Epoch 1: score improved from None to 1.00000, saving model to {path}",
+            f"Epoch 1: finished saving model to {path}",
+            "Epoch 2: score did not improve from 1.00000",
+        ]
+    return [
+        f"Epoch {epoch}: {what} model to {path}"
+        for epoch in (1, 2)
+        for what in ("saving", "finished saving")
+    ]
+
+
+@pytest.mark.parametrize("save_best_only", [False, True])
+@pytest.mark.parametrize("verbose", [0, 1])
+def test_real_fit_prints_keras_messages_at_verbose_1_only(
+    tmp_path, bias_fit, scripted, capsys, verbose, save_best_only
+):
+    path = str(tmp_path / "model.pt")
+    callback = ModelCheckpoint(
+        path,
+        monitor="score",
+        mode="min",
+        save_best_only=save_best_only,
+        save_weights_only=True,
+        verbose=verbose,
+    )
+    bias_fit([scripted([1.0, 2.0]), callback], epochs=2)
+    assert os.path.exists(path)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert lines == (_messages(path, save_best_only) if verbose else [])

@@ -105,3 +105,18 @@ def test_state_dict_round_trip_continues_the_cooldown():
     assert optimizer.learning_rate == 0.5  # still cooling down, as without the break
     callbacks.on_epoch_end(4, {"val_loss": 1.0})
     assert optimizer.learning_rate == 0.25
+
+
+def test_real_fit_at_min_lr_reduces_no_more_and_says_nothing(
+    bias_fit, bias_steps, scripted, capsys
+):
+    # The rate reaches min_lr after epoch 2; the plateau goes on, but a rate at
+    # min_lr is not "reduced" again (Keras compares old_lr > min_lr).
+    callback = ReduceLROnPlateau(
+        monitor="score", mode="min", patience=1, factor=0.5, min_lr=0.25, verbose=1
+    )
+    _, history, snapshots = bias_fit([scripted([1.0] * 4), callback], epochs=4, learning_rate=0.5)
+    assert bias_steps(snapshots) == [0.5, 0.5, 0.25, 0.25]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert lines == ["Epoch 2: ReduceLROnPlateau reducing learning rate to 0.25."]
+    assert callback.wait == 2  # still counting: no reduction reset it

@@ -1,3 +1,4 @@
+import io
 import json
 import os
 import socket
@@ -6,11 +7,13 @@ import sys
 import time
 import urllib.request
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from torchfit.callbacks import CallbackList, TensorBoard
+import torchfit
+from torchfit.callbacks import Callback, CallbackList, TensorBoard
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
@@ -264,3 +267,160 @@ def test_state_dict_continues_the_batch_steps(tmp_path):
     callbacks.on_train_batch_end(0, {"loss": 0.5})
     callbacks.on_train_end()
     assert resumed.state_dict() == {"global_train_batch": 4}
+
+
+# ------------------------------------------------------------ real fits: images
+def _fixed_fit(module, weights, x, y, callback, epochs=1):
+    """A fit that never moves the weights (learning rate 0), so the logs show `weights`."""
+    model = torchfit.Model(module, device="cpu")
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.0), loss="mse")
+    model.set_weights([np.asarray(w, "float32") for w in weights])
+    model.fit(x, y, batch_size=2, epochs=epochs, verbose=0, shuffle=False, callbacks=[callback])
+
+
+def _grey_images(folder):
+    """{tag: the image of the first event, as an (H, W) array of 0..255}."""
+    image_module = pytest.importorskip("PIL.Image")
+    accumulator = event_accumulator.EventAccumulator(str(folder), size_guidance={"images": 0})
+    accumulator.Reload()
+    images = {}
+    for tag in accumulator.Tags()["images"]:
+        event = accumulator.Images(tag)[0]
+        pixels = np.array(image_module.open(io.BytesIO(event.encoded_image_string)))
+        assert pixels.shape[:2] == (event.height, event.width)
+        images[tag] = pixels[..., 0].astype(float) if pixels.ndim == 3 else pixels.astype(float)
+    return images
+
+
+def _assert_scaled(pixels, expected):
+    """`pixels` shows `expected` scaled from its min..max to 0..255 (truncated)."""
+    expected = np.asarray(expected, float)
+    scaled = 255 * (expected - expected.min()) / (expected.max() - expected.min())
+    assert pixels.shape == scaled.shape
+    assert np.abs(pixels - scaled).max() <= 1.0, (pixels, scaled)
+
+
+def test_real_fit_weight_images_span_the_grey_range_wide_side_across(tmp_path):
+    tall = np.arange(6).reshape(3, 2) * 0.1 - 0.2  # 3x2: drawn transposed, 2 rows of 3
+    square = np.array([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 80.0]])  # drawn as is
+    bias = np.array([-3.0, 0.0, 9.0])
+    module = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 3))
+    x, y = np.ones((4, 2), "float32"), np.ones((4, 3), "float32")
+    callback = TensorBoard(log_dir=tmp_path, histogram_freq=1, write_images=True, write_graph=False)
+    _fixed_fit(module, [tall, bias, square, np.zeros(3)], x, y, callback)
+    images = _grey_images(tmp_path / "train")
+    _assert_scaled(images["0.weight/image"], tall.T)
+    _assert_scaled(images["1.weight/image"], square)
+    _assert_scaled(images["0.bias/image"], bias[None, :])
+    assert not images["1.bias/image"].any()  # a constant weight is black, not NaN
+
+
+def test_real_fit_conv_kernels_are_one_grey_image_each(tmp_path):
+    # A Conv2d on one input channel has a (5, 1, 2, 2) weight: five 2x2 kernels,
+    # drawn side by side as Keras draws each kernel as its own image. A 4-d
+    # weight (the second Conv2d) cannot be drawn and is left out.
+    kernels = np.arange(20).reshape(5, 1, 2, 2) ** 2 / 10.0
+    module = nn.Sequential(nn.Conv2d(1, 5, 2), nn.Conv2d(5, 3, 2), nn.Flatten())
+    weights = [kernels, np.zeros(5), np.zeros((3, 5, 2, 2)), np.zeros(3)]
+    x, y = np.ones((4, 1, 3, 3), "float32"), np.ones((4, 3), "float32")
+    callback = TensorBoard(log_dir=tmp_path, histogram_freq=1, write_images=True, write_graph=False)
+    _fixed_fit(module, weights, x, y, callback)
+    images = _grey_images(tmp_path / "train")
+    assert "1.weight/image" not in images
+    _assert_scaled(images["0.weight/image"], np.concatenate(list(kernels[:, 0]), axis=1))
+
+
+# ----------------------------------------------------------- real fits: profiler
+class _NamesItsCalls(nn.Module):
+    """Each forward call runs inside a profiler range named `forward_<call number>`."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = nn.Linear(2, 1)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        with torch.profiler.record_function(f"forward_{self.calls}"):
+            return self.dense(x)
+
+
+@pytest.mark.parametrize(
+    "profile_batch, profiled",
+    [
+        ((2, 3), ["forward_2", "forward_3"]),
+        ("2,3", ["forward_2", "forward_3"]),
+        (3, ["forward_3"]),
+        ("3", ["forward_3"]),
+    ],
+)
+def test_real_fit_profiles_exactly_the_batches_asked_for(tmp_path, profile_batch, profiled):
+    model = torchfit.Model(_NamesItsCalls(), device="cpu")
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.ones((8, 2), "float32")
+    callback = TensorBoard(log_dir=tmp_path, profile_batch=profile_batch, write_graph=False)
+    model.fit(x, x[:, :1], batch_size=2, epochs=1, verbose=0, callbacks=[callback])  # 4 batches
+    traces = [name for name in os.listdir(tmp_path / "train") if name.endswith(".pt.trace.json")]
+    assert len(traces) == 1
+    with open(tmp_path / "train" / traces[0]) as file:
+        events = json.load(file)["traceEvents"]
+    names = {event.get("name", "") for event in events}
+    assert sorted(name for name in names if name.startswith("forward_")) == profiled
+
+
+# --------------------------------------------------- real fits: steps per second
+class _Clock(Callback):
+    """Times of the hooks it sees; one before TensorBoard and one after bracket
+    what TensorBoard measures."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = {}
+
+    def _mark(self, hook):
+        self.times.setdefault(hook, []).append(time.time())
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._mark("epoch_begin")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._mark("epoch_end")
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._mark("batch_begin")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._mark("batch_end")
+
+
+class _SlowLinear(nn.Linear):
+    """Each call takes at least `PAUSE` seconds."""
+
+    PAUSE = 0.005
+
+    def forward(self, x):
+        time.sleep(self.PAUSE)
+        return super().forward(x)
+
+
+def test_real_fit_logs_steps_per_second_as_a_rate(tmp_path):
+    # TensorBoard times each batch and epoch inside the span two clocks around it
+    # see, and each batch holds a pause: rate >= steps / span, rate <= 1 / pause.
+    model = torchfit.Model(_SlowLinear(2, 1), device="cpu")
+    model.compile(optimizer="sgd", loss="mse")
+    before, after = _Clock(), _Clock()
+    callback = TensorBoard(
+        log_dir=tmp_path, update_freq=1, write_steps_per_second=True, write_graph=False
+    )
+    x = np.ones((8, 2), "float32")
+    model.fit(x, x[:, :1], batch_size=2, epochs=2, verbose=0, callbacks=[before, callback, after])
+    train = _scalars(tmp_path / "train")
+    per_batch = [event.value for event in train.Scalars("batch_steps_per_second")]
+    spans = np.subtract(after.times["batch_end"], before.times["batch_begin"])
+    assert len(per_batch) == len(spans) == 8
+    for rate, span in zip(per_batch, spans):
+        assert 0.999 / span <= rate <= 1.001 / _SlowLinear.PAUSE
+    per_epoch = [event.value for event in train.Scalars("epoch_steps_per_second")]
+    spans = np.subtract(after.times["epoch_end"], before.times["epoch_begin"])
+    for rate, span in zip(per_epoch, spans):
+        assert 4 * 0.999 / span <= rate <= 1.001 / _SlowLinear.PAUSE

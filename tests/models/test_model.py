@@ -645,6 +645,99 @@ def test_metric_attributes_of_a_subclass_are_tracked_and_reset_each_epoch():
     assert history.history["seen"] == [10.0, 10.0, 10.0]
 
 
+def _bias_model(learning_rate=1.0):
+    """Linear(1, 1) at zero, trained with MAE towards 100: each SGD step adds the
+    learning rate to the bias."""
+    module = nn.Linear(1, 1)
+    with torch.no_grad():
+        module.weight.zero_()
+        module.bias.zero_()
+    model = torchfit.Model(module, device="cpu")
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=learning_rate), loss="mae")
+    return model
+
+
+@pytest.mark.parametrize("aggregation, expected", [("mean", [1.0, 4.0]), ("sum", [3.0, 12.0])])
+def test_add_metric_with_a_callable_logs_its_value_at_every_step(aggregation, expected):
+    model = _bias_model()
+    model.add_metric(lambda: model.module.bias.detach()[0], name="bias", aggregation=aggregation)
+    x, y = np.zeros((6, 1), "float32"), np.full((6, 1), 100.0, "float32")
+    history = model.fit(
+        x,
+        y,
+        batch_size=2,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+        validation_data=(x[:4], y[:4]),
+        validation_batch_size=2,
+    )
+    # The steps of epoch 1 see the bias at 0, 1, 2; those of epoch 2 at 3, 4, 5.
+    assert history.history["bias"] == expected
+    validation = [3.0, 6.0] if aggregation == "mean" else [6.0, 12.0]  # 2 steps each
+    assert history.history["val_bias"] == validation
+    assert model.metrics_names == ["loss", "bias"]
+
+
+@pytest.mark.parametrize(
+    "name, aggregation, match",
+    [
+        ("bias", "max", r"`aggregation` must be one of .* Received: aggregation='max'"),
+        ("", "mean", r"needs a `name`.* Received: name=''"),
+    ],
+)
+def test_add_metric_with_a_callable_checks_name_and_aggregation(name, aggregation, match):
+    model = _bias_model()
+    with pytest.raises(ValueError, match=match):
+        model.add_metric(lambda: 1.0, name=name, aggregation=aggregation)
+
+
+@pytest.mark.parametrize("one_hot", [False, True], ids=["sparse", "one_hot"])
+def test_fit_picks_crossentropy_and_accuracy_from_the_targets_and_outputs_shapes(one_hot):
+    # The first step builds the compiled loss and metrics from (targets, outputs):
+    # built the other way round, sparse labels would meet a categorical rule.
+    torch.manual_seed(0)
+    model = torchfit.Model(nn.Sequential(nn.Linear(3, 3), nn.Softmax(dim=-1)), device="cpu")
+    model.compile(
+        optimizer=torchfit.optimizers.SGD(learning_rate=0.0),
+        loss="crossentropy",
+        metrics=["accuracy"],
+    )
+    x, labels = _data(12)[0], np.arange(12) % 3
+    history = model.fit(
+        x, np.eye(3, dtype="float32")[labels] if one_hot else labels, batch_size=12, verbose=0
+    )
+    probabilities = model.predict(x, verbose=0)
+    picked = probabilities[np.arange(12), labels]
+    assert history.history["loss"][0] == pytest.approx(float(-np.log(picked).mean()), rel=1e-5)
+    accuracy = (probabilities.argmax(1) == labels).mean()
+    assert history.history["accuracy"][0] == pytest.approx(accuracy)
+
+
+def test_fit_weighs_the_weighted_metrics_with_the_sample_weights():
+    # A prediction of 2 (learning rate 0) against targets 1 and 8, weighted 1 and 3.
+    module = nn.Linear(1, 1)
+    with torch.no_grad():
+        module.weight.zero_()
+        module.bias.fill_(2.0)
+    model = torchfit.Model(module, device="cpu")
+    model.compile(
+        optimizer=torchfit.optimizers.SGD(learning_rate=0.0),
+        loss="mae",
+        metrics=["mae"],
+        weighted_metrics=["mae"],
+    )
+    x, y = np.zeros((2, 1), "float32"), np.array([[1.0], [8.0]], "float32")
+    weights = np.array([1.0, 3.0])
+    history = model.fit(
+        x, y, sample_weight=weights, batch_size=2, verbose=0, validation_data=(x, y, weights)
+    )
+    logs = {key: values[0] for key, values in history.history.items()}
+    assert logs["mae"] == logs["val_mae"] == pytest.approx(3.5)  # (1 + 6) / 2
+    assert logs["weighted_mae"] == logs["val_weighted_mae"] == pytest.approx(4.75)  # (1 + 18) / 4
+    assert logs["loss"] == logs["val_loss"] == pytest.approx(9.5)  # (1 + 18) / 2, per sample
+
+
 def test_custom_train_step_in_keras_3_torch_style():
     class CustomModel(torchfit.Model):
         def __init__(self):
@@ -783,6 +876,14 @@ def test_a_compute_loss_override_without_training_works():
     errors = model.predict(x, verbose=0) - y
     assert logs["loss"] == pytest.approx(2 * float((errors**2).mean()), rel=1e-5)
     assert len(history.history["loss"]) == 2
+    # The sample weights reach the override, in training and in evaluation.
+    weights = np.linspace(0.0, 3.0, 8)
+    weighted = 2 * float((weights * (errors**2)[:, 0]).mean())
+    model.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.0), loss="mse")
+    history = model.fit(x, y, sample_weight=weights, batch_size=8, verbose=0)
+    assert history.history["loss"][0] == pytest.approx(weighted, rel=1e-5)
+    logs = model.evaluate(x, y, sample_weight=weights, verbose=0, return_dict=True)
+    assert logs["loss"] == pytest.approx(weighted, rel=1e-5)
 
 
 class _Noisy(nn.Module):

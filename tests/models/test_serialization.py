@@ -587,3 +587,101 @@ def test_a_model_saved_in_float64_still_loads(tmp_path):
     loaded = torchfit.models.load_model(tmp_path / "m.pt")
     for (name, a), b in zip(model.module.state_dict().items(), loaded.module.state_dict().values()):
         assert torch.equal(a.to(b.dtype), b), name
+
+
+class _Activations(torchfit.Model):
+    """A subclass whose constructor takes a list of functions (no plain data)."""
+
+    def __init__(self, activations):
+        super().__init__(device="cpu")
+        self.dense = nn.Linear(4, 1)
+        self.activations = activations
+
+    def forward(self, x):
+        out = self.dense(x)
+        activations = self.activations
+        for activation in activations.values() if isinstance(activations, dict) else activations:
+            out = activation(out)
+        return out
+
+
+@pytest.mark.parametrize("activations", [[torch.tanh], {"first": torch.tanh}], ids=["list", "dict"])
+def test_a_container_argument_holding_a_function_needs_the_module_argument(tmp_path, activations):
+    model = _Activations(activations)
+    model.compile(optimizer="sgd", loss="mse")
+    model.save(tmp_path / "m.pt")
+    kind = type(activations).__name__
+    with pytest.raises(
+        ValueError, match=rf"cannot be rebuilt.*constructor argument is a {kind}.*module="
+    ):
+        torchfit.models.load_model(tmp_path / "m.pt")
+    loaded = torchfit.models.load_model(tmp_path / "m.pt", module=_Activations(activations))
+    _assert_same_weights(model, loaded)
+
+
+def test_compiled_metric_lists_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = torchfit.Model(_sequential(), device="cpu")
+    model.compile(
+        optimizer="sgd",
+        loss="mse",
+        metrics=["mae", torchfit.metrics.RootMeanSquaredError(name="rmse")],
+        weighted_metrics=[torchfit.metrics.MeanSquaredError(name="mse")],
+    )
+    x, y = _data()
+    weights = np.linspace(0.5, 2.0, len(x))
+    expected = model.evaluate(x, y, sample_weight=weights, verbose=0, return_dict=True)
+    model.save(tmp_path / "m.pt")
+    loaded = torchfit.models.load_model(tmp_path / "m.pt")
+    assert loaded.metrics_names == model.metrics_names == ["loss", "mae", "rmse", "mse"]
+    logs = loaded.evaluate(x, y, sample_weight=weights, verbose=0, return_dict=True)
+    assert logs == pytest.approx(expected, rel=1e-6)
+
+
+class _TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.score = nn.Linear(4, 1)
+        self.cls = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.score(x), self.cls(x)
+
+
+def _two_heads_round_trip(tmp_path, metrics):
+    torch.manual_seed(0)
+    model = torchfit.Model(_TwoHeads(), output_names=["score", "cls"], device="cpu")
+    model.compile(
+        optimizer="sgd",
+        loss={
+            "score": "mae",
+            "cls": torchfit.losses.SparseCategoricalCrossentropy(from_logits=True),
+        },
+        loss_weights={"score": 2.0, "cls": 0.5},
+        metrics=metrics,
+    )
+    x = _data()[0]
+    y = {"score": x[:, :1], "cls": np.arange(len(x)) % 3}
+    expected = model.evaluate(x, y, verbose=0, return_dict=True)
+    model.save(tmp_path / "m.pt")
+    # A custom module is not described in the file: it comes back through `module=`,
+    # and the output names the compile dicts use come back from the file.
+    loaded = torchfit.models.load_model(tmp_path / "m.pt", module=_TwoHeads())
+    assert loaded.output_names == ["score", "cls"]
+    assert loaded.evaluate(x, y, verbose=0, return_dict=True) == pytest.approx(expected, rel=1e-6)
+    assert loaded.metrics_names == model.metrics_names
+
+
+def test_compile_dicts_by_output_name_round_trip_with_a_custom_module(tmp_path):
+    _two_heads_round_trip(tmp_path, {"score": ["mse"], "cls": ["sparse_categorical_accuracy"]})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="compile renames a metric object of an output to its log"
+    " name (cls_...), and the file keeps that name: reloaded, it logs cls_cls_...",
+)
+def test_a_metric_object_of_one_output_keeps_its_log_name_through_a_round_trip(tmp_path):
+    _two_heads_round_trip(
+        tmp_path, {"score": ["mse"], "cls": [torchfit.metrics.SparseCategoricalAccuracy()]}
+    )

@@ -217,6 +217,21 @@ def test_single_epoch_prints_no_epoch_header_and_evaluate_predict_have_bars(caps
     assert "Epoch" not in "".join(lines)
 
 
+@pytest.mark.parametrize("method", ["evaluate", "predict"])
+def test_verbose_1_gives_evaluate_and_predict_a_progress_bar(capsys, method):
+    model = _recording()
+    x, y = _data()
+    if method == "evaluate":
+        model.evaluate(x, y, batch_size=8, verbose=1)
+    else:
+        model.predict(x, batch_size=8, verbose=1)
+    lines = [
+        line for line in capsys.readouterr().out.replace("\r", "\n").splitlines() if line.strip()
+    ]
+    assert lines and lines[-1].startswith("2/2 ━━━━━━━━━━━━━━━━━━━━ "), lines
+    assert ("loss: " in lines[-1]) == (method == "evaluate")
+
+
 def test_bad_verbose_is_an_error():
     with pytest.raises(
         ValueError, match=r'`verbose` must be 0, 1, 2 or "auto". Received: verbose=3'

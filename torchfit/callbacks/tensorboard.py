@@ -54,7 +54,7 @@ def _parse_profile_batch(profile_batch: Any) -> tuple[int, int]:
 
 
 def _weight_image(weight: torch.Tensor) -> Optional[torch.Tensor]:
-    """A weight as a CHW image scaled to [0, 1], or None for >3-d weights."""
+    """A weight as (kernels, H, W) scaled to [0, 1], or None for >3-d weights."""
     image = weight.detach().float().cpu().squeeze()
     if image.ndim == 1:
         image = image.reshape(1, 1, -1)
@@ -313,8 +313,8 @@ class TensorBoard(Callback):
             writer.add_histogram(f"{name}/histogram", values, epoch)
             if self.write_images:
                 image = _weight_image(values)
-                if image is not None:
-                    writer.add_image(f"{name}/image", image, epoch, dataformats="CHW")
+                if image is not None:  # each kernel of a 3-d weight its own grey image, as in Keras
+                    writer.add_images(f"{name}/image", image[:, None], epoch, dataformats="NCHW")
         writer.flush()
 
     def _write_graph(self) -> None:

@@ -569,13 +569,13 @@ def model_payload(model) -> dict:
     `optimizer` (`state`, and `config`), `compile_config`, `compile_missing`
     (compile arguments that could not be saved, by name), `counters`
     (`optimizer_iterations`, `epoch`) and `module` (how to rebuild it, or
-    `{"kind": "unknown", "reason": ...}`).
+    `{"kind": "unknown", "reason": ..., "output_names": ...}`).
     """
     weights = cpu_state_dict(model.weights_module)
     try:
         module_spec = describe_module(model)
     except NotRebuildable as err:
-        module_spec = {"kind": "unknown", "reason": str(err)}
+        module_spec = {"kind": "unknown", "reason": str(err), "output_names": model.output_names}
     compile_config, missing = ({}, [])
     optimizer_state = None
     if model.compiled:
