@@ -425,8 +425,12 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
             if not policy.is_mixed and policy.compute_dtype != "float32"
             else None
         )
+        # A LossScaleOptimizer scales the loss itself: a GradScaler would scale it twice.
+        scales_itself = isinstance(self.optimizer, optimizers_module.LossScaleOptimizer)
         self._loss_scaler = (
-            mixed_precision.make_loss_scaler(policy, self.device) if auto_scale_loss else None
+            mixed_precision.make_loss_scaler(policy, self.device)
+            if auto_scale_loss and not scales_itself
+            else None
         )
 
     def _resolve_optimizer(self, optimizer: Any) -> Optional[torch.optim.Optimizer]:
@@ -629,10 +633,16 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
             self._loss_tracker.update_state(loss, sample_weight=batch_size)
 
     def _backward_and_step(self, loss: torch.Tensor) -> None:
-        """Backpropagates `loss` and applies the optimizer, scaling the loss under mixed_float16."""
+        """Backpropagates `loss` and applies the optimizer, scaling the loss as Keras does:
+        by `optimizer.scale_loss` (a `loss_scale_factor`, a `LossScaleOptimizer`, which
+        unscale the gradients in their update), then under mixed_float16 by the model's
+        `GradScaler` (none when the optimizer is a `LossScaleOptimizer`)."""
         weight = self.distribution.loss_weight
         if weight != 1.0:  # this process's share of a ragged last global batch
             loss = loss * weight
+        scale_loss = getattr(self.optimizer, "scale_loss", None)  # torch.optim has none
+        if scale_loss is not None:
+            loss = scale_loss(loss)
         scaler = self._loss_scaler
         if scaler is None:
             loss.backward()
