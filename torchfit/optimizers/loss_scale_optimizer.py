@@ -268,6 +268,10 @@ class LossScaleOptimizer(Optimizer):
         else:
             self._step_counter += 1
 
+    def capture_blockers(self) -> list[str]:
+        """A replayed update could not skip: whether to skip is read on the host."""
+        return ["it reads on the host whether the gradients are finite, to skip the update"]
+
     # ------------------------------------------------------- state and config
 
     def state_dict(self) -> dict[str, Any]:
