@@ -509,6 +509,7 @@ def test_cuda_graph_on_cpu_warns_twice_and_trains_as_jit_compile(monkeypatch):
             model.predict(x, verbose=0)
         results[jit_compile] = (history.history["loss"], _capture_warnings(records))
         assert model.jit_compile is True
+        assert (model._capture is not None) == (jit_compile == "cuda_graph")
     assert results[True][1] == []
     experimental, fallback = results["cuda_graph"][1]
     assert "experimental and has never run on a GPU" in experimental
@@ -516,6 +517,16 @@ def test_cuda_graph_on_cpu_warns_twice_and_trains_as_jit_compile(monkeypatch):
         "the training step, evaluation step and prediction step: the model runs on cpu" in fallback
     )
     np.testing.assert_allclose(results[True][0], results["cuda_graph"][0])
+
+
+def test_capture_is_off_by_default_with_no_warning():
+    model = torchfit.Model(_net(), device="cpu")
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        model.compile(optimizer="rmsprop", loss="mse")
+        x, _ = _data()
+        model.fit(x, x[:, :3], batch_size=4, epochs=1, verbose=0)
+    assert model._capture is None and _capture_warnings(records) == []
 
 
 @pytest.mark.parametrize("value", ["cuda", "reduce-overhead", 1])

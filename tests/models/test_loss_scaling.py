@@ -97,3 +97,24 @@ def test_loss_scale_factor_under_mixed_float16_combines_with_the_model_loss_scal
     _fit_one_step(model, x=SMALL)
     assert float(seen[0]) == 2 * SMALL**2 * 8 * 2.0**15  # both scales, both undone
     assert net.weight.item() == pytest.approx(1 - 0.1 * 2 * SMALL**2, rel=1e-7)
+
+
+def _fit_mlp(optimizer):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    model = torchfit.Model(net, device="cpu")
+    model.compile(optimizer=optimizer, loss="mse")
+    rng = np.random.RandomState(0)
+    x, y = rng.rand(20, 4).astype("float32"), rng.rand(20, 2).astype("float32")
+    history = model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+    return model.get_weights(), history.history["loss"]
+
+
+def test_loss_scale_factor_changes_nothing_but_the_gradients_backward_sees():
+    # Several weights, batches (8, 8, 4) and epochs, with momentum: a factor that were
+    # not divided back (or divided twice) would move every weight 8x too far (or short).
+    scaled, scaled_loss = _fit_mlp(SGD(learning_rate=0.1, momentum=0.9, loss_scale_factor=8))
+    plain, plain_loss = _fit_mlp(SGD(learning_rate=0.1, momentum=0.9))
+    for a, b in zip(scaled, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(scaled_loss, plain_loss, rtol=1e-6)
