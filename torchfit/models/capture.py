@@ -14,7 +14,7 @@ freezes in a captured update to the optimizer (`capture_blockers`,
 
 Nothing here has run on a GPU: the CPU tests drive the planner, the probe and
 the runner with an emulated graph backend; `tests/models/test_capture.py` holds
-the CUDA tests, and `bench/gpu_check.sh` runs them on a GPU machine.
+the CUDA tests, and `bench/gpu_check.py` runs them (and times the steps) on a GPU machine.
 """
 
 import contextlib
