@@ -83,11 +83,12 @@ class ForwardSignature:
         )
 
 
-def autocast(device: torch.device, dtype: Optional[torch.dtype]):
-    """Autocast to `dtype` on `device`'s type; a no-op context when `dtype` is None."""
+def autocast(device: torch.device, dtype: Optional[torch.dtype], cache_enabled: bool = True):
+    """Autocast to `dtype` on `device`'s type; a no-op context when `dtype` is None.
+    `cache_enabled=False` casts the weights anew at each use (a CUDA graph capture)."""
     if dtype is None:
         return _NO_AUTOCAST
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=cache_enabled)
 
 
 def cast_floats(structure, dtype: torch.dtype):

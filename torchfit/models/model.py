@@ -26,7 +26,7 @@ from torchfit.compiled import CompileLoss, CompileMetrics, outputs_structure
 from torchfit.data.data_adapter_utils import unpack_x_y_sample_weight
 from torchfit.distribution import SingleProcess
 from torchfit.logs import MetricLogs
-from torchfit.models import saving, serialization
+from torchfit.models import capture, saving, serialization
 from torchfit.models.forward import (
     ForwardSignature,
     autocast,
@@ -45,6 +45,20 @@ from torchfit.utils.modes import run_in_mode
 from torchfit.utils.summary import print_summary, record_output_shapes
 
 __all__ = ["Model"]
+
+
+def _check_jit_compile(jit_compile: Any) -> None:
+    if (
+        jit_compile is None
+        or isinstance(jit_compile, bool)
+        or jit_compile in ("auto", "cuda_graph")
+    ):
+        return
+    raise ValueError(
+        "`jit_compile` must be True, False, 'auto' (off) or 'cuda_graph' (experimental)."
+        f" Received: jit_compile={jit_compile!r:.40} of type {type(jit_compile).__name__}."
+    )
+
 
 DeviceLike = Union[str, torch.device, None]
 
@@ -163,6 +177,7 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
         self._input_dtype: Optional[torch.dtype] = None
         self._loss_scaler = None
         self._jit_forward = None
+        self._capture: Optional[capture.CapturedSteps] = None  # jit_compile="cuda_graph"
 
     # ----------------------------------------------------------------- device
     @property
@@ -300,7 +315,9 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
         return outputs
 
     def _autocast(self):
-        return autocast(self.device, self._autocast_dtype)
+        # A CUDA graph capture keeps no cast-weight cache (torch's rule for graphs).
+        capturing = self._capture is not None and self._capture.capturing_now
+        return autocast(self.device, self._autocast_dtype, cache_enabled=not capturing)
 
     def _make_jit_forward(self):
         # Through nn.Module.__call__ (not Model's), so the module's hooks run as in eager.
@@ -371,7 +388,9 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
                 unless `jit_compile=True`.
             steps_per_execution: Steps run per batch-hook call. Defaults to 1.
             jit_compile: `True` compiles the module with `torch.compile`;
-                `"auto"` means off. Defaults to `"auto"`.
+                `"auto"` means off. `"cuda_graph"` (experimental, never run on
+                a GPU yet) also replays whole steps from CUDA graphs where it
+                can (see `torchfit.models.capture`). Defaults to `"auto"`.
             auto_scale_loss: Scale the loss under `mixed_float16`. Defaults
                 to `True`.
         """
@@ -398,8 +417,10 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
         self.steps_per_execution = steps_per_execution
         self.auto_scale_loss = auto_scale_loss
         self._apply_dtype_policy(auto_scale_loss)
-        self.jit_compile = jit_compile is True
+        _check_jit_compile(jit_compile)
+        self.jit_compile = jit_compile is True or jit_compile == capture.CUDA_GRAPH
         self._set_jit_forward(self._make_jit_forward() if self.jit_compile else None)
+        self._capture = self._make_capture() if jit_compile == capture.CUDA_GRAPH else None
         self._compile_config = {
             "optimizer": optimizer,
             "loss": loss,
@@ -413,6 +434,17 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
         }
         self.compiled = True
 
+    def _make_capture(self) -> capture.CapturedSteps:
+        warnings.warn(
+            "jit_compile='cuda_graph' is experimental and has never run on a GPU: whole"
+            " steps are replayed from CUDA graphs where the planner allows, each new graph"
+            " checked once against an eager step, with a warning and the torch.compile path"
+            " where not.",
+            stacklevel=3,
+        )
+        defaults = {step: getattr(Model, f"{step}_step") for step in capture.STEPS}
+        return capture.CapturedSteps(self, defaults)
+
     def _apply_dtype_policy(self, auto_scale_loss: bool) -> None:
         policy = mixed_precision.get_policy(self.dtype_policy)
         self._policy = policy
@@ -425,8 +457,12 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
             if not policy.is_mixed and policy.compute_dtype != "float32"
             else None
         )
+        # A LossScaleOptimizer scales the loss itself: a GradScaler would scale it twice.
+        scales_itself = isinstance(self.optimizer, optimizers_module.LossScaleOptimizer)
         self._loss_scaler = (
-            mixed_precision.make_loss_scaler(policy, self.device) if auto_scale_loss else None
+            mixed_precision.make_loss_scaler(policy, self.device)
+            if auto_scale_loss and not scales_itself
+            else None
         )
 
     def _resolve_optimizer(self, optimizer: Any) -> Optional[torch.optim.Optimizer]:
@@ -600,6 +636,8 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
     # ----------------------------------------------------------------- steps
     def train_step(self, data):
         """One training step on one batch; returns the logs. Override freely."""
+        if self._capture is not None and self._capture.routes("train"):
+            return self._capture.run("train", data)
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         y_pred = self(x, training=True)
         loss = self._compute_loss(x, y, y_pred, sample_weight, training=True)
@@ -629,10 +667,16 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
             self._loss_tracker.update_state(loss, sample_weight=batch_size)
 
     def _backward_and_step(self, loss: torch.Tensor) -> None:
-        """Backpropagates `loss` and applies the optimizer, scaling the loss under mixed_float16."""
+        """Backpropagates `loss` and applies the optimizer, scaling the loss as Keras does:
+        by `optimizer.scale_loss` (a `loss_scale_factor`, a `LossScaleOptimizer`, which
+        unscale the gradients in their update), then under mixed_float16 by the model's
+        `GradScaler` (none when the optimizer is a `LossScaleOptimizer`)."""
         weight = self.distribution.loss_weight
         if weight != 1.0:  # this process's share of a ragged last global batch
             loss = loss * weight
+        scale_loss = getattr(self.optimizer, "scale_loss", None)  # torch.optim has none
+        if scale_loss is not None:
+            loss = scale_loss(loss)
         scaler = self._loss_scaler
         if scaler is None:
             loss.backward()
@@ -644,6 +688,8 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
 
     def test_step(self, data):
         """One evaluation step on one batch; returns the logs. Override freely."""
+        if self._capture is not None and self._capture.routes("test"):
+            return self._capture.run("test", data)
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         y_pred = self(x, training=False)
         loss = self._compute_loss(x, y, y_pred, sample_weight, training=False)
@@ -652,6 +698,8 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
 
     def predict_step(self, data):
         """The model's outputs for one batch. Override freely."""
+        if self._capture is not None and self._capture.routes("predict"):
+            return self._capture.run("predict", data)
         x, _, _ = unpack_x_y_sample_weight(data)
         return self(x, training=False)
 

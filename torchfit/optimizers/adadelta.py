@@ -40,6 +40,8 @@ class Adadelta(Optimizer):
     1.0
     """
 
+    _update_reads_step = False  # the rule reads the learning rate, not the step
+
     def __init__(
         self,
         params: Any = None,

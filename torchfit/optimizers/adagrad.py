@@ -41,6 +41,8 @@ class Adagrad(Optimizer):
     0.9
     """
 
+    _update_reads_step = False  # the rule reads the learning rate, not the step
+
     def __init__(
         self,
         params: Any = None,

@@ -133,6 +133,10 @@ class Optimizer(torch.optim.Optimizer):
         ValueError: For out-of-range or conflicting arguments, each named.
     """
 
+    #: Whether `_update_step` or `_prepare_update` reads `step` (a captured update
+    #: would freeze it). A subclass whose rule does not sets it to False.
+    _update_reads_step = True
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.__module__.startswith("torchfit.optimizers."):
@@ -358,6 +362,45 @@ class Optimizer(torch.optim.Optimizer):
         if self.loss_scale_factor is not None:
             return loss * self.loss_scale_factor
         return loss
+
+    # ---------------------------------------------------------- CUDA graphs
+    # An update replayed from a CUDA graph runs the kernels of the call it was
+    # captured from, with that call's host values (learning rate, step) frozen in.
+
+    def capture_blockers(self) -> list[str]:
+        """Why a replayed update could differ from a fresh one; `[]` when it could not,
+        as long as `capture_key()` stays the same (see `torchfit.models.capture`)."""
+        reasons = []
+        if self._update_reads_step:
+            reasons.append(
+                "its update reads the step count (e.g. a bias correction), computed on the"
+                " host at every step"
+            )
+        if self._is_scheduled:
+            reasons.append("its `learning_rate` is a schedule, evaluated on the host at every step")
+        if self.gradient_accumulation_steps:
+            reasons.append("its `gradient_accumulation_steps` decides on the host when to update")
+        if self.use_ema and self.ema_overwrite_frequency:
+            reasons.append("its `ema_overwrite_frequency` decides on the host when to overwrite")
+        if any(getattr(self, registry) for registry in _HOOK_REGISTRIES[:2]):
+            reasons.append("its step hooks run Python at every step")
+        return reasons
+
+    def capture_key(self) -> tuple:
+        """The host values a captured update freezes: every group's learning rate and
+        weight decay, and the optimizer's own settings. A graph is valid while it holds."""
+        groups = tuple((group["lr"], group.get("weight_decay")) for group in self.param_groups)
+        settings = tuple(
+            (key, value)
+            for key, value in vars(self).items()
+            if not key.startswith("_") and isinstance(value, (bool, int, float, str, type(None)))
+        )
+        return groups, settings
+
+    def count_replayed_update(self, count: int = 1) -> None:
+        """Counts an update a CUDA graph replayed (its kernels ran, this Python did not);
+        `count=-1` takes back the count of a capture (its Python ran, its kernels did not)."""
+        self._iterations += count
 
     # ----------------------------------------------------------- entry points
 

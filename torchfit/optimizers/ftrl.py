@@ -50,6 +50,8 @@ class Ftrl(Optimizer):
     True
     """
 
+    _update_reads_step = False  # the rule reads the learning rate, not the step
+
     def __init__(
         self,
         params: Any = None,

@@ -43,6 +43,8 @@ class Lion(Optimizer):
     tensor([0.9000, 1.1000])
     """
 
+    _update_reads_step = False  # the rule reads the learning rate, not the step
+
     def __init__(
         self,
         params: Any = None,

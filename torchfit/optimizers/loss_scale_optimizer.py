@@ -59,13 +59,16 @@ class LossScaleOptimizer(Optimizer):
     row the scale doubles. `learning_rate`, `iterations`, the parameters and
     the state are the inner optimizer's.
 
-    `apply(grads, variables)` takes gradients of a scaled loss, as Keras's
-    does. `step()` (torch's API, which `Model.fit` calls) divides by the
+    `Model.fit` calls `scale_loss(loss)` before backward and `step()` after,
+    as Keras's torch trainer does, and under `mixed_float16` a model whose
+    optimizer is a `LossScaleOptimizer` uses no `GradScaler` of its own: the
+    loss is scaled once. `apply(grads, variables)` takes gradients of a
+    scaled loss, as Keras's does. `step()` (torch's API) divides by the
     scale only when `scale_loss` scaled the loss since the last update:
-    gradients of an unscaled loss (a loop that does not call `scale_loss`,
-    or the model's own float16 `GradScaler`, which unscales first) are taken
-    as they are, so nothing is unscaled twice. Deciding to skip reads one
-    flag on the host per update, as Keras and torch's `GradScaler` do.
+    gradients of an unscaled loss (a hand-written loop that does not call
+    `scale_loss`) are taken as they are, so nothing is unscaled twice.
+    Deciding to skip reads one flag on the host per update, as Keras and
+    torch's `GradScaler` do.
 
     Args:
         inner_optimizer: The torchfit optimizer to wrap; its
@@ -264,6 +267,10 @@ class LossScaleOptimizer(Optimizer):
             self._dynamic_scale *= 2.0
         else:
             self._step_counter += 1
+
+    def capture_blockers(self) -> list[str]:
+        """A replayed update could not skip: whether to skip is read on the host."""
+        return ["it reads on the host whether the gradients are finite, to skip the update"]
 
     # ------------------------------------------------------- state and config
 

@@ -46,6 +46,8 @@ class RMSprop(Optimizer):
     0.6838
     """
 
+    _update_reads_step = False  # the rule reads the learning rate, not the step
+
     def __init__(
         self,
         params: Any = None,

@@ -41,6 +41,8 @@ class SGD(Optimizer):
     tensor([0.8000])
     """
 
+    _update_reads_step = False  # the rule reads the learning rate, not the step
+
     def __init__(
         self,
         params: Any = None,
