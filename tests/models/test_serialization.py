@@ -676,11 +676,6 @@ def test_compile_dicts_by_output_name_round_trip_with_a_custom_module(tmp_path):
     _two_heads_round_trip(tmp_path, {"score": ["mse"], "cls": ["sparse_categorical_accuracy"]})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="compile renames a metric object of an output to its log"
-    " name (cls_...), and the file keeps that name: reloaded, it logs cls_cls_...",
-)
 def test_a_metric_object_of_one_output_keeps_its_log_name_through_a_round_trip(tmp_path):
     _two_heads_round_trip(
         tmp_path, {"score": ["mse"], "cls": [torchfit.metrics.SparseCategoricalAccuracy()]}

@@ -386,7 +386,7 @@ class Trainer:
         compiled = self._compile_metrics
         if compiled is not None and compiled.outputs is not None and compiled.outputs.count > 1:
             # Keras 3 lists prefixed per-output metrics after the losses, sorted.
-            prefixed = {metric.name for metric in compiled.metrics}
+            prefixed = set(compiled.log_names)
             names = [name for name in names if name not in prefixed]
         results = [logs[name] for name in names if name in logs]
         results += [logs[key] for key in sorted(logs) if key not in names]
