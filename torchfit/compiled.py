@@ -368,8 +368,9 @@ class CompileLoss:
 class CompileMetrics:
     """The compiled `metrics` and `weighted_metrics`, applied per output.
 
-    Each metric's `name` is set to its log key, so `model.metrics` reads
-    as the logs do.
+    Each metric keeps its own `name`; its log key (`log_names`, parallel to
+    `metrics`) adds the output's name for several outputs and `_1`, `_2` to
+    duplicates, as Keras 3 does only in the logs.
     """
 
     def __init__(self, metrics: Any = None, weighted_metrics: Any = None, output_names=None):
@@ -381,6 +382,7 @@ class CompileMetrics:
         self.built = False
         self.outputs: Optional[Outputs] = None
         self.metrics: list = []
+        self.log_names: list = []  # the log key of each of `metrics`
         self._unweighted: list = []  # (output index, metric)
         self._weighted: list = []
         # Stands in `model.metrics` until the first batch builds the metrics.
@@ -398,10 +400,10 @@ class CompileMetrics:
         self._weighted = self._build_set(
             self._weighted_config, "weighted_metrics", flat_true, flat_pred, seen
         )
-        self._name_metrics()
         self.metrics = [metric for _, metric in self._unweighted + self._weighted]
+        self.log_names = self._names_in_logs()
         self._target_checks = _metric_target_checks(
-            self._unweighted + self._weighted, self.outputs, flat_pred
+            self._unweighted + self._weighted, self.log_names, self.outputs, flat_pred
         )
         for metric in self.metrics:
             metric.to(device)
@@ -451,12 +453,14 @@ class CompileMetrics:
             )
         return metrics_module.get_metric(identifier, y_true, y_pred)
 
-    def _name_metrics(self) -> None:
+    def _names_in_logs(self) -> list:
         unweighted = [(index, metric.name) for index, metric in self._unweighted]
         weighted = [(index, metric.name) for index, metric in self._weighted]
-        names = _log_names(self.outputs, unweighted, weighted)
-        for (_, metric), name in zip(self._unweighted + self._weighted, names):
-            metric.name = name
+        return _log_names(self.outputs, unweighted, weighted)
+
+    def named_metrics(self) -> list:
+        """`(log key, metric)` for each built metric."""
+        return list(zip(self.log_names, self.metrics))
 
     @property
     def single_output_form(self) -> bool:
@@ -568,7 +572,7 @@ class UnbuiltMetrics(metrics_module.Metric):
         compiled.update_state(y_true, y_pred, sample_weight)
 
     def result(self) -> dict:
-        return {metric.name: metric.result() for metric in self._compile_metrics.metrics}
+        return {name: metric.result() for name, metric in self._compile_metrics.named_metrics()}
 
     def reset_state(self) -> None:
         for metric in self._compile_metrics.metrics:
@@ -584,12 +588,12 @@ def _metric_rule(metric: Any) -> Any:
     return None
 
 
-def _metric_target_checks(metrics: list, outputs: Outputs, flat_pred: list) -> list:
+def _metric_target_checks(metrics: list, names: list, outputs: Outputs, flat_pred: list) -> list:
     checks = []
-    for index, metric in metrics:
+    for (index, metric), name in zip(metrics, names):
         rule = _metric_rule(metric)
         if rule is not None:
-            checks.append(_TargetCheck(index, outputs, rule, metric.name, flat_pred[index]))
+            checks.append(_TargetCheck(index, outputs, rule, name, flat_pred[index]))
     return checks
 
 

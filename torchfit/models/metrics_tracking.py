@@ -71,11 +71,12 @@ class MetricsTracking:
             built = compiled.built and compiled.metrics
             anchor = compiled.metrics[-1] if built else compiled.unbuilt
         names = []
+        log_names = self._compiled_log_names()
         for metric in self.metrics:
             if compiled is not None and metric is compiled.unbuilt:
                 names.extend(self._expected_names(compiled))
             else:
-                names.append(metric.name)
+                names.append(log_names.get(id(metric), metric.name))
             if metric is anchor:
                 names.extend(pending_losses)  # per-output losses follow the compiled metrics
         return names
@@ -89,6 +90,14 @@ class MetricsTracking:
             outputs = Outputs.from_names(["output"])
         return part.expected_names(outputs) if outputs is not None else []
 
+    def _compiled_log_names(self) -> dict:
+        """`id(metric)` -> log key of each built compiled metric (its name, with the
+        output's prefix for several outputs: Keras adds it in the logs only)."""
+        compiled = self._compile_metrics
+        if compiled is None or not compiled.built:
+            return {}
+        return {id(metric): name for name, metric in compiled.named_metrics()}
+
     def reset_metrics(self) -> None:
         for metric in self.metrics:
             metric.reset_state()
@@ -96,12 +105,13 @@ class MetricsTracking:
     def get_metrics_result(self) -> dict:
         """The current results of `self.metrics`, as tensors (no host sync)."""
         results = {}
+        log_names = self._compiled_log_names()
         for metric in self.metrics:
             value = metric.result()
             if isinstance(value, Mapping):
                 results.update(value)
             else:
-                results[metric.name] = value
+                results[log_names.get(id(metric), metric.name)] = value
         return results
 
     def _update_added_metrics(self, added: list) -> None:

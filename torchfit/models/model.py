@@ -37,6 +37,8 @@ from torchfit.models.forward import (
     make_jit_forward,
     route_inputs,
 )
+from torchfit.models.freezing import Freezing
+from torchfit.models.keras_surface import KerasSurface
 from torchfit.models.metrics_tracking import MetricsTracking
 from torchfit.models.serialization import MODEL_KIND, Rebuildable
 from torchfit.models.trainer import Trainer
@@ -63,7 +65,9 @@ def _check_jit_compile(jit_compile: Any) -> None:
 DeviceLike = Union[str, torch.device, None]
 
 
-class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIND):
+class Model(
+    Trainer, MetricsTracking, Freezing, KerasSurface, Rebuildable, nn.Module, saved_as=MODEL_KIND
+):
     """Gives an `nn.Module` Keras's `compile`, `fit`, `evaluate` and `predict`.
 
     Wrap any module, or subclass and write `forward`. The model is itself an
@@ -384,8 +388,8 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
             metrics: Metrics (string ids, objects, torchmetrics metrics) as a
                 list, a list of lists or a dict by output name.
             weighted_metrics: Like `metrics`, weighted by the sample weights.
-            run_eagerly: Accepted for Keras compatibility; torchfit is eager
-                unless `jit_compile=True`.
+            run_eagerly: `True` keeps the model eager even with `jit_compile=True`
+                (with Keras's warning); torchfit is eager unless `jit_compile=True`.
             steps_per_execution: Steps run per batch-hook call. Defaults to 1.
             jit_compile: `True` compiles the module with `torch.compile`;
                 `"auto"` means off. `"cuda_graph"` (experimental, never run on
@@ -398,7 +402,9 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
             "steps_per_execution", steps_per_execution, allow_none=False
         )
         self._place()
+        previous_optimizer = self._apply_trainable_flags()  # Keras: trainable counts from here
         self.optimizer = self._resolve_optimizer(optimizer)
+        self._fit_optimizer_to_trainable(previous_optimizer)
         self._has_trainable_weights = any(p.requires_grad for p in self.parameters())
         self._compile_loss = (
             CompileLoss(loss, loss_weights, self.output_names) if loss is not None else None
@@ -413,14 +419,13 @@ class Model(Trainer, MetricsTracking, Rebuildable, nn.Module, saved_as=MODEL_KIN
             self._compile_metrics.unbuilt.to(self.device)
         self._loss_tracker = metrics_module.Mean(name="loss").to(self.device)
         self._added_metrics = {}
-        self.run_eagerly = run_eagerly
         self.steps_per_execution = steps_per_execution
         self.auto_scale_loss = auto_scale_loss
         self._apply_dtype_policy(auto_scale_loss)
         _check_jit_compile(jit_compile)
-        self.jit_compile = jit_compile is True or jit_compile == capture.CUDA_GRAPH
-        self._set_jit_forward(self._make_jit_forward() if self.jit_compile else None)
-        self._capture = self._make_capture() if jit_compile == capture.CUDA_GRAPH else None
+        self._compile_jit(jit_compile, run_eagerly)
+        graphed = jit_compile == capture.CUDA_GRAPH and not self.run_eagerly
+        self._capture = self._make_capture() if graphed else None
         self._compile_config = {
             "optimizer": optimizer,
             "loss": loss,

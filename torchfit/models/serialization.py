@@ -237,6 +237,27 @@ def _describe_model(model, where: str) -> dict:
     path = f"{cls.__module__}:{cls.__qualname__}"
     if "<locals>" in cls.__qualname__:
         raise NotRebuildable(f"{where} is a {cls.__qualname__}, defined inside a function")
+    args, kwargs = recorded_arguments(model, where)
+    return {
+        "kind": "class",
+        "path": path,
+        "args": [
+            _describe_argument(value, f"{where} argument {i}") for i, value in enumerate(args)
+        ],
+        "kwargs": {
+            key: _describe_argument(value, f"{where} argument {key}")
+            for key, value in kwargs.items()
+        },
+    }
+
+
+def recorded_arguments(model, where: str = "the model") -> tuple[list, dict]:
+    """The arguments a `torchfit.Model` subclass was constructed with, `(args, kwargs)`.
+
+    Raises:
+        NotRebuildable: When they were not recorded, or one is not data or a module.
+    """
+    cls = type(model)
     recorded = model.__dict__.get("_init_args")
     if recorded is None and cls.__init__ is _model_class().__init__:
         # A subclass that only adds methods (forward, train_step) and keeps
@@ -250,17 +271,12 @@ def _describe_model(model, where: str) -> dict:
     if isinstance(recorded, str):
         raise NotRebuildable(f"{where} ({cls.__name__}): {recorded}")
     args, kwargs = recorded
-    return {
-        "kind": "class",
-        "path": path,
-        "args": [
-            _describe_argument(value, f"{where} argument {i}") for i, value in enumerate(args)
-        ],
-        "kwargs": {
-            key: _describe_argument(value, f"{where} argument {key}")
-            for key, value in kwargs.items()
-        },
-    }
+    return list(args), dict(kwargs)
+
+
+def describe_argument(value: Any, where: str) -> Any:
+    """A constructor argument as file data: a module is described (see `build_argument`)."""
+    return _describe_argument(value, where)
 
 
 def _describe_argument(value: Any, where: str) -> Any:
@@ -314,7 +330,12 @@ def _shapes(module: nn.Module) -> dict:
 # ------------------------------------------------------- rebuilding a module
 
 
-def build_module(spec: dict, safe_mode: bool = True, origins: Optional[dict] = None) -> nn.Module:
+def build_module(
+    spec: dict,
+    safe_mode: bool = True,
+    origins: Optional[dict] = None,
+    custom_objects: Optional[dict] = None,
+) -> nn.Module:
     """Builds a new, untrained module from `describe_module`'s output.
 
     Args:
@@ -324,6 +345,8 @@ def build_module(spec: dict, safe_mode: bool = True, origins: Optional[dict] = N
             module (which runs that module's code). Defaults to `True`.
         origins: A dict to fill with `id(submodule)` -> the entry of the
             description it came from. Defaults to `None`.
+        custom_objects: `{class name: class}` for `torchfit.Model` subclasses,
+            used before any import (also in safe mode). Defaults to `None`.
 
     Raises:
         ValueError: If the description is unknown or its class cannot be
@@ -339,13 +362,14 @@ def build_module(spec: dict, safe_mode: bool = True, origins: Optional[dict] = N
     ...
     torchfit.models.file_checks.MalformedEntry: entry `module.class`: names no torch.nn layer...
     """
-    return _build(spec, safe_mode, "module", {} if origins is None else origins)
+    origins = {} if origins is None else origins
+    return _build(spec, safe_mode, "module", origins, custom_objects or {})
 
 
-def _build(spec: Any, safe_mode: bool, where: str, origins: dict) -> nn.Module:
+def _build(spec: Any, safe_mode: bool, where: str, origins: dict, custom: dict) -> nn.Module:
     kind = spec.get("kind") if isinstance(spec, dict) else None
     if kind == "torch.nn":
-        module = _build_torch_nn(spec, safe_mode, where, origins)
+        module = _build_torch_nn(spec, safe_mode, where, origins, custom)
     elif kind == MODEL_KIND:
         output_names = spec.get("output_names")
         if output_names is not None and not (
@@ -353,11 +377,11 @@ def _build(spec: Any, safe_mode: bool, where: str, origins: dict) -> nn.Module:
         ):
             raise MalformedEntry(f"{where}.output_names", "must be a list of strings or None")
         module = _model_class()(
-            _build(spec.get("module"), safe_mode, f"{where}.module", origins),
+            _build(spec.get("module"), safe_mode, f"{where}.module", origins, custom),
             output_names=output_names,
         )
     elif kind == "class":
-        module = _build_class(spec, safe_mode, where, origins)
+        module = _build_class(spec, safe_mode, where, origins, custom)
     elif isinstance(spec, dict):
         raise MalformedEntry(
             f"{where}.kind", f"describes a module in an unknown way ({short(kind)})"
@@ -368,7 +392,9 @@ def _build(spec: Any, safe_mode: bool, where: str, origins: dict) -> nn.Module:
     return module
 
 
-def _build_torch_nn(spec: dict, safe_mode: bool, where: str, origins: dict) -> nn.Module:
+def _build_torch_nn(
+    spec: dict, safe_mode: bool, where: str, origins: dict, custom: dict
+) -> nn.Module:
     name = spec.get("class")
     cls = getattr(nn, name, None) if isinstance(name, str) else None
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
@@ -378,7 +404,7 @@ def _build_torch_nn(spec: dict, safe_mode: bool, where: str, origins: dict) -> n
         if not isinstance(children, list) or not all(_is_named_child(c) for c in children):
             raise MalformedEntry(f"{where}.children", "must be a list of [name, description] pairs")
         built = [
-            (child_name, _build(child, safe_mode, f"{where}.children[{i}]", origins))
+            (child_name, _build(child, safe_mode, f"{where}.children[{i}]", origins, custom))
             for i, (child_name, child) in enumerate(children)
         ]
         arguments = (
@@ -393,7 +419,7 @@ def _build_torch_nn(spec: dict, safe_mode: bool, where: str, origins: dict) -> n
     return _construct(cls, (), args, f"{where}.args", f"nn.{name}")
 
 
-def _build_class(spec: dict, safe_mode: bool, where: str, origins: dict) -> nn.Module:
+def _build_class(spec: dict, safe_mode: bool, where: str, origins: dict, custom: dict) -> nn.Module:
     path, args, kwargs = spec.get("path"), spec.get("args"), spec.get("kwargs")
     if not isinstance(path, str):
         raise MalformedEntry(f"{where}.path", f"must be a 'module:Class' string, not {short(path)}")
@@ -405,13 +431,13 @@ def _build_class(spec: dict, safe_mode: bool, where: str, origins: dict) -> nn.M
         raise MalformedEntry(
             f"{where}.args", "must be a list (and `kwargs` a dict) of constructor arguments"
         )
-    cls = _import_model_class(path, safe_mode, where)
+    cls = _import_model_class(path, safe_mode, where, custom)
     args = [
-        _build_argument(value, safe_mode, f"{where}.args[{index}]", origins)
+        _build_argument(value, safe_mode, f"{where}.args[{index}]", origins, custom)
         for index, value in enumerate(args)
     ]
     kwargs = {
-        key: _build_argument(value, safe_mode, f"{where}.kwargs.{key}", origins)
+        key: _build_argument(value, safe_mode, f"{where}.kwargs.{key}", origins, custom)
         for key, value in kwargs.items()
     }
     return _construct(cls, args, kwargs, f"{where}.args", path, in_user_code=True)
@@ -433,13 +459,38 @@ def _construct(
         ) from err
 
 
-def _build_argument(value: Any, safe_mode: bool, where: str, origins: dict) -> Any:
+def build_argument(value: Any, custom_objects: Optional[dict] = None) -> Any:
+    """A constructor argument read back from `describe_argument`'s data (safe mode)."""
+    return _build_argument(value, True, "config", {}, custom_objects or {})
+
+
+def _build_argument(value: Any, safe_mode: bool, where: str, origins: dict, custom: dict) -> Any:
     if isinstance(value, dict) and set(value) == {_MODULE_MARKER}:
-        return _build(value[_MODULE_MARKER], safe_mode, where, origins)
+        return _build(value[_MODULE_MARKER], safe_mode, where, origins, custom)
     return value
 
 
-def _import_model_class(path: str, safe_mode: bool, where: str = "module") -> type:
+def _import_model_class(
+    path: str, safe_mode: bool, where: str = "module", custom: Optional[dict] = None
+) -> type:
+    module_name, _, qualname = path.partition(":")
+    custom = custom or {}
+    cls = custom.get(qualname, custom.get(qualname.rpartition(".")[2]))
+    if cls is None:
+        cls = _find_class(path, safe_mode, where)
+    if not (isinstance(cls, type) and issubclass(cls, Rebuildable)):
+        raise MalformedEntry(
+            f"{where}.path",
+            f"names the class {short(path)}, which is not a torchfit.Model found in"
+            f" {short(module_name)} or `custom_objects`. If the class was renamed or moved,"
+            " pass it in `custom_objects={'Name': Class}`, or pass `module=`: a model"
+            " built the same way",
+        )
+    return cls
+
+
+def _find_class(path: str, safe_mode: bool, where: str) -> Any:
+    """The class at `path` ('module:Qual.Name'), importing its module only outside safe mode."""
     module_name, _, qualname = path.partition(":")
     if module_name in sys.modules:
         owner = sys.modules[module_name]
@@ -447,7 +498,8 @@ def _import_model_class(path: str, safe_mode: bool, where: str = "module") -> ty
         raise ValueError(
             f"The model file was saved from the class {path!r}, whose module"
             f" {module_name!r} is not imported. In safe_mode, load_model only uses"
-            f" classes already imported: import {module_name!r} first, pass"
+            f" classes already imported: import {module_name!r} first, pass it in"
+            f" `custom_objects={{{qualname.rpartition('.')[2]!r}: ...}}`, pass"
             " `module=` (a model built the same way), or pass safe_mode=False to let"
             " load_model import it (that runs the module's code)."
         )
@@ -458,20 +510,46 @@ def _import_model_class(path: str, safe_mode: bool, where: str = "module") -> ty
             raise MalformedEntry(
                 f"{where}.path", f"names a module that cannot be imported ({err})"
             ) from err
-    cls = owner
+    found = owner
     for part in qualname.split("."):
-        cls = getattr(cls, part, None)
-    if not (isinstance(cls, type) and issubclass(cls, Rebuildable)):
-        raise MalformedEntry(
-            f"{where}.path",
-            f"names the class {short(path)}, which is not a torchfit.Model found in"
-            f" {short(module_name)}. If the class was renamed or moved, pass `module=`:"
-            " a model built the same way",
-        )
-    return cls
+        found = getattr(found, part, None)
+    return found
 
 
 # ------------------------------------------------------------ compile config
+
+
+class MissingCustomObject(Exception):
+    """A saved compile entry names a user's class or function that `custom_objects` lacks."""
+
+    def __init__(self, name: str, kind: str):
+        super().__init__(f"the {kind} {name!r}")
+        self.name = name
+
+
+def _is_torchfit_own(value: Any, module) -> bool:
+    """Whether a loss or metric is torchfit's own (rebuilt without `custom_objects`)."""
+    if isinstance(value, (losses_module.Loss, metrics_module.Metric)):
+        return type(value).__module__.startswith("torchfit.")
+    name = getattr(value, "__name__", None)
+    return name is not None and getattr(module, name, None) is value
+
+
+def _user_object_entry(value: Any, kind: str, module) -> dict:
+    """A user's loss or metric, saved under its name, for `custom_objects` at load:
+    a `Loss`/`Metric` subclass instance with its config, or a named function or class."""
+    if isinstance(value, (losses_module.Loss, metrics_module.Metric)):
+        name = type(value).__name__
+        config = module.serialize(value)
+    elif callable(value) and getattr(value, "__name__", "<lambda>") != "<lambda>":
+        name = config = value.__name__
+    elif callable(value) and getattr(value, "__name__", None) == "<lambda>":
+        raise TypeError(f"the {kind} <lambda> (no name to save it under: use a `def` function)")
+    else:
+        raise TypeError(f"the {kind} {type(value).__name__} (an object with no config to save)")
+    if not _is_plain(config):
+        raise TypeError(f"the {kind} {name} (its config is not plain data)")
+    return {_OBJECT_MARKER: kind, "value": config, "custom": name}
 
 
 def _serialize_object(value: Any, kind: str) -> Any:
@@ -492,6 +570,8 @@ def _serialize_object(value: Any, kind: str) -> Any:
         except NotRebuildable as err:
             raise TypeError(f"the torch loss {type(value).__name__} ({err})") from err
     module = losses_module if kind == "loss" else metrics_module
+    if not _is_torchfit_own(value, module):
+        return _user_object_entry(value, kind, module)
     try:
         config = module.serialize(value)
         module.deserialize(config) if isinstance(config, dict) else module.get(config)
@@ -503,19 +583,29 @@ def _serialize_object(value: Any, kind: str) -> Any:
     return {_OBJECT_MARKER: kind, "value": config}
 
 
-def _deserialize_object(value: Any) -> Any:
+def _deserialize_object(value: Any, custom_objects: Optional[dict] = None) -> Any:
+    """A compile entry back from `_serialize_object`'s data.
+
+    Raises:
+        MissingCustomObject: For a user's object that `custom_objects` does not name.
+    """
+    custom_objects = custom_objects or {}
     if isinstance(value, list):
-        return [_deserialize_object(item) for item in value]
+        return [_deserialize_object(item, custom_objects) for item in value]
     if not isinstance(value, dict):
         return value
     kind = value.get(_OBJECT_MARKER)
     if kind is None:
-        return {key: _deserialize_object(item) for key, item in value.items()}
+        return {key: _deserialize_object(item, custom_objects) for key, item in value.items()}
     if kind == "torch_loss":
         return build_module(value["value"])
     module = losses_module if kind == "loss" else metrics_module
-    config = value["value"]
-    return module.deserialize(config) if isinstance(config, dict) else config
+    config, name = value["value"], value.get("custom")
+    if name is not None and name not in custom_objects:
+        raise MissingCustomObject(name, kind)
+    if isinstance(config, dict):
+        return module.deserialize(config, custom_objects)
+    return custom_objects[name] if name is not None else config
 
 
 def _serialize_optimizer(optimizer) -> dict:
@@ -523,17 +613,31 @@ def _serialize_optimizer(optimizer) -> dict:
         config = optimizers_module.serialize(optimizer)
         if not _is_plain(config):
             raise TypeError(f"the optimizer {type(optimizer).__name__} (a callable learning rate)")
-        return {"torchfit": config}
+        entry = {"torchfit": config}
+        if config.get("registered_name") is not None:
+            entry["custom"] = config["class_name"]
+        return entry
     cls = type(optimizer)
-    if getattr(torch.optim, cls.__name__, None) is cls and _is_plain(optimizer.defaults):
-        return {"torch": cls.__name__, "defaults": dict(optimizer.defaults)}
-    raise TypeError(f"the optimizer {cls.__name__}")
+    if not _is_plain(optimizer.defaults):
+        raise TypeError(f"the optimizer {cls.__name__}")
+    entry = {"torch": cls.__name__, "defaults": dict(optimizer.defaults)}
+    if getattr(torch.optim, cls.__name__, None) is not cls:
+        entry["custom"] = cls.__name__
+    return entry
 
 
-def _deserialize_optimizer(config: dict, model):
+def _deserialize_optimizer(config: dict, model, custom_objects: Optional[dict] = None):
+    custom_objects = custom_objects or {}
+    name = config.get("custom")
+    if name is not None and name not in custom_objects:
+        raise MissingCustomObject(name, "optimizer")
     if "torchfit" in config:
-        return optimizers_module.deserialize(config["torchfit"])
-    cls = getattr(torch.optim, str(config["torch"]), None)
+        return optimizers_module.deserialize(config["torchfit"], custom_objects)
+    cls = (
+        custom_objects[name]
+        if name is not None
+        else getattr(torch.optim, str(config["torch"]), None)
+    )
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
         raise ValueError(f"names no torch.optim optimizer ({short(config['torch'])})")
     return cls([p for p in model.parameters() if p.requires_grad], **config["defaults"])
@@ -557,6 +661,27 @@ def serialize_compile_config(model) -> tuple[dict, list]:
         except TypeError as err:
             missing.append(f"{key}: {err}")
     return saved, missing
+
+
+def compile_arguments(config: dict, model, custom_objects: Optional[dict] = None) -> dict:
+    """The keyword arguments of `model.compile` from `serialize_compile_config`'s data.
+
+    Raises:
+        MissingCustomObject: For a user's object that `custom_objects` does not name.
+        MalformedEntry: For an entry nothing can be built from (named).
+    """
+    arguments = dict(config)
+    optimizer = arguments.pop("optimizer", None)
+    if optimizer is not None:
+        arguments["optimizer"] = _from_entry(
+            "compile_config.optimizer", _deserialize_optimizer, optimizer, model, custom_objects
+        )
+    for key in ("loss", "metrics", "weighted_metrics"):
+        if key in arguments:
+            arguments[key] = _from_entry(
+                f"compile_config.{key}", _deserialize_object, arguments[key], custom_objects
+            )
+    return arguments
 
 
 # ----------------------------------------------------------------- the file
@@ -625,7 +750,9 @@ def _check_payload(payload: Any, filepath: str) -> dict:
     )
 
 
-def _build_model(payload: dict, module: Any, safe_mode: bool, filepath: str):
+def _build_model(
+    payload: dict, module: Any, safe_mode: bool, filepath: str, custom_objects: Optional[dict]
+):
     if module is not None:
         if isinstance(module, Rebuildable):
             return module
@@ -644,19 +771,23 @@ def _build_model(payload: dict, module: Any, safe_mode: bool, filepath: str):
             " Pass `module=`: a module (or model) built the same way, e.g."
             " `torchfit.models.load_model(path, module=MyNet())`."
         )
-    _check_described_module(spec, payload["weights"], safe_mode, filepath)
-    model = build_module(spec, safe_mode=safe_mode)
+    _check_described_module(spec, payload["weights"], safe_mode, filepath, custom_objects)
+    model = build_module(spec, safe_mode=safe_mode, custom_objects=custom_objects)
     return model if isinstance(model, Rebuildable) else _model_class()(model)
 
 
-def _check_described_module(spec: dict, weights: dict, safe_mode: bool, filepath: str) -> None:
+def _check_described_module(
+    spec: dict, weights: dict, safe_mode: bool, filepath: str, custom_objects: Optional[dict]
+) -> None:
     """Builds the described module on the meta device and compares it with the stored weights.
 
     Only a module whose every parameter and buffer matches a stored tensor is
     then built for real, so a forged layer size never takes its memory.
     """
     origins: dict = {}
-    described = file_checks.built_on_meta(lambda s: build_module(s, safe_mode, origins), spec)
+    described = file_checks.built_on_meta(
+        lambda s: build_module(s, safe_mode, origins, custom_objects), spec
+    )
     if described is None:
         return  # a subclass whose constructor cannot run on the meta device: built directly
     target = described.weights_module if isinstance(described, Rebuildable) else described
@@ -667,18 +798,14 @@ def _from_entry(entry: str, function, *args):
     """`function(*args)` on data read from the file; any failure names the entry."""
     try:
         return function(*args)
+    except MissingCustomObject:
+        raise
     except Exception as err:  # noqa: BLE001 - whatever the file's data makes fail
         raise MalformedEntry(entry, f"{type(err).__name__}: {err}") from err
 
 
-def _compile(model, payload: dict, filepath: str) -> None:
+def _compile(model, payload: dict, filepath: str, custom_objects: Optional[dict]) -> None:
     missing = payload.get("compile_missing") or []
-    config = dict(payload.get("compile_config") or {})
-    optimizer = "rmsprop"
-    if "optimizer" in config:
-        optimizer = _from_entry(
-            "compile_config.optimizer", _deserialize_optimizer, config.pop("optimizer"), model
-        )
     if missing:
         warnings.warn(
             f"The model in {filepath!r} was loaded but not compiled: these compile"
@@ -687,35 +814,53 @@ def _compile(model, payload: dict, filepath: str) -> None:
             stacklevel=3,
         )
         return
-    for key in ("loss", "metrics", "weighted_metrics"):
-        if key in config:
-            config[key] = _from_entry(f"compile_config.{key}", _deserialize_object, config[key])
-    _from_entry("compile_config", lambda: model.compile(optimizer=optimizer, **config))
+    try:
+        arguments = compile_arguments(payload.get("compile_config") or {}, model, custom_objects)
+    except MissingCustomObject as err:
+        warnings.warn(
+            f"The model in {filepath!r} was loaded but not compiled: it was compiled with"
+            f" {err}, a class or function of your own. Pass it to load_model as"
+            f" `custom_objects={{{err.name!r}: ...}}`, or call `model.compile(...)` again.",
+            stacklevel=3,
+        )
+        return
+    arguments.setdefault("optimizer", "rmsprop")
+    _from_entry("compile_config", lambda: model.compile(**arguments))
     if payload.get("optimizer") is not None:
         _from_entry("optimizer", model.optimizer.load_state_dict, payload["optimizer"])
 
 
 def load_model(
-    filepath, module: Optional[nn.Module] = None, compile: bool = True, safe_mode: bool = True
+    filepath,
+    module: Optional[nn.Module] = None,
+    compile: bool = True,
+    safe_mode: bool = True,
+    custom_objects: Optional[dict] = None,
 ):
     """Loads a model written by `model.save(filepath)`.
 
     The file is read with `torch.load(weights_only=True)`: loading never
     unpickles code. The module is rebuilt from the file's description: a
-    `torchfit.Model` subclass by its class (found among imported modules;
-    `safe_mode=False` lets it import the class's module) called with its
-    recorded constructor arguments, a module of `torch.nn` layers from its
-    structure. Compile arguments that were plain callables or unknown
-    objects are not saved; such a model is returned uncompiled, with a
-    warning naming them.
+    `torchfit.Model` subclass by its class (from `custom_objects`, else among
+    imported modules; `safe_mode=False` lets it import the class's module)
+    called with its recorded constructor arguments, a module of `torch.nn`
+    layers from its structure. Losses, metrics and optimizers of your own are
+    saved by name and found in `custom_objects`. Compile arguments that were
+    lambdas or objects with no config are not saved; such a model (or one whose
+    custom objects are not given) is returned uncompiled, with a warning naming them.
 
     Args:
         filepath: The file `model.save` wrote.
         module: A module (or `torchfit.Model`) built like the saved one, to
-            load into instead of rebuilding. Defaults to `None`.
+            load into instead of rebuilding. A dict here is taken as
+            `custom_objects`, Keras's second positional argument. Defaults to `None`.
         compile: Compile the model as it was, and restore the optimizer's
             state and iterations. Defaults to `True`.
-        safe_mode: Only use model classes already imported. Defaults to `True`.
+        safe_mode: Only use model classes already imported (or given in
+            `custom_objects`). Defaults to `True`.
+        custom_objects: `{name: class or function}` for the model's own classes
+            (a `torchfit.Model` subclass) and the losses, metrics and optimizers
+            it was compiled with, by class or function name. Defaults to `None`.
 
     Returns:
         A `torchfit.Model`.
@@ -728,14 +873,16 @@ def load_model(
             the stored weights before any of its memory is allocated.
     """
     filepath = os.fspath(filepath)
+    if isinstance(module, dict) and custom_objects is None:
+        module, custom_objects = None, module  # Keras's load_model(path, custom_objects)
     payload = _check_payload(read_torch_file(filepath), filepath)
     file_checks.check_entries(payload, filepath)
     try:
-        model = _build_model(payload, module, safe_mode, filepath)
+        model = _build_model(payload, module, safe_mode, filepath, custom_objects)
         load_state(model.weights_module, payload["weights"], filepath)
         model._place()
         if compile and payload.get("compiled"):
-            _compile(model, payload, filepath)
+            _compile(model, payload, filepath, custom_objects)
     except MalformedEntry as err:
         raise file_checks.malformed(filepath, err.entry, err.problem) from err
     return model

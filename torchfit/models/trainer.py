@@ -118,6 +118,7 @@ class Trainer:
         steps_per_epoch = _checked_count("steps_per_epoch", steps_per_epoch)
         validation_steps = _checked_count("validation_steps", validation_steps)
         verbose = resolve_verbose(verbose)
+        self._warn_if_trainable_changed()
         self._warn_if_nothing_to_train(epochs, initial_epoch)
         self._place()
         self._attach_distribution()
@@ -337,6 +338,7 @@ class Trainer:
                     " Fold the class weights into `sample_weight`."
                 )
             sample_weight = class_weight_to_sample_weights(y, class_weight)
+        self._warn_if_trainable_changed()
         if not self._has_trainable_weights:
             warnings.warn(
                 "The model has no trainable weights: train_on_batch() changes none.", stacklevel=2
@@ -386,7 +388,7 @@ class Trainer:
         compiled = self._compile_metrics
         if compiled is not None and compiled.outputs is not None and compiled.outputs.count > 1:
             # Keras 3 lists prefixed per-output metrics after the losses, sorted.
-            prefixed = {metric.name for metric in compiled.metrics}
+            prefixed = set(compiled.log_names)
             names = [name for name in names if name not in prefixed]
         results = [logs[name] for name in names if name in logs]
         results += [logs[key] for key in sorted(logs) if key not in names]
