@@ -82,16 +82,19 @@ class Trainer:
 
         Args:
             x: Inputs: arrays, tensors, pandas objects, lists/dicts of them, a
-                torch `Dataset`, a `DataLoader`, a generator or iterable of
-                batches, or a `torchfit.utils.Sequence`.
+                torch `Dataset`, a `DataLoader`, a dataset of dict rows (a
+                `datasets.Dataset`: `x` from the columns named after forward's
+                parameters, `y` from `labels` or `label`), a generator or
+                iterable of batches, or a `torchfit.utils.Sequence`.
             y: Targets, when `x` is arrays. Defaults to `None`.
             batch_size: Samples per step for arrays and Datasets. Defaults to 32.
             epochs: The index of the last epoch (see `initial_epoch`). Defaults to 1.
             verbose: 0 (silent), 1 (progress bar), 2 (a line per epoch) or
                 `"auto"` (1 on a terminal, else 2). Defaults to `"auto"`.
             callbacks: A list of `torchfit.callbacks.Callback`.
-            validation_split: Fraction of the arrays, taken from the end before
-                shuffling, held out for validation. Defaults to 0.
+            validation_split: Fraction of the arrays (or of the rows of a dataset
+                of dict rows), taken from the end before shuffling, held out for
+                validation. Defaults to 0.
             validation_data: `(x_val, y_val)`, `(x_val, y_val, sample_weight)`
                 (a list too, as in Keras) or any data `x` accepts. Overrides
                 `validation_split`.
@@ -137,6 +140,7 @@ class Trainer:
                     class_weight=class_weight,
                     device=self.device,
                     purpose="fit",
+                    forward_signature=self.forward_signature,
                 ),
                 "fit",
             ),
@@ -199,6 +203,7 @@ class Trainer:
             shuffle=False,
             device=self.device,
             purpose="evaluate",
+            forward_signature=self.forward_signature,
         )
         return _RestartingEpochIterator(
             self._distribute_data(adapter, "evaluate"), steps_per_epoch=steps
@@ -273,6 +278,7 @@ class Trainer:
             shuffle=False,
             device=self.device,
             purpose="evaluate",
+            forward_signature=self.forward_signature,
         )
         adapter = self._distribute_data(adapter, "evaluate")
         iterator = EpochIterator(adapter, steps_per_epoch=steps)
@@ -312,6 +318,7 @@ class Trainer:
             shuffle=False,
             device=self.device,
             purpose="predict",
+            forward_signature=self.forward_signature,
         )
         adapter = self._distribute_data(adapter, "predict")
         iterator = EpochIterator(adapter, steps_per_epoch=steps)
