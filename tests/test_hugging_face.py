@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import torchfit
+from torchfit.utils.plot_model import model_to_dot
 
 transformers = pytest.importorskip("transformers")
 
@@ -186,6 +187,10 @@ def test_a_compiled_module_is_trained_saved_and_loaded_into_a_plain_one(tmp_path
     np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-6)
     # The summary lists the compiled module's layers, as the plain module's.
     assert "Linear" in _layers(model) and _layers(model) == _layers(plain)
+    dot = model_to_dot
+    assert "(Linear)" in dot(model, inputs=(4,)) and dot(model, inputs=(4,)) == dot(
+        plain, inputs=(4,)
+    )
 
 
 def _layers(model):
