@@ -150,7 +150,7 @@ class Trainer:
         if validation_data is not None:
             validation = loops.Validation(
                 self._evaluation_iterator(
-                    validation_data, validation_batch_size or batch_size, validation_steps
+                    validation_data, validation_batch_size, validation_steps, batch_size
                 ),
                 validation_freq,
             )
@@ -182,7 +182,7 @@ class Trainer:
                 stacklevel=3,
             )
 
-    def _evaluation_iterator(self, data, batch_size, steps) -> EpochIterator:
+    def _evaluation_iterator(self, data, batch_size, steps, fit_batch_size) -> EpochIterator:
         if isinstance(data, (tuple, list)):
             if not 1 <= len(data) <= 3:
                 raise ValueError(
@@ -194,17 +194,22 @@ class Trainer:
             x, y, sample_weight = unpack_x_y_sample_weight(data)
         else:
             x, y, sample_weight = data, None, None
-        adapter = get_adapter(
-            x,
-            y,
-            sample_weight,
-            batch_size=batch_size,
-            steps=steps,
-            shuffle=False,
-            device=self.device,
-            purpose="evaluate",
-            forward_signature=self.forward_signature,
-        )
+        with warnings.catch_warnings():
+            if not batch_size:
+                # fit's `batch_size` batches validation arrays (as in Keras); validation data
+                # that makes its own batches was not given it: no "batch_size ignored" warning.
+                warnings.filterwarnings("ignore", r"`batch_size=\d+` was passed, but will be")
+            adapter = get_adapter(
+                x,
+                y,
+                sample_weight,
+                batch_size=batch_size or fit_batch_size,
+                steps=steps,
+                shuffle=False,
+                device=self.device,
+                purpose="evaluate",
+                forward_signature=self.forward_signature,
+            )
         return _RestartingEpochIterator(
             self._distribute_data(adapter, "evaluate"), steps_per_epoch=steps
         )
