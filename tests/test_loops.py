@@ -1,5 +1,7 @@
 """The event order of fit/evaluate/predict is a contract: Keras 3's, exactly."""
 
+import collections
+import dataclasses
 import warnings
 
 import numpy as np
@@ -374,3 +376,77 @@ def test_a_generator_used_up_before_the_last_epoch_warns_and_stops():
             _four_batches(), steps_per_epoch=2, epochs=3, shuffle=False, verbose=0
         )
     assert history.epoch == [0, 1]
+
+
+# ------------------------------------------------ predict: one container rule
+_Heads = collections.namedtuple("_Heads", "score probs cache")
+
+
+@dataclasses.dataclass
+class _HeadsDC:
+    score: torch.Tensor
+    probs: torch.Tensor
+    cache: object = None
+
+
+@dataclasses.dataclass
+class _ModelOutput(collections.OrderedDict):
+    """Like a Hugging Face `ModelOutput`: a dataclass and a dict of its non-None entries."""
+
+    loss: torch.Tensor = None
+    score: torch.Tensor = None
+    probs: torch.Tensor = None
+    cache: object = None
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            if getattr(self, field.name) is not None:
+                self[field.name] = getattr(self, field.name)
+
+
+class _Structured(nn.Module):
+    def __init__(self, make):
+        super().__init__()
+        self.dense = nn.Linear(3, 4)
+        self.make = make
+
+    def forward(self, x):
+        out = self.dense(x)
+        return self.make(out[:, :1], out[:, 1:], object())
+
+
+_MAKERS = {
+    "namedtuple": _Heads,
+    "dataclass": _HeadsDC,
+    "ModelOutput": lambda score, probs, cache: _ModelOutput(score.sum(), score, probs, cache),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_MAKERS))
+@pytest.mark.parametrize("batch_size", [4, 10])  # three batches, one batch
+def test_predict_returns_one_container_whatever_the_number_of_batches(kind, batch_size):
+    torch.manual_seed(0)
+    model = torchfit.Model(_Structured(_MAKERS[kind]), device="cpu")
+    x = np.random.default_rng(0).normal(size=(10, 3)).astype("float32")
+    predictions = model.predict(x, batch_size=batch_size, verbose=0)
+    expected = model.module.dense(torch.from_numpy(x)).detach().numpy()
+    if kind == "namedtuple":  # the namedtuple, with arrays; the cache becomes None
+        assert type(predictions) is _Heads and predictions.cache is None
+        predictions = predictions._asdict()
+        del predictions["cache"]
+    assert type(predictions) is dict and list(predictions) == ["score", "probs"]  # no loss
+    np.testing.assert_allclose(predictions["score"], expected[:, :1], rtol=1e-6)
+    np.testing.assert_allclose(predictions["probs"], expected[:, 1:], rtol=1e-6)
+
+
+def test_on_predict_batch_end_receives_the_container_predict_returns():
+    seen = []
+
+    class Outputs(Callback):
+        def on_predict_batch_end(self, batch, logs=None):
+            seen.append(type(logs["outputs"]))
+
+    model = torchfit.Model(_Structured(_MAKERS["ModelOutput"]), device="cpu")
+    model.compile(steps_per_execution=2)
+    model.predict(np.zeros((6, 3), "float32"), batch_size=2, verbose=0, callbacks=[Outputs()])
+    assert seen == [dict, dict]  # a group of two steps, then the last step alone

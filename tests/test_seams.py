@@ -26,6 +26,7 @@ LAYERS = (
     "torchfit.metrics",
     "torchfit.optimizers",
     "torchfit.mixed_precision",  # dtype policies; exports LossScaleOptimizer, as Keras does
+    "torchfit.outputs",  # which parts of a model's return value are outputs
     "torchfit.compiled",  # what compile() means per output
     "torchfit.data",  # adapters and epochs of batches
     "torchfit.distribution",  # the model's distribution: one process, or torch.distributed

@@ -12,7 +12,7 @@ belongs to `models/model.py`.
 """
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Optional
 
 import torch
@@ -21,130 +21,40 @@ from torchfit import losses as losses_module
 from torchfit import metrics as metrics_module
 from torchfit import tree
 from torchfit.losses import targets as targets_module
+from torchfit.outputs import Outputs, describe_entries, outputs_structure
 
 __all__ = ["CompileLoss", "CompileMetrics", "Outputs", "UnbuiltMetrics", "outputs_structure"]
 
 _SHAPE_RESOLVED = ("accuracy", "acc", "crossentropy", "ce")
 
 
-class Outputs:
-    """The model's outputs laid flat: one name per output, in order.
-
-    A single tensor is one unnamed output (its log keys get no prefix). A
-    tuple or list is named by `output_names`, else `output_1`, `output_2`, ...;
-    a dict by its keys.
-    """
-
-    def __init__(self, y_pred: Any, output_names: Optional[Sequence[str]] = None):
-        if isinstance(y_pred, Mapping):
-            self.kind = "dict"
-            self.names = list(y_pred.keys())
-        elif isinstance(y_pred, (list, tuple)) and len(y_pred) != 1:
-            self.kind = "list"
-            if output_names is not None and len(output_names) != len(y_pred):
-                raise ValueError(
-                    f"`output_names` has {len(output_names)} names but the model"
-                    f" returned {len(y_pred)} outputs. Received:"
-                    f" output_names={list(output_names)}."
-                )
-            self.names = (
-                list(output_names)
-                if output_names is not None
-                else [f"output_{index + 1}" for index in range(len(y_pred))]
-            )
-        else:
-            self.kind = "single"
-            self.names = list(output_names)[:1] if output_names else ["output"]
-
-    @classmethod
-    def from_names(cls, names: Sequence[str]) -> "Outputs":
-        """The outputs of a model known only by `output_names`: one, or a tuple of several."""
-        outputs = cls.__new__(cls)
-        outputs.kind = "list" if len(names) > 1 else "single"
-        outputs.names = list(names)
-        return outputs
-
-    @property
-    def count(self) -> int:
-        return len(self.names)
-
-    def flatten(self, y_pred: Any) -> list:
-        """The model's predictions, one per output name."""
-        if self.kind == "dict":
-            return [y_pred[name] for name in self.names]
-        if self.kind == "list":
-            return list(y_pred)
-        if isinstance(y_pred, (list, tuple)):
-            return [y_pred[0]]
-        return [y_pred]
-
-    def match(self, value: Any, argument: str, *, broadcast: bool = False) -> list:
-        """Lays `value` (targets or sample weights) out per output.
-
-        Args:
-            value: `None`, one array for a single output, a list by position or
-                a dict by output name.
-            argument: The user-facing argument name, for errors.
-            broadcast: Whether one non-nested value serves every output (as a
-                1-D `sample_weight` does in Keras).
-        """
-        if value is None:
-            return [None] * self.count
-        if self.kind == "single":
-            if isinstance(value, Mapping):
-                if len(value) != 1:
-                    raise ValueError(
-                        f"`{argument}` is a dict with keys {sorted(value)} but the"
-                        " model has a single output."
-                    )
-                return list(value.values())
-            if isinstance(value, (list, tuple)) and len(value) == 1:
-                return [value[0]]
-            return [value]
-        if isinstance(value, Mapping):
-            unknown = sorted(set(value) - set(self.names))
-            if unknown:
-                raise ValueError(
-                    f"`{argument}` has keys {unknown} that are no output of the"
-                    f" model. Expected keys among: {self.names}."
-                )
-            return [value.get(name) for name in self.names]
-        if isinstance(value, (list, tuple)):
-            if len(value) != self.count:
-                raise ValueError(
-                    f"`{argument}` has {len(value)} entries but the model has"
-                    f" {self.count} outputs ({self.names}). Pass one entry per"
-                    " output, or a dict keyed by output name."
-                )
-            return list(value)
-        if broadcast:
-            return [value] * self.count
-        raise ValueError(
-            f"The model has {self.count} outputs ({self.names}) but `{argument}`"
-            f" is a single {type(value).__name__}. Pass a list with one entry"
-            " per output, or a dict keyed by output name."
-        )
-
-
-def outputs_structure(y_pred: Any, output_names=None) -> Optional[Outputs]:
-    """The outputs of a model's call, or `None` when `output_names` does not fit them
-    (the first batch of `fit` will say so)."""
-    try:
-        return Outputs(y_pred, output_names)
-    except ValueError:
-        return None
-
-
 def _per_output(config: Any, outputs: Outputs, argument: str) -> list:
     """Spreads a compile argument (one value, list or dict) over the outputs."""
-    if outputs.count == 1:
+    if outputs.count == 1 and not outputs.spans_every_entry(config):
         if isinstance(config, Mapping):
+            config = outputs.without_others(config, argument)
             _check_single_output_keys(config, outputs, argument)
             return list(config.values())
         if isinstance(config, (list, tuple)) and len(config) == 1 and argument == "loss":
             return [config[0]]
         return [config]
     return outputs.match(config, argument, broadcast=True)
+
+
+def _check_has_outputs(outputs: Outputs, y_pred: Any, argument: str) -> None:
+    """Raises when `compile()` gave `argument` but the model returns no tensor to apply it to."""
+    if outputs.count:
+        return
+    own = (
+        " Compile without a loss to train on the model's own `loss`."
+        if outputs.has_own_loss and argument == "loss"
+        else ""
+    )
+    raise ValueError(
+        f"`{argument}` was given to compile(), but the model's output holds no tensor to"
+        f" apply it to: {describe_entries(y_pred)}. Only tensors are outputs, and"
+        f" `loss` is the model's own loss.{own}"
+    )
 
 
 def _check_single_output_keys(config: Mapping, outputs: Outputs, argument: str) -> None:
@@ -239,7 +149,7 @@ class _TargetCheck:
 
 
 def _raise_missing_target(name: str, outputs: "Outputs") -> None:
-    where = "" if outputs.kind == "single" else f" for output `{name}`"
+    where = "" if outputs.count == 1 else f" for output `{name}`"
     raise ValueError(
         f"A loss was compiled{where} but no target `y` was given. Pass `y` to"
         " fit/evaluate (or yield `(x, y)` batches), or compile without a loss"
@@ -278,6 +188,7 @@ class CompileLoss:
 
     def build(self, y_true: Any, y_pred: Any, device: torch.device) -> None:
         self.outputs = Outputs(y_pred, self._output_names)
+        _check_has_outputs(self.outputs, y_pred, "loss")
         flat_pred = self.outputs.flatten(y_pred)
         flat_true = self.outputs.match(y_true, "y")
         configs = _per_output(self._loss_config, self.outputs, "loss")
@@ -391,6 +302,8 @@ class CompileMetrics:
 
     def build(self, y_true: Any, y_pred: Any, device: torch.device) -> None:
         self.outputs = Outputs(y_pred, self._output_names)
+        if self._metrics_config is not None or self._weighted_config is not None:
+            _check_has_outputs(self.outputs, y_pred, "metrics")
         flat_pred = self.outputs.flatten(y_pred)
         flat_true = self.outputs.match(y_true, "y")
         seen: set[int] = set()
@@ -416,8 +329,9 @@ class CompileMetrics:
         """`(output index, identifier)` for every metric of `config`."""
         if config is None:
             return []
-        if outputs.count == 1:
+        if outputs.count == 1 and not _per_entry_metrics(config, outputs):
             if isinstance(config, Mapping):
+                config = outputs.without_others(config, argument)
                 config = [m for value in config.values() for m in _as_list(value)]
             if not isinstance(config, (list, tuple)):
                 raise TypeError(
@@ -523,6 +437,13 @@ class CompileMetrics:
                     metric.update_state(
                         flat_true[index], flat_pred[index], sample_weight=flat_weights[index]
                     )
+
+
+def _per_entry_metrics(config: Any, outputs: Outputs) -> bool:
+    """Whether a metrics list gives one entry (a list, or `None`) per element of a returned
+    tuple, tensor or not, rather than being one output's flat list."""
+    nested = (list, tuple, Mapping, type(None))
+    return outputs.spans_every_entry(config) and any(isinstance(m, nested) for m in config)
 
 
 def _base_name(identifier: Any) -> str:

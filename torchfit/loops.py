@@ -9,10 +9,12 @@ the model's `train_step`/`test_step`/`predict_step`.
 from collections.abc import Mapping
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
 from torchfit import tree
 from torchfit.logs import BatchLogs, MetricLogs, as_batch_logs, pythonify_logs
+from torchfit.outputs import predictions
 from torchfit.utils.arguments import is_count
 from torchfit.utils.modes import run_in_mode
 
@@ -256,21 +258,38 @@ def _predict_steps(model, iterator, callbacks) -> list:
 
 
 def _join(batches: list) -> Any:
-    """The outputs of several steps as one batch, on the device (no copy for one)."""
+    """The outputs of several steps as one batch, on the device (no copy for one), in
+    the container `predict` returns (`outputs.predictions`), whatever the number of steps."""
+    return _joined([predictions(batch) for batch in batches])
+
+
+def _joined(batches: list) -> Any:
     if len(batches) == 1:
         return batches[0]
     first = batches[0]
     if isinstance(first, Mapping):
-        return {key: _join([batch[key] for batch in batches]) for key in first}
+        return {key: _joined([batch[key] for batch in batches]) for key in first}
+    if isinstance(first, tuple) and hasattr(type(first), "_fields"):  # a namedtuple
+        return type(first)._make(_joined(list(parts)) for parts in zip(*batches))
     if isinstance(first, (list, tuple)):
-        return type(first)(_join([batch[i] for batch in batches]) for i in range(len(first)))
+        return type(first)(_joined(list(parts)) for parts in zip(*batches))
     if isinstance(first, torch.Tensor):
         return torch.cat(batches) if first.dim() else torch.stack(batches)
+    if isinstance(first, np.ndarray):
+        return np.concatenate(batches) if first.ndim else np.stack(batches)
+    if first is None:
+        return None
     return batches
 
 
 def concatenate_outputs(batches: list) -> Any:
-    """Joins per-batch outputs (tensors, lists or dicts of them) into NumPy arrays."""
+    """Joins per-batch outputs (tensors, lists or dicts of them) into NumPy arrays.
+
+    A dict, dataclass or `ModelOutput` output comes back as a dict of arrays, a
+    namedtuple as that namedtuple of arrays, whatever the number of batches;
+    what holds no tensor (a cache, `None`) and the model's own `loss` are left
+    out (see `outputs.predictions`).
+    """
     if not batches:
         raise ValueError(
             "predict() received no batches: the input was empty. Check `x` and `steps`."

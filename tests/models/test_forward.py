@@ -2,9 +2,12 @@
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
+import typing_extensions
 
+import torchfit
 from torchfit.models.forward import (
     ForwardSignature,
     autocast,
@@ -116,3 +119,67 @@ def test_describe_forward_error_keeps_the_type_and_names_every_input():
             super().__init__(a, b)
 
     assert describe_forward_error(NeedsTwo(1, 2), (), {}, [], None) is None
+
+
+# ------------------------------------------- training= and keys, by the real signature
+class _Typed(typing_extensions.TypedDict, total=False):
+    output_hidden_states: bool
+
+
+def typed_kwargs(input_ids, attention_mask=None, **kwargs: typing_extensions.Unpack[_Typed]):
+    return input_ids
+
+
+def untyped_kwargs(x, **kwargs):
+    return x
+
+
+def test_training_goes_only_to_a_forward_that_names_it():
+    # Keras passes `training` only to a `call` that names it; **kwargs does not.
+    for forward in (typed_kwargs, untyped_kwargs, one_input):
+        assert not ForwardSignature(forward).accepts_training
+        _, kwargs = route_inputs(ForwardSignature(forward), (1,), {"training": True})
+        assert kwargs == {}
+    assert ForwardSignature(two_inputs).accepts_training
+
+
+def test_a_typed_kwargs_adds_its_keys_and_a_typo_names_every_accepted_key():
+    signature = ForwardSignature(typed_kwargs)
+    assert signature.keyword_keys == ["output_hidden_states"] and not signature.any_keyword
+    args, kwargs = route_inputs(signature, ({"input_ids": 1, "output_hidden_states": True},), {})
+    assert kwargs == {"input_ids": 1, "output_hidden_states": True}
+    with pytest.raises(
+        ValueError,
+        match=r"keys \['attention_masks'\] that are not parameters of forward\(\)\."
+        r" forward\(\) accepts: \['input_ids', 'attention_mask'\], and through its typed"
+        r" \*\*kwargs: \['output_hidden_states'\]",
+    ):
+        route_inputs(signature, ({"input_ids": 1, "attention_masks": 2},), {})
+    # An untyped **kwargs takes any key: nothing to check against.
+    assert route_inputs(ForwardSignature(untyped_kwargs), ({"x": 1, "y": 2},), {})[1] == {
+        "x": 1,
+        "y": 2,
+    }
+
+
+def test_a_compiled_module_is_read_through_its_wrapper():
+    class Net(torch.nn.Module):
+        def forward(self, a, b):
+            return a + b
+
+    compiled = torch.compile(Net(), backend="eager")
+    signature = ForwardSignature(compiled)
+    assert signature.names == ["a", "b"] and not signature.accepts_training
+    with pytest.raises(ValueError, match=r"\['c'\].*accepts: \['a', 'b'\]"):
+        route_inputs(signature, ({"a": 1, "c": 2},), {})
+
+
+def test_a_compiled_module_trains_in_a_model_without_training_reaching_forward():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 2))
+    model = torchfit.Model(torch.compile(net, backend="eager"), device="cpu")
+    model.compile("sgd", "mse")
+    before = net[0].weight.detach().clone()
+    # Was: "Sequential.forward() got an unexpected keyword argument 'training'".
+    model.fit(np.ones((8, 4), "float32"), np.zeros((8, 2), "float32"), verbose=0)
+    assert not torch.equal(before, net[0].weight)

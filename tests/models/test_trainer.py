@@ -1185,3 +1185,14 @@ def test_unrecognized_data_is_an_error():
         _recording().fit(5, verbose=0)
     with pytest.raises(ValueError, match=r"`fit\(\)` needs data: `x` is None"):
         _recording().fit(verbose=0)
+
+
+def test_fit_batch_size_is_not_said_ignored_by_validation_data_that_makes_batches():
+    val = DataLoader(TensorDataset(*map(torch.from_numpy, _indexed(8))), batch_size=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # fit's batch_size was for the training arrays
+        _recording().fit(*_data(), batch_size=4, validation_data=val, verbose=0)
+    with pytest.warns(UserWarning, match=r"`batch_size=2` was passed, but will be ignored"):
+        _recording().fit(
+            *_data(), batch_size=4, validation_data=val, validation_batch_size=2, verbose=0
+        )

@@ -6,6 +6,7 @@ adapter batches its own kind; `EpochIterator` turns an adapter into epochs.
 """
 
 import types
+import warnings
 from collections.abc import Iterable
 from typing import Any, Optional
 
@@ -20,6 +21,7 @@ from torchfit.data.data_adapter_utils import (
     train_validation_split,
     unpack_x_y_sample_weight,
 )
+from torchfit.data.dict_rows import DictRowsAdapter
 from torchfit.data.epoch_iterator import EpochIterator
 from torchfit.data.generator_adapter import GeneratorDataAdapter
 from torchfit.data.sequence_adapter import SequenceAdapter
@@ -32,6 +34,7 @@ __all__ = [
     "DataAdapter",
     "DataLoaderAdapter",
     "DatasetAdapter",
+    "DictRowsAdapter",
     "EpochIterator",
     "GeneratorDataAdapter",
     "SequenceAdapter",
@@ -45,7 +48,8 @@ __all__ = [
 _PURPOSES = ("fit", "evaluate", "predict")
 _ACCEPTED = (
     "NumPy arrays, torch tensors, pandas DataFrames/Series, lists/tuples/dicts"
-    " of those, a torch Dataset or DataLoader, a torchfit.utils.Sequence"
+    " of those, a torch Dataset or DataLoader, a dataset of dict rows"
+    " (datasets.Dataset), a torchfit.utils.Sequence"
     " (PyDataset), or a generator/iterable of batches"
 )
 
@@ -61,16 +65,21 @@ def get_adapter(
     class_weight: Optional[dict] = None,
     device=None,
     purpose: str = "fit",
+    forward_signature: Any = None,
 ) -> DataAdapter:
     """Returns the DataAdapter for `x` (and `y`, `sample_weight`).
 
     Args:
         x: The inputs: arrays or tensors (or lists/dicts of them), a torch
-            `Dataset` or `DataLoader`, a `Sequence`, a generator or iterable
-            of batches, or a `DataAdapter` (returned as is).
+            `Dataset` or `DataLoader`, a dataset of dict rows (a
+            `datasets.Dataset`: see `dict_rows` for which columns are `x` and
+            `y`), a `Sequence`, a generator or iterable of batches, or a
+            `DataAdapter` (returned as is).
         y: Targets, only with array inputs. Defaults to `None`.
         sample_weight: Per-sample weights, only with array inputs.
-        batch_size: Samples per batch for arrays and Datasets. Defaults to 32.
+        batch_size: Samples per batch for arrays and datasets. Defaults to 32.
+            Data that comes in batches (a DataLoader, a Sequence, a generator)
+            ignores it, with a warning.
         steps: Batches per epoch (`steps_per_epoch`/`steps`); with arrays and
             no `batch_size`, sets `batch_size = ceil(N / steps)`.
         shuffle: `True`, `False` or `"batch"`. Ignored, with a warning, for
@@ -78,6 +87,9 @@ def get_adapter(
         class_weight: `{class_index: weight}` for a single-output model.
         device: Where batches are delivered. Defaults to `None` (not moved).
         purpose: "fit", "evaluate" or "predict", used in error messages.
+        forward_signature: What the model's `forward` takes (a
+            `models.forward.ForwardSignature`): which columns of a dataset of
+            dict rows are inputs. Defaults to `None`: every column but the labels.
 
     Returns:
         A `DataAdapter`.
@@ -115,6 +127,17 @@ def get_adapter(
             class_weight=class_weight,
             device=device,
         )
+    if data_adapter_utils.is_dict_rows(x):
+        _reject_arguments_for_rows(y, sample_weight)
+        return DictRowsAdapter(
+            x,
+            forward_signature=forward_signature,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            class_weight=class_weight,
+            device=device,
+            purpose=purpose,
+        )
     if data_adapter_utils.is_nested(x) and not _is_list_of_batches(x):
         _reject_mixed_structure(x)
     if not isinstance(x, (Sequence, Dataset)) and not _is_batch_iterable(x):
@@ -126,6 +149,8 @@ def get_adapter(
         )
     kind = _kind_of(x)
     _reject_arguments(kind, y, sample_weight)
+    if not isinstance(x, Dataset):  # data that comes in batches
+        _warn_batch_size_ignored(batch_size, kind)
     if isinstance(x, Sequence):
         return SequenceAdapter(x, shuffle=shuffle, class_weight=class_weight, device=device)
     if isinstance(x, DataLoader):
@@ -146,6 +171,28 @@ def get_adapter(
         )
     warn_shuffle_ignored(shuffle, _with_article(kind))
     return GeneratorDataAdapter(x, class_weight=class_weight, device=device)
+
+
+def _warn_batch_size_ignored(batch_size: Optional[int], kind: str) -> None:
+    if batch_size is not None:
+        warnings.warn(
+            f"`batch_size={batch_size}` was passed, but will be ignored since the data `x`"
+            f" was provided as {_with_article(kind)}, which makes its own batches. Set the"
+            f" batch size where the batches are made (`DataLoader(..., batch_size=...)`),"
+            " or pass the dataset itself.",
+            stacklevel=4,
+        )
+
+
+def _reject_arguments_for_rows(y: Any, sample_weight: Any) -> None:
+    for name, value in (("y", y), ("sample_weight", sample_weight)):
+        if value is not None:
+            raise ValueError(
+                f"When `x` is a dataset of dict rows (such as a `datasets.Dataset`), `{name}`"
+                " should not be passed: the targets come from its `labels` (or `label`)"
+                f" column. Received: {name} of type {type(value).__name__}. Add the"
+                " targets as a column (`ds.add_column('labels', y)`)."
+            )
 
 
 def _with_article(noun: str) -> str:
@@ -186,6 +233,11 @@ def _is_batch_iterable(x: Any) -> bool:
 
 def _reject_mixed_structure(x: Any) -> None:
     leaves = x.values() if isinstance(x, dict) else x
+    if isinstance(x, dict) and x and all(map(data_adapter_utils.is_dict_rows, leaves)):
+        raise ValueError(
+            f"`x` is a {type(x).__name__} of datasets (splits {sorted(x)}), not one dataset."
+            f" Pass one split, e.g. x=ds[{sorted(x)[0]!r}]."
+        )
     found = sorted(
         {
             type(leaf).__name__

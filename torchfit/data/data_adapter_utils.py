@@ -1,8 +1,9 @@
 """Small helpers every data adapter shares.
 
 Owns the batch format (`x`, `(x,)`, `(x, y)`, `(x, y, sample_weight)`), the
-nested-structure helpers, turning array-likes into torch tensors, the
-`validation_split` cut and `class_weight` lookups. Batching, shuffling and
+nested-structure helpers, turning array-likes into torch tensors, telling a
+dataset of dict rows, the `validation_split` cut (the last rows of arrays or of
+a dataset of dict rows) and `class_weight` lookups. Batching, shuffling and
 device placement belong to the adapters.
 """
 
@@ -14,8 +15,10 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+from torch.utils.data import IterableDataset, Subset
 
 from torchfit.tree import flatten, is_nested, map_structure
+from torchfit.utils.sequence import Sequence
 
 
 def _is_pandas(value: Any) -> bool:
@@ -295,6 +298,59 @@ def num_samples(value: Any) -> int:
 
 
 # ---------------------------------------------------------------------------
+# Datasets of dict rows
+# ---------------------------------------------------------------------------
+
+
+def reads_columns(value: Any) -> bool:
+    """Whether `value` reads a column of many rows at once, as a `datasets.Dataset`
+    declares it does: `column_names`, `with_format(...)` and `select(rows)`."""
+    return (
+        isinstance(getattr(value, "column_names", None), list)
+        and callable(getattr(value, "with_format", None))
+        and callable(getattr(value, "select", None))
+    )
+
+
+def is_dict_rows(value: Any) -> bool:
+    """Whether `value` is a sized, indexable dataset whose rows are dicts.
+
+    A Hugging Face `datasets.Dataset` is one; so is a torch map-style `Dataset`
+    whose `__getitem__` returns a dict. Lists, dicts, arrays, a
+    `torchfit.utils.Sequence` (it holds batches, not rows) and iterable
+    datasets are not.
+
+    Example:
+    >>> class Rows(torch.utils.data.Dataset):
+    ...     def __len__(self):
+    ...         return 2
+    ...     def __getitem__(self, index):
+    ...         return {"x": float(index), "label": index}
+    >>> is_dict_rows(Rows()), is_dict_rows([{"x": 1.0}]), is_dict_rows(np.zeros(3))
+    (True, False, False)
+    """
+    if reads_columns(value):
+        return True
+    if (
+        isinstance(value, (list, tuple, Mapping, str, bytes, Sequence, IterableDataset))
+        or is_array_like(value)
+        or not (hasattr(type(value), "__len__") and hasattr(type(value), "__getitem__"))
+    ):
+        return False
+    try:
+        return len(value) > 0 and isinstance(value[0], Mapping)
+    except (IndexError, KeyError, TypeError, ValueError, NotImplementedError):
+        return False
+
+
+def take_rows(dataset: Any, start: int, stop: int) -> Any:
+    """Rows `start` to `stop` of a dataset of dict rows, without copying them."""
+    if reads_columns(dataset):
+        return dataset.select(range(start, stop))
+    return Subset(dataset, range(start, stop))
+
+
+# ---------------------------------------------------------------------------
 # validation_split
 # ---------------------------------------------------------------------------
 
@@ -312,7 +368,8 @@ def train_validation_split(arrays: Any, validation_split: float) -> tuple:
 
     Args:
         arrays: A structure of arrays/tensors, usually `(x, y, sample_weight)`;
-            `None` entries are kept.
+            `None` entries are kept. `x` may be a dataset of dict rows instead
+            (`y` and `sample_weight` then `None`): its last rows are held out.
         validation_split: Fraction of the samples, strictly between 0 and 1.
 
     Returns:
@@ -333,12 +390,15 @@ def train_validation_split(arrays: Any, validation_split: float) -> tuple:
             "`validation_split` must be a float strictly between 0 and 1."
             f" Received: validation_split={validation_split!r}."
         )
+    if _rows_only(arrays):
+        return _split_rows(arrays[0], validation_split, len(arrays))
     if not is_array_structure(arrays):
         kinds = sorted({type(leaf).__name__ for leaf in flatten(arrays) if not is_array_like(leaf)})
         received = ", ".join(kinds) or type(arrays).__name__
         raise ValueError(
-            "`validation_split` needs arrays or tensors: it takes the last fraction"
-            " of the samples before shuffling."
+            "`validation_split` needs arrays or tensors (or a dataset of dict rows,"
+            " such as a `datasets.Dataset`): it takes the last fraction of the samples"
+            " before shuffling."
             f" Received data of type {received}."
             " Pass `validation_data=(x_val, y_val)` instead."
         )
@@ -356,6 +416,32 @@ def train_validation_split(arrays: Any, validation_split: float) -> tuple:
     train = map_structure(lambda leaf: _slice_rows(leaf, 0, split_at), arrays)
     validation = map_structure(lambda leaf: _slice_rows(leaf, split_at, total), arrays)
     return train, validation
+
+
+def _rows_only(arrays: Any) -> bool:
+    """Whether `arrays` is `(rows,)` or `(rows, None, None)`: a dataset of dict rows alone."""
+    return (
+        isinstance(arrays, tuple)
+        and bool(arrays)
+        and all(part is None for part in arrays[1:])
+        and is_dict_rows(arrays[0])
+    )
+
+
+def _split_rows(rows: Any, validation_split: float, parts: int) -> tuple:
+    total = len(rows)
+    split_at = int(math.floor(total * (1.0 - validation_split)))
+    if split_at == 0 or split_at == total:
+        raise ValueError(
+            f"The dataset has {total} rows, too few to split with"
+            f" `validation_split={validation_split}`: one part would be empty."
+            " Provide more data or a different `validation_split`."
+        )
+    padding = (None,) * (parts - 1)
+    return (
+        (take_rows(rows, 0, split_at),) + padding,
+        (take_rows(rows, split_at, total),) + padding,
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """How a call reaches the module's `forward`: device, inputs, mode, autocast, compile.
 
 Owns the default device, routing a list input to `forward(*xs)` and a dict to
-`forward(**xs)`, the train/eval mode of one call (`training=`), the autocast
+`forward(**xs)` (its keys checked against what `forward` takes, seen through a
+`torch.compile` wrapper), passing `training=` only to a `forward` that names it,
+the train/eval mode of one call (`training=`), the autocast
 context of a mixed dtype policy, wrapping `forward` in `torch.compile`, and
 the error that describes the inputs when the first forward pass fails. When
 these run belongs to `models/model.py`; running a block in train or eval mode
@@ -10,13 +12,17 @@ these run belongs to `models/model.py`; running a block in train or eval mode
 
 import inspect
 import os
+import typing
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Optional
+from typing import Optional, Union
 
 import torch
+import typing_extensions
+from torch import nn
 
 from torchfit.tree import map_structure
+from torchfit.utils.uncompiled import uncompiled
 
 __all__ = [
     "ForwardSignature",
@@ -58,29 +64,82 @@ class _NoAutocast:
 
 _NO_AUTOCAST = _NoAutocast()
 
+# `Unpack` of a typed `**kwargs` (PEP 692), from `typing` (Python 3.11+) or `typing_extensions`.
+_UNPACK_FORMS = {
+    form for form in (getattr(typing, "Unpack", None), typing_extensions.Unpack) if form is not None
+}
+
 
 class ForwardSignature:
-    """What `forward` accepts, read once: how to route list/dict inputs."""
+    """What `forward` accepts, read once: how to route list and dict inputs.
 
-    def __init__(self, forward: Callable):
-        parameters = list(inspect.signature(forward).parameters.values())
+    `training` is passed only to a `forward` that names it, as Keras passes it
+    only to a `call` that does. The keys a dict input may have are `forward`'s
+    parameter names, plus the keys of a typed `**kwargs: Unpack[SomeTypedDict]`
+    (Hugging Face forwards); only an untyped `**kwargs` takes any key.
+
+    Args:
+        forward: A module (its `forward` is read; for a `torch.compile`d module,
+            the compiled module's) or a callable.
+
+    Example:
+    >>> def forward(input_ids, attention_mask=None, **kwargs):
+    ...     return input_ids
+    >>> signature = ForwardSignature(forward)
+    >>> signature.names, signature.accepts_training, signature.any_keyword
+    (['input_ids', 'attention_mask'], False, True)
+    """
+
+    def __init__(self, forward: Union[Callable, nn.Module]):
+        if isinstance(forward, nn.Module):
+            forward = uncompiled(forward).forward
+        parameters = list(_signature(forward).parameters.values())
         kinds = inspect.Parameter
-        self.accepts_training = any(
-            p.name == "training" or p.kind == kinds.VAR_KEYWORD for p in parameters
-        )
-        self.var_keyword = any(p.kind == kinds.VAR_KEYWORD for p in parameters)
+        named = (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)
+        self.accepts_training = any(p.name == "training" and p.kind in named for p in parameters)
+        var_keyword = [p for p in parameters if p.kind == kinds.VAR_KEYWORD]
+        self.var_keyword = bool(var_keyword)
         self.var_positional = any(p.kind == kinds.VAR_POSITIONAL for p in parameters)
-        self.names = [
-            p.name
-            for p in parameters
-            if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY) and p.name != "training"
-        ]
+        self.names = [p.name for p in parameters if p.kind in named and p.name != "training"]
+        #: The keys a typed `**kwargs` takes, or `None` (no `**kwargs`, or an untyped one).
+        self.keyword_keys = _typed_keys(var_keyword[0]) if var_keyword else None
+        #: Whether a dict input may have any key (an untyped `**kwargs`).
+        self.any_keyword = self.var_keyword and self.keyword_keys is None
         self.num_positional = sum(
             1
             for p in parameters
             if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
             and p.name != "training"
         )
+
+    def unknown_keys(self, keys) -> list:
+        """The keys of a dict input that `forward` does not take, sorted."""
+        if self.any_keyword:
+            return []
+        accepted = set(self.names) | set(self.keyword_keys or ())
+        return sorted(key for key in keys if key not in accepted)
+
+
+def _signature(forward: Callable) -> inspect.Signature:
+    """`forward`'s signature, its annotations evaluated when they can be (a module
+    written with `from __future__ import annotations` keeps them as strings)."""
+    try:
+        return inspect.signature(forward, eval_str=True)
+    except Exception:  # noqa: BLE001 - an annotation naming what is not importable here
+        return inspect.signature(forward)
+
+
+def _typed_keys(parameter: inspect.Parameter) -> Optional[list]:
+    """The keys of `**kwargs: Unpack[SomeTypedDict]`, or `None` for an untyped `**kwargs`."""
+    annotation = parameter.annotation
+    if typing.get_origin(annotation) not in _UNPACK_FORMS:
+        return None
+    (typed,) = typing.get_args(annotation) or (None,)
+    required = getattr(typed, "__required_keys__", None)
+    optional = getattr(typed, "__optional_keys__", None)
+    if required is None or optional is None:
+        return None
+    return sorted(required | optional)
 
 
 def autocast(device: torch.device, dtype: Optional[torch.dtype], cache_enabled: bool = True):
@@ -119,24 +178,31 @@ def make_jit_forward(forward: Callable) -> Optional[Callable]:
 def route_inputs(signature: ForwardSignature, args: tuple, kwargs: dict) -> tuple:
     """Routes a call's inputs the Keras way: a single list goes to
     `forward(*xs)` when forward takes several inputs, a single dict to
-    `forward(**xs)` (keys checked), and `training` only where accepted."""
+    `forward(**xs)` (keys checked), and `training` only where `forward` names it."""
     if "training" in kwargs and not signature.accepts_training:
         kwargs = {key: value for key, value in kwargs.items() if key != "training"}
     if len(args) != 1:
         return args, kwargs
     (x,) = args
     if isinstance(x, Mapping):
-        unknown = [key for key in x if key not in signature.names]
-        if unknown and not signature.var_keyword:
+        unknown = signature.unknown_keys(x)
+        if unknown:
             raise ValueError(
-                f"The input dict has keys {sorted(unknown)} that are not parameters"
-                f" of forward(). forward() accepts: {signature.names}."
+                f"The input dict has keys {unknown} that are not parameters"
+                f" of forward(). forward() accepts: {signature.names}"
+                f"{_keyword_keys_text(signature)}."
                 " Rename the keys to match, or pass a list of inputs."
             )
         return (), {**x, **kwargs}
     if isinstance(x, (list, tuple)) and (signature.var_positional or signature.num_positional > 1):
         return tuple(x), kwargs
     return args, kwargs
+
+
+def _keyword_keys_text(signature: ForwardSignature) -> str:
+    if not signature.keyword_keys:
+        return ""
+    return f", and through its typed **kwargs: {signature.keyword_keys}"
 
 
 # ------------------------------------------------------ first-call errors

@@ -42,9 +42,11 @@ from torchfit.models.keras_surface import KerasSurface
 from torchfit.models.metrics_tracking import MetricsTracking
 from torchfit.models.serialization import MODEL_KIND, Rebuildable
 from torchfit.models.trainer import Trainer
+from torchfit.outputs import own_loss
 from torchfit.utils.arguments import check_count
 from torchfit.utils.modes import run_in_mode
 from torchfit.utils.summary import print_summary, record_output_shapes
+from torchfit.utils.uncompiled import uncompiled
 
 __all__ = ["Model"]
 
@@ -110,6 +112,8 @@ class Model(
       distribution sets `stop_training` when the processes agree to stop.
     - `utils/` (summary, plot_model): `example_inputs`, `forward_module`,
       `route_inputs`.
+    - `data/` (through the verbs): `forward_signature`, whose parameter names pick
+      the input columns of a dataset of dict rows.
     """
 
     #: How the model runs across processes (see `torchfit.distribution`): in one
@@ -354,12 +358,18 @@ class Model(
             self._jit_forward = None
             return self.distribution.call(self, *args, **kwargs)
 
+    @property
+    def forward_signature(self) -> ForwardSignature:
+        """What the module's `forward` takes (seen through a `torch.compile` wrapper):
+        its parameter names, the keys of a typed `**kwargs`, whether it takes `training`."""
+        if self._signature is None:
+            self._signature = ForwardSignature(self.forward_module)
+        return self._signature
+
     def route_inputs(self, args: tuple, kwargs: dict) -> tuple:
         """How a call's inputs reach `forward`: `(args, kwargs)` with a single list
         input spread over `forward`'s parameters and a dict passed by name."""
-        if self._signature is None:
-            self._signature = ForwardSignature(self.forward_module.forward)
-        return route_inputs(self._signature, args, kwargs)
+        return route_inputs(self.forward_signature, args, kwargs)
 
     # --------------------------------------------------------------- compile
     def compile(
@@ -545,6 +555,10 @@ class Model(
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The compiled loss plus every added loss, as one scalar tensor.
 
+        Compiled without a loss, the model's own loss (the `loss` tensor of a
+        dict, dataclass or namedtuple output, as Hugging Face models return)
+        takes the compiled loss's place.
+
         An override may leave out `training` (the signature before Keras 3.3):
         the default steps read the override's signature and call it without.
 
@@ -558,13 +572,17 @@ class Model(
                 self._build_compiled(y, y_pred)
             with self._autocast():
                 total = self._compile_loss(y, y_pred, sample_weight)
+        else:
+            total = own_loss(y_pred)  # a Hugging Face model's `loss`, computed from `labels`
         for added in self.losses:
             added = layers.as_loss_tensor(added, self.device)
             total = added if total is None else total + added
         if total is None:
             raise ValueError(
                 "No loss to compute. Provide a `loss` argument in `compile()`, or"
-                " add one from the model with `add_loss`."
+                " add one from the model with `add_loss`. A model's own loss is the"
+                " `loss` entry of its output (a Hugging Face model returns one when"
+                " `labels` are among its inputs)."
             )
         if total.dim():
             # An empty batch's loss is empty, as in Keras: sum it to a zero that
@@ -711,9 +729,10 @@ class Model(
     # --------------------------------------------------------------- weights
     @property
     def weights_module(self) -> nn.Module:
-        """The module whose `state_dict` holds the weights: the wrapped `module`,
-        or the model itself when a subclass writes its own `forward`."""
-        return self.module if self.module is not None else self
+        """The module whose `state_dict` holds the weights: the wrapped `module` (the
+        module `torch.compile` wrapped, for a compiled one: no `_orig_mod.` in the
+        names), or the model itself when a subclass writes its own `forward`."""
+        return uncompiled(self.module) if self.module is not None else self
 
     def get_weights(self) -> list:
         """Copies of every parameter and buffer, as NumPy arrays.

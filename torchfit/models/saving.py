@@ -1,6 +1,7 @@
 """Writes and reads a model's weights as plain torch files.
 
-Owns `save_weights`/`load_weights`: the wrapped module's own `state_dict`,
+Owns `save_weights`/`load_weights`: the wrapped module's own `state_dict`
+(the compiled module's, for a `torch.compile`d one: names without `_orig_mod.`),
 written atomically, read back with `weights_only=True` so that loading never
 runs code. The file rules (atomic writes, safe reads, naming every mismatch)
 belong to `utils/torch_files.py`; whole-model files (`save`/`load_model`) to
@@ -10,6 +11,7 @@ belong to `utils/torch_files.py`; whole-model files (`save`/`load_model`) to
 import os
 
 from torchfit.utils.torch_files import cpu_tensors, load_state, read_torch_file, write_torch_file
+from torchfit.utils.uncompiled import uncompiled_names
 
 __all__ = ["load_weights", "save_weights"]
 
@@ -32,7 +34,8 @@ def save_weights(model, filepath, overwrite: bool = True, state_dict=None) -> No
 
 
 def load_weights(model, filepath, skip_mismatch: bool = False) -> None:
-    """Loads weights written by `save_weights` (or any plain `state_dict` file).
+    """Loads weights written by `save_weights` (or any plain `state_dict` file, one
+    taken from a `torch.compile`d module too: its `_orig_mod.` prefixes are dropped).
 
     Args:
         filepath: The file to read.
@@ -46,4 +49,6 @@ def load_weights(model, filepath, skip_mismatch: bool = False) -> None:
     state = read_torch_file(filepath)
     if isinstance(state, dict) and state.get("format") == "torchfit.model":
         state = state["weights"]
-    load_state(model.weights_module, state, os.fspath(filepath), skip_mismatch=skip_mismatch)
+    module = model.weights_module
+    state = uncompiled_names(state, module)  # saved from a torch.compile'd module
+    load_state(module, state, os.fspath(filepath), skip_mismatch=skip_mismatch)

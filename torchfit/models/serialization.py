@@ -30,6 +30,7 @@ from torchfit import optimizers as optimizers_module
 from torchfit.models import file_checks
 from torchfit.models.file_checks import MalformedEntry, short
 from torchfit.utils.torch_files import cpu_state_dict, load_state, read_torch_file, write_torch_file
+from torchfit.utils.uncompiled import uncompiled, uncompiled_names
 
 __all__ = [
     "FORMAT",
@@ -231,7 +232,9 @@ def _describe_model(model, where: str) -> dict:
             raise NotRebuildable(f"{where} is a torchfit.Model without a module")
         return {
             "kind": kind,
-            "module": _describe_checked(model.module, f"{where}.module"),
+            # A torch.compile'd module is saved as the module it compiled (load_model
+            # rebuilds that plain module: compile it again, or use jit_compile=True).
+            "module": _describe_checked(uncompiled(model.module), f"{where}.module"),
             "output_names": model.output_names,
         }
     path = f"{cls.__module__}:{cls.__qualname__}"
@@ -281,7 +284,7 @@ def describe_argument(value: Any, where: str) -> Any:
 
 def _describe_argument(value: Any, where: str) -> Any:
     if isinstance(value, nn.Module):
-        return {_MODULE_MARKER: _describe_checked(value, where)}
+        return {_MODULE_MARKER: _describe_checked(uncompiled(value), where)}
     return value
 
 
@@ -879,7 +882,8 @@ def load_model(
     file_checks.check_entries(payload, filepath)
     try:
         model = _build_model(payload, module, safe_mode, filepath, custom_objects)
-        load_state(model.weights_module, payload["weights"], filepath)
+        weights = uncompiled_names(payload["weights"], model.weights_module)
+        load_state(model.weights_module, weights, filepath)
         model._place()
         if compile and payload.get("compiled"):
             _compile(model, payload, filepath, custom_objects)

@@ -82,16 +82,19 @@ class Trainer:
 
         Args:
             x: Inputs: arrays, tensors, pandas objects, lists/dicts of them, a
-                torch `Dataset`, a `DataLoader`, a generator or iterable of
-                batches, or a `torchfit.utils.Sequence`.
+                torch `Dataset`, a `DataLoader`, a dataset of dict rows (a
+                `datasets.Dataset`: `x` from the columns named after forward's
+                parameters, `y` from `labels` or `label`), a generator or
+                iterable of batches, or a `torchfit.utils.Sequence`.
             y: Targets, when `x` is arrays. Defaults to `None`.
             batch_size: Samples per step for arrays and Datasets. Defaults to 32.
             epochs: The index of the last epoch (see `initial_epoch`). Defaults to 1.
             verbose: 0 (silent), 1 (progress bar), 2 (a line per epoch) or
                 `"auto"` (1 on a terminal, else 2). Defaults to `"auto"`.
             callbacks: A list of `torchfit.callbacks.Callback`.
-            validation_split: Fraction of the arrays, taken from the end before
-                shuffling, held out for validation. Defaults to 0.
+            validation_split: Fraction of the arrays (or of the rows of a dataset
+                of dict rows), taken from the end before shuffling, held out for
+                validation. Defaults to 0.
             validation_data: `(x_val, y_val)`, `(x_val, y_val, sample_weight)`
                 (a list too, as in Keras) or any data `x` accepts. Overrides
                 `validation_split`.
@@ -138,6 +141,7 @@ class Trainer:
                     class_weight=class_weight,
                     device=self.device,
                     purpose="fit",
+                    forward_signature=self.forward_signature,
                 ),
                 "fit",
             ),
@@ -147,7 +151,7 @@ class Trainer:
         if validation_data is not None:
             validation = loops.Validation(
                 self._evaluation_iterator(
-                    validation_data, validation_batch_size or batch_size, validation_steps
+                    validation_data, validation_batch_size, validation_steps, batch_size
                 ),
                 validation_freq,
             )
@@ -179,7 +183,7 @@ class Trainer:
                 stacklevel=3,
             )
 
-    def _evaluation_iterator(self, data, batch_size, steps) -> EpochIterator:
+    def _evaluation_iterator(self, data, batch_size, steps, fit_batch_size) -> EpochIterator:
         if isinstance(data, (tuple, list)):
             if not 1 <= len(data) <= 3:
                 raise ValueError(
@@ -191,16 +195,22 @@ class Trainer:
             x, y, sample_weight = unpack_x_y_sample_weight(data)
         else:
             x, y, sample_weight = data, None, None
-        adapter = get_adapter(
-            x,
-            y,
-            sample_weight,
-            batch_size=batch_size,
-            steps=steps,
-            shuffle=False,
-            device=self.device,
-            purpose="evaluate",
-        )
+        with warnings.catch_warnings():
+            if not batch_size:
+                # fit's `batch_size` batches validation arrays (as in Keras); validation data
+                # that makes its own batches was not given it: no "batch_size ignored" warning.
+                warnings.filterwarnings("ignore", r"`batch_size=\d+` was passed, but will be")
+            adapter = get_adapter(
+                x,
+                y,
+                sample_weight,
+                batch_size=batch_size or fit_batch_size,
+                steps=steps,
+                shuffle=False,
+                device=self.device,
+                purpose="evaluate",
+                forward_signature=self.forward_signature,
+            )
         return _RestartingEpochIterator(
             self._distribute_data(adapter, "evaluate"), steps_per_epoch=steps
         )
@@ -274,6 +284,7 @@ class Trainer:
             shuffle=False,
             device=self.device,
             purpose="evaluate",
+            forward_signature=self.forward_signature,
         )
         adapter = self._distribute_data(adapter, "evaluate")
         iterator = EpochIterator(adapter, steps_per_epoch=steps)
@@ -313,6 +324,7 @@ class Trainer:
             shuffle=False,
             device=self.device,
             purpose="predict",
+            forward_signature=self.forward_signature,
         )
         adapter = self._distribute_data(adapter, "predict")
         iterator = EpochIterator(adapter, steps_per_epoch=steps)

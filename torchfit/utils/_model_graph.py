@@ -23,6 +23,8 @@ import torch.fx
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from torchfit.utils.uncompiled import uncompiled
+
 __all__ = ["Graph", "GraphNode", "trace"]
 
 # Shapes given with a `None` batch dimension are traced with this batch size.
@@ -131,9 +133,10 @@ def _prune_dead_ends(graph: Graph) -> None:
 
 
 def _target_module(model: nn.Module) -> nn.Module:
-    """The module whose forward runs: a torchfit.Model's `forward_module`, else the model."""
+    """The module whose forward runs: a torchfit.Model's `forward_module`, else the model,
+    seen through a `torch.compile` wrapper (the graph of the module it compiled)."""
     target = getattr(model, "forward_module", None)
-    return target if isinstance(target, nn.Module) else model
+    return uncompiled(target if isinstance(target, nn.Module) else model)
 
 
 def _example_inputs(model: nn.Module, target: nn.Module, inputs: Any) -> tuple:

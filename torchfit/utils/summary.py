@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
+from torchfit.utils.uncompiled import uncompiled
+
 _DEFAULT_POSITIONS = (0.45, 0.80, 1.0)
 _DEFAULT_LINE_LENGTH = 88
 _TRAINABLE_EXTRA_WIDTH = 12
@@ -50,9 +52,10 @@ class _HookHandles:
 
 
 def _summary_root(model: nn.Module) -> nn.Module:
-    """The module whose children are the rows: the wrapped `model.module` if there is one."""
+    """The module whose children are the rows: the wrapped `model.module` if there is one,
+    seen through a `torch.compile` wrapper (its layers, not one `OptimizedModule` row)."""
     inner = getattr(model, "module", None)
-    return inner if isinstance(inner, nn.Module) else model
+    return uncompiled(inner if isinstance(inner, nn.Module) else model)
 
 
 def _first_batch_size(args, kwargs):
