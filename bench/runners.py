@@ -261,7 +261,148 @@ class _EpochTimer:
         return EpochTimer()
 
 
-RUNNERS = {
+def hand_written_evaluate(workload, device, epochs, **_):
+    """The floor of `evaluate`: the mean loss and accuracy summed on the device
+    under `torch.inference_mode()`, one host read at the end."""
+    import torch
+    import torch.nn.functional as F
+
+    (x, y), _ = workload.data()
+    model = workload.torch_module().to(device)
+    batch_size = workload.batch_size
+    times = []
+    for _ in range(epochs):
+        _sync(device)
+        start = time.perf_counter()
+        xs, ys = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        model.eval()
+        with torch.inference_mode():
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device)
+            for i in range(0, len(xs), batch_size):
+                xb, yb = xs[i : i + batch_size], ys[i : i + batch_size]
+                logits = model(xb)
+                loss_sum += F.cross_entropy(logits, yb) * len(xb)
+                correct += (logits.argmax(-1) == yb).sum()
+            _read_logs(loss_sum / len(xs), correct / len(xs))
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _read_logs(*values):
+    """The values as Python floats: the one host read an evaluation makes."""
+    import torch
+
+    return torch.stack(values).tolist()
+
+
+def hand_written_predict(workload, device, epochs, **_):
+    """The floor of `predict`: the logits of every batch under
+    `torch.inference_mode()`, joined and copied to the host once."""
+    import torch
+
+    (x, _), _ = workload.data()
+    model = workload.torch_module().to(device)
+    batch_size = workload.batch_size
+    times = []
+    for _ in range(epochs):
+        _sync(device)
+        start = time.perf_counter()
+        xs = torch.from_numpy(x).to(device)
+        model.eval()
+        with torch.inference_mode():
+            outputs = [model(xs[i : i + batch_size]) for i in range(0, len(xs), batch_size)]
+            torch.cat(outputs).cpu().numpy()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _compiled_torchfit_model(workload, device, jit_compile="auto", dtype_policy=None):
+    import torchfit
+
+    model = torchfit.Model(workload.torch_module(), device=device, dtype_policy=dtype_policy)
+    model.compile(
+        optimizer=torchfit.optimizers.RMSprop(),
+        loss=torchfit.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[torchfit.metrics.SparseCategoricalAccuracy()],
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def torchfit_evaluate(workload, device, epochs, verbose=0, **options):
+    """torchfit's `evaluate` on the arrays, as a user calls it."""
+    (x, y), _ = workload.data()
+    model = _compiled_torchfit_model(workload, device, **options)
+    times = []
+    for _ in range(epochs):
+        _sync(device)
+        start = time.perf_counter()
+        model.evaluate(x, y, batch_size=workload.batch_size, verbose=verbose)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def torchfit_predict(workload, device, epochs, verbose=0, **options):
+    """torchfit's `predict` on the arrays, as a user calls it."""
+    (x, _), _ = workload.data()
+    model = _compiled_torchfit_model(workload, device, **options)
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.predict(x, batch_size=workload.batch_size, verbose=verbose)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _keras_model(workload, device):
+    import os
+
+    os.environ["KERAS_BACKEND"] = "torch"
+    if device.startswith("cuda"):
+        os.environ.setdefault("KERAS_TORCH_DEVICE", device)
+    else:
+        os.environ["KERAS_TORCH_DEVICE"] = "cpu"
+    import keras
+
+    model = workload.keras_model()
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy()],
+    )
+    return model
+
+
+def keras_evaluate(workload, device, epochs, verbose=0, **_):
+    """Keras 3's `evaluate` on its torch backend."""
+    (x, y), _ = workload.data()
+    model = _keras_model(workload, device)
+    times = []
+    for _ in range(epochs):
+        _sync(device)
+        start = time.perf_counter()
+        model.evaluate(x, y, batch_size=workload.batch_size, verbose=verbose)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def keras_predict(workload, device, epochs, verbose=0, **_):
+    """Keras 3's `predict` on its torch backend."""
+    (x, _), _ = workload.data()
+    model = _keras_model(workload, device)
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.predict(x, batch_size=workload.batch_size, verbose=verbose)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+FIT_RUNNERS = {
     "torch loop": (hand_written, {}),
     "torchfit v0": (torchfit_fit, {"verbose": 0}),
     "torchfit v1": (torchfit_fit, {"verbose": 1}),
@@ -271,3 +412,20 @@ RUNNERS = {
     "lightning": (lightning_fit, {}),
     "poutyne": (poutyne_fit, {}),
 }
+
+EVALUATE_RUNNERS = {
+    "torch loop": (hand_written_evaluate, {}),
+    "torchfit v0": (torchfit_evaluate, {"verbose": 0}),
+    "torchfit v1": (torchfit_evaluate, {"verbose": 1}),
+    "keras 3": (keras_evaluate, {"verbose": 0}),
+}
+
+PREDICT_RUNNERS = {
+    "torch loop": (hand_written_predict, {}),
+    "torchfit v0": (torchfit_predict, {"verbose": 0}),
+    "torchfit v1": (torchfit_predict, {"verbose": 1}),
+    "keras 3": (keras_predict, {"verbose": 0}),
+}
+
+#: task -> runner name -> (function, keyword arguments)
+RUNNERS = {"fit": FIT_RUNNERS, "evaluate": EVALUATE_RUNNERS, "predict": PREDICT_RUNNERS}
