@@ -16,8 +16,43 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+class _KerasRMSprop:
+    """Keras's RMSprop update (epsilon inside the square root), in the same
+    `torch._foreach_*` kernels as torchfit's, so the floor runs the same
+    optimizer math as every Keras-compatible contender.
+
+    `torch.optim.RMSprop` adds epsilon outside the square root: with rho 0.9
+    the squared-gradient average of a unit that stops receiving gradient (a
+    dead ReLU) decays into subnormal floats after ~800 steps, and the CPU's
+    slow path for them made that loop 1.7-1.9x slower from the second epoch on
+    (the warm-up epoch hid it).
+    """
+
+    def __init__(self, params, lr=1e-3, rho=0.9, epsilon=1e-7):
+        import torch
+
+        self.params, self.lr, self.rho, self.epsilon = params, lr, rho, epsilon
+        self.velocities = [torch.zeros_like(p) for p in params]
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            p.grad = None
+
+    def step(self):
+        import torch
+
+        with torch.no_grad():
+            grads = [p.grad for p in self.params]
+            torch._foreach_mul_(self.velocities, self.rho)
+            torch._foreach_addcmul_(self.velocities, grads, grads, value=1.0 - self.rho)
+            denominators = torch._foreach_add(self.velocities, self.epsilon)
+            torch._foreach_sqrt_(denominators)
+            torch._foreach_addcdiv_(self.params, grads, denominators, value=-self.lr)
+
+
 def hand_written(workload, device, epochs, **_):
-    """The floor: a plain torch loop slicing pre-shuffled device tensors."""
+    """The floor: a plain torch loop slicing pre-shuffled device tensors, with
+    the running loss and accuracy summed on the device and read once an epoch."""
     import torch
     import torch.nn.functional as F
 
@@ -25,7 +60,7 @@ def hand_written(workload, device, epochs, **_):
     x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
     x_val, y_val = torch.from_numpy(x_val).to(device), torch.from_numpy(y_val).to(device)
     model = workload.torch_module().to(device)
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7, foreach=True)
+    optimizer = _KerasRMSprop(list(model.parameters()))
     batch_size = workload.batch_size
     times = []
     for _ in range(epochs):
@@ -261,7 +296,148 @@ class _EpochTimer:
         return EpochTimer()
 
 
-RUNNERS = {
+def hand_written_evaluate(workload, device, epochs, **_):
+    """The floor of `evaluate`: the mean loss and accuracy summed on the device
+    under `torch.inference_mode()`, one host read at the end."""
+    import torch
+    import torch.nn.functional as F
+
+    (x, y), _ = workload.data()
+    model = workload.torch_module().to(device)
+    batch_size = workload.batch_size
+    times = []
+    for _ in range(epochs):
+        _sync(device)
+        start = time.perf_counter()
+        xs, ys = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        model.eval()
+        with torch.inference_mode():
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device)
+            for i in range(0, len(xs), batch_size):
+                xb, yb = xs[i : i + batch_size], ys[i : i + batch_size]
+                logits = model(xb)
+                loss_sum += F.cross_entropy(logits, yb) * len(xb)
+                correct += (logits.argmax(-1) == yb).sum()
+            _read_logs(loss_sum / len(xs), correct / len(xs))
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _read_logs(*values):
+    """The values as Python floats: the one host read an evaluation makes."""
+    import torch
+
+    return torch.stack(values).tolist()
+
+
+def hand_written_predict(workload, device, epochs, **_):
+    """The floor of `predict`: the logits of every batch under
+    `torch.inference_mode()`, joined and copied to the host once."""
+    import torch
+
+    (x, _), _ = workload.data()
+    model = workload.torch_module().to(device)
+    batch_size = workload.batch_size
+    times = []
+    for _ in range(epochs):
+        _sync(device)
+        start = time.perf_counter()
+        xs = torch.from_numpy(x).to(device)
+        model.eval()
+        with torch.inference_mode():
+            outputs = [model(xs[i : i + batch_size]) for i in range(0, len(xs), batch_size)]
+            torch.cat(outputs).cpu().numpy()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _compiled_torchfit_model(workload, device, jit_compile="auto", dtype_policy=None):
+    import torchfit
+
+    model = torchfit.Model(workload.torch_module(), device=device, dtype_policy=dtype_policy)
+    model.compile(
+        optimizer=torchfit.optimizers.RMSprop(),
+        loss=torchfit.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[torchfit.metrics.SparseCategoricalAccuracy()],
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def torchfit_evaluate(workload, device, epochs, verbose=0, **options):
+    """torchfit's `evaluate` on the arrays, as a user calls it."""
+    (x, y), _ = workload.data()
+    model = _compiled_torchfit_model(workload, device, **options)
+    times = []
+    for _ in range(epochs):
+        _sync(device)
+        start = time.perf_counter()
+        model.evaluate(x, y, batch_size=workload.batch_size, verbose=verbose)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def torchfit_predict(workload, device, epochs, verbose=0, **options):
+    """torchfit's `predict` on the arrays, as a user calls it."""
+    (x, _), _ = workload.data()
+    model = _compiled_torchfit_model(workload, device, **options)
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.predict(x, batch_size=workload.batch_size, verbose=verbose)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _keras_model(workload, device):
+    import os
+
+    os.environ["KERAS_BACKEND"] = "torch"
+    if device.startswith("cuda"):
+        os.environ.setdefault("KERAS_TORCH_DEVICE", device)
+    else:
+        os.environ["KERAS_TORCH_DEVICE"] = "cpu"
+    import keras
+
+    model = workload.keras_model()
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy()],
+    )
+    return model
+
+
+def keras_evaluate(workload, device, epochs, verbose=0, **_):
+    """Keras 3's `evaluate` on its torch backend."""
+    (x, y), _ = workload.data()
+    model = _keras_model(workload, device)
+    times = []
+    for _ in range(epochs):
+        _sync(device)
+        start = time.perf_counter()
+        model.evaluate(x, y, batch_size=workload.batch_size, verbose=verbose)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def keras_predict(workload, device, epochs, verbose=0, **_):
+    """Keras 3's `predict` on its torch backend."""
+    (x, _), _ = workload.data()
+    model = _keras_model(workload, device)
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.predict(x, batch_size=workload.batch_size, verbose=verbose)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+FIT_RUNNERS = {
     "torch loop": (hand_written, {}),
     "torchfit v0": (torchfit_fit, {"verbose": 0}),
     "torchfit v1": (torchfit_fit, {"verbose": 1}),
@@ -271,3 +447,20 @@ RUNNERS = {
     "lightning": (lightning_fit, {}),
     "poutyne": (poutyne_fit, {}),
 }
+
+EVALUATE_RUNNERS = {
+    "torch loop": (hand_written_evaluate, {}),
+    "torchfit v0": (torchfit_evaluate, {"verbose": 0}),
+    "torchfit v1": (torchfit_evaluate, {"verbose": 1}),
+    "keras 3": (keras_evaluate, {"verbose": 0}),
+}
+
+PREDICT_RUNNERS = {
+    "torch loop": (hand_written_predict, {}),
+    "torchfit v0": (torchfit_predict, {"verbose": 0}),
+    "torchfit v1": (torchfit_predict, {"verbose": 1}),
+    "keras 3": (keras_predict, {"verbose": 0}),
+}
+
+#: task -> runner name -> (function, keyword arguments)
+RUNNERS = {"fit": FIT_RUNNERS, "evaluate": EVALUATE_RUNNERS, "predict": PREDICT_RUNNERS}

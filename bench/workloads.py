@@ -87,6 +87,8 @@ class Workload:
 WORKLOADS = {
     "mlp-b64": Workload("mlp-b64", "mlp", 64, 50_000, 10_000),
     "mlp-b16": Workload("mlp-b16", "mlp", 16, 50_000, 10_000),
+    # evaluate/predict: the guide's MLP over 100,000 rows at batch 256 (issue 15).
+    "mlp-b256": Workload("mlp-b256", "mlp", 256, 100_000, 0),
     "cnn-b64": Workload("cnn-b64", "cnn", 64, 10_000, 2_000),
     "wide-mlp-b256": Workload("wide-mlp-b256", "mlp", 256, 50_000, 10_000, hidden=1024),
 }

@@ -8,8 +8,6 @@ total, feeding metric trackers) belongs to `models/model.py`.
 """
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,23 +35,43 @@ class _Scopes(threading.local):
 _scopes = _Scopes()
 
 
-@contextmanager
-def collect() -> Iterator[ForwardCollection]:
+class _Scope:
+    """The context `collect()` returns: a class, not a generator context, as it
+    is entered once per forward pass (about 3x cheaper)."""
+
+    __slots__ = ("collection",)
+
+    def __init__(self):
+        self.collection = ForwardCollection()
+
+    def __enter__(self) -> ForwardCollection:
+        _scopes.stack.append(self.collection)
+        return self.collection
+
+    def __exit__(self, *exc_info) -> bool:
+        stack = _scopes.stack
+        stack.pop()
+        if stack:
+            outer = stack[-1]
+            outer.losses.extend(self.collection.losses)
+            outer.metrics.extend(self.collection.metrics)
+        return False
+
+
+def collect() -> _Scope:
     """Opens a scope that gathers `add_loss`/`add_metric` calls of a forward pass.
 
     Scopes nest: a `torchfit.Model` called inside another model's forward
     collects into its own scope, then hands what it gathered to the outer one.
+
+    Example:
+    >>> with collect() as outer:
+    ...     with collect() as inner:
+    ...         add_loss(torch.tensor(1.0))
+    >>> len(inner.losses), len(outer.losses)
+    (1, 1)
     """
-    collection = ForwardCollection()
-    _scopes.stack.append(collection)
-    try:
-        yield collection
-    finally:
-        _scopes.stack.pop()
-        if _scopes.stack:
-            outer = _scopes.stack[-1]
-            outer.losses.extend(collection.losses)
-            outer.metrics.extend(collection.metrics)
+    return _Scope()
 
 
 def add_loss(loss: Any) -> None:

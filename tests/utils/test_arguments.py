@@ -1,4 +1,5 @@
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -42,6 +43,8 @@ def test_resolve_verbose(monkeypatch):
         def isatty(self):
             return self.tty
 
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    monkeypatch.delenv("PYCHARM_HOSTED", raising=False)
     monkeypatch.setattr(sys, "stdout", Terminal(True))
     assert resolve_verbose("auto") == 1
     monkeypatch.setattr(sys, "stdout", Terminal(False))
@@ -51,3 +54,19 @@ def test_resolve_verbose(monkeypatch):
     for bad in (3, -1, "1", None):
         with pytest.raises(ValueError, match='`verbose` must be 0, 1, 2 or "auto"'):
             resolve_verbose(bad)
+
+
+def test_resolve_verbose_auto_is_1_in_jupyter_and_pycharm(monkeypatch):
+    class NotATerminal:  # ipykernel's OutStream and PyCharm's console say isatty() False
+        def isatty(self):
+            return False
+
+    monkeypatch.setattr(sys, "stdout", NotATerminal())
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    monkeypatch.delenv("PYCHARM_HOSTED", raising=False)
+    assert resolve_verbose("auto") == 2
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    assert resolve_verbose("auto") == 1
+    monkeypatch.delitem(sys.modules, "ipykernel")
+    monkeypatch.setenv("PYCHARM_HOSTED", "1")
+    assert resolve_verbose("auto") == 1

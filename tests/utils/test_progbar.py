@@ -87,15 +87,60 @@ def test_terminal_output_matches_keras(name, stateful, clock, capsys):
     assert "━" in ours
 
 
-@pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_non_terminal_output_is_keras_without_colours_one_line_per_update(name, clock, capsys):
-    target = SCENARIOS[name]["steps"]
-    ours = _run(lambda: _ours(target, dynamic=False), clock, capsys, **SCENARIOS[name])
-    theirs = _run(lambda: _keras_progbar(target, dynamic=False), clock, capsys, **SCENARIOS[name])
+NON_TERMINAL_SCENARIOS = {
+    **SCENARIOS,
+    # 70 s of 0.7 s steps: a line after 10.5 s, 21 s, ... then the final one.
+    "long_epoch": dict(steps=100, target_values=_values, dt=0.7),
+}
+
+
+def _keras_every_10_seconds(target):
+    # Keras's bar with a 10 s interval counted from its start: the oracle for
+    # every line's text and for which updates print.
+    bar = _keras_progbar(target, dynamic=False, interval=10.0)
+    bar._last_update = bar._start
+    return bar
+
+
+@pytest.mark.parametrize("name", sorted(NON_TERMINAL_SCENARIOS))
+def test_non_terminal_output_is_keras_lines_at_most_every_10_seconds(name, clock, capsys):
+    scenario = NON_TERMINAL_SCENARIOS[name]
+    target = scenario["steps"]
+    ours = _run(lambda: _ours(target, dynamic=False), clock, capsys, **scenario)
+    theirs = _run(lambda: _keras_every_10_seconds(target), clock, capsys, **scenario)
     assert "\x1b" not in ours
     expected = "\n".join(line.rstrip() for line in ANSI.sub("", theirs).split("\n"))
     assert ours == expected
     assert ours.startswith("\n")
+    lines = [line for line in ours.split("\n") if line]
+    assert lines[-1].startswith(f"{target}/{target}")
+
+
+def test_non_terminal_long_epoch_prints_one_line_per_10_seconds(clock, capsys):
+    clock.now = 1000.0
+    bar = _ours(100, dynamic=False)
+    for step in range(1, 101):
+        clock.now += 0.7
+        bar.update(step, [("loss", 0.5)])
+    lines = [line for line in capsys.readouterr().out.split("\n") if line]
+    assert [line.split()[0] for line in lines] == [
+        "15/100",
+        "30/100",
+        "45/100",
+        "60/100",
+        "75/100",
+        "90/100",
+        "100/100",
+    ]
+
+
+def test_terminal_keeps_redrawing_every_50_ms(clock, capsys):
+    clock.now = 1000.0
+    bar = _ours(100, dynamic=True)
+    for step in range(1, 101):
+        clock.now += 0.7
+        bar.update(step, [("loss", 0.5)])
+    assert capsys.readouterr().out.count("\r") == 100
 
 
 def test_unknown_target_matches_keras(clock, capsys):

@@ -22,8 +22,9 @@ class ProgbarLogger(Callback):
     """Prints metrics to stdout with Keras 3's progress bar.
 
     Added by `fit`, `evaluate` and `predict` when `verbose != 0`. With
-    `verbose=1` the bar is redrawn at most every 0.05 s; with `verbose=2`
-    one line is printed per epoch:
+    `verbose=1` the bar is redrawn at most every 0.05 s (where stdout cannot
+    redraw in place, a log file: a line at most every 10 s, and the final
+    one); with `verbose=2` one line is printed per epoch:
     `782/782 - 2s - 2ms/step - accuracy: 0.9123 - loss: 0.3123`.
 
     Example:

@@ -91,6 +91,8 @@ def to_snake_case(name: str) -> str:
 def as_tensor(x: Any, device=None, dtype: Optional[torch.dtype] = None) -> Tensor:
     """Returns `x` as a tensor on `device` with `dtype` (no copy when it already is)."""
     if isinstance(x, Tensor):
+        if (dtype is None or x.dtype == dtype) and (device is None or x.device == device):
+            return x  # a per-step call: skips `Tensor.to`'s dispatch (~1 us)
         return x.to(device=device, dtype=dtype)
     if isinstance(x, np.ndarray) and not x.flags.writeable:
         x = x.copy()  # torch warns on read-only NumPy memory.
@@ -284,7 +286,8 @@ class Loss:
             dtype = self._dtype or (
                 y_pred.dtype if y_pred.dtype in _FULL_PRECISION else torch.float32
             )
-            y_pred = y_pred.to(dtype)
+            if y_pred.dtype != dtype:
+                y_pred = y_pred.to(dtype)
         else:
             y_pred = as_tensor(y_pred, dtype=self._dtype or torch.float32)
         if self._integer_targets:

@@ -6,8 +6,9 @@ some minimum) and what `verbose="auto"` means. Which arguments are counts, and
 their minimums, belong to the functions that take them.
 """
 
-import sys
 from typing import Any, Optional
+
+from torchfit.utils.progbar import is_dynamic_display
 
 __all__ = ["check_count", "is_count", "resolve_verbose"]
 
@@ -69,7 +70,8 @@ def check_count(
 
 
 def resolve_verbose(verbose: Any) -> int:
-    """`verbose` as 0, 1 or 2: `"auto"` is 1 on a terminal, else 2 (a log file, a notebook).
+    """`verbose` as 0, 1 or 2: `"auto"` is 1 where the bar redraws in place (a terminal,
+    Jupyter, PyCharm's console), else 2 (a log file, CI).
 
     Raises:
         ValueError: For anything but 0, 1, 2 and "auto".
@@ -79,8 +81,7 @@ def resolve_verbose(verbose: Any) -> int:
     (0, 2)
     """
     if verbose == "auto":
-        isatty = getattr(sys.stdout, "isatty", None)
-        return 1 if isatty is not None and isatty() else 2
+        return 1 if is_dynamic_display() else 2
     if isinstance(verbose, str) or verbose not in (0, 1, 2):
         raise ValueError(f'`verbose` must be 0, 1, 2 or "auto". Received: verbose={verbose!r}.')
     return int(verbose)

@@ -20,7 +20,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-__all__ = ["Progbar", "print_msg"]
+__all__ = ["NON_INTERACTIVE_INTERVAL", "Progbar", "is_dynamic_display", "print_msg"]
 
 Values = Union[Mapping[str, Any], Iterable[tuple[str, Any]], None]
 
@@ -49,11 +49,27 @@ def print_msg(message: str, line_break: bool = True) -> None:
     sys.stdout.flush()
 
 
-def _is_dynamic_display() -> bool:
-    # Keras 3 also tests `"posix" in sys.modules`, which is true on every
-    # Linux and macOS process and so never prints one line per update; we
-    # follow its documented intent instead: redraw in place only on a
-    # terminal, Jupyter or PyCharm.
+#: Off a display that redraws in place (a log file, CI), `verbose=1` prints at
+#: most one progress line per this many seconds, plus the final line.
+NON_INTERACTIVE_INTERVAL = 10.0
+
+
+def is_dynamic_display() -> bool:
+    """Whether stdout redraws a line in place: a terminal, Jupyter (ipykernel)
+    or PyCharm's console.
+
+    Keras 3 also tests `"posix" in sys.modules`, which is true on every Linux
+    and macOS process; we follow its documented intent instead, so a log file
+    is not filled with carriage-return redraws.
+
+    Example:
+    >>> import io, sys
+    >>> stdout, sys.stdout = sys.stdout, io.StringIO()
+    >>> dynamic = is_dynamic_display()
+    >>> sys.stdout = stdout
+    >>> dynamic == ("ipykernel" in sys.modules or "PYCHARM_HOSTED" in os.environ)
+    True
+    """
     return (
         (hasattr(sys.stdout, "isatty") and sys.stdout.isatty())
         or "ipykernel" in sys.modules
@@ -89,6 +105,9 @@ class Progbar:
         verbose: `0` (silent), `1` (bar redrawn in place) or `2` (one line
             when finished). Defaults to `1`.
         interval: Minimum seconds between two redraws. Defaults to `0.05`.
+            Where stdout cannot redraw in place (a log file), `verbose=1`
+            prints a progress line at most every `NON_INTERACTIVE_INTERVAL`
+            seconds, plus the final line.
         stateful_metrics: Names shown as given rather than averaged. Give
             this or `stateless_metrics`, not both. Defaults to `None`.
         stateless_metrics: Names to average; every other name is shown as
@@ -138,7 +157,7 @@ class Progbar:
         # With nothing to average, values seen between two redraws are never
         # shown, so they need not be read (read = device sync).
         self._reads_only_when_drawing = self.stateless_metrics == set()
-        self._dynamic_display = _is_dynamic_display()
+        self._dynamic_display = is_dynamic_display()
         self._seen_so_far = 0
         # name -> [sum of value * steps, steps]
         self._values: dict[str, list] = {}
@@ -163,7 +182,7 @@ class Progbar:
         now = time.time()
         time_per_unit = self._estimate_step_duration(current, now)
         if self.verbose == 1:
-            draws = finalize or now - self._last_update >= self.interval
+            draws = finalize or self._line_due(now)
         else:
             draws = self.verbose == 2 and finalize
         if draws or not self._reads_only_when_drawing:
@@ -176,6 +195,15 @@ class Progbar:
         elif draws and self.target is not None and self.target > 0:
             self._print_summary_line(current, now, time_per_unit)
         self._last_update = now
+
+    def _line_due(self, now: float) -> bool:
+        """Whether a (non-final) progress line is due: `interval` after the last one
+        where the line is redrawn in place; off such a display (a log file), at
+        least `NON_INTERACTIVE_INTERVAL` after the last one or the bar's start."""
+        if self._dynamic_display:
+            return now - self._last_update >= self.interval
+        last = self._last_update or self._start
+        return now - last >= max(self.interval, NON_INTERACTIVE_INTERVAL)
 
     def add(self, n: int, values: Values = None) -> None:
         """Advances the bar by `n` steps; see `update`."""
