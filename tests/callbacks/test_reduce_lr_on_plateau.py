@@ -120,3 +120,11 @@ def test_real_fit_at_min_lr_reduces_no_more_and_says_nothing(
     lines = [line for line in capsys.readouterr().out.splitlines() if line]
     assert lines == ["Epoch 2: ReduceLROnPlateau reducing learning rate to 0.25."]
     assert callback.wait == 2  # still counting: no reduction reset it
+
+
+def test_real_fit_reduces_silently_at_the_default_verbose(bias_fit, bias_steps, scripted, capsys):
+    # verbose=0 (the default) reduces the rate without a word, as Keras (`verbose > 0`).
+    callback = ReduceLROnPlateau(monitor="score", mode="min", patience=1, factor=0.5)
+    _, _, snapshots = bias_fit([scripted([1.0] * 3), callback], epochs=3, learning_rate=0.5)
+    assert bias_steps(snapshots) == [0.5, 0.5, 0.25]
+    assert capsys.readouterr().out == ""

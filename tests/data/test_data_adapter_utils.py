@@ -149,6 +149,18 @@ def test_shared_host_tensor_shares_read_only_memory_and_host_tensor_copies_it():
     assert data_adapter_utils.host_tensor(array).data_ptr() != array.ctypes.data
 
 
+def test_shared_host_tensor_shares_a_broadcast_array_without_materializing_it():
+    # Zero strides (np.broadcast_to, read-only) are shared as they are: 10**6 rows of
+    # one row stay one row. Only negative strides, which torch cannot take, are copied.
+    row = np.arange(4.0)
+    array = np.broadcast_to(row, (10**6, 4))
+    tensor = data_adapter_utils.shared_host_tensor(array)
+    assert tensor.data_ptr() == row.ctypes.data and tensor.stride() == (0, 1)
+    assert tensor.shape == (10**6, 4) and tensor[-1].tolist() == [0.0, 1.0, 2.0, 3.0]
+    flipped = data_adapter_utils.shared_host_tensor(row[::-1])
+    assert flipped.tolist() == [3.0, 2.0, 1.0, 0.0] and flipped.stride() == (1,)
+
+
 def test_train_validation_split_nested_and_pandas():
     x = {"a": pd.DataFrame({"c": range(5)}), "b": [np.arange(5), np.arange(5)]}
     train, val = train_validation_split((x, pd.Series(range(5))), 0.2)

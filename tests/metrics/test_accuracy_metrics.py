@@ -65,6 +65,16 @@ def test_sparse_top_k_from_sorted_ids():
     assert metric.get_config()["from_sorted_ids"] is True
 
 
+def test_top_k_broadcasts_one_label_over_the_batch():
+    # A 1-D label is used as it is (Keras reshapes only labels of rank > 1), so one
+    # label meets every row of scores, as in Keras (values from Keras 3, torch backend).
+    y_pred = [[0.1, 0.2, 0.7], [0.6, 0.3, 0.1], [0.2, 0.5, 0.3]]
+    sparse = metrics.sparse_top_k_categorical_accuracy([2], y_pred, k=1)
+    assert sparse.tolist() == [1.0, 0.0, 0.0]
+    one_hot = metrics.top_k_categorical_accuracy([[0, 1, 0]], y_pred, k=2)
+    assert one_hot.tolist() == [1.0, 1.0, 1.0]
+
+
 def test_top_k_keeps_extra_label_dims():
     y_true = np.eye(3)[[[0, 1], [2, 2]]]
     y_pred = np.eye(3)[[[0, 2], [2, 1]]]

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from torchfit import metrics
 
@@ -34,3 +35,21 @@ def test_correlation_metrics_axis_config_and_direction(cls):
     assert metric._direction == "up"
     y = np.array([[1.0, 5.0], [2.0, 3.0], [4.0, 1.0]], dtype="float32")
     assert float(metric(y, y)) == pytest.approx(1.0, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "function, expected",
+    [
+        (metrics.pearson_correlation, [1.0, 0.9934]),
+        (metrics.concordance_correlation, [0.9756, 0.9877]),  # Keras's docstring values
+    ],
+)
+@pytest.mark.parametrize("true_dtype, pred_dtype", [("float64", "float32"), ("float32", "float64")])
+def test_correlations_compute_in_the_prediction_dtype(function, expected, true_dtype, pred_dtype):
+    # As Keras: y_true is converted to y_pred's dtype, whatever y_true's own dtype
+    # (values and dtypes from Keras 3, torch backend).
+    y_true = np.array([[0, 1, 0.5], [1, 1, 0.2]], dtype=true_dtype)
+    y_pred = torch.tensor([[0.1, 0.9, 0.5], [1, 0.9, 0.2]], dtype=getattr(torch, pred_dtype))
+    values = function(y_true, y_pred)
+    assert values.dtype == getattr(torch, pred_dtype)
+    assert values.tolist() == pytest.approx(expected, abs=1e-4)

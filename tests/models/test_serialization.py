@@ -695,3 +695,25 @@ def test_a_metric_object_of_one_output_keeps_its_log_name_through_a_round_trip(t
     _two_heads_round_trip(
         tmp_path, {"score": ["mse"], "cls": [torchfit.metrics.SparseCategoricalAccuracy()]}
     )
+
+
+def test_one_compile_config_compiles_several_models_alike():
+    # compile_from_config reads the config, as Keras's (which deserializes it into a
+    # new dict): the same config compiles a second model with the same optimizer.
+    def fresh():
+        torch.manual_seed(0)
+        return torchfit.Model(_sequential(), device="cpu")
+
+    reference = fresh()
+    reference.compile(optimizer=torchfit.optimizers.SGD(learning_rate=0.05), loss="mse")
+    config = reference.get_compile_config()
+    snapshot = repr(config)
+    copies = [fresh(), fresh()]
+    for model in copies:
+        model.compile_from_config(config)
+    assert repr(config) == snapshot
+    for model in (reference, *copies):
+        _fit(model, epochs=1)
+    for model in copies:
+        assert type(model.optimizer) is torchfit.optimizers.SGD
+        _assert_same_weights(model, reference)
