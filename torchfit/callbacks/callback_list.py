@@ -25,10 +25,8 @@ __all__ = ["CallbackList"]
 def _flatten(callbacks: Any) -> list:
     if callbacks is None:
         return []
-    if isinstance(callbacks, Callback):
+    if isinstance(callbacks, Callback):  # a CallbackList too: nested whole, as Keras does
         return [callbacks]
-    if isinstance(callbacks, CallbackList):
-        return list(callbacks.callbacks)
     if isinstance(callbacks, Iterable):
         flat = []
         for item in callbacks:
