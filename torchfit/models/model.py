@@ -324,6 +324,8 @@ class Model(
         return outputs
 
     def _autocast(self):
+        if self._autocast_dtype is None:  # no mixed policy: the no-op context, at once
+            return autocast(None, None)
         # A CUDA graph capture keeps no cast-weight cache (torch's rule for graphs).
         capturing = self._capture is not None and self._capture.capturing_now
         return autocast(self.device, self._autocast_dtype, cache_enabled=not capturing)
