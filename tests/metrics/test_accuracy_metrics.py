@@ -97,3 +97,23 @@ def test_config_round_trip(cls, kwargs):
     assert clone.get_config() == metric.get_config()
     for key, value in kwargs.items():
         assert getattr(clone, key) == value
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_sparse_categorical_accuracy_counts_as_the_function_averages(dtype):
+    # Integer (N,) labels take a path without the float cast of each match: the
+    # states must be those of the per-sample function's average, batch after batch.
+    torch.manual_seed(0)
+    fast = metrics.SparseCategoricalAccuracy(dtype=dtype)
+    reference = metrics.MeanMetricWrapper(metrics.sparse_categorical_accuracy, dtype=dtype)
+    batches = [(torch.randint(0, 3, (n,)), torch.randn(n, 3)) for n in (64, 7, 0, 33)]
+    batches.append((torch.randint(0, 3, (5, 1)), torch.randn(5, 3)))  # (N, 1) labels
+    batches.append((torch.randint(0, 3, (6,)).int(), torch.randn(6, 3)))
+    for y_true, y_pred in batches:
+        fast.update_state(y_true, y_pred)
+        reference.update_state(y_true, y_pred)
+        assert fast.total.dtype == reference.total.dtype == dtype
+        assert fast.total.item() == reference.total.item()
+        assert fast.count.item() == reference.count.item()
+    assert fast.count.item() == 64 + 7 + 0 + 33 + 5 + 6
+    assert fast.result().item() == reference.result().item()

@@ -35,6 +35,24 @@ def test_mean_scalar_fast_path_with_python_weight():
     assert float(metric.result()) == 2.5
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_mean_counts_add_exactly_what_the_python_numbers_add(dtype):
+    # The per-step count increments are cached tensors: shared, never changed, and
+    # adding the same as the Python number, also where a dtype rounds the count.
+    metrics = [Mean(dtype=dtype), Mean(dtype=dtype)]
+    expected = torch.zeros((), dtype=dtype)
+    big = 2**11 + 1 if dtype == torch.float16 else 2**24 + 1  # not exact in the dtype
+    for weight in (64, 64, 3, big, 0, 7, 1000):
+        expected.add_(weight)
+        for metric in metrics:
+            metric.update_state(torch.tensor(1.0, dtype=dtype), sample_weight=weight)
+    metrics[1].update_state(torch.ones(5, dtype=dtype))  # a batch of 5: counts 5
+    expected_after = expected.clone().add_(5)
+    assert metrics[0].count.item() == expected.item()
+    assert metrics[1].count.item() == expected_after.item()
+    assert metrics[0].count.data_ptr() != metrics[1].count.data_ptr()
+
+
 def test_mean_scalar_weight_on_vector_averages_first_as_keras():
     metric = Mean()
     metric.update_state([1.0, 3.0], sample_weight=2.0)

@@ -3,6 +3,7 @@ import warnings
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from torchfit.optimizers import SGD, Adam, RMSprop, schedules
 
@@ -440,3 +441,60 @@ def test_no_warning_in_a_normal_step():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _step(optimizer, [w], [[1.0]])
+
+
+# --- torch's step hooks and profiler ranges (step and zero_grad skip torch's wrapper when
+# nothing watches) ------------------------------------------------------------------
+
+
+def test_step_hooks_run_once_per_step_in_torchs_order():
+    w = _param(1.0)
+    optimizer = SGD([w], learning_rate=0.1)
+    seen = []
+    optimizer.register_step_pre_hook(lambda opt, args, kwargs: seen.append("pre"))
+    optimizer.register_step_post_hook(lambda opt, args, kwargs: seen.append("post"))
+    handle = register_optimizer_step_post_hook(lambda opt, args, kwargs: seen.append("global post"))
+    try:
+        _step(optimizer, [w], [[1.0]])
+    finally:
+        handle.remove()
+    _step(optimizer, [w], [[1.0]])
+    assert seen == ["pre", "post", "global post", "pre", "post"]
+    assert w.item() == pytest.approx(0.8)
+
+
+def test_a_subclass_step_calling_super_runs_the_hooks_once():
+    class Counted(SGD):
+        def step(self, closure=None):
+            return super().step(closure)
+
+    w = _param(1.0)
+    optimizer = Counted([w], learning_rate=0.1)
+    seen = []
+    optimizer.register_step_pre_hook(lambda opt, args, kwargs: seen.append("pre"))
+    optimizer.zero_grad()  # torch wraps a subclass's own `step` here
+    _step(optimizer, [w], [[1.0]])
+    assert seen == ["pre"]
+    assert w.item() == pytest.approx(0.9)
+
+
+def test_a_profiler_sees_torchs_step_and_zero_grad_ranges():
+    w = _param(1.0)
+    optimizer = RMSprop([w])
+    w.grad = torch.ones(1)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        optimizer.step()
+        optimizer.zero_grad()
+    names = {event.name for event in profile.events()}
+    assert {"Optimizer.step#RMSprop.step", "Optimizer.zero_grad#RMSprop.zero_grad"} <= names
+    assert w.grad is None
+
+
+def test_zero_grad_sets_none_or_zeros():
+    w = _param(1.0, 2.0)
+    optimizer = SGD([w])
+    w.grad = torch.ones(2)
+    optimizer.zero_grad(set_to_none=False)
+    assert w.grad is not None and w.grad.tolist() == [0.0, 0.0]
+    optimizer.zero_grad()
+    assert w.grad is None

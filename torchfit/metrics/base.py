@@ -295,7 +295,8 @@ class Metric:
             dtype: Cast to this dtype if given; otherwise keep the input's.
         """
         if isinstance(value, torch.Tensor):
-            value = value.detach()
+            if value.requires_grad:  # else already detached: a new alias costs ~0.7 us
+                value = value.detach()
             if value.device != self._device:
                 if not self._device_pinned:
                     self.to(value.device)

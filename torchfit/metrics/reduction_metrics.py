@@ -29,6 +29,25 @@ __all__ = [
 #: name; `torchfit.metrics` fills it once its modules are loaded.
 METRIC_FUNCTIONS: dict[str, Callable[..., Any]] = {}
 
+# The counts' per-step increments (the batch size), made once as CPU scalar tensors in the
+# count's dtype: adding one costs ~1 us, adding the Python int ~2.5 us (torch wraps it in a
+# tensor at every call), with the same result, on any device, and no copy to the device.
+_COUNT_INCREMENTS: dict[tuple, torch.Tensor] = {}
+_EXACT_COUNT_DTYPES = (torch.float32, torch.float64)
+
+
+def _count_increment(count: torch.Tensor, value: Any) -> Any:
+    """`value` as a cached CPU scalar when that adds exactly what `value` adds, else `value`."""
+    if type(value) is not int or not 0 <= value < 2**24 or count.dtype not in _EXACT_COUNT_DTYPES:
+        return value
+    key = (value, count.dtype)
+    increment = _COUNT_INCREMENTS.get(key)
+    if increment is None:
+        if len(_COUNT_INCREMENTS) >= 1024:
+            _COUNT_INCREMENTS.clear()
+        increment = _COUNT_INCREMENTS[key] = torch.tensor(value, dtype=count.dtype)
+    return increment
+
 
 def squeeze_or_expand_to_same_rank(
     x1: torch.Tensor, x2: torch.Tensor, expand_rank_1: bool = True
@@ -167,9 +186,9 @@ class Mean(Metric):
             and values.device == self._device
             and (sample_weight is None or isinstance(sample_weight, (int, float)))
         ):
-            weight = 1.0 if sample_weight is None else sample_weight
+            weight = 1 if sample_weight is None else sample_weight
             self.total.add_(values.detach(), alpha=weight)
-            self.count.add_(weight)
+            self.count.add_(_count_increment(self.count, weight))
             return
         values = self._convert(values, self._dtype)
         if sample_weight is not None:
@@ -182,7 +201,8 @@ class Mean(Metric):
         if sample_weight is not None:
             self.count.add_(sample_weight.sum())
         else:
-            self.count.add_(values.shape[0] if values.ndim >= 1 else 1)
+            count = self.count
+            count.add_(_count_increment(count, values.shape[0] if values.ndim >= 1 else 1))
 
     def result(self) -> torch.Tensor:
         count = self.count

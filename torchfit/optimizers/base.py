@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Optional
 
 import torch
+from torch.optim import optimizer as _torch_optimizer
 
 from torchfit.optimizers import _ema, _gradients, schedules
 from torchfit.optimizers._gradients import Batch
@@ -408,7 +409,10 @@ class Optimizer(torch.optim.Optimizer):
         """Applies one Keras optimizer call to every parameter's `.grad`.
 
         Parameters whose `.grad` is `None` are skipped (torch's convention);
-        a call where no parameter has a gradient does nothing.
+        a call where no parameter has a gradient does nothing. The step hooks
+        (`register_step_pre_hook`, ...) and the profiler's
+        `Optimizer.step#...` range are torch's, as for any `torch.optim`
+        optimizer; with neither, the step skips torch's wrapper (~10 us).
 
         Args:
             closure: Optional callable that re-evaluates the model and returns
@@ -417,6 +421,20 @@ class Optimizer(torch.optim.Optimizer):
         Returns:
             The closure's loss, or `None`.
         """
+        if type(self).step is not Optimizer.step:
+            # `super().step()` of a subclass's own `step`, which torch wraps with the hooks.
+            return self._step(closure)
+        if _step_observed(self):
+            return _hooked_step(self) if closure is None else _hooked_step(self, closure)
+        loss = self._step(closure)
+        self._optimizer_step_code()  # torch's profiler entry point, as its wrapper calls it
+        return loss
+
+    # Tells torch.optim not to wrap `step` again: it runs torch's wrapper itself when watched.
+    step.hooked = True
+
+    def _step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
+        """`step` without torch's hooks and profiler range."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -427,6 +445,21 @@ class Optimizer(torch.optim.Optimizer):
             with torch.no_grad():
                 self._apply(batches)
         return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Resets every parameter's `.grad` (to `None` by default), as `torch.optim` does.
+
+        Setting them to `None` skips torch's profiler range unless a profiler runs (~10 us).
+        """
+        if not set_to_none or torch._C._autograd._profiler_enabled():
+            super().zero_grad(set_to_none)
+            return
+        if not hasattr(self, "_zero_grad_profile_name"):
+            self._patch_step_function()  # what torch's zero_grad does first
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is not None:
+                    param.grad = None
 
     def apply(self, grads: Iterable, trainable_variables: Optional[Iterable] = None) -> None:
         """Applies `grads` to `trainable_variables` (Keras's `optimizer.apply`).
@@ -799,3 +832,18 @@ def deserialize(
             " Pass a custom optimizer class in `custom_objects`."
         )
     return cls.from_config(dict(config.get("config") or {}), custom_objects=custom_objects)
+
+
+def _step_observed(optimizer: Optimizer) -> bool:
+    """Whether a step must run through torch's wrapper: step hooks, or a running profiler."""
+    return bool(
+        optimizer._optimizer_step_pre_hooks
+        or optimizer._optimizer_step_post_hooks
+        or _torch_optimizer._global_optimizer_pre_hooks
+        or _torch_optimizer._global_optimizer_post_hooks
+        or torch._C._autograd._profiler_enabled()
+    )
+
+
+# torch's own step wrapper (hooks, profiler range, `_optimizer_step_code`) around `_step`.
+_hooked_step = torch.optim.Optimizer.profile_hook_step(Optimizer._step)
