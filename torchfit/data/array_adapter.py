@@ -235,7 +235,39 @@ def _gather(tensor: torch.Tensor, rows, pin: bool) -> torch.Tensor:
     return torch.index_select(tensor, 0, rows, out=out)
 
 
-class ArrayDataAdapter(DataAdapter):
+class RowBatches(DataAdapter):
+    """The sizes of data cut into batches of `_batch_size` of its `_num_samples` rows,
+    in the order `_shuffle` says: shared by `ArrayDataAdapter` and the dict-row
+    adapter (`torchfit.data.dict_rows`)."""
+
+    @property
+    def num_batches(self) -> int:
+        return math.ceil(self._num_samples / self._batch_size)
+
+    @property
+    def num_samples(self) -> int:
+        """Number of samples (rows) in the data."""
+        return self._num_samples
+
+    @property
+    def shuffle(self) -> Any:
+        """How each epoch is shuffled: `True`, `"batch"` or `False`."""
+        return self._shuffle
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @property
+    def has_partial_batch(self) -> bool:
+        return self._num_samples % self._batch_size > 0
+
+    @property
+    def partial_batch_size(self) -> Optional[int]:
+        return self._num_samples % self._batch_size or None
+
+
+class ArrayDataAdapter(RowBatches):
     """Batches arrays: NumPy (memory-mapped too), torch tensors, pandas.
 
     Data that is small next to the memory it lives in is converted to float32
@@ -425,35 +457,9 @@ class ArrayDataAdapter(DataAdapter):
     # -- sizes -------------------------------------------------------------
 
     @property
-    def num_batches(self) -> int:
-        return math.ceil(self._num_samples / self._batch_size)
-
-    @property
-    def num_samples(self) -> int:
-        """Number of samples in the data."""
-        return self._num_samples
-
-    @property
-    def shuffle(self) -> Any:
-        """How each epoch is shuffled: `True`, `"batch"` or `False`."""
-        return self._shuffle
-
-    @property
     def gathers_in_place(self) -> bool:
         """Whether each batch is gathered from the arrays where they lie."""
         return self._in_place
-
-    @property
-    def batch_size(self) -> int:
-        return self._batch_size
-
-    @property
-    def has_partial_batch(self) -> bool:
-        return self._num_samples % self._batch_size > 0
-
-    @property
-    def partial_batch_size(self) -> Optional[int]:
-        return self._num_samples % self._batch_size or None
 
 
 def _check_class_weight_arguments(y, sample_weight, class_weight) -> None:

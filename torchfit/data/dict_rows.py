@@ -26,7 +26,6 @@ The column rule:
 
 import difflib
 import logging
-import math
 import warnings
 from collections.abc import Iterator
 from typing import Any, NamedTuple, Optional
@@ -34,8 +33,7 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 import torch
 
-from torchfit.data.adapter import DataAdapter
-from torchfit.data.array_adapter import check_shuffle, epoch_permutation
+from torchfit.data.array_adapter import RowBatches, check_shuffle, epoch_permutation
 from torchfit.data.batch_converter import BatchConverter
 from torchfit.data.data_adapter_utils import reads_columns
 
@@ -176,7 +174,7 @@ def _column_names(dataset: Any) -> tuple:
     return names, text
 
 
-class DictRowsAdapter(DataAdapter):
+class DictRowsAdapter(RowBatches):
     """Batches a sized, indexable dataset of dict rows (see the module's column rule).
 
     A `datasets.Dataset` is read a batch of rows at a time, as torch tensors
@@ -280,32 +278,6 @@ class DictRowsAdapter(DataAdapter):
     def columns(self) -> Columns:
         """The columns chosen for `x` and `y` (see the module's column rule)."""
         return self._columns
-
-    @property
-    def num_batches(self) -> int:
-        return math.ceil(self._num_samples / self._batch_size)
-
-    @property
-    def num_samples(self) -> int:
-        """Number of rows."""
-        return self._num_samples
-
-    @property
-    def shuffle(self) -> Any:
-        """How each epoch is shuffled: `True`, `"batch"` or `False`."""
-        return self._shuffle
-
-    @property
-    def batch_size(self) -> int:
-        return self._batch_size
-
-    @property
-    def has_partial_batch(self) -> bool:
-        return self._num_samples % self._batch_size > 0
-
-    @property
-    def partial_batch_size(self) -> Optional[int]:
-        return self._num_samples % self._batch_size or None
 
 
 def _collate(rows: list, names: list) -> dict:
