@@ -311,7 +311,7 @@ def test_real_fit_weight_images_span_the_grey_range_wide_side_across(tmp_path):
     images = _grey_images(tmp_path / "train")
     _assert_scaled(images["0.weight/image"], tall.T)
     _assert_scaled(images["1.weight/image"], square)
-    _assert_scaled(images["0.bias/image"], bias[None, :])
+    _assert_scaled(images["0.bias/image"], bias[:, None])  # a column, as in Keras
     assert not images["1.bias/image"].any()  # a constant weight is black, not NaN
 
 

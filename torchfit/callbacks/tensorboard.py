@@ -56,8 +56,8 @@ def _parse_profile_batch(profile_batch: Any) -> tuple[int, int]:
 def _weight_image(weight: torch.Tensor) -> Optional[torch.Tensor]:
     """A weight as (kernels, H, W) scaled to [0, 1], or None for >3-d weights."""
     image = weight.detach().float().cpu().squeeze()
-    if image.ndim == 1:
-        image = image.reshape(1, 1, -1)
+    if image.ndim == 1:  # a bias: one column, as Keras draws it
+        image = image.reshape(1, -1, 1)
     elif image.ndim == 2:
         if image.shape[0] > image.shape[1]:
             image = image.t()
