@@ -11,11 +11,12 @@ import os
 
 os.environ["KERAS_BACKEND"] = "torch"
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 keras = pytest.importorskip("keras")
+
+from optimizer_runs import assert_same_runs, random_data, run_keras, run_torchfit  # noqa: E402
 
 import torchfit.optimizers as optimizers  # noqa: E402
 from torchfit.optimizers import schedules  # noqa: E402
@@ -23,8 +24,6 @@ from torchfit.optimizers import schedules  # noqa: E402
 # Keras's own torch backend converts through NumPy's legacy __array__ path.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-STEPS = 20
-RTOL, ATOL = 1e-5, 1e-6
 
 # (Keras name scope, Keras variable name, torch parameter name, shape): a
 # matrix, a vector, a 3-D kernel, an embedding, a tall output matrix, a
@@ -81,20 +80,11 @@ IDS = [
 
 
 def _data(seed):
-    rng = np.random.default_rng(seed)
-    shapes = [shape for *_, shape in VARIABLES]
-    weights = [rng.standard_normal(shape).astype("float32") for shape in shapes]
-    grads = [[rng.standard_normal(s).astype("float32") for s in shapes] for _ in range(STEPS)]
-    return weights, grads
-
-
-def _numpy(value):
-    """A Keras variable or torch tensor as NumPy, without Keras's __array__ path."""
-    value = getattr(value, "value", value)
-    return value.detach().cpu().numpy().copy()
+    return random_data([shape for *_, shape in VARIABLES], seed)
 
 
 def _run_keras(name, options, weights, grads, schedule=None):
+    """Keras's record (see `optimizer_runs`) and, for Muon, which variables took the fallback."""
     kwargs = {**BASE[name], **options}
     if schedule is not None:
         kwargs["learning_rate"] = keras.optimizers.schedules.ExponentialDecay(**schedule)
@@ -103,54 +93,32 @@ def _run_keras(name, options, weights, grads, schedule=None):
     for (scope, variable_name, _, _), weight in zip(VARIABLES, weights):
         with keras.name_scope(scope):
             variables.append(keras.Variable(torch.tensor(weight), name=variable_name))
-    history = []
-    for step_grads in grads:
-        optimizer.apply([torch.tensor(g) for g in step_grads], variables)
-        history.append([_numpy(v) for v in variables])
-    averages = None
-    if kwargs.get("use_ema"):
-        averages = [_numpy(a) for a in optimizer._model_variables_moving_average]
+    run = run_keras(optimizer, variables, grads, kwargs.get("use_ema"))
     fallback = None
     if name == "Muon":
         fallback = [v is not None for v in optimizer.adam_velocities]
-    return history, averages, int(_numpy(optimizer.iterations)), fallback
+    return run, fallback
 
 
 def _run_torchfit(name, options, weights, grads, schedule=None):
+    """torchfit's record and Muon's fallback choice, on named parameters."""
     kwargs = {**BASE[name], **options}
     if schedule is not None:
         kwargs["learning_rate"] = schedules.ExponentialDecay(**schedule)
     params = [torch.nn.Parameter(torch.tensor(w)) for w in weights]
     named = [(torch_name, p) for (_, _, torch_name, _), p in zip(VARIABLES, params)]
     optimizer = getattr(optimizers, name)(named, **kwargs)
-    history = []
-    for step_grads in grads:
-        for param, grad in zip(params, step_grads):
-            param.grad = torch.tensor(grad)
-        optimizer.step()
-        history.append([p.detach().numpy().copy() for p in params])
-    averages = None
-    if kwargs.get("use_ema"):
-        averages = [optimizer.state[p]["average"].numpy() for p in params]
+    run = run_torchfit(optimizer, params, grads, kwargs.get("use_ema"))
     fallback = None
     if name == "Muon":
         fallback = ["velocity" in optimizer.state[p] for p in params]
-    return history, averages, optimizer.iterations, fallback
+    return run, fallback
 
 
 def _assert_same_runs(expected, actual):
-    expected_history, expected_averages, expected_iterations, expected_fallback = expected
-    history, averages, iterations, fallback = actual
-    assert iterations == expected_iterations
+    (expected_run, expected_fallback), (run, fallback) = expected, actual
     assert fallback == expected_fallback
-    for step, (want, got) in enumerate(zip(expected_history, history)):
-        for index, (w, g) in enumerate(zip(want, got)):
-            np.testing.assert_allclose(
-                g, w, rtol=RTOL, atol=ATOL, err_msg=f"step {step}, variable {VARIABLES[index][2]}"
-            )
-    if expected_averages is not None:
-        for w, g in zip(expected_averages, averages):
-            np.testing.assert_allclose(g, w, rtol=RTOL, atol=ATOL, err_msg="EMA average")
+    assert_same_runs(expected_run, run, names=[torch_name for _, _, torch_name, _ in VARIABLES])
 
 
 @pytest.mark.parametrize(("name", "options"), CASES, ids=IDS)
@@ -177,9 +145,9 @@ def test_muon_sends_the_parameters_keras_does_to_its_adam_fallback():
     # default; exclude_layers adds the output matrix; the others take Muon.
     weights, grads = _data(seed=5)
     options = {"exclude_layers": ["output"]}
-    _, _, _, fallback = _run_keras("Muon", options, weights, grads[:1])
+    _, fallback = _run_keras("Muon", options, weights, grads[:1])
     assert fallback == [False, True, True, True, True, False]
-    assert _run_torchfit("Muon", options, weights, grads[:1])[3] == fallback
+    assert _run_torchfit("Muon", options, weights, grads[:1])[1] == fallback
 
 
 @pytest.mark.parametrize("name", ["Adafactor", "Muon", "Lamb"])

@@ -17,13 +17,13 @@ import torch  # noqa: E402
 
 keras = pytest.importorskip("keras")
 
+from optimizer_runs import ATOL, RTOL, random_data, to_numpy  # noqa: E402
+
 import torchfit.optimizers as optimizers  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-STEPS = 20
 SHAPES = [(3, 4), (4,)]
-RTOL, ATOL = 1e-5, 1e-6
 NON_FINITE = {3: np.inf, 4: np.nan, 11: -np.inf}  # step -> the bad value put in one gradient
 
 INNER = [
@@ -35,20 +35,10 @@ INNER = [
 
 
 def _data(seed):
-    rng = np.random.default_rng(seed)
-    weights = [rng.standard_normal(shape).astype("float32") for shape in SHAPES]
-    grads = []
-    for step in range(STEPS):
-        step_grads = [rng.standard_normal(shape).astype("float32") for shape in SHAPES]
-        if step in NON_FINITE:
-            step_grads[step % 2].flat[1] = NON_FINITE[step]
-        grads.append(step_grads)
+    weights, grads = random_data(SHAPES, seed)
+    for step, value in NON_FINITE.items():
+        grads[step][step % 2].flat[1] = value
     return weights, grads
-
-
-def _numpy(value):
-    value = getattr(value, "value", value)
-    return value.detach().cpu().numpy().copy()
 
 
 def _run_keras(inner, options, weights, grads, growth_steps):
@@ -61,14 +51,14 @@ def _run_keras(inner, options, weights, grads, growth_steps):
     optimizer.build(variables)
     records = []
     for step_grads in grads:
-        scale = float(_numpy(optimizer.dynamic_scale))
+        scale = float(to_numpy(optimizer.dynamic_scale))
         optimizer.apply([torch.tensor(g) * scale for g in step_grads], variables)
         records.append(
             (
-                [_numpy(v) for v in variables],
-                float(_numpy(optimizer.dynamic_scale)),
-                int(_numpy(optimizer.step_counter)),
-                int(_numpy(optimizer.iterations)),
+                [to_numpy(v) for v in variables],
+                float(to_numpy(optimizer.dynamic_scale)),
+                int(to_numpy(optimizer.step_counter)),
+                int(to_numpy(optimizer.iterations)),
             )
         )
     return records
@@ -132,7 +122,7 @@ def test_scale_loss_and_config_match_keras():
     ours = optimizers.LossScaleOptimizer(
         optimizers.SGD(), initial_scale=64.0, dynamic_growth_steps=7
     )
-    assert float(_numpy(keras_optimizer.scale_loss(torch.tensor(1.5)))) == float(
+    assert float(to_numpy(keras_optimizer.scale_loss(torch.tensor(1.5)))) == float(
         ours.scale_loss(torch.tensor(1.5))
     )
     theirs, mine = keras_optimizer.get_config(), ours.get_config()

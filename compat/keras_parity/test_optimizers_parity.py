@@ -14,15 +14,23 @@ import torch  # noqa: E402
 
 keras = pytest.importorskip("keras")
 
+from optimizer_runs import (  # noqa: E402
+    ATOL,
+    RTOL,
+    assert_same_runs,
+    random_data,
+    run_keras,
+    run_torchfit,
+    to_numpy,
+)
+
 import torchfit.optimizers as optimizers  # noqa: E402
 from torchfit.optimizers import schedules  # noqa: E402
 
 # Keras's own torch backend converts through NumPy's legacy __array__ path.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-STEPS = 20
 SHAPES = [(3, 4), (4,), (2, 3, 2)]
-RTOL, ATOL = 1e-5, 1e-6
 
 # Learning rates large enough for the updates to matter over 20 steps.
 BASE = {
@@ -90,18 +98,7 @@ IDS = [
 
 
 def _data(seed):
-    rng = np.random.default_rng(seed)
-    weights = [rng.standard_normal(shape).astype("float32") for shape in SHAPES]
-    grads = [
-        [rng.standard_normal(shape).astype("float32") for shape in SHAPES] for _ in range(STEPS)
-    ]
-    return weights, grads
-
-
-def _numpy(value):
-    """A Keras variable or torch tensor as NumPy, without Keras's __array__ path."""
-    value = getattr(value, "value", value)
-    return value.detach().cpu().numpy().copy()
+    return random_data(SHAPES, seed)
 
 
 def _run_keras(name, options, weights, grads, schedule=None):
@@ -110,14 +107,7 @@ def _run_keras(name, options, weights, grads, schedule=None):
         kwargs["learning_rate"] = keras.optimizers.schedules.ExponentialDecay(**schedule)
     optimizer = getattr(keras.optimizers, name)(**kwargs)
     variables = [keras.Variable(torch.tensor(w)) for w in weights]
-    history = []
-    for step_grads in grads:
-        optimizer.apply([torch.tensor(g) for g in step_grads], variables)
-        history.append([_numpy(v) for v in variables])
-    averages = None
-    if kwargs.get("use_ema"):
-        averages = [_numpy(a) for a in optimizer._model_variables_moving_average]
-    return history, averages, int(_numpy(optimizer.iterations))
+    return run_keras(optimizer, variables, grads, kwargs.get("use_ema"))
 
 
 def _run_torchfit(name, options, weights, grads, schedule=None):
@@ -126,30 +116,11 @@ def _run_torchfit(name, options, weights, grads, schedule=None):
         kwargs["learning_rate"] = schedules.ExponentialDecay(**schedule)
     params = [torch.nn.Parameter(torch.tensor(w)) for w in weights]
     optimizer = getattr(optimizers, name)(params, **kwargs)
-    history = []
-    for step_grads in grads:
-        for param, grad in zip(params, step_grads):
-            param.grad = torch.tensor(grad)
-        optimizer.step()
-        history.append([p.detach().numpy().copy() for p in params])
-    averages = None
-    if kwargs.get("use_ema"):
-        averages = [optimizer.state[p]["average"].numpy() for p in params]
-    return history, averages, optimizer.iterations
+    return run_torchfit(optimizer, params, grads, kwargs.get("use_ema"))
 
 
 def _assert_same_runs(expected, actual):
-    expected_history, expected_averages, expected_iterations = expected
-    history, averages, iterations = actual
-    assert iterations == expected_iterations
-    for step, (want, got) in enumerate(zip(expected_history, history)):
-        for index, (w, g) in enumerate(zip(want, got)):
-            np.testing.assert_allclose(
-                g, w, rtol=RTOL, atol=ATOL, err_msg=f"step {step}, variable {index}"
-            )
-    if expected_averages is not None:
-        for w, g in zip(expected_averages, averages):
-            np.testing.assert_allclose(g, w, rtol=RTOL, atol=ATOL, err_msg="EMA average")
+    assert_same_runs(expected, actual, names=range(len(SHAPES)))
 
 
 @pytest.mark.parametrize(("name", "options"), CASES, ids=IDS)
@@ -186,4 +157,4 @@ def test_finalize_variable_values_matches_keras():
     keras_optimizer.finalize_variable_values(variables)
     optimizer.finalize_variable_values()
     for variable, param in zip(variables, params):
-        np.testing.assert_allclose(param.detach().numpy(), _numpy(variable), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(param.detach().numpy(), to_numpy(variable), rtol=RTOL, atol=ATOL)
