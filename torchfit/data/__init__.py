@@ -66,6 +66,7 @@ def get_adapter(
     device=None,
     purpose: str = "fit",
     forward_signature: Any = None,
+    default_batch_size: Optional[int] = None,
 ) -> DataAdapter:
     """Returns the DataAdapter for `x` (and `y`, `sample_weight`).
 
@@ -90,6 +91,9 @@ def get_adapter(
         forward_signature: What the model's `forward` takes (a
             `models.forward.ForwardSignature`): which columns of a dataset of
             dict rows are inputs. Defaults to `None`: every column but the labels.
+        default_batch_size: The batch size arrays and datasets take when
+            `batch_size` is `None` (validation data takes fit's); data that
+            comes in batches ignores it without a warning. Defaults to `None`.
 
     Returns:
         A `DataAdapter`.
@@ -106,6 +110,7 @@ def get_adapter(
     batch_size = check_count("batch_size", batch_size)
     steps = check_count(steps_name, steps)
     device = resolve_device(device)
+    given_batch_size, batch_size = batch_size, batch_size or default_batch_size
     if x is None:
         raise ValueError(
             f"`{purpose}()` needs data: `x` is None. Pass arrays, a Dataset,"
@@ -150,7 +155,7 @@ def get_adapter(
     kind = _kind_of(x)
     _reject_arguments(kind, y, sample_weight)
     if not isinstance(x, Dataset):  # data that comes in batches
-        _warn_batch_size_ignored(batch_size, kind)
+        _warn_batch_size_ignored(given_batch_size, kind)
     if isinstance(x, Sequence):
         return SequenceAdapter(x, shuffle=shuffle, class_weight=class_weight, device=device)
     if isinstance(x, DataLoader):

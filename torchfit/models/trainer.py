@@ -195,22 +195,20 @@ class Trainer:
             x, y, sample_weight = unpack_x_y_sample_weight(data)
         else:
             x, y, sample_weight = data, None, None
-        with warnings.catch_warnings():
-            if not batch_size:
-                # fit's `batch_size` batches validation arrays (as in Keras); validation data
-                # that makes its own batches was not given it: no "batch_size ignored" warning.
-                warnings.filterwarnings("ignore", r"`batch_size=\d+` was passed, but will be")
-            adapter = get_adapter(
-                x,
-                y,
-                sample_weight,
-                batch_size=batch_size or fit_batch_size,
-                steps=steps,
-                shuffle=False,
-                device=self.device,
-                purpose="evaluate",
-                forward_signature=self.forward_signature,
-            )
+        # fit's `batch_size` batches validation arrays (as in Keras); validation data that
+        # makes its own batches was not given it, so it does not warn that it ignores it.
+        adapter = get_adapter(
+            x,
+            y,
+            sample_weight,
+            batch_size=batch_size,
+            default_batch_size=fit_batch_size,
+            steps=steps,
+            shuffle=False,
+            device=self.device,
+            purpose="evaluate",
+            forward_signature=self.forward_signature,
+        )
         return _RestartingEpochIterator(
             self._distribute_data(adapter, "evaluate"), steps_per_epoch=steps
         )
